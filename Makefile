@@ -1,0 +1,48 @@
+# logagg — PGXS build.  `make && sudo make install` builds the extension
+# and the emitter; `./test/run` runs every test suite.
+
+EXTENSION   = logagg
+MODULE_big  = logagg
+DATA_built  = logagg--1.0.sql
+PGFILEDESC  = "logagg - log aggregation and alerting"
+
+SRCS        = $(sort $(wildcard src/*.c))
+OBJS        = $(SRCS:.c=.o)
+SCHEMA      = $(sort $(wildcard schema/*.sql))
+
+PG_CONFIG  ?= pg_config
+PKG_LIBS    = libwebsockets libuv libcurl zlib
+
+PG_CPPFLAGS = -Isrc $(shell pkg-config --cflags $(PKG_LIBS))
+PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
+              -Wno-sign-compare -Wno-cast-function-type
+SHLIB_LINK  = $(shell pkg-config --libs $(PKG_LIBS)) -lcrypto
+
+# pg_regress on a throwaway instance with logagg preloaded
+REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
+REGRESS_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=$(CURDIR)/tmp_check_regress \
+               --load-extension=logagg
+# PostgreSQL::Test::Cluster end-to-end tests in test/t
+TAP_TESTS    = 1
+PROVE_TESTS  = $(sort $(wildcard test/t/*.pl))
+
+EXTRA_CLEAN  = tmp_check_regress emitters/logagg-emit
+
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# The extension script is assembled from schema/*.sql so that each
+# responsibility keeps its SQL beside its C file's name.
+logagg--1.0.sql: $(SCHEMA)
+	cat $(SCHEMA) > $@
+
+all: emitters
+.PHONY: emitters emitters-install
+emitters:
+	@if [ -f emitters/Makefile ]; then $(MAKE) -C emitters; fi
+install: emitters-install
+emitters-install:
+	@if [ -f emitters/Makefile ]; then $(MAKE) -C emitters install bindir=$(shell $(PG_CONFIG) --bindir); fi
+clean: emitters-clean
+emitters-clean:
+	@if [ -f emitters/Makefile ]; then $(MAKE) -C emitters clean; fi

@@ -1,0 +1,137 @@
+-- logagg core schema: roles, severity, logs, classification rules, sources,
+-- streams, rejected records, status.  (Concatenated with the other
+-- schema/*.sql files, in name order, into logagg--1.0.sql by the Makefile.)
+
+\echo Use "CREATE EXTENSION logagg" to load this file. \quit
+
+-- Roles are cluster-wide, so a second database's CREATE EXTENSION finds them.
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'logagg_admin') THEN
+        CREATE ROLE logagg_admin NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'logagg_reader') THEN
+        CREATE ROLE logagg_reader NOLOGIN;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'logagg_writer') THEN
+        CREATE ROLE logagg_writer NOLOGIN;
+    END IF;
+END
+$roles$;
+
+GRANT USAGE ON SCHEMA @extschema@ TO logagg_admin, logagg_reader, logagg_writer;
+
+CREATE TYPE @extschema@.severity AS ENUM ('critical', 'high', 'low');
+COMMENT ON TYPE @extschema@.severity IS
+    'Alert severity; declared most urgent first so ORDER BY severity puts critical first.';
+
+-- ---------------------------------------------------------------------------
+-- logs
+-- ---------------------------------------------------------------------------
+CREATE SEQUENCE @extschema@.logs_id_seq AS bigint CACHE 1000;
+COMMENT ON SEQUENCE @extschema@.logs_id_seq IS 'Row ids of logagg.logs (cached per session for fast ingest).';
+
+CREATE TABLE @extschema@.logs (
+    id          bigint      NOT NULL DEFAULT nextval('@extschema@.logs_id_seq'),
+    ts          timestamptz NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    source      text        NOT NULL,
+    level       text,
+    severity    @extschema@.severity NOT NULL,
+    status      int,
+    message     text,
+    trace_id    text,
+    span_id     text,
+    stream      text,
+    seq         bigint,
+    attrs       jsonb
+) PARTITION BY RANGE (ts);
+ALTER SEQUENCE @extschema@.logs_id_seq OWNED BY @extschema@.logs.id;
+
+COMMENT ON TABLE @extschema@.logs IS
+    'Every accepted log record, range-partitioned on ts (logagg.partition_interval); logs_default catches timestamps outside every partition.';
+COMMENT ON COLUMN @extschema@.logs.ts IS 'Event time (record ts, or receive time when absent).';
+COMMENT ON COLUMN @extschema@.logs.received_at IS 'When the server received the record.';
+COMMENT ON COLUMN @extschema@.logs.source IS 'Emitting service; fixed by the token when token auth is on.';
+COMMENT ON COLUMN @extschema@.logs.level IS 'Normalised level: trace, debug, info, notice, warn, error, fatal.';
+COMMENT ON COLUMN @extschema@.logs.severity IS 'Verdict of logagg.rules at ingest time.';
+COMMENT ON COLUMN @extschema@.logs.status IS 'HTTP status of the request the record describes.';
+COMMENT ON COLUMN @extschema@.logs.stream IS 'Durable stream id of the protocol (?stream=), NULL when not given.';
+COMMENT ON COLUMN @extschema@.logs.seq IS 'Per-stream sequence number, NULL when not given.';
+COMMENT ON COLUMN @extschema@.logs.attrs IS 'Every record field logagg does not map to a column.';
+
+CREATE TABLE @extschema@.logs_default PARTITION OF @extschema@.logs DEFAULT;
+COMMENT ON TABLE @extschema@.logs_default IS
+    'Default partition: records whose ts falls outside every time partition are stored here, never refused.';
+
+CREATE INDEX logs_ts_brin ON @extschema@.logs USING brin (ts);
+CREATE INDEX logs_source_ts ON @extschema@.logs (source, ts);
+
+-- ---------------------------------------------------------------------------
+-- classification rules
+-- ---------------------------------------------------------------------------
+CREATE TABLE @extschema@.rules (
+    id            serial PRIMARY KEY,
+    rule_order    int  NOT NULL,
+    status_min    int,
+    status_max    int,
+    levels        text[],
+    source        text,
+    message_regex text,
+    severity      @extschema@.severity NOT NULL,
+    enabled       boolean NOT NULL DEFAULT true,
+    comment       text,
+    CONSTRAINT rules_status_range CHECK (status_min IS NULL OR status_max IS NULL OR status_min <= status_max),
+    -- compiling the pattern here makes a bad regex fail at INSERT, not at ingest
+    CONSTRAINT rules_regex_valid CHECK (message_regex IS NULL OR ('' ~ message_regex) IS NOT NULL)
+);
+CREATE INDEX rules_order ON @extschema@.rules (rule_order, id);
+COMMENT ON TABLE @extschema@.rules IS
+    'Ordered classification rules: the enabled rule with the lowest rule_order whose non-NULL matchers all match gives the severity; no match gives low. Changes apply to ingest at once, without a restart.';
+COMMENT ON COLUMN @extschema@.rules.status_min IS 'Lowest HTTP status matched (with status_max); records without status never match a status rule.';
+COMMENT ON COLUMN @extschema@.rules.levels IS 'Normalised levels matched (fatal, error, warn, ...).';
+COMMENT ON COLUMN @extschema@.rules.source IS 'Source matched exactly.';
+COMMENT ON COLUMN @extschema@.rules.message_regex IS 'POSIX regular expression matched against the message.';
+
+INSERT INTO @extschema@.rules (rule_order, status_min, status_max, levels, severity, comment) VALUES
+    (10, 500, 599, NULL, 'critical', 'server errors'),
+    (20, 404, 404, NULL, 'critical', 'not found'),
+    (30, 400, 499, NULL, 'high', 'other client errors (400, 401, 403, 429, ...)'),
+    (40, NULL, NULL, '{fatal,critical}', 'critical', 'fatal log lines'),
+    (50, NULL, NULL, '{error}', 'high', 'error log lines'),
+    (1000, NULL, NULL, NULL, 'low', 'everything else');
+
+-- ---------------------------------------------------------------------------
+-- sources, streams, rejected records
+-- ---------------------------------------------------------------------------
+CREATE TABLE @extschema@.sources (
+    name        text PRIMARY KEY
+                CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'),
+    token_hash  bytea NOT NULL UNIQUE,
+    enabled     boolean NOT NULL DEFAULT true,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    revoked_at  timestamptz
+);
+COMMENT ON TABLE @extschema@.sources IS
+    'Log sources and the SHA-256 of their ingest token (the token itself is shown once by logagg.create_source and never stored).';
+
+CREATE TABLE @extschema@.streams (
+    stream_id   text PRIMARY KEY CHECK (length(stream_id) BETWEEN 1 AND 128),
+    source      text,
+    last_seq    bigint NOT NULL DEFAULT 0,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE @extschema@.streams IS
+    'Durable ingest streams: last_seq is the highest sequence number committed, updated in the same transaction as the rows.';
+
+CREATE TABLE @extschema@.rejected (
+    id          bigserial PRIMARY KEY,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    peer        text,
+    source      text,
+    reason      text NOT NULL,
+    raw         text
+);
+CREATE INDEX rejected_received_at ON @extschema@.rejected (received_at);
+COMMENT ON TABLE @extschema@.rejected IS
+    'Records refused at ingest, with the reason and the raw input (truncated); nothing is dropped silently.';

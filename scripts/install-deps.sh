@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# install-deps.sh — install everything logagg needs to build, run and test on
+# Debian 12.  Idempotent: re-running it installs nothing that is already there.
+# Used by both README commands and by .ci/run.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential pkg-config
+  postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
+  libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
+  libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
+  libcurl4-openssl-dev zlib1g-dev libssl-dev
+  python3 python3-websockets python3-aiosmtpd
+  curl procps
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  echo "install-deps: all Debian packages present"
+fi
+
+# The Debian postgresql package starts a system cluster on 5432; logagg's
+# scripts never use it, so leave it alone.

@@ -1,0 +1,167 @@
+/*-------------------------------------------------------------------------
+ *
+ * logagg.h
+ *		Declarations shared by every part of the logagg extension: GUC
+ *		variables, the shared-memory worker registry, and the entry points
+ *		each responsibility exports to the others.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOGAGG_H
+#define LOGAGG_H
+
+#include "postgres.h"
+
+#include "port/atomics.h"
+#include "postmaster/bgworker.h"
+#include "storage/latch.h"
+#include "storage/spin.h"
+#include "utils/timestamp.h"
+
+#define LOGAGG_SCHEMA			"logagg"
+#define LOGAGG_MAX_DISPATCH		64
+
+/* ---- GUC variables (guc.c) ---- */
+extern char *logagg_database;
+extern char *logagg_listen_address;
+extern int	logagg_port;
+extern int	logagg_auth;			/* LOGAGG_AUTH_* */
+extern char *logagg_tls_cert_file;
+extern char *logagg_tls_key_file;
+extern int	logagg_max_connections;
+extern int	logagg_max_message_bytes;	/* bytes */
+extern int	logagg_batch_rows;
+extern int	logagg_batch_delay_ms;
+extern int	logagg_dispatch_workers;
+extern int	logagg_dispatch_concurrency;
+extern int	logagg_alert_timeout_ms;
+extern int	logagg_alert_max_attempts;
+extern int	logagg_partition_interval_secs;	/* parsed from the string GUC */
+extern int	logagg_retention_secs;		/* 0 = keep forever */
+extern char *logagg_sync_url;
+extern int	logagg_sync_interval_secs;
+extern char *logagg_s3_endpoint;
+extern char *logagg_s3_region;
+extern char *logagg_s3_access_key_id;
+extern char *logagg_s3_secret_access_key;
+
+#define LOGAGG_AUTH_TOKEN	0
+#define LOGAGG_AUTH_TRUST	1
+
+extern void logagg_define_gucs(void);
+
+/* ---- shared memory worker registry (shmem.c) ---- */
+typedef enum LogaggWorkerKind
+{
+	LOGAGG_WORKER_INGEST = 0,
+	LOGAGG_WORKER_DISPATCH,
+	LOGAGG_WORKER_MAINTENANCE
+} LogaggWorkerKind;
+
+/* Counters each worker publishes; logagg.status() shows them all. */
+typedef enum LogaggCounter
+{
+	LC_CONNECTIONS = 0,			/* currently open connections (gauge) */
+	LC_CONNECTIONS_TOTAL,		/* accepted since start */
+	LC_ROWS,					/* rows stored */
+	LC_BATCHES,					/* transactions committed */
+	LC_REJECTS,					/* invalid records */
+	LC_DUPLICATES,				/* records dropped as already committed */
+	LC_ALERTS_QUEUED,			/* alert_queue rows written */
+	LC_ALERTS_SENT,
+	LC_ALERTS_FAILED,
+	LC_SYNC_OBJECTS,
+	LC_SYNC_BYTES,
+	LC_PARTITIONS_CREATED,
+	LC_PARTITIONS_DROPPED,
+	LC_RELOADS,					/* SIGHUPs processed */
+	LC_NUM_COUNTERS
+} LogaggCounter;
+
+typedef struct LogaggWorkerSlot
+{
+	char		name[BGW_MAXLEN];
+	LogaggWorkerKind kind;
+	int			index;			/* dispatch worker number, else 0 */
+	pid_t		pid;			/* 0 while not running */
+	Latch	   *latch;			/* the worker's MyLatch, valid while pid != 0 */
+	bool		extension_ready;	/* found the extension in its database */
+	TimestampTz started_at;
+	TimestampTz last_activity;
+	TimestampTz last_sync;
+	pg_atomic_uint64 counters[LC_NUM_COUNTERS];
+	slock_t		mutex;			/* protects last_error */
+	char		last_error[256];
+	TimestampTz last_error_at;
+} LogaggWorkerSlot;
+
+typedef struct LogaggShared
+{
+	int			nslots;
+	pg_atomic_uint32 rules_generation;	/* bumped on any rules change */
+	LogaggWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
+} LogaggShared;
+
+extern LogaggShared *logagg_shared;
+
+extern void logagg_shmem_init_hooks(void);
+extern int	logagg_slot_count(void);
+extern int	logagg_slot_index(LogaggWorkerKind kind, int index);
+extern LogaggWorkerSlot *logagg_my_slot(void);
+extern void logagg_slot_attach(LogaggWorkerKind kind, int index);
+extern void logagg_count(LogaggCounter c, uint64 n);
+extern void logagg_set_last_error(const char *msg);
+extern void logagg_wake_workers(LogaggWorkerKind kind);
+
+/* ---- common worker machinery (worker.c) ---- */
+extern volatile sig_atomic_t logagg_got_sighup;
+extern volatile sig_atomic_t logagg_got_sigterm;
+extern void logagg_worker_setup(LogaggWorkerKind kind, int index);
+extern bool logagg_wait_for_extension(void);
+extern void logagg_worker_reload_if_needed(void);
+extern bool logagg_extension_exists(void);
+extern bool logagg_run_in_transaction(void (*fn) (void *arg), void *arg,
+									  const char *what);
+extern void logagg_exit_extension_dropped(void);
+
+/* per-kind main functions */
+extern PGDLLEXPORT void logagg_ingest_main(Datum arg);
+extern PGDLLEXPORT void logagg_dispatch_main(Datum arg);
+extern PGDLLEXPORT void logagg_maintenance_main(Datum arg);
+
+/* ---- classification (classify.c) ---- */
+typedef enum LogaggSeverity
+{
+	LOGAGG_SEV_CRITICAL = 0,	/* same order as the SQL enum */
+	LOGAGG_SEV_HIGH,
+	LOGAGG_SEV_LOW
+} LogaggSeverity;
+
+extern const char *const logagg_severity_names[];
+extern const char *logagg_normalize_level(const char *level, int len);
+extern const char *logagg_level_from_severity_number(int n);
+extern LogaggSeverity logagg_classify_record(int status, bool has_status,
+											 const char *level,
+											 const char *source,
+											 const char *message);
+extern void logagg_rules_ensure_loaded(void);
+
+/* ---- alert fingerprints (fingerprint.c) ---- */
+#define LOGAGG_FINGERPRINT_LEN 16
+struct StringInfoData;
+extern void logagg_mask_message(const char *message, struct StringInfoData *out);
+extern void logagg_fingerprint(const char *source, LogaggSeverity sev, int status,
+							   bool has_status, const char *message,
+							   char out[LOGAGG_FINGERPRINT_LEN + 1]);
+
+/* ---- partitions (partitions.c) ---- */
+extern int	logagg_create_partitions(void);
+
+/* ---- sources and tokens (sources.c) ---- */
+#define LOGAGG_TOKEN_HASH_LEN 32
+extern void logagg_token_hash(const char *token, size_t len,
+							  uint8 out[LOGAGG_TOKEN_HASH_LEN]);
+extern bool logagg_timingsafe_equal(const uint8 *a, const uint8 *b, size_t len);
+extern bool logagg_valid_source_name(const char *name);
+
+#endif							/* LOGAGG_H */

@@ -1,0 +1,213 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *		What every logagg background worker does the same way: signal
+ *		handling, connecting to logagg.database, claiming its shared-memory
+ *		slot, and waiting quietly until CREATE EXTENSION logagg has run.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/guc.h"
+#include "utils/snapmgr.h"
+
+#include "logagg.h"
+
+volatile sig_atomic_t logagg_got_sighup = false;
+volatile sig_atomic_t logagg_got_sigterm = false;
+
+/* How often a worker re-checks for the extension while it is absent. */
+#define EXTENSION_POLL_MS 2000
+
+static void
+logagg_sighup(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	logagg_got_sighup = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+static void
+logagg_sigterm(SIGNAL_ARGS)
+{
+	int			save_errno = errno;
+
+	logagg_got_sigterm = true;
+	SetLatch(MyLatch);
+	errno = save_errno;
+}
+
+/*
+ * Common start-up: signals, database connection, shared-memory slot.
+ *
+ * SIGTERM only sets a flag: each worker's loop checks it between units of
+ * work so that a batch in progress is either committed or not started,
+ * never abandoned half-way inside a library callback.
+ */
+void
+logagg_worker_setup(LogaggWorkerKind kind, int index)
+{
+	pqsignal(SIGHUP, logagg_sighup);
+	pqsignal(SIGTERM, logagg_sigterm);
+	BackgroundWorkerUnblockSignals();
+
+	logagg_slot_attach(kind, index);
+
+	BackgroundWorkerInitializeConnection(logagg_database, NULL, 0);
+}
+
+void
+logagg_worker_reload_if_needed(void)
+{
+	if (logagg_got_sighup)
+	{
+		logagg_got_sighup = false;
+		ProcessConfigFile(PGC_SIGHUP);
+		logagg_count(LC_RELOADS, 1);
+	}
+}
+
+/*
+ * Is the extension installed in this database?  Must be called inside a
+ * transaction.
+ */
+bool
+logagg_extension_exists(void)
+{
+	return OidIsValid(get_extension_oid("logagg", true));
+}
+
+static bool
+check_extension_in_transaction(void)
+{
+	bool		exists;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	exists = logagg_extension_exists();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return exists;
+}
+
+/*
+ * Wait, without filling the log, until the extension exists in our
+ * database.  Returns false if SIGTERM arrived first.  One LOG line says
+ * what we are waiting for, so an operator who preloaded the library but
+ * forgot CREATE EXTENSION can tell why nothing happens.
+ */
+bool
+logagg_wait_for_extension(void)
+{
+	bool		logged = false;
+	LogaggWorkerSlot *slot = logagg_my_slot();
+
+	pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION logagg");
+	for (;;)
+	{
+		if (logagg_got_sigterm)
+			return false;
+		logagg_worker_reload_if_needed();
+
+		if (check_extension_in_transaction())
+			break;
+
+		if (!logged)
+		{
+			ereport(LOG,
+					(errmsg("%s: waiting for extension \"logagg\" in database \"%s\"",
+							MyBgworkerEntry->bgw_name, logagg_database),
+					 errhint("Run CREATE EXTENSION logagg; in database \"%s\".",
+							 logagg_database)));
+			logged = true;
+		}
+		(void) WaitLatch(MyLatch,
+						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 EXTENSION_POLL_MS, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (logged)
+		ereport(LOG,
+				(errmsg("%s: extension \"logagg\" found, starting",
+						MyBgworkerEntry->bgw_name)));
+	if (slot)
+		slot->extension_ready = true;
+	pgstat_report_activity(STATE_IDLE, NULL);
+	return true;
+}
+
+/*
+ * Run fn(arg) in its own transaction with SPI connected and a snapshot
+ * pushed.  An error is recorded as the worker's last_error (visible in
+ * logagg.status() after the restart) and re-thrown: a worker that fails
+ * exits and the postmaster starts it again after bgw_restart_time, which
+ * leaves no half-done state behind.  Returns false if the extension is
+ * no longer installed (fn is not called then).
+ */
+bool
+logagg_run_in_transaction(void (*fn) (void *arg), void *arg, const char *what)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	bool		exists;
+
+	PG_TRY();
+	{
+		SetCurrentStatementStartTimestamp();
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		pgstat_report_activity(STATE_RUNNING, what);
+		exists = logagg_extension_exists();
+		if (exists)
+		{
+			if (SPI_connect() != SPI_OK_CONNECT)
+				elog(ERROR, "logagg: SPI_connect failed");
+			fn(arg);
+			SPI_finish();
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+		pgstat_report_stat(true);
+		pgstat_report_activity(STATE_IDLE, NULL);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		logagg_set_last_error(edata->message);
+		FreeErrorData(edata);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	return exists;
+}
+
+/*
+ * Called when a worker finds the extension gone (DROP EXTENSION): exit so
+ * the postmaster restarts us, and the new process waits for it again.
+ */
+void
+logagg_exit_extension_dropped(void)
+{
+	ereport(LOG,
+			(errmsg("%s: extension \"logagg\" was dropped in database \"%s\"; restarting to wait for it",
+					MyBgworkerEntry->bgw_name, logagg_database)));
+	proc_exit(1);
+}

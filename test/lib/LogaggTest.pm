@@ -1,0 +1,79 @@
+# LogaggTest.pm — helpers shared by logagg's TAP tests (test/t/*.pl).
+#
+# new_node() gives a PostgreSQL::Test::Cluster with logagg preloaded on its
+# own free ports (PostgreSQL and the ingest listener), ready to start.
+package LogaggTest;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time usleep);
+
+our @EXPORT = qw(new_node start_with_extension wait_workers_ready src_dir
+  poll_until emitter_path);
+
+sub src_dir { return $ENV{LOGAGG_SRC} // '.'; }
+
+sub emitter_path
+{
+	my $p = src_dir() . '/emitters/logagg-emit';
+	return -x $p ? $p : 'logagg-emit';
+}
+
+# new_node(NAME, extra postgresql.conf text) -> node; $node->{logagg_port}
+sub new_node
+{
+	my ($name, $extra) = @_;
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'logagg'
+logagg.database = 'postgres'
+logagg.listen_address = '127.0.0.1'
+logagg.port = $port
+logagg.dispatch_workers = 2
+max_worker_processes = 16
+log_min_messages = info
+});
+	$node->append_conf('postgresql.conf', $extra) if defined $extra;
+	$node->{logagg_port} = $port;
+	return $node;
+}
+
+sub start_with_extension
+{
+	my ($node) = @_;
+	$node->start;
+	$node->safe_psql('postgres', 'CREATE EXTENSION logagg');
+	wait_workers_ready($node);
+	return $node;
+}
+
+# Wait until every logagg worker has found the extension.
+sub wait_workers_ready
+{
+	my ($node) = @_;
+	$node->poll_query_until('postgres',
+		"SELECT count(*) > 0 AND bool_and(ready) FROM logagg.status()")
+	  or die "logagg workers did not become ready";
+}
+
+# poll_until(CODE, timeout seconds): call CODE every 50 ms until it returns true.
+sub poll_until
+{
+	my ($code, $timeout) = @_;
+	$timeout //= 60;
+	my $deadline = time() + $timeout;
+	while (time() < $deadline)
+	{
+		return 1 if $code->();
+		usleep(50_000);
+	}
+	return 0;
+}
+
+1;
