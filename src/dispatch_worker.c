@@ -21,7 +21,7 @@
 #include "logagg.h"
 
 /* How often an idle worker checks that the extension still exists. */
-#define IDLE_CHECK_MS 5000
+#define IDLE_CHECK_MS 3000
 
 void
 logagg_dispatch_main(Datum arg)
@@ -44,6 +44,7 @@ logagg_dispatch_main(Datum arg)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		logagg_worker_reload_if_needed();
+		logagg_worker_periodic_check();
 	}
 	proc_exit(1);
 }

@@ -123,6 +123,7 @@ extern bool logagg_extension_exists(void);
 extern bool logagg_run_in_transaction(void (*fn) (void *arg), void *arg,
 									  const char *what);
 extern void logagg_exit_extension_dropped(void);
+extern void logagg_worker_periodic_check(void);
 
 /* per-kind main functions */
 extern PGDLLEXPORT void logagg_ingest_main(Datum arg);

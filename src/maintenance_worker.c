@@ -62,6 +62,7 @@ logagg_maintenance_main(Datum arg)
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		logagg_worker_reload_if_needed();
+		logagg_worker_periodic_check();
 	}
 	proc_exit(1);
 }

@@ -211,3 +211,27 @@ logagg_exit_extension_dropped(void)
 					MyBgworkerEntry->bgw_name, logagg_database)));
 	proc_exit(1);
 }
+
+/* How often a running worker confirms the extension still exists. */
+#define EXTENSION_RECHECK_MS 3000
+
+/*
+ * Cheap to call on every wake-up of a worker's loop: at most every few
+ * seconds it checks, in a short transaction, that the extension is still
+ * installed, and exits (to be restarted and wait again) after DROP
+ * EXTENSION.  Without it an idle worker would hold on to a dropped
+ * extension's state until its next unit of work failed.
+ */
+void
+logagg_worker_periodic_check(void)
+{
+	static TimestampTz last_check = 0;
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (last_check != 0 &&
+		!TimestampDifferenceExceeds(last_check, now, EXTENSION_RECHECK_MS))
+		return;
+	last_check = now;
+	if (!check_extension_in_transaction())
+		logagg_exit_extension_dropped();
+}
