@@ -57,7 +57,8 @@ logagg_maintenance_main(Datum arg)
 			next_run = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), MAINTENANCE_PERIOD_MS);
 		}
 
-		timeout = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_run);
+		/* wake at least every few seconds for logagg_worker_periodic_check() */
+		timeout = Min(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_run), 3000);
 		(void) WaitEventSetWait(wes, timeout, &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
