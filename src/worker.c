@@ -148,7 +148,7 @@ logagg_wait_for_extension(void)
 						MyBgworkerEntry->bgw_name)));
 	if (slot)
 		slot->extension_ready = true;
-	pgstat_report_activity(STATE_IDLE, NULL);
+	pgstat_report_activity(STATE_IDLE, "");
 	return true;
 }
 
@@ -183,7 +183,7 @@ logagg_run_in_transaction(void (*fn) (void *arg), void *arg, const char *what)
 		PopActiveSnapshot();
 		CommitTransactionCommand();
 		pgstat_report_stat(true);
-		pgstat_report_activity(STATE_IDLE, NULL);
+		pgstat_report_activity(STATE_IDLE, "");
 	}
 	PG_CATCH();
 	{

@@ -38,6 +38,7 @@ logagg.port = $port
 logagg.dispatch_workers = 2
 max_worker_processes = 16
 log_min_messages = info
+restart_after_crash = on
 });
 	$node->append_conf('postgresql.conf', $extra) if defined $extra;
 	$node->{logagg_port} = $port;
