@@ -1,0 +1,132 @@
+-- pgTAP: CREATE EXTENSION logagg creates every fixed object of DESIGN §3
+-- with the documented columns and types.
+BEGIN;
+SELECT plan(96);
+
+SELECT has_schema('logagg');
+SELECT has_type('logagg', 'severity', 'severity type');
+SELECT enum_has_labels('logagg', 'severity', ARRAY['critical', 'high', 'low'], 'severity order: critical < high < low');
+
+-- logs
+SELECT has_table('logagg', 'logs', 'logs table');
+SELECT is((SELECT relkind::text FROM pg_class WHERE oid = 'logagg.logs'::regclass), 'p', 'logs is partitioned');
+SELECT is((SELECT partstrat::text FROM pg_partitioned_table WHERE partrelid = 'logagg.logs'::regclass), 'r', 'logs is range-partitioned');
+SELECT is((SELECT a.attname::text FROM pg_partitioned_table p JOIN pg_attribute a
+           ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0]
+           WHERE p.partrelid = 'logagg.logs'::regclass), 'ts', 'partition key is ts');
+SELECT ok(EXISTS (SELECT 1 FROM logagg.partitions WHERE is_default), 'logs has a DEFAULT partition');
+SELECT col_type_is('logagg', 'logs', 'id', 'bigint', 'logs.id');
+SELECT col_type_is('logagg', 'logs', 'ts', 'timestamp with time zone', 'logs.ts');
+SELECT col_type_is('logagg', 'logs', 'received_at', 'timestamp with time zone', 'logs.received_at');
+SELECT col_type_is('logagg', 'logs', 'source', 'text', 'logs.source');
+SELECT col_type_is('logagg', 'logs', 'level', 'text', 'logs.level');
+SELECT col_type_is('logagg', 'logs', 'severity', 'logagg', 'severity', 'logs.severity');
+SELECT col_type_is('logagg', 'logs', 'status', 'integer', 'logs.status');
+SELECT col_type_is('logagg', 'logs', 'message', 'text', 'logs.message');
+SELECT col_type_is('logagg', 'logs', 'trace_id', 'text', 'logs.trace_id');
+SELECT col_type_is('logagg', 'logs', 'span_id', 'text', 'logs.span_id');
+SELECT col_type_is('logagg', 'logs', 'stream', 'text', 'logs.stream');
+SELECT col_type_is('logagg', 'logs', 'seq', 'bigint', 'logs.seq');
+SELECT col_type_is('logagg', 'logs', 'attrs', 'jsonb', 'logs.attrs');
+
+-- rules
+SELECT has_table('logagg', 'rules', 'rules table');
+SELECT col_type_is('logagg', 'rules', 'severity', 'logagg', 'severity', 'rules.severity');
+SELECT is((SELECT count(*)::int FROM logagg.rules), 6, 'six seeded rules');
+
+-- sources, streams, rejected
+SELECT has_table('logagg', 'sources', 'sources table');
+SELECT col_type_is('logagg', 'sources', 'name', 'text', 'sources.name');
+SELECT col_type_is('logagg', 'sources', 'token_hash', 'bytea', 'sources.token_hash');
+SELECT col_type_is('logagg', 'sources', 'enabled', 'boolean', 'sources.enabled');
+SELECT col_type_is('logagg', 'sources', 'created_at', 'timestamp with time zone', 'sources.created_at');
+SELECT has_table('logagg', 'streams', 'streams table');
+SELECT col_type_is('logagg', 'streams', 'stream_id', 'text', 'streams.stream_id');
+SELECT col_type_is('logagg', 'streams', 'source', 'text', 'streams.source');
+SELECT col_type_is('logagg', 'streams', 'last_seq', 'bigint', 'streams.last_seq');
+SELECT col_type_is('logagg', 'streams', 'updated_at', 'timestamp with time zone', 'streams.updated_at');
+SELECT has_table('logagg', 'rejected', 'rejected table');
+SELECT col_type_is('logagg', 'rejected', 'received_at', 'timestamp with time zone', 'rejected.received_at');
+SELECT col_type_is('logagg', 'rejected', 'peer', 'text', 'rejected.peer');
+SELECT col_type_is('logagg', 'rejected', 'source', 'text', 'rejected.source');
+SELECT col_type_is('logagg', 'rejected', 'reason', 'text', 'rejected.reason');
+SELECT col_type_is('logagg', 'rejected', 'raw', 'text', 'rejected.raw');
+
+-- destinations and routes
+SELECT has_table('logagg', 'destinations', 'destinations table');
+SELECT col_type_is('logagg', 'destinations', 'name', 'text', 'destinations.name');
+SELECT col_type_is('logagg', 'destinations', 'kind', 'text', 'destinations.kind');
+SELECT col_type_is('logagg', 'destinations', 'config', 'jsonb', 'destinations.config');
+SELECT col_type_is('logagg', 'destinations', 'enabled', 'boolean', 'destinations.enabled');
+SELECT has_table('logagg', 'routes', 'routes table');
+SELECT has_column('logagg', 'routes', 'destination', 'routes.destination');
+SELECT col_type_is('logagg', 'routes', 'min_severity', 'logagg', 'severity', 'routes.min_severity');
+SELECT col_type_is('logagg', 'routes', 'source', 'text', 'routes.source');
+SELECT col_type_is('logagg', 'routes', 'group_window', 'interval', 'routes.group_window');
+
+-- alert queue and history
+SELECT has_table('logagg', 'alert_queue', 'alert_queue table');
+SELECT col_type_is('logagg', 'alert_queue', 'id', 'bigint', 'alert_queue.id');
+SELECT col_type_is('logagg', 'alert_queue', 'severity', 'logagg', 'severity', 'alert_queue.severity');
+SELECT has_column('logagg', 'alert_queue', 'destination', 'alert_queue.destination');
+SELECT col_type_is('logagg', 'alert_queue', 'fingerprint', 'text', 'alert_queue.fingerprint');
+SELECT col_type_is('logagg', 'alert_queue', 'log_id', 'bigint', 'alert_queue.log_id');
+SELECT col_type_is('logagg', 'alert_queue', 'count', 'bigint', 'alert_queue.count');
+SELECT col_type_is('logagg', 'alert_queue', 'first_seen', 'timestamp with time zone', 'alert_queue.first_seen');
+SELECT col_type_is('logagg', 'alert_queue', 'last_seen', 'timestamp with time zone', 'alert_queue.last_seen');
+SELECT col_type_is('logagg', 'alert_queue', 'payload', 'jsonb', 'alert_queue.payload');
+SELECT col_type_is('logagg', 'alert_queue', 'attempts', 'integer', 'alert_queue.attempts');
+SELECT col_type_is('logagg', 'alert_queue', 'next_attempt_at', 'timestamp with time zone', 'alert_queue.next_attempt_at');
+SELECT col_type_is('logagg', 'alert_queue', 'last_error', 'text', 'alert_queue.last_error');
+SELECT ok(EXISTS (SELECT 1 FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+                  WHERE i.indrelid = 'logagg.alert_queue'::regclass
+                    AND pg_get_indexdef(i.indexrelid) LIKE '%(severity, next_attempt_at, id)%'),
+          'alert_queue has an index on (severity, next_attempt_at, id)');
+SELECT has_table('logagg', 'alert_log', 'alert_log table');
+SELECT has_column('logagg', 'alert_log', 'outcome', 'alert_log.outcome');
+SELECT has_column('logagg', 'alert_log', 'http_status', 'alert_log.http_status');
+SELECT has_column('logagg', 'alert_log', 'latency_ms', 'alert_log.latency_ms');
+SELECT has_column('logagg', 'alert_log', 'error', 'alert_log.error');
+SELECT has_table('logagg', 'silences', 'silences table');
+SELECT has_column('logagg', 'silences', 'source', 'silences.source');
+SELECT has_column('logagg', 'silences', 'fingerprint', 'silences.fingerprint');
+SELECT has_column('logagg', 'silences', 'comment', 'silences.comment');
+
+-- sync bookkeeping
+SELECT has_table('logagg', 'sync_log', 'sync_log table');
+SELECT has_column('logagg', 'sync_log', 'source', 'sync_log.source');
+SELECT has_column('logagg', 'sync_log', 'object_key', 'sync_log.object_key');
+SELECT has_column('logagg', 'sync_log', 'rows', 'sync_log.rows');
+SELECT has_column('logagg', 'sync_log', 'bytes', 'sync_log.bytes');
+SELECT has_column('logagg', 'sync_log', 'checksum', 'sync_log.checksum');
+SELECT has_column('logagg', 'sync_log', 'status', 'sync_log.status');
+
+-- roles
+SELECT has_role('logagg_admin');
+SELECT has_role('logagg_reader');
+SELECT has_role('logagg_writer');
+
+-- fixed SQL API signatures
+SELECT function_returns('logagg', 'classify', ARRAY['integer', 'text', 'text', 'text'], 'logagg.severity', 'classify(int, text, text, text) -> severity');
+SELECT function_returns('logagg', 'create_source', ARRAY['text'], 'text', 'create_source(text) -> text');
+SELECT has_function('logagg', 'revoke_source', ARRAY['text'], 'revoke_source(text)');
+SELECT has_function('logagg', 'status', ARRAY[]::text[], 'status()');
+SELECT has_function('logagg', 'maintain', ARRAY[]::text[], 'maintain()');
+SELECT function_returns('logagg', 'ingest', ARRAY['jsonb'], 'bigint', 'ingest(jsonb) -> bigint');
+SELECT has_function('logagg', 'add_destination', ARRAY['text', 'text', 'jsonb'], 'add_destination(text, text, jsonb)');
+SELECT function_returns('logagg', 'add_route', ARRAY['text', 'logagg.severity', 'text', 'interval'], 'integer', 'add_route(text, severity, text, interval) -> int');
+SELECT function_returns('logagg', 'silence', ARRAY['text', 'text', 'interval', 'text'], 'integer', 'silence(text, text, interval, text) -> int');
+SELECT has_function('logagg', 'test_destination', ARRAY['text'], 'test_destination(text)');
+SELECT has_function('logagg', 'sync_now', ARRAY[]::text[], 'sync_now()');
+
+-- every public table and function is documented
+SELECT is((SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'logagg' AND c.relkind IN ('r', 'p', 'v') AND c.relname NOT LIKE '\_%'
+             AND c.relname NOT LIKE 'logs\_2%' AND obj_description(c.oid, 'pg_class') IS NULL), 0,
+          'every public table and view has a COMMENT');
+SELECT is((SELECT string_agg(p.proname, ', ') FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'logagg' AND p.proname NOT LIKE '\_%' AND obj_description(p.oid, 'pg_proc') IS NULL),
+          NULL, 'every public function has a COMMENT');
+
+SELECT * FROM finish();
+ROLLBACK;
