@@ -22,9 +22,8 @@ SHLIB_LINK  = $(shell pkg-config --libs $(PKG_LIBS)) -lcrypto
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
 REGRESS_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=$(CURDIR)/tmp_check_regress \
                --load-extension=logagg
-# PostgreSQL::Test::Cluster end-to-end tests in test/t
-TAP_TESTS    = 1
-PROVE_TESTS  = $(sort $(wildcard test/t/*.pl))
+# PostgreSQL::Test::Cluster tests (test/t/*.pl) run through test/tap.sh,
+# which gives each run its own TESTDIR; see test/run.
 
 EXTRA_CLEAN  = tmp_check_regress emitters/logagg-emit
 
