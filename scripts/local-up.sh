@@ -14,8 +14,13 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-LOCAL_DIR="$here/.local"
 RUN_USER=${LOGAGG_RUN_USER:-postgres}
+LOCAL_DIR="$here/.local"
+# The cluster runs as $RUN_USER, who must be able to reach the folder; a
+# checkout under /root is not reachable, so fall back to /tmp there.
+if ! runuser -u "$RUN_USER" -- test -x "$here" 2>/dev/null; then
+  LOCAL_DIR=/tmp/logagg-local
+fi
 export PGPORT=${LOGAGG_PGPORT:-55432}
 export LOGAGG_PORT=${LOGAGG_PORT:-7480}
 export PGHOST="$LOCAL_DIR/run"
