@@ -358,7 +358,7 @@ write_frame(struct lws *w)
 	m = lws_write(w, (unsigned char *) tx.data + LWS_PRE, payload, LWS_WRITE_TEXT);
 	if (m < (int) payload)
 	{
-		emit_log("lws_write failed (%d)", m);
+		emit_debug("lws_write failed (%d)", m);
 		return -1;
 	}
 	if (window_has_unsent())
@@ -435,6 +435,8 @@ apply_message(const ServerMsg *m)
 		}
 		ready = true;
 		retry_count = 0;
+		/* resending starts now, whether or not the resume settled anything */
+		ws_client_kick_write();
 	}
 	if (m->has_ack)
 	{

@@ -62,11 +62,17 @@ def parse_args():
     ap.add_argument("--max-size", type=int, default=1 << 20)
     ap.add_argument("--report", help="write the final report here (default stdout)")
     ap.add_argument("--dump", help="write stored records here as NDJSON")
+    ap.add_argument("--verbose", action="store_true")
     return ap.parse_args()
 
 
 ARGS = parse_args()
 STORE = Store()
+
+
+def log(*a):
+    if ARGS.verbose:
+        print("fake_server:", *a, file=sys.stderr, flush=True)
 
 
 def query_of(path):
@@ -118,6 +124,8 @@ async def handler(ws, path=None):
         STORE.committed.setdefault(stream, 0)
         STORE.seqs.setdefault(stream, {})
         await ws.send(json.dumps({"resume": STORE.committed[stream]}))
+        log("connection", STORE.connections, "stream", stream, "resume",
+            STORE.committed[stream])
 
     def commit():
         """Store pending records; return the messages to send after it."""
@@ -220,7 +228,7 @@ async def main():
     async with websockets.serve(handler, ARGS.host, ARGS.port,
                                 process_request=process_request,
                                 max_size=ARGS.max_size, compression=None,
-                                max_queue=64) as server:
+                                max_queue=64, close_timeout=1) as server:
         port = server.sockets[0].getsockname()[1]
         if ARGS.port_file:
             with open(ARGS.port_file + ".tmp", "w") as f:
