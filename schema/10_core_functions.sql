@@ -133,6 +133,7 @@ CREATE FUNCTION @extschema@.maintain() RETURNS void
 AS $fn$
 BEGIN
     PERFORM @extschema@._create_partitions(now());
+    PERFORM @extschema@._run_retention();  -- schema/30_sync.sql
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@.maintain() IS

@@ -20,6 +20,7 @@
 #include "utils/guc.h"
 
 #include "logagg.h"
+#include "sync.h"
 
 char	   *logagg_database = NULL;
 char	   *logagg_listen_address = NULL;
@@ -306,6 +307,8 @@ logagg_define_gucs(void)
 							   "S3 secret access key.",
 							   NULL, &logagg_s3_secret_access_key, "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
+
+	logagg_define_sync_gucs();	/* sync.c: sync_grace, sync_part_size, ... */
 
 	MarkGUCPrefixReserved("logagg");
 }

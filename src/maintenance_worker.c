@@ -2,7 +2,13 @@
  *
  * maintenance_worker.c
  *		The "logagg maintenance" background worker: creates partitions of
- *		logagg.logs ahead of time, on start and then periodically.
+ *		logagg.logs ahead of time and applies logagg.retention, on start
+ *		and then every minute; runs a cloud-sync cycle (sync.c) on start
+ *		and then every logagg.sync_interval.
+ *
+ * logagg.sync_now() does not signal this worker: it runs the same cycle
+ * synchronously in the calling session (so it can return what it
+ * uploaded), and an advisory lock keeps the two from overlapping.
  *
  *-------------------------------------------------------------------------
  */
@@ -17,6 +23,7 @@
 #include "utils/timestamp.h"
 
 #include "logagg.h"
+#include "sync.h"
 
 /*
  * Partitions for the next interval are created as soon as the current one
@@ -28,6 +35,7 @@ static void
 maintenance_cycle(void *arg)
 {
 	(void) logagg_create_partitions();
+	(void) logagg_run_retention();
 }
 
 void
@@ -35,6 +43,7 @@ logagg_maintenance_main(Datum arg)
 {
 	WaitEventSet *wes;
 	TimestampTz next_run = 0;
+	TimestampTz last_sync = 0;	/* start of the last sync cycle; 0 = none yet */
 
 	logagg_worker_setup(LOGAGG_WORKER_MAINTENANCE, 0);
 	if (!logagg_wait_for_extension())
@@ -57,8 +66,25 @@ logagg_maintenance_main(Datum arg)
 			next_run = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), MAINTENANCE_PERIOD_MS);
 		}
 
+		/*
+		 * The sync deadline is recomputed from the current GUC on every
+		 * pass, so a reload that shortens logagg.sync_interval applies at
+		 * once.
+		 */
+		if (logagg_sync_configured() &&
+			(last_sync == 0 ||
+			 GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(last_sync, logagg_sync_interval_secs * 1000L)))
+		{
+			last_sync = GetCurrentTimestamp();
+			(void) logagg_sync_cycle_worker(false);
+		}
+
 		/* wake at least every few seconds for logagg_worker_periodic_check() */
 		timeout = Min(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_run), 3000);
+		if (logagg_sync_configured() && last_sync != 0)
+			timeout = Min(timeout,
+						  TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
+														  TimestampTzPlusMilliseconds(last_sync, logagg_sync_interval_secs * 1000L)));
 		(void) WaitEventSetWait(wes, timeout, &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
