@@ -255,8 +255,11 @@ s3_request(const S3Config *cfg, const char *method, const char *url,
 	sha256_hex(body ? body : "", body ? len : 0, hash);
 	snprintf(hashhdr, sizeof(hashhdr), "x-amz-content-sha256: %s", hash);
 	headers = curl_slist_append(headers, hashhdr);
-	/* the body is in memory: no point waiting for 100-continue */
-	headers = curl_slist_append(headers, "Expect:");
+	/*
+	 * No "Expect:" removal header here: libcurl 7.88 would sign it (as an
+	 * empty header) without sending it.  A zero 100-continue timeout below
+	 * sends the body at once instead.
+	 */
 	if (strcmp(method, "GET") != 0 && strcmp(method, "DELETE") != 0)
 		headers = curl_slist_append(headers, "Content-Type: application/octet-stream");
 
@@ -272,6 +275,7 @@ s3_request(const S3Config *cfg, const char *method, const char *url,
 	/* a stall (not a slow big part) is what times out */
 	curl_easy_setopt(curl_handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(curl_handle, CURLOPT_LOW_SPEED_TIME, (cfg->timeout_ms + 999) / 1000);
+	curl_easy_setopt(curl_handle, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
 	curl_easy_setopt(curl_handle, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(curl_handle, CURLOPT_XFERINFOFUNCTION, progress_cb);
 	curl_easy_setopt(curl_handle, CURLOPT_XFERINFODATA, (void *) cfg);
