@@ -3,9 +3,9 @@
  * stdin_source.c
  *	  The --stdin shipper: one record per input line.
  *
- * A line that is a valid JSON object is shipped as it is (with --stream,
- * our "seq" is put first and any "seq" of its own is dropped, since the
- * server must see the emitter's numbering).  Any other non-blank line is
+ * A line that is a valid JSON object is shipped as it is, except that a
+ * top-level "seq" of its own is dropped (the server must see only the
+ * emitter's numbering); with --stream our "seq" is put first.  Any other non-blank line is
  * shipped as {"message": LINE} (plus "service" when --service is given).
  *
  * stdin is never read when it would block: poll() with a zero timeout
@@ -131,9 +131,35 @@ emit_line(const char *line, size_t len)
 	scratch.len = 0;
 	if (line_is_object(line, len))
 	{
-		if (!opts.stream)
-			strbuf_append(&scratch, line, len);
-		else if (!has_seq)
+		if (has_seq)
+		{
+			/*
+			 * Rebuild from the members, leaving out the line's own seq: the
+			 * server acks records carrying a seq by seq, so one we did not
+			 * assign would break the accounting (without --stream the
+			 * records are acked by count and must carry no seq at all).
+			 */
+			bool		first = true;
+
+			strbuf_append(&scratch, "{", 1);
+			if (seqlen)
+			{
+				strbuf_append(&scratch, seqbuf, seqlen);
+				first = false;
+			}
+			for (int i = 0; i < nspans; i++)
+			{
+				if (spans[i].is_seq)
+					continue;
+				if (!first)
+					strbuf_append(&scratch, ",", 1);
+				strbuf_append(&scratch, line + spans[i].start,
+							  spans[i].end - spans[i].start);
+				first = false;
+			}
+			strbuf_append(&scratch, "}", 1);
+		}
+		else if (seqlen)
 		{
 			/* {"seq":N, + the rest of the object after its '{' */
 			strbuf_append(&scratch, "{", 1);
@@ -143,20 +169,7 @@ emit_line(const char *line, size_t len)
 			strbuf_append(&scratch, line + 1, len - 1);
 		}
 		else
-		{
-			/* rebuild from the members, leaving out its own seq */
-			strbuf_append(&scratch, "{", 1);
-			strbuf_append(&scratch, seqbuf, seqlen);
-			for (int i = 0; i < nspans; i++)
-			{
-				if (spans[i].is_seq)
-					continue;
-				strbuf_append(&scratch, ",", 1);
-				strbuf_append(&scratch, line + spans[i].start,
-							  spans[i].end - spans[i].start);
-			}
-			strbuf_append(&scratch, "}", 1);
-		}
+			strbuf_append(&scratch, line, len);
 	}
 	else
 	{

@@ -302,7 +302,7 @@ ws_client_housekeeping(void)
 	if (conn_state != CONN_OPEN && opts.give_up_after > 0 &&
 		now_us() - unconnected_since_us > (int64_t) (opts.give_up_after * 1e6))
 	{
-		emit_log("giving up: no connection to %s for %.0f s",
+		emit_log("giving up: no connection to %s for %g s",
 				 opts.url, opts.give_up_after);
 		emit_finish(EMIT_EXIT_INCOMPLETE);
 	}

@@ -158,6 +158,16 @@ assert recs[6]["message"] == "last line without newline"
 PYEOF
 check stdin_content '"$PY" "$OUT/stdin_check.py" "$OUT/stdin.dump" 2>"$OUT/stdin_content.err"'
 
+# 9b. --stdin without --stream: a line's own "seq" is dropped (acked by count)
+start_server stdin2 --dump "$OUT/stdin2.dump"
+printf '%s\n' '{"message":"own seq","seq":42}' '{"seq":1,"message":"x","a":[1]}' '{"message":"none"}' |
+	timeout -s KILL 30 "$EMIT" --url "ws://127.0.0.1:$PORT/ingest" --stdin \
+	>"$OUT/stdin2.out" 2>"$OUT/stdin2.err"
+RC=$?
+check stdin_own_seq '[ $RC = 0 ] && [ "$(field $OUT/stdin2.out acked)" = 3 ]'
+stop_server stdin2
+check stdin_own_seq_content '"$PY" -c "import json,sys; r=[json.loads(l) for l in open(sys.argv[1])]; sys.exit(r != [{\"message\": \"own seq\"}, {\"message\": \"x\", \"a\": [1]}, {\"message\": \"none\"}])" "$OUT/stdin2.dump"'
+
 # 10. rejected record: error frame settles it, counted, exit 1
 start_server reject
 printf '%s\n' '{"message":"ok 1"}' '{"level":"info"}' '{"message":"ok 2"}' |
