@@ -30,3 +30,4 @@ GRANT EXECUTE ON FUNCTION @extschema@.create_source(text),
                           @extschema@.revoke_source(text),
                           @extschema@.maintain()
     TO logagg_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.ingest(jsonb) TO logagg_writer;

@@ -3,9 +3,12 @@
  * ingest_worker.c
  *		The "logagg ingest" background worker's main loop.
  *
- * It waits on one WaitEventSet holding its latch and postmaster death (the
- * network sockets join it when the listener is added), so SIGTERM, SIGHUP
- * and wake-ups from other backends are seen promptly.
+ * It waits on one WaitEventSet holding its latch, postmaster death and
+ * the libuv backend fd under the WebSocket server (ingest_server.c), so
+ * SIGTERM, SIGHUP, wake-ups from other backends and network input are
+ * all seen promptly.  Each round: service the sockets without blocking,
+ * parse what arrived into the batch, and commit the batch when it is full
+ * or its oldest record has waited logagg.batch_delay.
  *
  *-------------------------------------------------------------------------
  */
@@ -18,10 +21,16 @@
 #include "storage/latch.h"
 #include "utils/memutils.h"
 
-#include "logagg.h"
+#include "ingest.h"
 
-/* How often an idle worker checks that the extension still exists. */
-#define IDLE_CHECK_MS 3000
+/* Longest sleep with nothing to do (nothing needs polling; it bounds surprises). */
+#define IDLE_CHECK_MS 5000
+
+static void
+ingest_shutdown(int code, Datum arg)
+{
+	ingest_server_stop();
+}
 
 void
 logagg_ingest_main(Datum arg)
@@ -32,19 +41,61 @@ logagg_ingest_main(Datum arg)
 	if (!logagg_wait_for_extension())
 		proc_exit(1);
 
-	wes = CreateWaitEventSet(TopMemoryContext, 2);
+	ingest_server_start();
+	before_shmem_exit(ingest_shutdown, (Datum) 0);
+
+	wes = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wes, WL_SOCKET_READABLE, ingest_server_fd(), NULL, NULL);
 
 	while (!logagg_got_sigterm)
 	{
 		WaitEvent	ev;
+		long		timeout = ingest_server_timeout_ms();
+		TimestampTz deadline;
 
-		(void) WaitEventSetWait(wes, IDLE_CHECK_MS, &ev, 1, PG_WAIT_EXTENSION);
+		if (timeout < 0 || timeout > IDLE_CHECK_MS)
+			timeout = IDLE_CHECK_MS;
+		if (ingest_server_needs_flush(&deadline))
+		{
+			long		secs;
+			int			usecs;
+
+			TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
+			timeout = Min(timeout, secs * 1000 + usecs / 1000);
+		}
+
+		(void) WaitEventSetWait(wes, timeout, &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 		logagg_worker_reload_if_needed();
-		logagg_worker_periodic_check();
+
+		ingest_server_service();
+		ingest_server_process_input();
+
+		/*
+		 * A full batch is stored at once, and input that waited behind it is
+		 * parsed into the next one before sleeping again.
+		 */
+		while (!logagg_got_sigterm && ingest_server_needs_flush(&deadline) &&
+			   deadline <= GetCurrentTimestamp())
+		{
+			CHECK_FOR_INTERRUPTS();
+			ingest_server_flush();
+			ingest_server_service();
+			ingest_server_process_input();
+		}
 	}
+
+	/* store what was received before stopping, so its acks are truthful */
+	ingest_server_process_input();
+	{
+		TimestampTz deadline;
+
+		if (ingest_server_needs_flush(&deadline))
+			ingest_server_flush();
+	}
+	ingest_server_service();
 	proc_exit(1);
 }

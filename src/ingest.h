@@ -1,0 +1,134 @@
+/*-------------------------------------------------------------------------
+ *
+ * ingest.h
+ *		Declarations shared by the ingest path: record parsing
+ *		(ingest_parse.c), the batch writer (ingest_batch.c) and the
+ *		WebSocket/HTTP server of the ingest worker (ingest_server.c,
+ *		ingest_worker.c).
+ *
+ * The parts meet in one data structure, the IngestBatch: the server and
+ * logagg.ingest() parse messages into it (outside any transaction for the
+ * worker), and the batch writer stores it in one transaction.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOGAGG_INGEST_H
+#define LOGAGG_INGEST_H
+
+#include "postgres.h"
+
+#include "lib/stringinfo.h"
+#include "utils/timestamp.h"
+
+#include "logagg.h"
+
+/* Longest stream id of the protocol (?stream=ID). */
+#define INGEST_MAX_STREAM_LEN	128
+/* How much of a rejected record's raw text logagg.rejected keeps. */
+#define INGEST_REJECT_RAW_BYTES	1024
+/* Deepest JSON nesting accepted (deeper frames are refused, not parsed). */
+#define INGEST_MAX_JSON_DEPTH	64
+
+/* One accepted record, ready to be classified and stored. */
+typedef struct IngestRecord
+{
+	TimestampTz ts;
+	TimestampTz received_at;
+	char	   *source;
+	char	   *level;			/* normalised, or NULL */
+	bool		has_status;
+	int			status;
+	char	   *message;
+	char	   *trace_id;
+	char	   *span_id;
+	const char *stream;			/* NULL when the connection has none */
+	bool		has_seq;
+	int64		seq;
+	char	   *attrs;			/* JSON object text, or NULL */
+} IngestRecord;
+
+/* One refused record (or frame), for logagg.rejected. */
+typedef struct IngestReject
+{
+	TimestampTz received_at;
+	char	   *peer;
+	char	   *source;
+	char	   *reason;
+	char	   *raw;			/* truncated to INGEST_REJECT_RAW_BYTES */
+} IngestReject;
+
+/* A stream whose last_seq the batch advances. */
+typedef struct IngestStreamUpdate
+{
+	const char *stream;
+	const char *source;
+	int64		last_seq;
+} IngestStreamUpdate;
+
+typedef struct IngestBatch
+{
+	MemoryContext cxt;			/* everything below lives here */
+	IngestRecord *records;
+	int			nrecords;
+	int			maxrecords;
+	IngestReject *rejects;
+	int			nrejects;
+	int			maxrejects;
+	IngestStreamUpdate *streams;
+	int			nstreams;
+	int			maxstreams;
+	Size		bytes;			/* input bytes of the records held */
+} IngestBatch;
+
+/* Results of storing a batch. */
+typedef struct IngestResult
+{
+	uint64		rows;
+	uint64		rejects;
+	uint64		alerts_queued;
+} IngestResult;
+
+/*
+ * What parsing a message needs to know about where it came from.  The
+ * per-record outcome is reported through the callbacks, so the server can
+ * account acks and error frames per connection.
+ */
+typedef struct IngestOrigin
+{
+	const char *peer;
+	const char *source;			/* fixed by the token; NULL = trust the record */
+	const char *stream;			/* batch-lifetime copy, or NULL */
+	TimestampTz received_at;
+	void	   *arg;			/* for the callbacks */
+	/* seq accepted?  Return false to drop the record as a duplicate. */
+	bool		(*accept_seq) (void *arg, int64 seq);
+	void		(*accepted) (void *arg, const IngestRecord *rec);
+	void		(*rejected) (void *arg, const char *reason, bool has_seq, int64 seq);
+} IngestOrigin;
+
+/* ingest_parse.c */
+extern IngestBatch *ingest_batch_create(MemoryContext parent);
+extern void ingest_batch_reset(IngestBatch *batch);
+extern void ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin,
+								 char *data, int len);
+extern bool ingest_parse_timestamp(const char *s, int len, TimestampTz *result);
+extern void ingest_batch_add_stream(IngestBatch *batch, const char *stream,
+									const char *source, int64 last_seq);
+
+/* ingest_batch.c */
+extern void ingest_batch_store(IngestBatch *batch, IngestResult *result);
+extern int64 ingest_stream_last_seq(const char *stream);
+
+/* ingest_server.c */
+struct WaitEventSet;
+extern void ingest_server_start(void);
+extern int	ingest_server_fd(void);
+extern long ingest_server_timeout_ms(void);
+extern void ingest_server_service(void);
+extern void ingest_server_stop(void);
+extern bool ingest_server_needs_flush(TimestampTz *deadline);
+extern void ingest_server_flush(void);
+extern void ingest_server_process_input(void);
+extern bool ingest_server_batch_full(void);
+
+#endif							/* LOGAGG_INGEST_H */

@@ -1,0 +1,799 @@
+/*-------------------------------------------------------------------------
+ *
+ * ingest_parse.c
+ *		Turns a protocol message (one JSON object, a JSON array of objects,
+ *		or newline-delimited objects) into IngestRecords and IngestRejects.
+ *
+ * The ingest worker calls this outside any transaction, so nothing here
+ * may raise an error for bad input: every problem a client can cause
+ * becomes a reject with a reason.  In particular anything COPY would
+ * refuse later (invalid UTF-8, NUL characters, numbers jsonb cannot hold)
+ * is refused here, because a COPY error would abort the whole batch.
+ *
+ * Parsing uses PostgreSQL's own JSON lexer (common/jsonapi.h).  Fields
+ * the protocol does not map to columns are copied, as their raw JSON
+ * text, into the attrs object.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/memutils.h"
+
+#include "ingest.h"
+
+/* Fields of wire protocol v1 that map to columns. */
+typedef enum RecField
+{
+	F_ATTR = 0,					/* anything else: kept in attrs */
+	F_TS,
+	F_SOURCE,
+	F_LEVEL,
+	F_SEVERITY_NUMBER,
+	F_STATUS,
+	F_MESSAGE,
+	F_TRACE_ID,
+	F_SPAN_ID,
+	F_SEQ,
+	F_NUM_FIELDS
+} RecField;
+
+static const struct
+{
+	const char *name;
+	RecField	field;
+}			field_names[] = {
+	{"ts", F_TS},
+	{"source", F_SOURCE}, {"service", F_SOURCE},
+	{"level", F_LEVEL}, {"severity_text", F_LEVEL},
+	{"severity_number", F_SEVERITY_NUMBER},
+	{"status", F_STATUS}, {"http.status_code", F_STATUS},
+	{"message", F_MESSAGE}, {"msg", F_MESSAGE}, {"body", F_MESSAGE},
+	{"trace_id", F_TRACE_ID}, {"span_id", F_SPAN_ID},
+	{"seq", F_SEQ},
+};
+
+static const char *const field_display[F_NUM_FIELDS] = {
+	"", "ts", "source", "level", "severity_number", "status", "message",
+	"trace_id", "span_id", "seq"
+};
+
+/* What one record's parse collects. */
+typedef struct RecState
+{
+	JsonLexContext *lex;
+	int			depth;
+	RecField	cur;			/* field whose value is being parsed */
+	char	   *cur_start;		/* start of that value's text */
+	bool		cur_scalar;		/* value was a scalar */
+	char	   *val[F_NUM_FIELDS];	/* scalar token text (NULL = absent) */
+	JsonTokenType type[F_NUM_FIELDS];
+	bool		nonscalar[F_NUM_FIELDS];
+	char	   *raw_message;	/* message given as an object/array */
+	StringInfoData attrs;
+	const char *bad;			/* reason to reject, found while parsing */
+	bool		top_is_object;
+} RecState;
+
+/* Split state for a frame that is an array of records. */
+typedef struct FrameState
+{
+	JsonLexContext *lex;
+	int			depth;
+	bool		top_is_array;
+	char	   *elem_start;
+	int			nelems;
+	int			maxelems;
+	char	  **elem_starts;
+	int		   *elem_lens;
+} FrameState;
+
+static MemoryContext parse_cxt = NULL;
+
+IngestBatch *
+ingest_batch_create(MemoryContext parent)
+{
+	MemoryContext cxt = AllocSetContextCreate(parent, "logagg ingest batch",
+											  ALLOCSET_DEFAULT_SIZES);
+	IngestBatch *batch = MemoryContextAllocZero(cxt, sizeof(IngestBatch));
+
+	batch->cxt = cxt;
+	return batch;
+}
+
+/* Forget every record; the memory is reused by the next batch. */
+void
+ingest_batch_reset(IngestBatch *batch)
+{
+	MemoryContext cxt = batch->cxt;
+
+	MemoryContextReset(cxt);
+	batch = memset(batch, 0, sizeof(IngestBatch));
+	batch->cxt = cxt;
+}
+
+/* Grow an array kept in the batch context. */
+static void *
+grow(IngestBatch *batch, void *array, int *max, Size elemsize)
+{
+	int			newmax = *max ? *max * 2 : 64;
+	void	   *res;
+
+	if (array == NULL)
+		res = MemoryContextAlloc(batch->cxt, newmax * elemsize);
+	else
+		res = repalloc(array, newmax * elemsize);
+	*max = newmax;
+	return res;
+}
+
+void
+ingest_batch_add_stream(IngestBatch *batch, const char *stream,
+						const char *source, int64 last_seq)
+{
+	IngestStreamUpdate *u;
+
+	for (int i = 0; i < batch->nstreams; i++)
+	{
+		if (strcmp(batch->streams[i].stream, stream) == 0)
+		{
+			batch->streams[i].last_seq = Max(batch->streams[i].last_seq, last_seq);
+			return;
+		}
+	}
+	if (batch->nstreams >= batch->maxstreams)
+		batch->streams = grow(batch, batch->streams, &batch->maxstreams,
+							  sizeof(IngestStreamUpdate));
+	u = &batch->streams[batch->nstreams++];
+	u->stream = MemoryContextStrdup(batch->cxt, stream);
+	u->source = source ? MemoryContextStrdup(batch->cxt, source) : NULL;
+	u->last_seq = last_seq;
+}
+
+/* ---------------------------------------------------------------------
+ * Timestamps
+ * ---------------------------------------------------------------------
+ */
+static bool
+digits(const char *s, int n, int *out)
+{
+	int			v = 0;
+
+	for (int i = 0; i < n; i++)
+	{
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return true;
+}
+
+/*
+ * RFC 3339: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM).  A space may
+ * stand for the T, and a bare date-time without zone is taken as UTC
+ * (both are common in practice).  Parsed by hand, not with timestamptz_in,
+ * because that one raises errors and depends on DateStyle and TimeZone.
+ */
+bool
+ingest_parse_timestamp(const char *s, int len, TimestampTz *result)
+{
+	int			year,
+				mon,
+				day,
+				hour,
+				min,
+				sec;
+	int64		usec = 0;
+	int			offset_secs = 0;
+	int			i;
+	int			date;
+
+	if (len < 19 ||
+		!digits(s, 4, &year) || s[4] != '-' ||
+		!digits(s + 5, 2, &mon) || s[7] != '-' ||
+		!digits(s + 8, 2, &day) ||
+		(s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+		!digits(s + 11, 2, &hour) || s[13] != ':' ||
+		!digits(s + 14, 2, &min) || s[16] != ':' ||
+		!digits(s + 17, 2, &sec))
+		return false;
+	i = 19;
+	if (i < len && s[i] == '.')
+	{
+		int64		scale = 100000;
+
+		i++;
+		if (i >= len || s[i] < '0' || s[i] > '9')
+			return false;
+		for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
+		{
+			usec += (s[i] - '0') * scale;
+			scale /= 10;
+		}
+	}
+	if (i < len)
+	{
+		int			oh,
+					om;
+
+		if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == len)
+			i++;
+		else if ((s[i] == '+' || s[i] == '-') && i + 6 == len &&
+				 digits(s + i + 1, 2, &oh) && s[i + 3] == ':' &&
+				 digits(s + i + 4, 2, &om) && oh < 24 && om < 60)
+		{
+			offset_secs = (oh * 3600 + om * 60) * (s[i] == '-' ? -1 : 1);
+			i += 6;
+		}
+		else
+			return false;
+	}
+	if (year < 1 || mon < 1 || mon > 12 || day < 1 ||
+		day > day_tab[isleap(year)][mon - 1] ||
+		hour > 23 || min > 59 || sec > 60)
+		return false;
+	if (sec == 60)				/* leap second: the last moment of the minute */
+	{
+		sec = 59;
+		usec = 999999;
+	}
+	date = date2j(year, mon, day) - POSTGRES_EPOCH_JDATE;
+	*result = ((int64) date * SECS_PER_DAY + hour * 3600 + min * 60 + sec - offset_secs)
+		* USECS_PER_SEC + usec;
+	return true;
+}
+
+/* Epoch milliseconds (a JSON number) to a timestamp. */
+static bool
+epoch_ms_to_timestamp(const char *token, TimestampTz *result)
+{
+	char	   *end;
+	double		ms = strtod(token, &end);
+
+	/* year 1 .. 9999 */
+	if (*end != '\0' || isnan(ms) || ms < -62135596800000.0 || ms > 253402300799000.0)
+		return false;
+	*result = (TimestampTz) llround(ms * 1000.0) -
+		((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Input checks that protect the batch's COPY
+ * ---------------------------------------------------------------------
+ */
+
+/* Deepest nesting of [ and {, outside strings; stops early past the limit. */
+static int
+nesting_depth(const char *s, int len)
+{
+	int			depth = 0,
+				max = 0;
+	bool		in_string = false;
+
+	for (int i = 0; i < len; i++)
+	{
+		char		c = s[i];
+
+		if (in_string)
+		{
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		}
+		else if (c == '"')
+			in_string = true;
+		else if (c == '[' || c == '{')
+		{
+			if (++depth > max)
+				max = depth;
+			if (max > INGEST_MAX_JSON_DEPTH)
+				return max;
+		}
+		else if (c == ']' || c == '}')
+			depth--;
+	}
+	return max;
+}
+
+/*
+ * jsonb stores numbers as numeric, which refuses huge exponents; a record
+ * with one would fail the COPY of the whole batch, so refuse it up front.
+ */
+static bool
+number_fits_numeric(const char *token)
+{
+	const char *e = strpbrk(token, "eE");
+	long		exp;
+
+	if (e == NULL)
+		return strlen(token) < 1000;
+	exp = strtol(e + 1, NULL, 10);
+	return exp > -1000 && exp < 1000 && (e - token) < 1000;
+}
+
+static bool
+is_hex(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f') || (*s >= 'A' && *s <= 'F')))
+			return false;
+	return true;
+}
+
+static bool
+parse_int64(const char *s, int64 *out)
+{
+	char	   *end;
+	long long	v;
+
+	if (*s == '\0')
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return false;
+	*out = (int64) v;
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * One record
+ * ---------------------------------------------------------------------
+ */
+static RecField
+field_of(const char *name)
+{
+	for (int i = 0; i < lengthof(field_names); i++)
+		if (strcmp(name, field_names[i].name) == 0)
+			return field_names[i].field;
+	return F_ATTR;
+}
+
+static void
+rec_object_start(void *state)
+{
+	RecState   *st = state;
+
+	if (st->depth == 0)
+		st->top_is_object = true;
+	st->depth++;
+}
+
+static void
+rec_nest_end(void *state)
+{
+	((RecState *) state)->depth--;
+}
+
+static void
+rec_array_start(void *state)
+{
+	((RecState *) state)->depth++;
+}
+
+static void
+rec_field_start(void *state, char *fname, bool isnull)
+{
+	RecState   *st = state;
+
+	if (st->depth != 1)
+		return;
+	st->cur = field_of(fname);
+	st->cur_start = st->lex->token_start;
+	st->cur_scalar = false;
+}
+
+static void
+rec_field_end(void *state, char *fname, bool isnull)
+{
+	RecState   *st = state;
+	char	   *end = st->lex->prev_token_terminator;
+
+	if (st->depth != 1)
+		return;
+	if (st->cur == F_ATTR)
+	{
+		/* keep the field as it came: name re-escaped, value's raw text */
+		appendStringInfoChar(&st->attrs, st->attrs.len == 0 ? '{' : ',');
+		escape_json(&st->attrs, fname);
+		appendStringInfoChar(&st->attrs, ':');
+		appendBinaryStringInfo(&st->attrs, st->cur_start, end - st->cur_start);
+	}
+	else if (!st->cur_scalar)
+	{
+		st->nonscalar[st->cur] = true;
+		st->val[st->cur] = NULL;
+		if (st->cur == F_MESSAGE)
+			st->raw_message = pnstrdup(st->cur_start, end - st->cur_start);
+	}
+}
+
+static void
+rec_scalar(void *state, char *token, JsonTokenType tokentype)
+{
+	RecState   *st = state;
+
+	if (tokentype == JSON_TOKEN_NUMBER && !number_fits_numeric(token))
+		st->bad = "a number is too large";
+	if (st->depth != 1)
+		return;
+	st->cur_scalar = true;
+	if (st->cur != F_ATTR)
+	{
+		st->nonscalar[st->cur] = false;
+		st->raw_message = st->cur == F_MESSAGE ? NULL : st->raw_message;
+		st->val[st->cur] = tokentype == JSON_TOKEN_NULL ? NULL : token;
+		st->type[st->cur] = tokentype;
+	}
+}
+
+static char *
+truncated_copy(MemoryContext cxt, const char *s, int len)
+{
+	if (len > INGEST_REJECT_RAW_BYTES)
+		len = pg_mbcliplen(s, len, INGEST_REJECT_RAW_BYTES);
+	return MemoryContextStrdup(cxt, pnstrdup(s, len));
+}
+
+static void
+add_reject(IngestBatch *batch, const IngestOrigin *origin, const char *reason,
+		   const char *raw, int rawlen, bool has_seq, int64 seq)
+{
+	IngestReject *r;
+
+	if (batch->nrejects >= batch->maxrejects)
+		batch->rejects = grow(batch, batch->rejects, &batch->maxrejects, sizeof(IngestReject));
+	r = &batch->rejects[batch->nrejects++];
+	r->received_at = origin->received_at;
+	r->peer = origin->peer ? MemoryContextStrdup(batch->cxt, origin->peer) : NULL;
+	r->source = origin->source ? MemoryContextStrdup(batch->cxt, origin->source) : NULL;
+	r->reason = MemoryContextStrdup(batch->cxt, reason);
+	r->raw = truncated_copy(batch->cxt, raw, rawlen);
+	if (origin->rejected)
+		origin->rejected(origin->arg, reason, has_seq, seq);
+}
+
+static char *
+batch_strdup(IngestBatch *batch, const char *s)
+{
+	return s ? MemoryContextStrdup(batch->cxt, s) : NULL;
+}
+
+/*
+ * Parse one record's text and add it to the batch as a record or a reject.
+ * Returns nothing: the callbacks in origin learn the outcome.
+ */
+static void
+parse_record(IngestBatch *batch, const IngestOrigin *origin, char *text, int len)
+{
+	RecState	st;
+	JsonSemAction sem;
+	JsonParseErrorType err;
+	IngestRecord rec;
+	const char *reason = NULL;
+	char		reasonbuf[128];
+	bool		has_seq = false;
+	int64		seq = 0;
+
+	memset(&st, 0, sizeof(st));
+	memset(&sem, 0, sizeof(sem));
+	initStringInfo(&st.attrs);
+	st.lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), true);
+	sem.semstate = &st;
+	sem.object_start = rec_object_start;
+	sem.object_end = rec_nest_end;
+	sem.array_start = rec_array_start;
+	sem.array_end = rec_nest_end;
+	sem.object_field_start = rec_field_start;
+	sem.object_field_end = rec_field_end;
+	sem.scalar = rec_scalar;
+
+	err = pg_parse_json(st.lex, &sem);
+	if (err != JSON_SUCCESS)
+	{
+		snprintf(reasonbuf, sizeof(reasonbuf), "invalid JSON: %s", json_errdetail(err, st.lex));
+		add_reject(batch, origin, reasonbuf, text, len, false, 0);
+		return;
+	}
+	if (!st.top_is_object)
+	{
+		add_reject(batch, origin, "a record must be a JSON object", text, len, false, 0);
+		return;
+	}
+
+	/* seq first: every later error frame should carry it */
+	if (st.val[F_SEQ] || st.nonscalar[F_SEQ])
+	{
+		if (st.nonscalar[F_SEQ] || st.type[F_SEQ] != JSON_TOKEN_NUMBER ||
+			!parse_int64(st.val[F_SEQ], &seq) || seq < 0)
+			reason = "seq must be a non-negative integer";
+		else
+			has_seq = true;
+	}
+
+	memset(&rec, 0, sizeof(rec));
+	rec.received_at = origin->received_at;
+	rec.ts = origin->received_at;
+	if (reason == NULL && st.bad)
+		reason = st.bad;
+	for (int f = F_TS; reason == NULL && f < F_NUM_FIELDS; f++)
+	{
+		const char *v = st.val[f];
+		JsonTokenType t = st.type[f];
+
+		if (st.nonscalar[f] && f != F_MESSAGE)
+		{
+			snprintf(reasonbuf, sizeof(reasonbuf), "%s must not be an object or array",
+					 field_display[f]);
+			reason = reasonbuf;
+			break;
+		}
+		if (v == NULL)
+			continue;
+		switch ((RecField) f)
+		{
+			case F_TS:
+				if (!(t == JSON_TOKEN_STRING ? ingest_parse_timestamp(v, strlen(v), &rec.ts) :
+					  t == JSON_TOKEN_NUMBER ? epoch_ms_to_timestamp(v, &rec.ts) : false))
+					reason = "ts must be an RFC 3339 timestamp or epoch milliseconds";
+				break;
+			case F_SOURCE:
+				if (t != JSON_TOKEN_STRING || (origin->source == NULL && !logagg_valid_source_name(v)))
+					reason = "source must be 1-128 letters, digits, '.', '_' or '-'";
+				else
+					rec.source = (char *) v;
+				break;
+			case F_LEVEL:
+				if (t != JSON_TOKEN_STRING || strlen(v) > 32)
+					reason = "level must be a string of at most 32 characters";
+				else
+				{
+					const char *canon = logagg_normalize_level(v, strlen(v));
+
+					if (canon)
+						rec.level = (char *) canon;
+					else
+					{
+						rec.level = pstrdup(v);
+						for (char *p = rec.level; *p; p++)
+							*p = pg_ascii_tolower((unsigned char) *p);
+					}
+				}
+				break;
+			case F_SEVERITY_NUMBER:
+				{
+					int64		n;
+
+					if (t != JSON_TOKEN_NUMBER || !parse_int64(v, &n) || n < 1 || n > 24)
+						reason = "severity_number must be an integer from 1 to 24";
+					else if (st.val[F_LEVEL] == NULL)
+						rec.level = (char *) logagg_level_from_severity_number((int) n);
+				}
+				break;
+			case F_STATUS:
+				{
+					int64		n;
+
+					/* "503" is common enough from string-typed loggers */
+					if ((t != JSON_TOKEN_NUMBER && t != JSON_TOKEN_STRING) ||
+						!parse_int64(v, &n) || n < 0 || n > 999)
+						reason = "status must be an integer from 0 to 999";
+					else
+					{
+						rec.has_status = true;
+						rec.status = (int) n;
+					}
+				}
+				break;
+			case F_MESSAGE:
+				rec.message = (char *) v;
+				break;
+			case F_TRACE_ID:
+			case F_SPAN_ID:
+				if (t != JSON_TOKEN_STRING || !is_hex(v) || strlen(v) > 64)
+				{
+					snprintf(reasonbuf, sizeof(reasonbuf), "%s must be a hex string",
+							 field_display[f]);
+					reason = reasonbuf;
+				}
+				else if (f == F_TRACE_ID)
+					rec.trace_id = (char *) v;
+				else
+					rec.span_id = (char *) v;
+				break;
+			case F_SEQ:
+			case F_ATTR:
+			case F_NUM_FIELDS:
+				break;
+		}
+	}
+	if (reason == NULL && rec.message == NULL && st.raw_message)
+		rec.message = st.raw_message;
+
+	if (reason != NULL)
+	{
+		add_reject(batch, origin, reason, text, len, has_seq, seq);
+		return;
+	}
+	if (has_seq && origin->accept_seq && !origin->accept_seq(origin->arg, seq))
+		return;					/* duplicate: counted and acked by the caller */
+
+	/* keep it: copy into the batch's memory */
+	rec.source = batch_strdup(batch, origin->source ? origin->source :
+							  rec.source ? rec.source : "unknown");
+	rec.level = batch_strdup(batch, rec.level);
+	rec.message = batch_strdup(batch, rec.message);
+	rec.trace_id = batch_strdup(batch, rec.trace_id);
+	rec.span_id = batch_strdup(batch, rec.span_id);
+	rec.stream = origin->stream;
+	rec.has_seq = has_seq;
+	rec.seq = seq;
+	if (st.attrs.len > 0)
+	{
+		appendStringInfoChar(&st.attrs, '}');
+		rec.attrs = batch_strdup(batch, st.attrs.data);
+	}
+	if (batch->nrecords >= batch->maxrecords)
+		batch->records = grow(batch, batch->records, &batch->maxrecords, sizeof(IngestRecord));
+	batch->records[batch->nrecords++] = rec;
+	batch->bytes += len;
+	if (origin->accepted)
+		origin->accepted(origin->arg, &batch->records[batch->nrecords - 1]);
+}
+
+/* ---------------------------------------------------------------------
+ * Framing: object, array of objects, or newline-delimited objects
+ * ---------------------------------------------------------------------
+ */
+static void
+frame_nest_start(void *state)
+{
+	FrameState *st = state;
+
+	st->depth++;
+}
+
+static void
+frame_array_start(void *state)
+{
+	FrameState *st = state;
+
+	if (st->depth == 0)
+		st->top_is_array = true;
+	st->depth++;
+}
+
+static void
+frame_nest_end(void *state)
+{
+	((FrameState *) state)->depth--;
+}
+
+static void
+frame_elem_start(void *state, bool isnull)
+{
+	FrameState *st = state;
+
+	if (st->depth == 1)
+		st->elem_start = st->lex->token_start;
+}
+
+static void
+frame_elem_end(void *state, bool isnull)
+{
+	FrameState *st = state;
+
+	if (st->depth != 1)
+		return;
+	if (st->nelems >= st->maxelems)
+	{
+		st->maxelems = st->maxelems ? st->maxelems * 2 : 64;
+		st->elem_starts = st->elem_starts ?
+			repalloc(st->elem_starts, st->maxelems * sizeof(char *)) :
+			palloc(st->maxelems * sizeof(char *));
+		st->elem_lens = st->elem_lens ?
+			repalloc(st->elem_lens, st->maxelems * sizeof(int)) :
+			palloc(st->maxelems * sizeof(int));
+	}
+	st->elem_starts[st->nelems] = st->elem_start;
+	st->elem_lens[st->nelems] = st->lex->prev_token_terminator - st->elem_start;
+	st->nelems++;
+}
+
+/*
+ * One JSON value: an object is a record, an array is a list of records.
+ * Returns false (having done nothing) if text holds more than one value,
+ * so the caller can split it into lines.
+ */
+static bool
+parse_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
+		   bool may_be_several)
+{
+	FrameState	st;
+	JsonSemAction sem;
+	JsonParseErrorType err;
+	char		reasonbuf[160];
+
+	memset(&st, 0, sizeof(st));
+	memset(&sem, 0, sizeof(sem));
+	st.lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
+	sem.semstate = &st;
+	sem.object_start = frame_nest_start;
+	sem.object_end = frame_nest_end;
+	sem.array_start = frame_array_start;
+	sem.array_end = frame_nest_end;
+	sem.array_element_start = frame_elem_start;
+	sem.array_element_end = frame_elem_end;
+
+	err = pg_parse_json(st.lex, &sem);
+	if (err == JSON_EXPECTED_END && may_be_several)
+		return false;
+	if (err != JSON_SUCCESS)
+	{
+		snprintf(reasonbuf, sizeof(reasonbuf), "invalid JSON: %s", json_errdetail(err, st.lex));
+		add_reject(batch, origin, reasonbuf, text, len, false, 0);
+		return true;
+	}
+	if (!st.top_is_array)
+	{
+		parse_record(batch, origin, text, len);
+		return true;
+	}
+	for (int i = 0; i < st.nelems; i++)
+		parse_record(batch, origin, st.elem_starts[i], st.elem_lens[i]);
+	return true;
+}
+
+/*
+ * Parse one complete message into the batch.  data must stay valid and
+ * writable during the call (the lexer needs no terminator; len bounds it).
+ */
+void
+ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin, char *data, int len)
+{
+	MemoryContext oldcxt;
+
+	if (parse_cxt == NULL)
+		parse_cxt = AllocSetContextCreate(TopMemoryContext, "logagg ingest parse",
+										  ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(parse_cxt);
+
+	if (!pg_verifymbstr(data, len, true))
+		add_reject(batch, origin, "message is not valid UTF-8 text (or contains a NUL byte)",
+				   "", 0, false, 0);
+	else if (nesting_depth(data, len) > INGEST_MAX_JSON_DEPTH)
+		add_reject(batch, origin, "JSON nested more than 64 levels deep", data, len, false, 0);
+	else if (!parse_unit(batch, origin, data, len, true))
+	{
+		/* newline-delimited: each non-blank line is one unit */
+		char	   *p = data;
+		char	   *end = data + len;
+
+		while (p < end)
+		{
+			char	   *nl = memchr(p, '\n', end - p);
+			char	   *lend = nl ? nl : end;
+			char	   *s = p;
+
+			while (s < lend && (*s == ' ' || *s == '\t' || *s == '\r'))
+				s++;
+			if (s < lend)
+				(void) parse_unit(batch, origin, s, lend - s, false);
+			p = lend + 1;
+		}
+	}
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(parse_cxt);
+}

@@ -1,0 +1,1177 @@
+/*-------------------------------------------------------------------------
+ *
+ * ingest_server.c
+ *		The network side of the ingest worker: a libwebsockets server on a
+ *		libuv loop that the worker's WaitEventSet watches (see
+ *		TECH-NOTES), speaking wire protocol v1 on ws://HOST:PORT/ingest and
+ *		plain HTTP on the same port (POST /ingest, GET /healthz,
+ *		GET /metrics).
+ *
+ * Division of labour.  lws callbacks only copy bytes and set flags: they
+ * run inside uv_run(), where a PostgreSQL error would longjmp over the
+ * library's frames.  Complete messages wait in per-connection queues; the
+ * main loop parses them into the current IngestBatch
+ * (ingest_server_process_input), stores the batch in one transaction
+ * (ingest_server_flush) and only then queues the acks, error frames,
+ * stream resume points and HTTP replies that the commit made true.
+ *
+ * Streams.  A stream (?stream=ID) is owned by one connection at a time; a
+ * new connection takes it over and the old one is closed.  The in-memory
+ * StreamState carries the highest seq accepted into a batch (for dropping
+ * duplicates, even across connections) and the highest committed (for
+ * acks and resume points).  A new connection reads nothing until its
+ * resume point is known, and that is sent only after any batch holding
+ * the stream's records has committed.
+ *
+ * Authentication.  Token hashes of logagg.sources are cached; the
+ * sources_changed trigger sends a relcache invalidation on every change,
+ * which the worker picks up at its next transaction start.  The main loop
+ * starts an empty transaction before servicing the sockets when none ran
+ * in the last millisecond, so a revoked token is refused from the next
+ * connection on.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <libwebsockets.h>
+#include <openssl/sha.h>
+#include <uv.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "ingest.h"
+
+/* A connection stops being read while this much input waits to be parsed. */
+#define CONN_QUEUE_PAUSE_BYTES	(256 * 1024)
+/* ... or while all connections together have this much waiting. */
+#define TOTAL_QUEUE_PAUSE_BYTES (64 * 1024 * 1024)
+/* Receive chunk size given to lws. */
+#define RX_BUFFER_SIZE			65536
+/* Token buffer: "lgt_" + 64 hex digits, with room for other token styles. */
+#define MAX_TOKEN_LEN			256
+
+typedef struct Msg
+{
+	struct Msg *next;
+	TimestampTz received_at;
+	int			len;
+	char		data[FLEXIBLE_ARRAY_MEMBER];
+} Msg;
+
+typedef struct Conn Conn;
+
+typedef struct StreamState
+{
+	struct StreamState *next;
+	char		id[INGEST_MAX_STREAM_LEN + 1];
+	char		source[NAMEDATALEN * 2 + 2];	/* "" = not fixed by a token */
+	bool		loaded;			/* committed/accepted read from the table */
+	int64		committed;		/* highest seq committed */
+	int64		accepted;		/* highest seq accepted into a batch */
+	Conn	   *owner;
+} StreamState;
+
+/* A growable malloc'd byte buffer (callbacks must not palloc). */
+typedef struct Buf
+{
+	char	   *data;
+	size_t		len;
+	size_t		cap;
+} Buf;
+
+struct Conn
+{
+	Conn	   *prev;
+	Conn	   *next;
+	struct lws *wsi;			/* NULL once lws destroyed it */
+	bool		is_http;
+	bool		killed;			/* its stream was taken over: close it */
+	char		peer[64];
+	char		source[NAMEDATALEN * 2 + 2];	/* from the token; "" = trust records */
+	StreamState *stream;
+	bool		need_resume;
+	bool		rx_paused;
+
+	Buf			rx;				/* message being reassembled */
+	Msg		   *inq_head;		/* complete messages, oldest first */
+	Msg		   *inq_tail;
+	size_t		inq_bytes;
+
+	/* what the current (uncommitted) batch holds for this connection */
+	bool		ack_due;
+	int64		batch_count;	/* records without seq accepted */
+	bool		batch_has_seq;
+	int64		batch_max_seq;
+	Buf			errors;			/* error frames, released at commit */
+
+	Buf			out;			/* LWS_PRE headroom, then the next frame */
+
+	/* HTTP */
+	bool		http_waiting;	/* body queued, reply after commit */
+	int64		http_accepted;
+	int64		http_rejected;
+	int			http_status;	/* reply ready when non-zero */
+	const char *http_type;
+};
+
+typedef struct SessionData
+{
+	Conn	   *conn;
+} SessionData;
+
+typedef struct SourceEntry
+{
+	uint8		hash[LOGAGG_TOKEN_HASH_LEN];	/* key */
+	char		name[NAMEDATALEN * 2 + 2];
+	bool		enabled;
+} SourceEntry;
+
+static uv_loop_t loop;
+static bool loop_initialised = false;
+static struct lws_context *context = NULL;
+static IngestBatch *batch = NULL;
+
+static Conn *conns = NULL;
+static int	nconns = 0;
+static size_t total_queued = 0;
+static StreamState *streams = NULL;
+
+/* when the oldest uncommitted thing arrived (0: nothing waits) */
+static TimestampTz pending_since = 0;
+static bool flush_now = false;
+
+static HTAB *sources = NULL;
+static bool sources_valid = false;
+static Oid	sources_relid = InvalidOid;
+static TimestampTz last_xact_start = 0;
+
+static int	ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+						void *user, void *in, size_t len);
+
+static const struct lws_protocols protocols[] = {
+	{"logagg", ws_callback, sizeof(SessionData), RX_BUFFER_SIZE, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0}
+};
+
+static const lws_retry_bo_t idle_policy = {
+	.secs_since_valid_ping = 30,
+	.secs_since_valid_hangup = 60,
+};
+
+/* ---------------------------------------------------------------------
+ * Small helpers usable inside callbacks (malloc, no ereport)
+ * ---------------------------------------------------------------------
+ */
+static bool
+buf_append(Buf *b, const void *data, size_t len)
+{
+	if (b->len + len > b->cap)
+	{
+		size_t		newcap = Max(b->cap * 2, b->len + len + 256);
+		char	   *p = realloc(b->data, newcap);
+
+		if (p == NULL)
+			return false;
+		b->data = p;
+		b->cap = newcap;
+	}
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	return true;
+}
+
+static void
+buf_free(Buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}
+
+static void
+mark_pending(bool urgent)
+{
+	if (pending_since == 0)
+		pending_since = GetCurrentTimestamp();
+	if (urgent)
+		flush_now = true;
+}
+
+/* Queue one JSON text for the client (a frame may carry several, one per line). */
+static void
+conn_send(Conn *c, const char *text, size_t len)
+{
+	if (c->wsi == NULL || c->is_http)
+		return;
+	if (c->out.len == 0)
+	{
+		char		pre[LWS_PRE];
+
+		memset(pre, 0, sizeof(pre));
+		buf_append(&c->out, pre, LWS_PRE);
+	}
+	else
+		buf_append(&c->out, "\n", 1);
+	buf_append(&c->out, text, len);
+	lws_callback_on_writable(c->wsi);
+}
+
+static StreamState *
+stream_find(const char *id)
+{
+	for (StreamState *s = streams; s; s = s->next)
+		if (strcmp(s->id, id) == 0)
+			return s;
+	return NULL;
+}
+
+static void
+conn_free(Conn *c)
+{
+	Msg		   *m = c->inq_head;
+
+	while (m)
+	{
+		Msg		   *next = m->next;
+
+		total_queued -= m->len;
+		free(m);
+		m = next;
+	}
+	if (c->stream && c->stream->owner == c)
+		c->stream->owner = NULL;
+	buf_free(&c->rx);
+	buf_free(&c->errors);
+	buf_free(&c->out);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	free(c);
+}
+
+/* Free a gone connection once nothing of it is left to store or report. */
+static void
+conn_release_if_done(Conn *c)
+{
+	if (c->wsi == NULL && c->inq_head == NULL && !c->ack_due && !c->http_waiting)
+		conn_free(c);
+}
+
+/* ---------------------------------------------------------------------
+ * Token cache
+ * ---------------------------------------------------------------------
+ */
+static void
+sources_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == sources_relid)
+		sources_valid = false;
+}
+
+/* Reload the cache.  Needs a transaction with SPI connected. */
+static void
+sources_load(void)
+{
+	HASHCTL		ctl;
+	int			ret;
+
+	if (sources)
+		hash_destroy(sources);
+	ctl.keysize = LOGAGG_TOKEN_HASH_LEN;
+	ctl.entrysize = sizeof(SourceEntry);
+	ctl.hcxt = TopMemoryContext;
+	sources = hash_create("logagg ingest tokens", 64, &ctl,
+						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	sources_valid = true;		/* an invalidation during the load wins */
+	sources_relid = get_relname_relid("sources", get_namespace_oid(LOGAGG_SCHEMA, false));
+
+	ret = SPI_execute("SELECT name, token_hash, enabled FROM logagg.sources", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "logagg: reading logagg.sources failed: %s", SPI_result_code_string(ret));
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[i];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		bytea	   *hash = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
+		SourceEntry *e;
+		bool		found;
+
+		if (isnull || VARSIZE_ANY_EXHDR(hash) != LOGAGG_TOKEN_HASH_LEN)
+			continue;
+		e = hash_search(sources, VARDATA_ANY(hash), HASH_ENTER, &found);
+		strlcpy(e->name, SPI_getvalue(tup, desc, 1), sizeof(e->name));
+		e->enabled = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+	}
+}
+
+static void
+sources_load_cb(void *arg)
+{
+	sources_load();
+}
+
+/*
+ * Pick up committed changes to logagg.sources before new connections are
+ * authenticated: a transaction start delivers pending invalidations.
+ */
+static void
+refresh_auth_cache(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (sources_valid && now - last_xact_start < 1000)
+		return;
+	last_xact_start = now;
+	if (sources_valid)
+	{
+		StartTransactionCommand();
+		CommitTransactionCommand();
+	}
+	if (!sources_valid &&
+		!logagg_run_in_transaction(sources_load_cb, NULL, "logagg ingest: loading tokens"))
+		logagg_exit_extension_dropped();
+}
+
+/*
+ * The source a token belongs to, or NULL when it is unknown or revoked.
+ * Callable from callbacks: the hash lookup and SHA-256 don't raise errors
+ * for any input.
+ */
+static const char *
+token_source(const char *token)
+{
+	uint8		hash[LOGAGG_TOKEN_HASH_LEN];
+	SourceEntry *e;
+
+	if (sources == NULL || token[0] == '\0')
+		return NULL;
+
+	/*
+	 * OpenSSL directly, not logagg_token_hash(): pg_cryptohash needs a
+	 * resource owner, and we are outside any transaction here.  Both
+	 * compute plain SHA-256.
+	 */
+	SHA256((const unsigned char *) token, strlen(token), hash);
+	e = hash_search(sources, hash, HASH_FIND, NULL);
+	/* the hash table compared the key; compare again in constant time */
+	if (e == NULL || !e->enabled || !logagg_timingsafe_equal(e->hash, hash, sizeof(hash)))
+		return NULL;
+	return e->name;
+}
+
+/* Token from "Authorization: Bearer TOKEN", else from ?token=. */
+static void
+request_token(struct lws *wsi, char *token, int size)
+{
+	char		hdr[MAX_TOKEN_LEN + 16];
+	const char *arg;
+
+	token[0] = '\0';
+	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION) > 0 &&
+		pg_strncasecmp(hdr, "Bearer ", 7) == 0)
+	{
+		const char *t = hdr + 7;
+
+		while (*t == ' ')
+			t++;
+		strlcpy(token, t, size);
+		return;
+	}
+	arg = lws_get_urlarg_by_name(wsi, "token=", hdr, sizeof(hdr));
+	if (arg)
+		strlcpy(token, arg, size);
+}
+
+/*
+ * Check the request's credentials.  Returns 0 if allowed (source filled
+ * in, "" under trust), else the HTTP status to refuse with.
+ */
+static int
+authenticate(struct lws *wsi, char *source, int size)
+{
+	char		token[MAX_TOKEN_LEN];
+	const char *name;
+
+	source[0] = '\0';
+	if (logagg_auth == LOGAGG_AUTH_TRUST)
+		return 0;
+	request_token(wsi, token, sizeof(token));
+	name = token_source(token);
+	explicit_bzero(token, sizeof(token));
+	if (name == NULL)
+		return HTTP_STATUS_UNAUTHORIZED;
+	strlcpy(source, name, size);
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * The lws callback
+ * ---------------------------------------------------------------------
+ */
+static Conn *
+conn_new(struct lws *wsi, bool is_http, const char *source)
+{
+	Conn	   *c = calloc(1, sizeof(Conn));
+
+	if (c == NULL)
+		return NULL;
+	c->wsi = wsi;
+	c->is_http = is_http;
+	strlcpy(c->source, source, sizeof(c->source));
+	if (lws_get_peer_simple(wsi, c->peer, sizeof(c->peer)) == NULL)
+		strlcpy(c->peer, "unknown", sizeof(c->peer));
+	c->next = conns;
+	if (conns)
+		conns->prev = c;
+	conns = c;
+	nconns++;
+	logagg_count(LC_CONNECTIONS, 1);
+	logagg_count(LC_CONNECTIONS_TOTAL, 1);
+	return c;
+}
+
+/* A complete message: queue it for the main loop, pause reading if needed. */
+static void
+conn_queue_message(Conn *c, const char *data, size_t len)
+{
+	Msg		   *m = malloc(offsetof(Msg, data) + len + 1);
+
+	if (m == NULL)
+		return;
+	m->next = NULL;
+	m->received_at = GetCurrentTimestamp();
+	m->len = (int) len;
+	memcpy(m->data, data, len);
+	m->data[len] = '\0';
+	if (c->inq_tail)
+		c->inq_tail->next = m;
+	else
+		c->inq_head = m;
+	c->inq_tail = m;
+	c->inq_bytes += len;
+	total_queued += len;
+	if (!c->rx_paused && c->wsi &&
+		(c->inq_bytes >= CONN_QUEUE_PAUSE_BYTES || total_queued >= TOTAL_QUEUE_PAUSE_BYTES))
+	{
+		/* backpressure is flow control: stop reading, never drop */
+		lws_rx_flow_control(c->wsi, 0);
+		c->rx_paused = true;
+	}
+}
+
+/* Validate ?stream=ID and attach the connection to the stream. */
+static int
+ws_filter(struct lws *wsi, SessionData *pss)
+{
+	char		uri[256];
+	char		source[sizeof(((Conn *) NULL)->source)];
+	char		sbuf[INGEST_MAX_STREAM_LEN + 16];
+	const char *stream;
+	int			status;
+	Conn	   *c;
+
+	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+		strcmp(uri, "/ingest") != 0)
+	{
+		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is /ingest");
+		return -1;
+	}
+	if ((status = authenticate(wsi, source, sizeof(source))) != 0)
+	{
+		lws_return_http_status(wsi, status, "missing, unknown or revoked token");
+		return -1;
+	}
+	if (nconns >= logagg_max_connections)
+	{
+		lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+							   "too many connections (logagg.max_connections)");
+		return -1;
+	}
+	stream = lws_get_urlarg_by_name(wsi, "stream=", sbuf, sizeof(sbuf));
+	if (stream && (stream[0] == '\0' || strlen(stream) > INGEST_MAX_STREAM_LEN))
+	{
+		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "stream id must be 1 to 128 characters");
+		return -1;
+	}
+	c = conn_new(wsi, false, source);
+	if (c == NULL)
+		return -1;
+	pss->conn = c;
+	if (stream)
+	{
+		StreamState *s = stream_find(stream);
+
+		if (s == NULL)
+		{
+			s = calloc(1, sizeof(StreamState));
+			if (s == NULL)
+				return -1;
+			strlcpy(s->id, stream, sizeof(s->id));
+			s->next = streams;
+			streams = s;
+		}
+		if (s->owner && s->owner != c)
+		{
+			/* a reconnecting client must not wait for the old socket's timeout */
+			s->owner->killed = true;
+			s->owner->stream = NULL;
+			if (s->owner->wsi)
+				lws_callback_on_writable(s->owner->wsi);
+		}
+		s->owner = c;
+		strlcpy(s->source, source, sizeof(s->source));
+		c->stream = s;
+		c->need_resume = true;
+	}
+	return 0;
+}
+
+static int
+http_reply(Conn *c, int status, const char *type, const char *body)
+{
+	c->out.len = 0;
+	if (!buf_append(&c->out, body, strlen(body)))
+		return -1;
+	c->http_status = status;
+	c->http_type = type;
+	lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
+static void append_metrics(Buf *b);
+
+/* LWS_CALLBACK_HTTP: a plain HTTP request (not an upgrade). */
+static int
+http_request(struct lws *wsi, SessionData *pss, const char *uri)
+{
+	bool		is_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+	Conn	   *c = pss->conn;
+	char		source[sizeof(((Conn *) NULL)->source)];
+	int			status = 0;
+
+	if (c == NULL)
+	{
+		if (nconns >= logagg_max_connections)
+		{
+			lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+								   "too many connections (logagg.max_connections)");
+			return -1;
+		}
+		c = pss->conn = conn_new(wsi, true, "");
+		if (c == NULL)
+			return -1;
+	}
+	c->http_accepted = c->http_rejected = 0;
+	c->rx.len = 0;
+
+	if (strcmp(uri, "/healthz") == 0 && !is_post)
+		return http_reply(c, HTTP_STATUS_OK, "text/plain", "ok\n");
+	if (strcmp(uri, "/metrics") == 0 && !is_post)
+	{
+		c->out.len = 0;
+		append_metrics(&c->out);
+		c->http_status = HTTP_STATUS_OK;
+		c->http_type = "text/plain; version=0.0.4";
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
+	if (strcmp(uri, "/ingest") != 0)
+		return http_reply(c, HTTP_STATUS_NOT_FOUND, "application/json",
+						  "{\"error\": \"not found: use POST /ingest, GET /healthz or GET /metrics\"}");
+	if (!is_post)
+		return http_reply(c, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json",
+						  "{\"error\": \"use POST /ingest, or a WebSocket upgrade\"}");
+	if ((status = authenticate(wsi, source, sizeof(source))) != 0)
+		return http_reply(c, status, "application/json",
+						  "{\"error\": \"missing, unknown or revoked token\"}");
+	strlcpy(c->source, source, sizeof(c->source));
+	c->http_waiting = false;
+	c->http_status = 0;
+	return 0;					/* the body follows */
+}
+
+static int
+http_writeable(struct lws *wsi, Conn *c)
+{
+	unsigned char hdr[LWS_PRE + 512];
+	unsigned char *start = hdr + LWS_PRE;
+	unsigned char *p = start;
+	unsigned char *end = hdr + sizeof(hdr) - 1;
+	Buf			body = {0};
+
+	if (c->http_status == 0)
+		return 0;
+	if (lws_add_http_common_headers(wsi, c->http_status, c->http_type,
+									c->out.len, &p, end) ||
+		lws_finalize_write_http_header(wsi, start, &p, end))
+		return -1;
+	/* lws_write needs LWS_PRE bytes of headroom before the body */
+	if (!buf_append(&body, hdr, LWS_PRE) || !buf_append(&body, c->out.data, c->out.len))
+	{
+		buf_free(&body);
+		return -1;
+	}
+	if (lws_write(wsi, (unsigned char *) body.data + LWS_PRE, c->out.len,
+				  LWS_WRITE_HTTP_FINAL) != (int) c->out.len)
+	{
+		buf_free(&body);
+		return -1;
+	}
+	buf_free(&body);
+	c->out.len = 0;
+	c->http_status = 0;
+	if (lws_http_transaction_completed(wsi))
+		return -1;
+	return 0;
+}
+
+static int
+ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
+			void *user, void *in, size_t len)
+{
+	SessionData *pss = (SessionData *) user;
+	Conn	   *c = pss ? pss->conn : NULL;
+
+	switch (reason)
+	{
+		case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+			return pss ? ws_filter(wsi, pss) : -1;
+
+		case LWS_CALLBACK_ESTABLISHED:
+			if (c == NULL)
+				return -1;
+			if (c->need_resume)
+			{
+				/* read nothing until the resume point is sent */
+				lws_rx_flow_control(wsi, 0);
+				c->rx_paused = true;
+				mark_pending(true);
+			}
+			break;
+
+		case LWS_CALLBACK_RECEIVE:
+			if (c == NULL || c->killed)
+				return -1;
+			if (lws_is_first_fragment(wsi))
+				c->rx.len = 0;
+			if (c->rx.len + len > (size_t) logagg_max_message_bytes)
+			{
+				static const char why[] = "message larger than logagg.max_message_bytes";
+
+				lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+								 (unsigned char *) why, sizeof(why) - 1);
+				return -1;
+			}
+			if (!buf_append(&c->rx, in, len))
+				return -1;
+			if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0)
+			{
+				conn_queue_message(c, c->rx.data, c->rx.len);
+				c->rx.len = 0;
+			}
+			break;
+
+		case LWS_CALLBACK_SERVER_WRITEABLE:
+			if (c == NULL)
+				return -1;
+			if (c->killed)
+			{
+				static const char why[] = "stream taken over by a new connection";
+
+				lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
+								 (unsigned char *) why, sizeof(why) - 1);
+				return -1;
+			}
+			if (c->out.len > LWS_PRE)
+			{
+				size_t		n = c->out.len - LWS_PRE;
+
+				if (lws_write(wsi, (unsigned char *) c->out.data + LWS_PRE, n,
+							  LWS_WRITE_TEXT) < (int) n)
+					return -1;
+				c->out.len = 0;
+			}
+			break;
+
+		case LWS_CALLBACK_HTTP:
+			return pss ? http_request(wsi, pss, (const char *) in) : -1;
+
+		case LWS_CALLBACK_HTTP_BODY:
+			if (c == NULL || c->http_status != 0)
+				break;			/* already answered (e.g. 401): ignore the body */
+			if (c->rx.len + len > (size_t) logagg_max_message_bytes)
+				return http_reply(c, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "application/json",
+								  "{\"error\": \"body larger than logagg.max_message_bytes\"}");
+			if (!buf_append(&c->rx, in, len))
+				return -1;
+			break;
+
+		case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+			if (c == NULL || c->http_status != 0)
+				break;
+			conn_queue_message(c, c->rx.data ? c->rx.data : "", c->rx.len);
+			c->rx.len = 0;
+			c->http_waiting = true;
+			mark_pending(false);
+			break;
+
+		case LWS_CALLBACK_HTTP_WRITEABLE:
+			if (c == NULL)
+				return -1;
+			return http_writeable(wsi, c);
+
+		case LWS_CALLBACK_WSI_DESTROY:
+			if (c)
+			{
+				pss->conn = NULL;
+				c->wsi = NULL;
+				nconns--;
+				logagg_count(LC_CONNECTIONS, (uint64) -1);
+				conn_release_if_done(c);
+			}
+			break;
+
+		default:
+			break;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------------
+ * /metrics
+ * ---------------------------------------------------------------------
+ */
+static void
+append_metrics(Buf *b)
+{
+	static const struct
+	{
+		LogaggCounter c;
+		const char *name;
+		const char *type;
+		const char *help;
+	}			metrics[] = {
+		{LC_CONNECTIONS, "logagg_ingest_connections", "gauge", "Open ingest connections."},
+		{LC_CONNECTIONS_TOTAL, "logagg_ingest_connections_total", "counter", "Ingest connections accepted."},
+		{LC_ROWS, "logagg_ingest_rows_total", "counter", "Log records stored."},
+		{LC_BATCHES, "logagg_ingest_batches_total", "counter", "Ingest transactions committed."},
+		{LC_REJECTS, "logagg_ingest_rejects_total", "counter", "Invalid records stored in logagg.rejected."},
+		{LC_DUPLICATES, "logagg_ingest_duplicates_total", "counter", "Stream records dropped as already committed."},
+		{LC_ALERTS_QUEUED, "logagg_ingest_alerts_queued_total", "counter", "alert_queue rows written by ingest."},
+	};
+	LogaggWorkerSlot *slot = logagg_my_slot();
+	char		line[256];
+
+	for (int i = 0; i < lengthof(metrics); i++)
+	{
+		uint64		v = slot ? pg_atomic_read_u64(&slot->counters[metrics[i].c]) : 0;
+		int			n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n%s " UINT64_FORMAT "\n",
+								 metrics[i].name, metrics[i].help,
+								 metrics[i].name, metrics[i].type, metrics[i].name, v);
+
+		buf_append(b, line, n);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Main-loop side
+ * ---------------------------------------------------------------------
+ */
+static void
+lws_log_to_server_log(int level, const char *line)
+{
+	int			len = strlen(line);
+
+	/* lws lines end with a newline; the server log adds its own */
+	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+		len--;
+	ereport(LOG, (errmsg("logagg ingest: libwebsockets: %.*s", len, line)));
+}
+
+void
+ingest_server_start(void)
+{
+	struct lws_context_creation_info info;
+	void	   *foreign_loops[1];
+	bool		tls = logagg_tls_cert_file && logagg_tls_cert_file[0];
+
+	batch = ingest_batch_create(TopMemoryContext);
+	CacheRegisterRelcacheCallback(sources_relcache_callback, (Datum) 0);
+
+	if (uv_loop_init(&loop) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("logagg ingest: could not initialise the event loop")));
+	loop_initialised = true;
+
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_server_log);
+
+	memset(&info, 0, sizeof(info));
+	info.port = logagg_port;
+	info.iface = logagg_listen_address;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+	foreign_loops[0] = &loop;
+	info.foreign_loops = foreign_loops;
+	info.retry_and_idle_policy = &idle_policy;
+	info.timeout_secs = 30;
+	if (tls)
+	{
+		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+		info.ssl_cert_filepath = logagg_tls_cert_file;
+		info.ssl_private_key_filepath = logagg_tls_key_file;
+	}
+
+	context = lws_create_context(&info);
+	if (context == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("logagg ingest: could not listen on %s:%d",
+						logagg_listen_address, logagg_port),
+				 errdetail("The WebSocket server could not be created; the libwebsockets lines above say why."),
+				 errhint("Check that logagg.listen_address and logagg.port name a free local address%s.",
+						 tls ? ", and that logagg.tls_cert_file and logagg.tls_key_file are readable" : "")));
+	ereport(LOG,
+			(errmsg("logagg ingest: listening on %s://%s:%d/ingest",
+					tls ? "wss" : "ws", logagg_listen_address, logagg_port)));
+}
+
+int
+ingest_server_fd(void)
+{
+	return uv_backend_fd(&loop);
+}
+
+/* Milliseconds until lws/libuv timers need service (-1: none). */
+long
+ingest_server_timeout_ms(void)
+{
+	return uv_backend_timeout(&loop);
+}
+
+/* Run whatever socket work and timers are ready, without blocking. */
+void
+ingest_server_service(void)
+{
+	if (logagg_auth == LOGAGG_AUTH_TOKEN)
+		refresh_auth_cache();
+	(void) uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+bool
+ingest_server_batch_full(void)
+{
+	return batch->nrecords >= logagg_batch_rows;
+}
+
+/* Does anything wait for a commit, and by when must it happen? */
+bool
+ingest_server_needs_flush(TimestampTz *deadline)
+{
+	if (pending_since == 0 && batch->nrecords == 0 && batch->nrejects == 0)
+		return false;
+	if (pending_since == 0)
+		pending_since = GetCurrentTimestamp();
+	*deadline = (flush_now || ingest_server_batch_full()) ? 0 :
+		TimestampTzPlusMilliseconds(pending_since, logagg_batch_delay_ms);
+	return true;
+}
+
+/* ---- parse callbacks ---- */
+
+static bool
+cb_accept_seq(void *arg, int64 seq)
+{
+	Conn	   *c = arg;
+
+	if (c->stream == NULL)
+		return true;
+	if (seq <= c->stream->accepted)
+	{
+		logagg_count(LC_DUPLICATES, 1);
+		c->ack_due = true;
+		return false;
+	}
+	c->stream->accepted = seq;
+	return true;
+}
+
+static void
+cb_accepted(void *arg, const IngestRecord *rec)
+{
+	Conn	   *c = arg;
+
+	c->ack_due = true;
+	c->http_accepted++;
+	if (rec->has_seq)
+	{
+		c->batch_max_seq = c->batch_has_seq ? Max(c->batch_max_seq, rec->seq) : rec->seq;
+		c->batch_has_seq = true;
+	}
+	else
+		c->batch_count++;
+}
+
+static void
+cb_rejected(void *arg, const char *reason, bool has_seq, int64 seq)
+{
+	Conn	   *c = arg;
+	StringInfoData s;
+
+	c->ack_due = true;
+	c->http_rejected++;
+	if (c->is_http)
+		return;
+	initStringInfo(&s);
+	appendStringInfoString(&s, "{\"error\": ");
+	escape_json(&s, reason);
+	if (has_seq)
+		appendStringInfo(&s, ", \"seq\": " INT64_FORMAT, seq);
+	appendStringInfoChar(&s, '}');
+	if (c->errors.len > 0)
+		buf_append(&c->errors, "\n", 1);
+	buf_append(&c->errors, s.data, s.len);
+	pfree(s.data);
+}
+
+/*
+ * Parse queued messages into the batch, one message per connection per
+ * round so that a busy connection cannot starve the others, until the
+ * batch is full or nothing is left.
+ */
+void
+ingest_server_process_input(void)
+{
+	bool		progress = true;
+
+	while (progress && !ingest_server_batch_full())
+	{
+		progress = false;
+		for (Conn *c = conns, *next; c; c = next)
+		{
+			Msg		   *m = c->inq_head;
+			IngestOrigin origin;
+
+			next = c->next;
+			if (c->killed && m)
+			{
+				/* taken over: the client resends this on its new connection */
+				for (; m; m = c->inq_head)
+				{
+					c->inq_head = m->next;
+					total_queued -= m->len;
+					free(m);
+				}
+				c->inq_tail = NULL;
+				c->inq_bytes = 0;
+				conn_release_if_done(c);
+				continue;
+			}
+			if (m == NULL || c->need_resume)
+				continue;
+			c->inq_head = m->next;
+			if (c->inq_head == NULL)
+				c->inq_tail = NULL;
+			c->inq_bytes -= m->len;
+			total_queued -= m->len;
+
+			memset(&origin, 0, sizeof(origin));
+			origin.peer = c->peer;
+			origin.source = c->source[0] ? c->source : NULL;
+			origin.stream = c->stream ? MemoryContextStrdup(batch->cxt, c->stream->id) : NULL;
+			origin.received_at = m->received_at;
+			origin.arg = c;
+			origin.accept_seq = cb_accept_seq;
+			origin.accepted = cb_accepted;
+			origin.rejected = cb_rejected;
+			ingest_parse_message(batch, &origin, m->data, m->len);
+			free(m);
+			mark_pending(false);
+			progress = true;
+
+			if (c->rx_paused && c->wsi && !c->need_resume &&
+				c->inq_bytes < CONN_QUEUE_PAUSE_BYTES / 2 &&
+				total_queued < TOTAL_QUEUE_PAUSE_BYTES / 2)
+			{
+				lws_rx_flow_control(c->wsi, 1);
+				c->rx_paused = false;
+			}
+			if (ingest_server_batch_full())
+				break;
+		}
+	}
+}
+
+/* Inside the batch's transaction. */
+static void
+flush_in_transaction(void *arg)
+{
+	IngestResult *res = arg;
+
+	ingest_batch_store(batch, res);
+	/* resume points of streams new to this process */
+	for (StreamState *s = streams; s; s = s->next)
+	{
+		if (!s->loaded)
+		{
+			s->committed = ingest_stream_last_seq(s->id);
+			s->accepted = Max(s->accepted, s->committed);
+			s->loaded = true;
+		}
+	}
+}
+
+static void
+send_acks(Conn *c)
+{
+	char		msg[64];
+	int			n;
+
+	if (c->errors.len > 0)
+		conn_send(c, c->errors.data, c->errors.len);
+	c->errors.len = 0;
+	if (c->stream)
+	{
+		n = snprintf(msg, sizeof(msg), "{\"ack\": " INT64_FORMAT "}", c->stream->committed);
+		conn_send(c, msg, n);
+	}
+	else if (c->batch_has_seq)
+	{
+		n = snprintf(msg, sizeof(msg), "{\"ack\": " INT64_FORMAT "}", c->batch_max_seq);
+		conn_send(c, msg, n);
+	}
+	if (c->batch_count > 0)
+	{
+		n = snprintf(msg, sizeof(msg), "{\"ack_count\": " INT64_FORMAT "}", c->batch_count);
+		conn_send(c, msg, n);
+	}
+	c->batch_count = 0;
+	c->batch_has_seq = false;
+	c->ack_due = false;
+}
+
+/*
+ * Store the batch in one transaction, then tell every client what became
+ * durable.  An error propagates (the worker restarts and clients resend
+ * what was not acked).
+ */
+void
+ingest_server_flush(void)
+{
+	IngestResult res;
+	StreamState **sp;
+
+	/* streams whose resume point the batch advances */
+	for (StreamState *s = streams; s; s = s->next)
+		if (s->loaded && s->accepted > s->committed)
+			ingest_batch_add_stream(batch, s->id, s->source[0] ? s->source : NULL, s->accepted);
+
+	memset(&res, 0, sizeof(res));
+	last_xact_start = GetCurrentTimestamp();
+	if (!logagg_run_in_transaction(flush_in_transaction, &res, "logagg ingest: storing a batch"))
+		logagg_exit_extension_dropped();
+
+	if (batch->nrecords > 0 || batch->nrejects > 0)
+		logagg_count(LC_BATCHES, 1);
+	logagg_count(LC_ROWS, res.rows);
+	logagg_count(LC_REJECTS, res.rejects);
+	if (res.alerts_queued > 0)
+	{
+		logagg_count(LC_ALERTS_QUEUED, res.alerts_queued);
+		logagg_wake_workers(LOGAGG_WORKER_DISPATCH);
+	}
+	for (StreamState *s = streams; s; s = s->next)
+		s->committed = Max(s->committed, s->accepted);
+
+	for (Conn *c = conns, *next; c; c = next)
+	{
+		next = c->next;
+		if (c->need_resume && c->stream && c->stream->loaded)
+		{
+			char		msg[64];
+			int			n = snprintf(msg, sizeof(msg), "{\"resume\": " INT64_FORMAT "}",
+									 c->stream->committed);
+
+			conn_send(c, msg, n);
+			c->need_resume = false;
+			if (c->wsi && c->rx_paused)
+			{
+				lws_rx_flow_control(c->wsi, 1);
+				c->rx_paused = false;
+			}
+		}
+		if (c->ack_due)
+			send_acks(c);
+		if (c->is_http && c->http_waiting && c->inq_head == NULL)
+		{
+			char		body[96];
+
+			snprintf(body, sizeof(body), "{\"accepted\": " INT64_FORMAT ", \"rejected\": " INT64_FORMAT "}",
+					 c->http_accepted, c->http_rejected);
+			c->http_waiting = false;
+			if (c->wsi)
+				http_reply(c, HTTP_STATUS_OK, "application/json", body);
+		}
+		conn_release_if_done(c);
+	}
+
+	/* forget streams nobody owns any more: their state is in the table */
+	sp = &streams;
+	while (*sp)
+	{
+		StreamState *s = *sp;
+
+		if (s->owner == NULL && s->accepted <= s->committed)
+		{
+			*sp = s->next;
+			for (Conn *c = conns; c; c = c->next)
+				if (c->stream == s)
+					c->stream = NULL;
+			free(s);
+		}
+		else
+			sp = &s->next;
+	}
+
+	ingest_batch_reset(batch);
+	pending_since = 0;
+	flush_now = false;
+	/* HTTP bodies still queued (batch was full) need another round */
+	for (Conn *c = conns; c; c = c->next)
+		if (c->inq_head)
+			mark_pending(false);
+}
+
+void
+ingest_server_stop(void)
+{
+	if (context)
+	{
+		lws_context_destroy(context);
+		context = NULL;
+	}
+	if (loop_initialised)
+	{
+		for (int i = 0; i < 1000 && uv_run(&loop, UV_RUN_NOWAIT) != 0; i++)
+			;
+		(void) uv_loop_close(&loop);
+		loop_initialised = false;
+	}
+}
