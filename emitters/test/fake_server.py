@@ -64,6 +64,8 @@ def parse_args():
     ap.add_argument("--report", help="write the final report here (default stdout)")
     ap.add_argument("--dump", help="write stored records here as NDJSON")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--tls-cert", help="serve wss:// with this certificate")
+    ap.add_argument("--tls-key")
     ap.add_argument("--fast", action="store_true",
                     help="benchmark mode: count records without parsing JSON "
                     "(one '{' per record: only valid for profile records)")
@@ -238,7 +240,12 @@ async def main():
     stop = asyncio.get_running_loop().create_future()
     for s in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(s, stop.set_result, None)
-    async with websockets.serve(handler, ARGS.host, ARGS.port,
+    ssl_ctx = None
+    if ARGS.tls_cert:
+        import ssl
+        ssl_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ssl_ctx.load_cert_chain(ARGS.tls_cert, ARGS.tls_key)
+    async with websockets.serve(handler, ARGS.host, ARGS.port, ssl=ssl_ctx,
                                 process_request=process_request,
                                 max_size=ARGS.max_size, compression=None,
                                 max_queue=64, close_timeout=1) as server:

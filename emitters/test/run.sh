@@ -188,6 +188,23 @@ run_emit too_big 60 --batch 500 --count 5000
 check too_big '[ $RC = 0 ] && [ "$(field $OUT/too_big.out acked)" = 5000 ] && grep -q "message too big" $OUT/too_big.err'
 stop_server small
 
+# 11b. wss:// with a self-signed certificate
+if command -v openssl >/dev/null; then
+	openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost \
+		-keyout "$OUT/tls.key" -out "$OUT/tls.crt" >/dev/null 2>&1
+	start_server tls --tls-cert "$OUT/tls.crt" --tls-key "$OUT/tls.key" --token $TOKEN
+	timeout -s KILL 30 "$EMIT" --url "wss://127.0.0.1:$PORT/ingest" --token $TOKEN --insecure \
+		--stream sT --batch 50 --count 5000 >"$OUT/wss.out" 2>"$OUT/wss.err"
+	RC=$?
+	check wss_insecure '[ $RC = 0 ] && [ "$(field $OUT/wss.out acked)" = 5000 ]'
+	# without --insecure the self-signed certificate must be refused
+	timeout -s KILL 30 "$EMIT" --url "wss://127.0.0.1:$PORT/ingest" --token $TOKEN \
+		--count 10 --give-up-after 1 >"$OUT/wss_verify.out" 2>"$OUT/wss_verify.err"
+	RC=$?
+	check wss_verify '[ $RC = 1 ] && [ "$(field $OUT/wss_verify.out sent)" = 0 ]'
+	stop_server tls
+fi
+
 # 12. nobody listening: reconnect with backoff, then give up
 PORT=$(cat "$OUT/small.port")
 run_emit give_up 30 --count 10 --give-up-after 1.5
