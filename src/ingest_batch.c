@@ -469,5 +469,6 @@ logagg_ingest_sql(PG_FUNCTION_ARGS)
 		wake_dispatch_at_commit = true;
 	}
 	MemoryContextDelete(batch->cxt);
+	pfree(batch);
 	PG_RETURN_INT64((int64) res.rows);
 }

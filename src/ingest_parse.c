@@ -100,11 +100,11 @@ static MemoryContext parse_cxt = NULL;
 IngestBatch *
 ingest_batch_create(MemoryContext parent)
 {
-	MemoryContext cxt = AllocSetContextCreate(parent, "logagg ingest batch",
-											  ALLOCSET_DEFAULT_SIZES);
-	IngestBatch *batch = MemoryContextAllocZero(cxt, sizeof(IngestBatch));
+	/* the struct lives in parent: resetting cxt must not free it */
+	IngestBatch *batch = MemoryContextAllocZero(parent, sizeof(IngestBatch));
 
-	batch->cxt = cxt;
+	batch->cxt = AllocSetContextCreate(parent, "logagg ingest batch",
+									   ALLOCSET_DEFAULT_SIZES);
 	return batch;
 }
 
@@ -115,7 +115,7 @@ ingest_batch_reset(IngestBatch *batch)
 	MemoryContext cxt = batch->cxt;
 
 	MemoryContextReset(cxt);
-	batch = memset(batch, 0, sizeof(IngestBatch));
+	memset(batch, 0, sizeof(IngestBatch));
 	batch->cxt = cxt;
 }
 

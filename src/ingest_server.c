@@ -737,7 +737,11 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				return -1;
 			return http_writeable(wsi, c);
 
+		case LWS_CALLBACK_CLOSED:
+		case LWS_CALLBACK_CLOSED_HTTP:
+		case LWS_CALLBACK_HTTP_DROP_PROTOCOL:	/* end of an HTTP transaction */
 		case LWS_CALLBACK_WSI_DESTROY:
+			/* whichever comes first with our session data; then never again */
 			if (c)
 			{
 				pss->conn = NULL;
