@@ -41,7 +41,7 @@ emitters:
 	@if [ -f emitters/Makefile ]; then $(MAKE) -C emitters; fi
 install: emitters-install
 emitters-install:
-	@if [ -f emitters/Makefile ]; then $(MAKE) -C emitters install bindir=$(shell $(PG_CONFIG) --bindir); fi
+	@if [ -f emitters/Makefile ]; then $(MAKE) -C emitters install; fi
 clean: emitters-clean
 emitters-clean:
 	@if [ -f emitters/Makefile ]; then $(MAKE) -C emitters clean; fi
