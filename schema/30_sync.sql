@@ -113,12 +113,13 @@ BEGIN
         INSERT INTO @extschema@.sync_log (window_start, window_end, source, object_key, part,
                                           status, error, started_at, next_attempt_at)
         VALUES (p_window_start, p_window_end, p_source, p_key, p_part, 'failed', p_error, p_started,
-                now() + make_interval(secs => least(3600.0, p_backoff_secs * power(2, least(failures, 12)))));
+                now() + make_interval(secs => least(greatest(3600.0, 16.0 * p_backoff_secs),
+                                                    p_backoff_secs * power(2, least(failures, 12)))));
     END IF;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._sync_record(timestamptz, timestamptz, text, int, text, bigint, bigint, bigint, text, bigint, bigint, int, timestamptz, text, int) IS
-    'Internal: writes one sync_log row; a failure gets next_attempt_at = now + backoff doubling per failure of that part (at most an hour).';
+    'Internal: writes one sync_log row; a failed attempt gets next_attempt_at = now + logagg.sync_interval doubled per earlier failure of that part (at most an hour, or 16 intervals if longer).';
 
 CREATE FUNCTION @extschema@.sync_now() RETURNS int
     LANGUAGE c VOLATILE SECURITY DEFINER  -- reads logagg.logs, writes sync_log as the extension owner

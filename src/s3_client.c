@@ -275,6 +275,14 @@ s3_request(const S3Config *cfg, const char *method, const char *url,
 	/* a stall (not a slow big part) is what times out */
 	curl_easy_setopt(curl_handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
 	curl_easy_setopt(curl_handle, CURLOPT_LOW_SPEED_TIME, (cfg->timeout_ms + 999) / 1000);
+	/*
+	 * And a deadline for the whole request: the stall check alone reacts
+	 * slowly to a server that took the body and then goes silent (curl
+	 * averages speed over several seconds).  Allow the timeout plus the
+	 * body at a modest 256 kB/s.
+	 */
+	curl_easy_setopt(curl_handle, CURLOPT_TIMEOUT_MS,
+					 cfg->timeout_ms + (long) (len / 256));
 	curl_easy_setopt(curl_handle, CURLOPT_EXPECT_100_TIMEOUT_MS, 0L);
 	curl_easy_setopt(curl_handle, CURLOPT_NOPROGRESS, 0L);
 	curl_easy_setopt(curl_handle, CURLOPT_XFERINFOFUNCTION, progress_cb);

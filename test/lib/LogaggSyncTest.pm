@@ -147,7 +147,8 @@ sub s3_list
 		last unless $r->{content} =~ m{<IsTruncated>true</IsTruncated>};
 		($token) = $r->{content} =~ m{<NextContinuationToken>([^<]*)</NextContinuationToken>};
 	}
-	return sort @keys;
+	@keys = sort @keys;
+	return wantarray ? @keys : scalar(@keys);
 }
 
 sub s3_get

@@ -31,7 +31,8 @@ answered here with a fault, see --mode-file); requests that fail get
 logged to --log as "PASS|FAIL METHOD PATH [reason]".
 
 --mode-file FILE: read on every request; "ok" (default) forwards,
-"500" answers 500 InternalError, "hang" waits 60 s before answering
+"500" answers 500 InternalError, "500-parts" answers 500 to UploadPart
+requests only (to exercise AbortMultipartUpload), "hang" waits 60 s
 (for client timeouts), "refuse" closes the connection without a reply.
 
 Usage: s3_sigv4_proxy.py --port P --upstream 127.0.0.1:Q --access-key K
@@ -194,7 +195,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         mode = self.mode()
         self.record("PASS %s %s %d %s" % (self.command, self.path, len(body), mode))
-        if mode == "500":
+        if mode == "500" or (mode == "500-parts" and "partNumber=" in self.path):
             self.reply(500, b"<Error><Code>InternalError</Code></Error>")
             return
         if mode == "hang":
