@@ -31,3 +31,5 @@ GRANT EXECUTE ON FUNCTION @extschema@.create_source(text),
                           @extschema@.maintain()
     TO logagg_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.ingest(jsonb) TO logagg_writer;
+-- cloud sync (schema/30_sync.sql)
+GRANT EXECUTE ON FUNCTION @extschema@.sync_now() TO logagg_admin;

@@ -36,3 +36,13 @@ fi
 
 # The Debian postgresql package starts a system cluster on 5432; logagg's
 # scripts never use it, so leave it alone.
+
+# Test receivers from npm (s3rver for the cloud-sync tests and the local
+# system), pinned by test/package-lock.json; node_modules is git-ignored.
+(
+  cd "$(dirname "$0")/.."
+  if [ -f test/package-lock.json ] && [ ! -x test/node_modules/.bin/s3rver ]; then
+    echo "install-deps: npm ci in test/"
+    (cd test && npm ci --no-audit --no-fund --silent)
+  fi
+)
