@@ -126,7 +126,7 @@ $frame = '[{"message":"PAYMENT failed order 1","level":"info"},'
   . '{"message":"all fine","level":"info"}]';
 $out = probe("open:a:/ingest:$token", "send:a:$frame", "recv:a");
 like($out, qr/"ack_count": 4/, 'array frame acked');
-is(sql("SELECT string_agg(severity::text, ',' ORDER BY message COLLATE "C") FROM logagg.logs WHERE message LIKE 'PAYMENT%' OR message = 'all fine'"),
+is(sql("SELECT string_agg(severity::text, ',' ORDER BY message COLLATE \"C\") FROM logagg.logs WHERE message LIKE 'PAYMENT%' OR message = 'all fine'"),
 	'critical,critical,critical,low', 'a new rule applies to the next batch without a restart');
 my $fp = sql("SELECT logagg.fingerprint('svc-a', 'critical', NULL, 'PAYMENT failed order 1')");
 is(sql("SELECT coalesce(sum(count), 0) FROM logagg.alert_queue WHERE fingerprint = '$fp' AND destination = 'hook'"),
