@@ -3,9 +3,17 @@
  * dispatch_worker.c
  *		The "logagg dispatch N" background worker's main loop.
  *
- * It waits on one WaitEventSet holding its latch and postmaster death (the
- * libcurl multi handle's epoll fd joins it when delivery is added), so
- * SIGTERM, SIGHUP and wake-ups from the ingest worker are seen promptly.
+ * It waits on one WaitEventSet holding its latch, postmaster death and the
+ * epoll fd of its libcurl multi socket set (curl_multi.c), so SIGTERM,
+ * SIGHUP, wake-ups from ingest (SetLatch after a batch with alerts
+ * commits) and network progress are all seen at once.  Each wake:
+ *   1. libcurl does its socket / timeout actions; finished deliveries are
+ *      collected;
+ *   2. when deliveries finished, or alerts may be due and a concurrency
+ *      slot is free, one short transaction (dispatcher.c) records the
+ *      outcomes and takes more due alerts, most severe first;
+ *   3. sleep until the latch, a socket, libcurl's timer, or the next
+ *      scheduled alert (summary at the end of a group window, retry).
  *
  *-------------------------------------------------------------------------
  */
@@ -16,35 +24,112 @@
 #include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
+#include "alerts.h"
 #include "logagg.h"
 
-/* How often an idle worker checks that the extension still exists. */
-#define IDLE_CHECK_MS 3000
+/* Forget ended groups and re-check the queue this often. */
+#define HOUSEKEEPING_MS 5000
+/* When due rows exist but others hold them: look again after this. */
+#define BUSY_RETRY_MS 50
 
 void
 logagg_dispatch_main(Datum arg)
 {
+	int			index = DatumGetInt32(arg);
 	WaitEventSet *wes;
+	dlist_head	done;
+	TimestampTz next_due = 0;
+	TimestampTz next_housekeeping;
+	bool		want_claim = true;
 
-	logagg_worker_setup(LOGAGG_WORKER_DISPATCH, DatumGetInt32(arg));
+	logagg_worker_setup(LOGAGG_WORKER_DISPATCH, index);
 	if (!logagg_wait_for_extension())
 		proc_exit(1);
 
-	wes = CreateWaitEventSet(TopMemoryContext, 2);
+	/*
+	 * An outcome lost in a crash only means the alert is sent again with
+	 * the same alert_id (Idempotency-Key); not waiting for a WAL flush per
+	 * cycle is what lets a worker record thousands of outcomes a second.
+	 */
+	SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+
+	logagg_curlm_init();
+	wes = CreateWaitEventSet(TopMemoryContext, 3);
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
+	AddWaitEventToSet(wes, WL_SOCKET_READABLE, logagg_curlm_fd(), NULL, NULL);
+
+	logagg_dispatcher_start(index);
+	dlist_init(&done);
+	next_housekeeping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HOUSEKEEPING_MS);
 
 	while (!logagg_got_sigterm)
 	{
-		WaitEvent	ev;
+		WaitEvent	evs[3];
+		int			nev;
+		long		timeout;
+		long		curl_timeout;
+		int			ndone = 0;
+		int			slots;
+		TimestampTz now;
+		dlist_iter	it;
 
-		(void) WaitEventSetWait(wes, IDLE_CHECK_MS, &ev, 1, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		logagg_curlm_service(&done);
+		dlist_foreach(it, &done)
+			ndone++;
+		slots = logagg_dispatch_concurrency - (logagg_dispatch_inflight - ndone);
+		now = GetCurrentTimestamp();
+		if (next_due != DT_NOEND && now >= next_due)
+			want_claim = true;
+
+		if (ndone > 0 || (slots > 0 && want_claim))
+		{
+			int			req = Max(slots, 0);
+			int			got = logagg_dispatcher_cycle(&done, req, &next_due);
+
+			if (req > 0)
+			{
+				/* a full batch: more may be due right away */
+				want_claim = (got == req);
+				if (got < req && next_due != DT_NOEND && next_due <= now)
+					next_due = TimestampTzPlusMilliseconds(now, BUSY_RETRY_MS);
+			}
+			if (got > 0)
+				logagg_my_slot()->last_activity = GetCurrentTimestamp();
+			CHECK_FOR_INTERRUPTS();
+			continue;
+		}
+
+		if (now >= next_housekeeping)
+		{
+			logagg_dispatcher_housekeeping();
+			next_housekeeping = TimestampTzPlusMilliseconds(now, HOUSEKEEPING_MS);
+			want_claim = true;	/* safety net: never trust one missed wake */
+			continue;
+		}
+
+		timeout = (long) ((next_housekeeping - now) / 1000) + 1;
+		curl_timeout = logagg_curlm_timeout_ms();
+		if (curl_timeout >= 0)
+			timeout = Min(timeout, curl_timeout);
+		if (slots > 0 && next_due != DT_NOEND)
+			timeout = Min(timeout, Max((long) ((next_due - now) / 1000) + 1, 0));
+
+		nev = WaitEventSetWait(wes, timeout, evs, lengthof(evs), PG_WAIT_EXTENSION);
+		for (int i = 0; i < nev; i++)
+		{
+			if (evs[i].events & WL_LATCH_SET)
+			{
+				ResetLatch(MyLatch);
+				want_claim = true;
+			}
+		}
 		CHECK_FOR_INTERRUPTS();
 		logagg_worker_reload_if_needed();
-		logagg_worker_periodic_check();
 	}
 	proc_exit(1);
 }

@@ -1,0 +1,118 @@
+/*-------------------------------------------------------------------------
+ *
+ * alerts.h
+ *		Declarations shared by the alert engine's files: the dispatch loop
+ *		(dispatch_worker.c), taking and finishing alerts (dispatcher.c),
+ *		the libcurl multi glue (curl_multi.c) and one file per destination
+ *		kind (dest_*.c).
+ *
+ * A "delivery" is one claimed alert_queue row on its way to one
+ * destination; it owns a memory context holding everything its transfers
+ * need, so nothing of it lives in a transaction's memory.  A delivery has
+ * one or more "transfers" (libcurl easy handles): one for most kinds, one
+ * per recipient for SMS.  Its outcome is known when the last transfer
+ * finishes.
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef LOGAGG_ALERTS_H
+#define LOGAGG_ALERTS_H
+
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "lib/ilist.h"
+#include "lib/stringinfo.h"
+#include "nodes/pg_list.h"
+#include "portability/instr_time.h"
+#include "datatype/timestamp.h"
+#include "utils/jsonb.h"
+
+/* One claimed alert, as _claim_alerts returns it (strings never NULL). */
+typedef struct LogaggAlert
+{
+	int64		id;				/* alert_id, also the Idempotency-Key */
+	char	   *severity;
+	char	   *source;
+	char	   *fingerprint;
+	int64		count;
+	char	   *first_seen;		/* ISO 8601 UTC */
+	char	   *last_seen;
+	bool		has_status;
+	int			status;
+	char	   *level;
+	char	   *message;
+	char	   *destination;
+	char	   *kind;
+	Jsonb	   *config;
+	int			attempts;		/* including this one */
+	bool		is_test;
+	char	   *payload;		/* the fixed-field JSON object (webhook body) */
+} LogaggAlert;
+
+typedef struct LogaggDelivery
+{
+	dlist_node	node;			/* in the in-flight or done list */
+	MemoryContext cxt;			/* owns this struct and everything below */
+	LogaggAlert alert;
+	int			transfers;		/* started and not finished yet */
+	instr_time	started;
+	/* outcome */
+	bool		failed;
+	bool		permanent;		/* failure that retrying cannot fix */
+	long		http_status;	/* last protocol response code (HTTP/SMTP) */
+	double		retry_after;	/* seconds, < 0 if the receiver gave none */
+	double		latency_ms;
+	char		error[256];
+} LogaggDelivery;
+
+typedef struct LogaggTransfer
+{
+	CURL	   *easy;
+	LogaggDelivery *delivery;
+	struct curl_slist *headers;
+	struct curl_slist *recipients;	/* SMTP RCPT TO */
+	char	   *body;			/* request body (POST data or mail message) */
+	size_t		body_len;
+	size_t		read_off;		/* upload position for SMTP */
+	bool		is_smtp;
+	double		retry_after;
+	char		response[201];	/* start of the response body, for errors */
+	size_t		response_len;
+	char		errbuf[CURL_ERROR_SIZE];
+} LogaggTransfer;
+
+/* ---- curl_multi.c ---- */
+extern void logagg_curlm_init(void);
+extern int	logagg_curlm_fd(void);
+extern long logagg_curlm_timeout_ms(void);
+extern void logagg_curlm_service(dlist_head *done);
+extern int	logagg_curlm_running(void);
+extern LogaggTransfer *logagg_transfer_new(LogaggDelivery *d, const char *url);
+extern void logagg_transfer_add_header(LogaggTransfer *t, const char *fmt,...) pg_attribute_printf(2, 3);
+extern void logagg_transfer_set_post(LogaggTransfer *t, char *body, size_t len,
+									 const char *content_type);
+extern void logagg_transfer_start(LogaggTransfer *t);
+extern void logagg_delivery_fail(LogaggDelivery *d, bool permanent, const char *fmt,...) pg_attribute_printf(3, 4);
+
+/* ---- dispatcher.c ---- */
+extern int	logagg_dispatch_inflight;
+extern void logagg_dispatcher_start(int worker_index);
+extern int	logagg_dispatcher_cycle(dlist_head *done, int slots, TimestampTz *next_due);
+extern void logagg_dispatcher_housekeeping(void);
+extern char *logagg_cfg_text(Jsonb *config, const char *key);
+extern List *logagg_cfg_text_list(Jsonb *config, const char *key);
+extern List *logagg_cfg_object_pairs(Jsonb *config, const char *key);
+extern int	logagg_cfg_int(Jsonb *config, const char *key, int dflt);
+extern bool logagg_cfg_bool(Jsonb *config, const char *key, bool dflt);
+extern char *logagg_alert_headline(LogaggAlert *a);
+
+/* ---- one file per destination kind: start the transfers, or fail ---- */
+extern void logagg_dest_webhook(LogaggDelivery *d);
+extern void logagg_dest_slack(LogaggDelivery *d);
+extern void logagg_dest_email(LogaggDelivery *d);
+extern void logagg_dest_sms(LogaggDelivery *d);
+extern void logagg_dest_pagerduty(LogaggDelivery *d);
+
+#endif							/* LOGAGG_ALERTS_H */

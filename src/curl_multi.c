@@ -1,0 +1,421 @@
+/*-------------------------------------------------------------------------
+ *
+ * curl_multi.c
+ *		libcurl multi-interface glue for the dispatch workers.
+ *
+ * One long-lived multi handle per dispatch worker keeps connections to
+ * receivers alive between notifications.  libcurl tells us which sockets
+ * to watch through CURLMOPT_SOCKETFUNCTION; we put them into a private
+ * epoll set whose single fd sits in the worker's WaitEventSet next to its
+ * latch (PG15 cannot remove one socket from a WaitEventSet, a nested epoll
+ * set can).  CURLMOPT_TIMERFUNCTION gives a deadline the worker uses as
+ * its wait timeout.  After each wake the worker calls logagg_curlm_service,
+ * which drives curl_multi_socket_action and collects finished transfers.
+ *
+ * Nothing here calls ereport(ERROR) from inside a libcurl callback: the
+ * callbacks only copy bytes into the transfer's own buffers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/epoll.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "utils/memutils.h"
+
+#include "alerts.h"
+#include "logagg.h"
+
+static CURLM *multi = NULL;
+static int	epfd = -1;
+static int64 timer_deadline_ms = -1;	/* monotonic ms, -1 = none */
+static int	running_transfers = 0;
+
+static int64
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* libcurl wants a socket watched (or no longer). */
+static int
+socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+	struct epoll_event ev;
+
+	if (what == CURL_POLL_REMOVE)
+	{
+		/* may already be closed, which removed it from the set: ignore */
+		(void) epoll_ctl(epfd, EPOLL_CTL_DEL, s, NULL);
+		return 0;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0) |
+		((what & CURL_POLL_OUT) ? EPOLLOUT : 0);
+	ev.data.fd = s;
+	if (epoll_ctl(epfd, EPOLL_CTL_MOD, s, &ev) != 0)
+	{
+		if (errno == ENOENT)
+			(void) epoll_ctl(epfd, EPOLL_CTL_ADD, s, &ev);
+	}
+	return 0;
+}
+
+static int
+timer_cb(CURLM *m, long timeout_ms, void *userp)
+{
+	timer_deadline_ms = timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+	return 0;
+}
+
+void
+logagg_curlm_init(void)
+{
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("logagg: could not initialise libcurl")));
+	epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (epfd < 0)
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("logagg: epoll_create1 failed: %m")));
+	multi = curl_multi_init();
+	if (multi == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("logagg: could not create a libcurl multi handle")));
+	curl_multi_setopt(multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	/* keep-alive pool: enough idle connections for every receiver we use */
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long) Max(64, logagg_dispatch_concurrency * 2));
+	curl_multi_setopt(multi, CURLMOPT_PIPELINING, (long) CURLPIPE_MULTIPLEX);
+}
+
+int
+logagg_curlm_fd(void)
+{
+	return epfd;
+}
+
+int
+logagg_curlm_running(void)
+{
+	return running_transfers;
+}
+
+/* Milliseconds until libcurl wants its timeout action, -1 if none. */
+long
+logagg_curlm_timeout_ms(void)
+{
+	int64		left;
+
+	if (timer_deadline_ms < 0)
+		return -1;
+	left = timer_deadline_ms - mono_ms();
+	return left < 0 ? 0 : (long) left;
+}
+
+/* ---- per-transfer callbacks: copy bytes only ---- */
+
+static size_t
+write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	LogaggTransfer *t = (LogaggTransfer *) userdata;
+	size_t		n = size * nmemb;
+	size_t		room = sizeof(t->response) - 1 - t->response_len;
+
+	if (room > 0)
+	{
+		size_t		c = Min(room, n);
+
+		memcpy(t->response + t->response_len, ptr, c);
+		t->response_len += c;
+		t->response[t->response_len] = '\0';
+	}
+	return n;
+}
+
+static size_t
+header_cb(char *buf, size_t size, size_t nitems, void *userdata)
+{
+	LogaggTransfer *t = (LogaggTransfer *) userdata;
+	size_t		n = size * nitems;
+	static const char name[] = "retry-after:";
+
+	if (n > sizeof(name) - 1 && pg_strncasecmp(buf, name, sizeof(name) - 1) == 0)
+	{
+		char		val[128];
+		size_t		vlen = Min(n - (sizeof(name) - 1), sizeof(val) - 1);
+		char	   *p;
+		char	   *end;
+		double		secs;
+
+		memcpy(val, buf + sizeof(name) - 1, vlen);
+		val[vlen] = '\0';
+		p = val;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		for (end = p + strlen(p); end > p && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '); end--)
+			*(end - 1) = '\0';
+		secs = strtod(p, &end);
+		if (end != p && *end == '\0')
+			t->retry_after = secs < 0 ? 0 : secs;
+		else
+		{
+			/* HTTP-date form */
+			time_t		when = curl_getdate(p, NULL);
+
+			if (when != (time_t) -1)
+			{
+				secs = difftime(when, time(NULL));
+				t->retry_after = secs < 0 ? 0 : secs;
+			}
+		}
+	}
+	return n;
+}
+
+static size_t
+read_cb(char *buffer, size_t size, size_t nitems, void *userdata)
+{
+	LogaggTransfer *t = (LogaggTransfer *) userdata;
+	size_t		room = size * nitems;
+	size_t		left = t->body_len - t->read_off;
+	size_t		c = Min(room, left);
+
+	memcpy(buffer, t->body + t->read_off, c);
+	t->read_off += c;
+	return c;
+}
+
+/* Record a failure of the delivery; the first message is kept. */
+void
+logagg_delivery_fail(LogaggDelivery *d, bool permanent, const char *fmt,...)
+{
+	if (!d->failed)
+	{
+		va_list		ap;
+
+		va_start(ap, fmt);
+		vsnprintf(d->error, sizeof(d->error), fmt, ap);
+		va_end(ap);
+	}
+	d->failed = true;
+	if (permanent)
+		d->permanent = true;
+}
+
+/*
+ * A new transfer for delivery d to url, with what every kind shares:
+ * timeouts, no signals, no redirects, only http(s)/smtp(s), the
+ * Idempotency-Key header, response capture.
+ */
+LogaggTransfer *
+logagg_transfer_new(LogaggDelivery *d, const char *url)
+{
+	LogaggTransfer *t = MemoryContextAllocZero(d->cxt, sizeof(LogaggTransfer));
+	int			timeout = logagg_cfg_int(d->alert.config, "timeout_ms", logagg_alert_timeout_ms);
+
+	t->delivery = d;
+	t->retry_after = -1;
+	t->easy = curl_easy_init();
+	if (t->easy == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("logagg: could not create a libcurl handle")));
+	t->is_smtp = pg_strncasecmp(url, "smtp", 4) == 0;
+	curl_easy_setopt(t->easy, CURLOPT_URL, url);
+	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
+	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_TIMEOUT_MS, (long) timeout);
+	curl_easy_setopt(t->easy, CURLOPT_CONNECTTIMEOUT_MS, (long) Min(timeout, 10000));
+	curl_easy_setopt(t->easy, CURLOPT_PROTOCOLS_STR, "http,https,smtp,smtps");
+	curl_easy_setopt(t->easy, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(t->easy, CURLOPT_ERRORBUFFER, t->errbuf);
+	curl_easy_setopt(t->easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(t->easy, CURLOPT_WRITEDATA, t);
+	curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
+	curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, "logagg/1.0");
+	if (!t->is_smtp)
+	{
+		logagg_transfer_add_header(t, "Idempotency-Key: " INT64_FORMAT, d->alert.id);
+		/* no "Expect: 100-continue" round trip for larger bodies */
+		logagg_transfer_add_header(t, "Expect:");
+	}
+	return t;
+}
+
+void
+logagg_transfer_add_header(LogaggTransfer *t, const char *fmt,...)
+{
+	char		buf[8192];
+	va_list		ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	t->headers = curl_slist_append(t->headers, buf);
+}
+
+/* body must live in the delivery's context until the transfer ends. */
+void
+logagg_transfer_set_post(LogaggTransfer *t, char *body, size_t len,
+						 const char *content_type)
+{
+	t->body = body;
+	t->body_len = len;
+	curl_easy_setopt(t->easy, CURLOPT_POST, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(t->easy, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) len);
+	logagg_transfer_add_header(t, "Content-Type: %s", content_type);
+}
+
+void
+logagg_transfer_start(LogaggTransfer *t)
+{
+	CURLMcode	rc;
+
+	if (t->is_smtp)
+	{
+		curl_easy_setopt(t->easy, CURLOPT_READFUNCTION, read_cb);
+		curl_easy_setopt(t->easy, CURLOPT_READDATA, t);
+		curl_easy_setopt(t->easy, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(t->easy, CURLOPT_INFILESIZE_LARGE, (curl_off_t) t->body_len);
+		if (t->recipients)
+			curl_easy_setopt(t->easy, CURLOPT_MAIL_RCPT, t->recipients);
+	}
+	if (t->headers)
+		curl_easy_setopt(t->easy, CURLOPT_HTTPHEADER, t->headers);
+	rc = curl_multi_add_handle(multi, t->easy);
+	if (rc != CURLM_OK)
+	{
+		logagg_delivery_fail(t->delivery, false, "curl_multi_add_handle: %s",
+							 curl_multi_strerror(rc));
+		curl_slist_free_all(t->headers);
+		curl_slist_free_all(t->recipients);
+		curl_easy_cleanup(t->easy);
+		return;
+	}
+	t->delivery->transfers++;
+	running_transfers++;
+}
+
+/* Copy printable characters of a receiver's answer for alert_log.error. */
+static void
+printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char) *s < 0x20 || (unsigned char) *s == 0x7f)
+			*s = ' ';
+}
+
+static void
+finish_transfer(CURL *easy, CURLcode res, dlist_head *done)
+{
+	LogaggTransfer *t = NULL;
+	LogaggDelivery *d;
+	long		code = 0;
+
+	curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **) &t);
+	d = t->delivery;
+	curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &code);
+	if (code != 0)
+		d->http_status = code;
+
+	if (res != CURLE_OK)
+	{
+		/* errbuf names host and port at most, never credentials */
+		bool		permanent = (res == CURLE_UNSUPPORTED_PROTOCOL ||
+								 res == CURLE_URL_MALFORMAT ||
+								 res == CURLE_LOGIN_DENIED);
+
+		logagg_delivery_fail(d, permanent, "%s%s%s", curl_easy_strerror(res),
+							 t->errbuf[0] ? ": " : "", t->errbuf);
+	}
+	else if (!t->is_smtp && (code < 200 || code > 299))
+	{
+		/*
+		 * 4xx means the request itself is wrong (bad URL, key, payload):
+		 * retrying will not help, except for timeouts, conflicts and rate
+		 * limits.
+		 */
+		bool		permanent = code >= 400 && code < 500 &&
+			code != 408 && code != 409 && code != 425 && code != 429;
+
+		printable(t->response);
+		logagg_delivery_fail(d, permanent, "HTTP %ld%s%s", code,
+							 t->response_len ? ": " : "", t->response);
+		if ((code == 429 || code == 503) && t->retry_after >= 0)
+			d->retry_after = t->retry_after;
+	}
+
+	curl_multi_remove_handle(multi, easy);
+	curl_easy_cleanup(easy);
+	curl_slist_free_all(t->headers);
+	curl_slist_free_all(t->recipients);
+	t->headers = NULL;
+	t->recipients = NULL;
+	running_transfers--;
+
+	if (--d->transfers == 0)
+	{
+		instr_time	now;
+
+		INSTR_TIME_SET_CURRENT(now);
+		INSTR_TIME_SUBTRACT(now, d->started);
+		d->latency_ms = INSTR_TIME_GET_MILLISEC(now);
+		dlist_push_tail(done, &d->node);
+	}
+}
+
+/*
+ * Drive libcurl: socket actions for every ready socket in our epoll set,
+ * the timeout action when its deadline has passed; deliveries whose last
+ * transfer finished are appended to *done.
+ */
+void
+logagg_curlm_service(dlist_head *done)
+{
+	struct epoll_event evs[64];
+	int			n;
+	int			still;
+	CURLMsg    *msg;
+	int			left;
+
+	do
+	{
+		n = epoll_wait(epfd, evs, lengthof(evs), 0);
+		for (int i = 0; i < n; i++)
+		{
+			int			flags = 0;
+
+			if (evs[i].events & EPOLLIN)
+				flags |= CURL_CSELECT_IN;
+			if (evs[i].events & EPOLLOUT)
+				flags |= CURL_CSELECT_OUT;
+			if (evs[i].events & (EPOLLERR | EPOLLHUP))
+				flags |= CURL_CSELECT_ERR;
+			curl_multi_socket_action(multi, evs[i].data.fd, flags, &still);
+		}
+	} while (n == lengthof(evs));
+
+	if (timer_deadline_ms >= 0 && mono_ms() >= timer_deadline_ms)
+	{
+		timer_deadline_ms = -1;
+		curl_multi_socket_action(multi, CURL_SOCKET_TIMEOUT, 0, &still);
+	}
+
+	while ((msg = curl_multi_info_read(multi, &left)) != NULL)
+	{
+		if (msg->msg == CURLMSG_DONE)
+			finish_transfer(msg->easy_handle, msg->data.result, done);
+	}
+}

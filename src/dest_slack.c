@@ -1,0 +1,129 @@
+/*-------------------------------------------------------------------------
+ *
+ * dest_slack.c
+ *		"slack" destinations: a Slack incoming-webhook message with blocks.
+ *
+ * Config: {"webhook_url": "https://hooks.slack.com/services/...",
+ *          "channel": optional override, "username": optional}.
+ * Message: "text" (the headline, used by notifications), "blocks" (header;
+ * severity, source, count, status fields; the sample message; the time
+ * range and fingerprint), and "metadata" {"event_type": "logagg_alert",
+ * "event_payload": <the fixed fields>} so that bots get the same fields
+ * as webhook receivers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "mb/pg_wchar.h"
+#include "utils/json.h"
+
+#include "alerts.h"
+#include "logagg.h"
+
+/* Slack mrkdwn needs &, < and > escaped; the result is then JSON-escaped. */
+static char *
+slack_escape(const char *s)
+{
+	StringInfoData b;
+
+	initStringInfo(&b);
+	for (; *s; s++)
+	{
+		if (*s == '&')
+			appendStringInfoString(&b, "&amp;");
+		else if (*s == '<')
+			appendStringInfoString(&b, "&lt;");
+		else if (*s == '>')
+			appendStringInfoString(&b, "&gt;");
+		else if (*s == '`')
+			appendStringInfoChar(&b, '\'');		/* keep the code block closed */
+		else
+			appendStringInfoChar(&b, *s);
+	}
+	return b.data;
+}
+
+static void
+field(StringInfo b, const char *title, const char *value, bool comma)
+{
+	StringInfoData t;
+
+	initStringInfo(&t);
+	appendStringInfo(&t, "*%s*\n%s", title, value);
+	appendStringInfoString(b, "{\"type\":\"mrkdwn\",\"text\":");
+	escape_json(b, t.data);
+	appendStringInfoChar(b, '}');
+	if (comma)
+		appendStringInfoChar(b, ',');
+}
+
+void
+logagg_dest_slack(LogaggDelivery *d)
+{
+	LogaggAlert *a = &d->alert;
+	char	   *url = logagg_cfg_text(a->config, "webhook_url");
+	char	   *channel = logagg_cfg_text(a->config, "channel");
+	char	   *username = logagg_cfg_text(a->config, "username");
+	char	   *headline = logagg_alert_headline(a);
+	char	   *header;
+	StringInfoData b;
+	StringInfoData tmp;
+	char		num[32];
+	int			hlen;
+	LogaggTransfer *t;
+
+	if (url == NULL)
+	{
+		logagg_delivery_fail(d, true, "slack destination \"%s\" has no \"webhook_url\" in its config",
+							 a->destination);
+		return;
+	}
+
+	/* header blocks take plain text of at most 150 characters */
+	hlen = strlen(headline);
+	header = pnstrdup(headline, pg_mbcharcliplen(headline, hlen, 150));
+
+	initStringInfo(&b);
+	appendStringInfoString(&b, "{\"text\":");
+	escape_json(&b, headline);
+	if (channel)
+	{
+		appendStringInfoString(&b, ",\"channel\":");
+		escape_json(&b, channel);
+	}
+	if (username)
+	{
+		appendStringInfoString(&b, ",\"username\":");
+		escape_json(&b, username);
+	}
+	appendStringInfoString(&b, ",\"blocks\":[{\"type\":\"header\",\"text\":{\"type\":\"plain_text\",\"text\":");
+	escape_json(&b, header);
+	appendStringInfoString(&b, "}},{\"type\":\"section\",\"fields\":[");
+	field(&b, "Severity", a->severity, true);
+	field(&b, "Source", slack_escape(a->source), true);
+	snprintf(num, sizeof(num), INT64_FORMAT, a->count);
+	field(&b, "Count", num, true);
+	if (a->has_status)
+		snprintf(num, sizeof(num), "%d", a->status);
+	else
+		strlcpy(num, "-", sizeof(num));
+	field(&b, "Status", num, false);
+	appendStringInfoString(&b, "]},{\"type\":\"section\",\"text\":{\"type\":\"mrkdwn\",\"text\":");
+	initStringInfo(&tmp);
+	appendStringInfo(&tmp, "*Sample* (%s)\n```%s```", a->level[0] ? a->level : "no level",
+					 slack_escape(a->message));
+	escape_json(&b, tmp.data);
+	appendStringInfoString(&b, "}},{\"type\":\"context\",\"elements\":[{\"type\":\"mrkdwn\",\"text\":");
+	resetStringInfo(&tmp);
+	appendStringInfo(&tmp, "%s \xE2\x86\x92 %s \xC2\xB7 fingerprint %s \xC2\xB7 alert %lld",
+					 a->first_seen, a->last_seen, a->fingerprint, (long long) a->id);
+	escape_json(&b, tmp.data);
+	appendStringInfoString(&b, "}]}],\"metadata\":{\"event_type\":\"logagg_alert\",\"event_payload\":");
+	appendStringInfoString(&b, a->payload);
+	appendStringInfoString(&b, "}}");
+
+	t = logagg_transfer_new(d, url);
+	logagg_transfer_set_post(t, b.data, b.len, "application/json");
+	logagg_transfer_start(t);
+}

@@ -1,0 +1,471 @@
+/*-------------------------------------------------------------------------
+ *
+ * dispatcher.c
+ *		Taking due alerts from logagg.alert_queue and recording outcomes.
+ *
+ * One "cycle" is one short transaction: first the outcomes of deliveries
+ * that finished since the last cycle go to logagg.alert_log, and their
+ * queue rows are deleted, rescheduled or marked dead (_finish_alerts);
+ * then up to the free concurrency slots of due alerts are taken
+ * (_claim_alerts: ORDER BY severity, next_attempt_at, id FOR UPDATE SKIP
+ * LOCKED, which also logs and drops silenced ones) and their transfers are
+ * handed to libcurl.  No transaction stays open while a request is on the
+ * wire: a taken row is leased (its next_attempt_at moves past the request
+ * timeout), so a dispatcher that dies mid-send leaves it to be retried
+ * with the same alert_id, and a healthy one never sends it twice.
+ *
+ * The SQL halves live in schema/20_alerts.sql; the delivery policy (which
+ * failures are permanent, Retry-After) is decided in curl_multi.c.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "alerts.h"
+#include "logagg.h"
+
+/* A taken row becomes due again this long after the request timeout. */
+#define LEASE_MARGIN_MS 30000
+
+static int	my_worker_index = 0;
+static SPIPlanPtr claim_plan = NULL;
+static SPIPlanPtr finish_plan = NULL;
+static SPIPlanPtr next_due_plan = NULL;
+
+/* deliveries handed to libcurl and not finished yet */
+int			logagg_dispatch_inflight = 0;
+
+typedef void (*DestFn) (LogaggDelivery *d);
+
+static const struct
+{
+	const char *kind;
+	DestFn		fn;
+}			dest_kinds[] =
+{
+	{"webhook", logagg_dest_webhook},
+	{"slack", logagg_dest_slack},
+	{"email", logagg_dest_email},
+	{"sms", logagg_dest_sms},
+	{"pagerduty", logagg_dest_pagerduty},
+};
+
+/* ---- destination config access (jsonb) ---- */
+
+static bool
+cfg_get(Jsonb *config, const char *key, JsonbValue *out)
+{
+	if (config == NULL || !JB_ROOT_IS_OBJECT(config))
+		return false;
+	return getKeyJsonValueFromContainer(&config->root, key, strlen(key), out) != NULL;
+}
+
+/* String value of key, palloc'd in the current context; NULL if absent. */
+char *
+logagg_cfg_text(Jsonb *config, const char *key)
+{
+	JsonbValue	v;
+
+	if (!cfg_get(config, key, &v) || v.type != jbvString)
+		return NULL;
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+int
+logagg_cfg_int(Jsonb *config, const char *key, int dflt)
+{
+	JsonbValue	v;
+
+	if (!cfg_get(config, key, &v) || v.type != jbvNumeric)
+		return dflt;
+	return DatumGetInt32(DirectFunctionCall1(numeric_int4,
+											 NumericGetDatum(v.val.numeric)));
+}
+
+bool
+logagg_cfg_bool(Jsonb *config, const char *key, bool dflt)
+{
+	JsonbValue	v;
+
+	if (!cfg_get(config, key, &v) || v.type != jbvBool)
+		return dflt;
+	return v.val.boolean;
+}
+
+/* A string or an array of strings, as a List of char *. */
+List *
+logagg_cfg_text_list(Jsonb *config, const char *key)
+{
+	JsonbValue	v;
+	List	   *out = NIL;
+
+	if (!cfg_get(config, key, &v))
+		return NIL;
+	if (v.type == jbvString)
+		return list_make1(pnstrdup(v.val.string.val, v.val.string.len));
+	if (v.type == jbvBinary)
+	{
+		JsonbIterator *it = JsonbIteratorInit(v.val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			if (tok == WJB_ELEM && e.type == jbvString)
+				out = lappend(out, pnstrdup(e.val.string.val, e.val.string.len));
+		}
+	}
+	return out;
+}
+
+/* An object of string values, as a List of alternating name, value. */
+List *
+logagg_cfg_object_pairs(Jsonb *config, const char *key)
+{
+	JsonbValue	v;
+	List	   *out = NIL;
+
+	if (!cfg_get(config, key, &v) || v.type != jbvBinary)
+		return NIL;
+	{
+		JsonbIterator *it = JsonbIteratorInit(v.val.binary.data);
+		JsonbValue	e;
+		JsonbIteratorToken tok;
+		char	   *pending_key = NULL;
+
+		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+		{
+			if (tok == WJB_KEY)
+				pending_key = pnstrdup(e.val.string.val, e.val.string.len);
+			else if (tok == WJB_VALUE && pending_key && e.type == jbvString)
+			{
+				out = lappend(out, pending_key);
+				out = lappend(out, pnstrdup(e.val.string.val, e.val.string.len));
+				pending_key = NULL;
+			}
+		}
+	}
+	return out;
+}
+
+/*
+ * The one-line summary used as e-mail subject, SMS text and Slack /
+ * PagerDuty title: "[CRITICAL] service-a: 503 GET /api/orders ×123".
+ */
+char *
+logagg_alert_headline(LogaggAlert *a)
+{
+	StringInfoData s;
+	char		status[16] = "";
+	int			len;
+
+	initStringInfo(&s);
+	appendStringInfoChar(&s, '[');
+	for (const char *p = a->severity; *p; p++)
+		appendStringInfoChar(&s, pg_toupper((unsigned char) *p));
+	appendStringInfo(&s, "] %s: ", a->source);
+	if (a->has_status)
+	{
+		snprintf(status, sizeof(status), "%d", a->status);
+		if (strncmp(a->message, status, strlen(status)) != 0)
+			appendStringInfo(&s, "%s ", status);
+	}
+	/* keep subjects and SMS short, cutting at a character boundary */
+	len = strlen(a->message);
+	if (len > 120)
+	{
+		len = pg_mbcliplen(a->message, len, 117);
+		appendBinaryStringInfo(&s, a->message, len);
+		appendStringInfoString(&s, "...");
+	}
+	else
+		appendStringInfoString(&s, a->message);
+	if (a->count > 1)
+		appendStringInfo(&s, " \xC3\x97" INT64_FORMAT, a->count);	/* U+00D7 × */
+	if (a->is_test)
+		appendStringInfoString(&s, " (test)");
+	return s.data;
+}
+
+/* ---- start of a worker ---- */
+
+static void
+release_claims(void *arg)
+{
+	Datum		args[1] = {Int32GetDatum(my_worker_index)};
+	Oid			types[1] = {INT4OID};
+
+	if (SPI_execute_with_args("SELECT logagg._release_claims($1)", 1, types, args,
+							  NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "logagg: _release_claims failed");
+}
+
+void
+logagg_dispatcher_start(int worker_index)
+{
+	my_worker_index = worker_index;
+	if (!logagg_run_in_transaction(release_claims, NULL, "logagg: releasing alerts"))
+		logagg_exit_extension_dropped();
+}
+
+static SPIPlanPtr
+keep_plan(const char *sql, int nargs, Oid *types)
+{
+	SPIPlanPtr	p = SPI_prepare(sql, nargs, types);
+
+	if (p == NULL)
+		elog(ERROR, "logagg: SPI_prepare failed for \"%s\": %s", sql,
+			 SPI_result_code_string(SPI_result));
+	SPI_keepplan(p);
+	return p;
+}
+
+/* ---- one cycle ---- */
+
+typedef struct CycleArgs
+{
+	dlist_head *done;
+	int			slots;
+	int			started;
+	TimestampTz next_due;
+	dlist_head	failed_at_start;
+} CycleArgs;
+
+static void
+finish_deliveries(dlist_head *done)
+{
+	StringInfoData js;
+	dlist_mutable_iter it;
+	Datum		args[2];
+	Oid			types[2] = {TEXTOID, INT4OID};
+	int			nsent = 0,
+				nfailed = 0;
+	bool		first = true;
+
+	if (finish_plan == NULL)
+		finish_plan = keep_plan("SELECT logagg._finish_alerts($1::jsonb, $2)", 2, types);
+
+	initStringInfo(&js);
+	appendStringInfoChar(&js, '[');
+	dlist_foreach_modify(it, done)
+	{
+		LogaggDelivery *d = dlist_container(LogaggDelivery, node, it.cur);
+
+		if (!first)
+			appendStringInfoChar(&js, ',');
+		first = false;
+		appendStringInfo(&js, "{\"id\":" INT64_FORMAT ",\"ok\":%s,\"latency_ms\":%.3f",
+						 d->alert.id, d->failed ? "false" : "true", d->latency_ms);
+		if (d->http_status > 0)
+			appendStringInfo(&js, ",\"http_status\":%ld", d->http_status);
+		if (d->failed)
+		{
+			appendStringInfo(&js, ",\"permanent\":%s,\"error\":",
+							 d->permanent ? "true" : "false");
+			escape_json(&js, d->error);
+			if (d->retry_after >= 0)
+				appendStringInfo(&js, ",\"retry_after\":%.3f", d->retry_after);
+			nfailed++;
+		}
+		else
+			nsent++;
+		appendStringInfoChar(&js, '}');
+	}
+	appendStringInfoChar(&js, ']');
+
+	args[0] = CStringGetTextDatum(js.data);
+	args[1] = Int32GetDatum(logagg_alert_max_attempts);
+	if (SPI_execute_plan(finish_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "logagg: _finish_alerts failed");
+
+	/* the outcomes are in this transaction now; free the deliveries */
+	dlist_foreach_modify(it, done)
+	{
+		LogaggDelivery *d = dlist_container(LogaggDelivery, node, it.cur);
+
+		dlist_delete(&d->node);
+		MemoryContextDelete(d->cxt);
+	}
+	if (nsent)
+		logagg_count(LC_ALERTS_SENT, nsent);
+	if (nfailed)
+		logagg_count(LC_ALERTS_FAILED, nfailed);
+}
+
+static char *
+col_text(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
+{
+	char	   *v = SPI_getvalue(tup, desc, col);
+
+	return MemoryContextStrdup(cxt, v ? v : "");
+}
+
+static void
+start_delivery(HeapTuple tup, TupleDesc desc, CycleArgs *ca)
+{
+	MemoryContext cxt;
+	MemoryContext old;
+	LogaggDelivery *d;
+	LogaggAlert *a;
+	bool		isnull;
+	Datum		v;
+	bool		known = false;
+
+	cxt = AllocSetContextCreate(TopMemoryContext, "logagg delivery",
+								ALLOCSET_SMALL_SIZES);
+	d = MemoryContextAllocZero(cxt, sizeof(LogaggDelivery));
+	d->cxt = cxt;
+	d->retry_after = -1;
+	a = &d->alert;
+
+	a->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+	a->severity = col_text(tup, desc, 2, cxt);
+	a->source = col_text(tup, desc, 3, cxt);
+	a->fingerprint = col_text(tup, desc, 4, cxt);
+	a->count = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
+	a->first_seen = col_text(tup, desc, 6, cxt);
+	a->last_seen = col_text(tup, desc, 7, cxt);
+	v = SPI_getbinval(tup, desc, 8, &isnull);
+	a->has_status = !isnull;
+	a->status = isnull ? 0 : DatumGetInt32(v);
+	a->level = col_text(tup, desc, 9, cxt);
+	a->message = col_text(tup, desc, 10, cxt);
+	a->destination = col_text(tup, desc, 11, cxt);
+	a->kind = col_text(tup, desc, 12, cxt);
+	v = SPI_getbinval(tup, desc, 13, &isnull);
+	old = MemoryContextSwitchTo(cxt);
+	a->config = isnull ? NULL : DatumGetJsonbPCopy(v);
+	a->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 14, &isnull));
+	a->is_test = DatumGetBool(SPI_getbinval(tup, desc, 15, &isnull));
+	MemoryContextSwitchTo(old);
+	a->payload = col_text(tup, desc, 16, cxt);
+
+	INSTR_TIME_SET_CURRENT(d->started);
+
+	/* the destination code allocates in the delivery's context */
+	old = MemoryContextSwitchTo(cxt);
+	for (int i = 0; i < lengthof(dest_kinds); i++)
+	{
+		if (strcmp(a->kind, dest_kinds[i].kind) == 0)
+		{
+			dest_kinds[i].fn(d);
+			known = true;
+			break;
+		}
+	}
+	MemoryContextSwitchTo(old);
+	if (!known)
+		logagg_delivery_fail(d, true, "unknown destination kind \"%s\"", a->kind);
+
+	logagg_dispatch_inflight++;
+	if (d->transfers == 0)
+	{
+		/* nothing went on the wire (bad config): its outcome is known */
+		if (!d->failed)
+			logagg_delivery_fail(d, true, "destination produced no request");
+		dlist_push_tail(&ca->failed_at_start, &d->node);
+	}
+	ca->started++;
+}
+
+static void
+cycle_in_transaction(void *arg)
+{
+	CycleArgs  *ca = (CycleArgs *) arg;
+
+	if (!dlist_is_empty(ca->done))
+	{
+		int			n = 0;
+		dlist_iter	it;
+
+		dlist_foreach(it, ca->done)
+			n++;
+		finish_deliveries(ca->done);
+		logagg_dispatch_inflight -= n;
+	}
+
+	if (ca->slots > 0)
+	{
+		Datum		args[3];
+		Oid			types[3] = {INT4OID, INT4OID, INT4OID};
+		uint64		n;
+
+		if (claim_plan == NULL)
+			claim_plan = keep_plan("SELECT * FROM logagg._claim_alerts($1, $2, $3)", 3, types);
+		args[0] = Int32GetDatum(ca->slots);
+		args[1] = Int32GetDatum(my_worker_index);
+		args[2] = Int32GetDatum(logagg_alert_timeout_ms + LEASE_MARGIN_MS);
+		if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_SELECT)
+			elog(ERROR, "logagg: _claim_alerts failed");
+		n = SPI_processed;
+		for (uint64 i = 0; i < n; i++)
+			start_delivery(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, ca);
+
+		if (n < (uint64) ca->slots)
+		{
+			bool		isnull;
+			Datum		d;
+
+			if (next_due_plan == NULL)
+				next_due_plan = keep_plan("SELECT logagg._next_due()", 0, NULL);
+			if (SPI_execute_plan(next_due_plan, NULL, NULL, true, 1) != SPI_OK_SELECT)
+				elog(ERROR, "logagg: _next_due failed");
+			d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+			ca->next_due = isnull ? DT_NOEND : DatumGetTimestampTz(d);
+		}
+		else
+			ca->next_due = 0;	/* maybe more due right now */
+	}
+}
+
+/*
+ * Record finished deliveries (*done, emptied) and take up to `slots` due
+ * alerts.  Returns how many were taken; *next_due is when the next alert
+ * falls due (0: maybe at once, DT_NOEND: none queued).  Deliveries that
+ * failed before sending (bad config) come back in *done for the next cycle.
+ */
+int
+logagg_dispatcher_cycle(dlist_head *done, int slots, TimestampTz *next_due)
+{
+	CycleArgs	ca;
+
+	ca.done = done;
+	ca.slots = slots;
+	ca.started = 0;
+	ca.next_due = *next_due;
+	dlist_init(&ca.failed_at_start);
+
+	if (!logagg_run_in_transaction(cycle_in_transaction, &ca, "logagg: dispatching alerts"))
+		logagg_exit_extension_dropped();
+
+	while (!dlist_is_empty(&ca.failed_at_start))
+		dlist_push_tail(done, dlist_pop_head_node(&ca.failed_at_start));
+	if (slots > 0)
+		*next_due = ca.next_due;
+	return ca.started;
+}
+
+static void
+housekeeping_in_transaction(void *arg)
+{
+	if (SPI_execute("SELECT logagg._expire_groups()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "logagg: _expire_groups failed");
+}
+
+/* Forget ended groups; cheap, run every few seconds. */
+void
+logagg_dispatcher_housekeeping(void)
+{
+	if (!logagg_run_in_transaction(housekeeping_in_transaction, NULL,
+								   "logagg: expiring alert groups"))
+		logagg_exit_extension_dropped();
+}
