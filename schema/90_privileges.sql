@@ -33,3 +33,21 @@ GRANT EXECUTE ON FUNCTION @extschema@.create_source(text),
 GRANT EXECUTE ON FUNCTION @extschema@.ingest(jsonb) TO logagg_writer;
 -- cloud sync (schema/30_sync.sql)
 GRANT EXECUTE ON FUNCTION @extschema@.sync_now() TO logagg_admin;
+-- alerts (schema/20_alerts.sql): admin configures; reader sees the queue,
+-- history, silences and the redacted destinations, never configs.
+GRANT SELECT ON @extschema@.destinations_public, @extschema@.alert_summary TO logagg_reader;
+GRANT EXECUTE ON FUNCTION @extschema@._redact_config(jsonb) TO logagg_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.add_destination(text, text, jsonb),
+                          @extschema@.remove_destination(text),
+                          @extschema@.pause_destination(text),
+                          @extschema@.resume_destination(text),
+                          @extschema@.add_route(text, @extschema@.severity, text, interval),
+                          @extschema@.remove_route(int),
+                          @extschema@.silence(text, text, interval, text, text),
+                          @extschema@.unsilence(int),
+                          @extschema@.test_destination(text),
+                          @extschema@.retry_alert(bigint),
+                          @extschema@.purge_dead(interval),
+                          @extschema@._set_destination_enabled(text, boolean),
+                          @extschema@._wake_dispatchers_at_commit()
+    TO logagg_admin;

@@ -121,6 +121,6 @@ sub stop_all
 	@procs = ();
 }
 
-END { stop_all(); }
+END { local $?; stop_all(); }
 
 1;
