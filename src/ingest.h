@@ -117,7 +117,7 @@ extern void ingest_batch_add_stream(IngestBatch *batch, const char *stream,
 
 /* ingest_batch.c */
 extern void ingest_batch_store(IngestBatch *batch, IngestResult *result);
-extern int64 ingest_stream_last_seq(const char *stream);
+extern int64 ingest_stream_last_seq(const char *stream, char **source);
 
 /* ingest_server.c */
 struct WaitEventSet;

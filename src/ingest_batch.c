@@ -399,11 +399,12 @@ ingest_batch_store(IngestBatch *batch, IngestResult *result)
 }
 
 /*
- * Committed last_seq of a stream (0 if new).  Needs a transaction with
- * SPI connected.
+ * Committed last_seq of a stream (0 if new), and the source it was
+ * written under (*source, NULL if none).  Needs a transaction with SPI
+ * connected.
  */
 int64
-ingest_stream_last_seq(const char *stream)
+ingest_stream_last_seq(const char *stream, char **source)
 {
 	Oid			argtypes[1] = {TEXTOID};
 	Datum		values[1];
@@ -412,12 +413,14 @@ ingest_stream_last_seq(const char *stream)
 	Datum		d;
 
 	values[0] = CStringGetTextDatum(stream);
-	ret = SPI_execute_with_args("SELECT last_seq FROM logagg.streams WHERE stream_id = $1",
+	*source = NULL;
+	ret = SPI_execute_with_args("SELECT last_seq, source FROM logagg.streams WHERE stream_id = $1",
 								1, argtypes, values, NULL, true, 1);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "logagg: reading logagg.streams failed: %s", SPI_result_code_string(ret));
 	if (SPI_processed == 0)
 		return 0;
+	*source = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
 	return isnull ? 0 : DatumGetInt64(d);
 }

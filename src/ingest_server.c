@@ -79,6 +79,7 @@ typedef struct StreamState
 	char		id[INGEST_MAX_STREAM_LEN + 1];
 	char		source[NAMEDATALEN * 2 + 2];	/* "" = not fixed by a token */
 	bool		loaded;			/* committed/accepted read from the table */
+	bool		foreign;		/* the table says another source owns it */
 	int64		committed;		/* highest seq committed */
 	int64		accepted;		/* highest seq accepted into a batch */
 	Conn	   *owner;
@@ -98,7 +99,9 @@ struct Conn
 	Conn	   *next;
 	struct lws *wsi;			/* NULL once lws destroyed it */
 	bool		is_http;
-	bool		killed;			/* its stream was taken over: close it */
+	bool		killed;			/* close it at its next WRITEABLE, with: */
+	int			close_code;
+	const char *close_reason;
 	char		peer[64];
 	char		source[NAMEDATALEN * 2 + 2];	/* from the token; "" = trust records */
 	StreamState *stream;
@@ -271,6 +274,21 @@ conn_release_if_done(Conn *c)
 {
 	if (c->wsi == NULL && c->inq_head == NULL && !c->ack_due && !c->http_waiting)
 		conn_free(c);
+}
+
+/*
+ * Close a connection from its next WRITEABLE callback.  (lws 4.1.6 does not
+ * get the close frame out from there -- the socket closes on lws's
+ * close-send timeout, seen as 1006 -- but the connection does close.)
+ */
+static void
+conn_kill(Conn *c, int code, const char *reason)
+{
+	c->killed = true;
+	c->close_code = code;
+	c->close_reason = reason;
+	if (c->wsi)
+		lws_callback_on_writable(c->wsi);
 }
 
 /* ---------------------------------------------------------------------
@@ -484,6 +502,7 @@ ws_filter(struct lws *wsi, SessionData *pss)
 	char		source[sizeof(((Conn *) NULL)->source)];
 	char		sbuf[INGEST_MAX_STREAM_LEN + 16];
 	const char *stream;
+	StreamState *s = NULL;
 	int			status;
 	Conn	   *c;
 
@@ -510,33 +529,34 @@ ws_filter(struct lws *wsi, SessionData *pss)
 		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "stream id must be 1 to 128 characters");
 		return -1;
 	}
-	c = conn_new(wsi, false, source);
-	if (c == NULL)
+	if (stream && (s = stream_find(stream)) != NULL &&
+		s->source[0] && strcmp(s->source, source) != 0)
+	{
+		/* one source's token must not read or advance another's stream */
+		lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "stream belongs to another source");
+		return -1;
+	}
+	if (stream && s == NULL)
+	{
+		if ((s = calloc(1, sizeof(StreamState))) == NULL)
+			return -1;
+		strlcpy(s->id, stream, sizeof(s->id));
+		strlcpy(s->source, source, sizeof(s->source));
+		s->next = streams;
+		streams = s;
+	}
+	if ((c = conn_new(wsi, false, source)) == NULL)
 		return -1;
 	pss->conn = c;
-	if (stream)
+	if (s)
 	{
-		StreamState *s = stream_find(stream);
-
-		if (s == NULL)
-		{
-			s = calloc(1, sizeof(StreamState));
-			if (s == NULL)
-				return -1;
-			strlcpy(s->id, stream, sizeof(s->id));
-			s->next = streams;
-			streams = s;
-		}
-		if (s->owner && s->owner != c)
+		if (s->owner)
 		{
 			/* a reconnecting client must not wait for the old socket's timeout */
-			s->owner->killed = true;
+			conn_kill(s->owner, LWS_CLOSE_STATUS_GOINGAWAY, "stream taken over by a new connection");
 			s->owner->stream = NULL;
-			if (s->owner->wsi)
-				lws_callback_on_writable(s->owner->wsi);
 		}
 		s->owner = c;
-		strlcpy(s->source, source, sizeof(s->source));
 		c->stream = s;
 		c->need_resume = true;
 	}
@@ -667,8 +687,10 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			break;
 
 		case LWS_CALLBACK_RECEIVE:
-			if (c == NULL || c->killed)
+			if (c == NULL)
 				return -1;
+			if (c->killed)
+				break;			/* closing: the client resends elsewhere */
 			if (lws_is_first_fragment(wsi))
 				c->rx.len = 0;
 			if (c->rx.len + len > (size_t) logagg_max_message_bytes)
@@ -693,10 +715,8 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 				return -1;
 			if (c->killed)
 			{
-				static const char why[] = "stream taken over by a new connection";
-
-				lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY,
-								 (unsigned char *) why, sizeof(why) - 1);
+				lws_close_reason(wsi, c->close_code, (unsigned char *) c->close_reason,
+								 strlen(c->close_reason));
 				return -1;
 			}
 			if (c->out.len > LWS_PRE)
@@ -1035,7 +1055,10 @@ flush_in_transaction(void *arg)
 	{
 		if (!s->loaded)
 		{
-			s->committed = ingest_stream_last_seq(s->id);
+			char	   *owner;
+
+			s->committed = ingest_stream_last_seq(s->id, &owner);
+			s->foreign = owner && s->source[0] && strcmp(owner, s->source) != 0;
 			s->accepted = Max(s->accepted, s->committed);
 			s->loaded = true;
 		}
@@ -1107,7 +1130,14 @@ ingest_server_flush(void)
 	for (Conn *c = conns, *next; c; c = next)
 	{
 		next = c->next;
-		if (c->need_resume && c->stream && c->stream->loaded)
+		if (c->need_resume && c->stream && c->stream->foreign)
+		{
+			c->stream->owner = NULL;
+			c->stream = NULL;
+			c->need_resume = false;
+			conn_kill(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "stream belongs to another source");
+		}
+		else if (c->need_resume && c->stream && c->stream->loaded)
 		{
 			char		msg[64];
 			int			n = snprintf(msg, sizeof(msg), "{\"resume\": " INT64_FORMAT "}",

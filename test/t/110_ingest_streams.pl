@@ -68,6 +68,18 @@ is(sql("SELECT string_agg(message, ',' ORDER BY seq) FROM logagg.logs WHERE stre
 ok(sql("SELECT (counters->>'duplicates')::int FROM logagg.status() WHERE kind = 'ingest'") >= 2,
 	'duplicates are counted');
 
+# ---- a stream belongs to its source ----
+my $other = sql("SELECT logagg.create_source('svc-other')");
+$out = probe("open:a:/ingest?stream=t:$token", "recv:a",
+	"upgrade:x:/ingest?stream=t:$other",
+	"open:y:/ingest?stream=s1:$other", "recv:y");
+like($out, qr/^x status 403$/m, 'another source cannot take over an open stream: 403');
+# (lws 4.1.6 loses the 1008 close frame: the socket just closes)
+like($out, qr/^y closed/m, 'another source cannot resume a stored stream: closed');
+unlike($out, qr/^y recv \{"resume"/m, 'and it is not told the stream\'s resume point');
+is(sql("SELECT last_seq || ',' || source FROM logagg.streams WHERE stream_id = 's1'"), '3000,svc-s',
+	'the stream is untouched');
+
 # ---- exactly-once across a worker crash and a worker restart ----
 sub ingest_pid
 {
