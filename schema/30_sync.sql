@@ -102,18 +102,18 @@ BEGIN
     IF p_error IS NULL THEN
         INSERT INTO @extschema@.sync_log (window_start, window_end, source, object_key, part, rows,
                                           bytes, raw_bytes, checksum, status, started_at,
-                                          min_id, max_id, upload_parts)
+                                          min_id, max_id, upload_parts, finished_at)
         VALUES (p_window_start, p_window_end, p_source, p_key, p_part, p_rows,
                 p_bytes, p_raw_bytes, p_checksum, 'uploaded', p_started,
-                p_min_id, p_max_id, p_upload_parts);
+                p_min_id, p_max_id, p_upload_parts, clock_timestamp());
     ELSE
         SELECT count(*) INTO failures FROM @extschema@.sync_log
         WHERE window_start = p_window_start AND source = p_source AND part = p_part
           AND status = 'failed';
         INSERT INTO @extschema@.sync_log (window_start, window_end, source, object_key, part,
-                                          status, error, started_at, next_attempt_at)
+                                          status, error, started_at, finished_at, next_attempt_at)
         VALUES (p_window_start, p_window_end, p_source, p_key, p_part, 'failed', p_error, p_started,
-                now() + make_interval(secs => least(greatest(3600.0, 16.0 * p_backoff_secs),
+                clock_timestamp(), clock_timestamp() + make_interval(secs => least(greatest(3600.0, 16.0 * p_backoff_secs),
                                                     p_backoff_secs * power(2, least(failures, 12)))));
     END IF;
 END

@@ -465,6 +465,9 @@ export_rows(Export *ex, SyncItem *it, const char *key)
 			snprintf(ex->checksum + 7 + 2 * i, 3, "%02x", md[i]);
 	}
 	export_release(ex);
+	/* sync_now() runs every object in one memory context: give this back */
+	pfree(ex->zout);
+	ex->zout = NULL;
 }
 
 static void

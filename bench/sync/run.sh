@@ -65,11 +65,13 @@ wpid=$(psqlb -c "SELECT pid FROM logagg.status() WHERE kind = 'maintenance'")
 echo "maintenance worker pid $wpid; baseline $(grep -E 'VmHWM|VmRSS' /proc/$wpid/status | tr -s ' \n' ' ')"
 base_hwm=$(awk '/VmHWM/ {print $2}' /proc/$wpid/status)
 # make the worker run a cycle now: a short interval, reloaded
-psqlb -c "ALTER SYSTEM SET logagg.sync_interval = '1s'; SELECT pg_reload_conf();" >/dev/null
-peak=0
+psqlb -c "ALTER SYSTEM SET logagg.sync_interval = '1s'" -c "SELECT pg_reload_conf()" >/dev/null
+peak=0; peak_anon=0
 for _ in $(seq 1 3000); do
   rss=$(awk '/VmRSS/ {print $2}' /proc/$wpid/status 2>/dev/null || echo 0)
+  anon=$(awk '/RssAnon/ {print $2}' /proc/$wpid/status 2>/dev/null || echo 0)
   [ "$rss" -gt "$peak" ] && peak=$rss
+  [ "$anon" -gt "$peak_anon" ] && peak_anon=$anon
   done_=$(psqlb -c "SELECT count(*) FROM logagg.sync_log WHERE status = 'uploaded'")
   [ "$done_" -ge 1 ] && break
   sleep 0.2
@@ -86,12 +88,13 @@ curl -s -o "$obj" "http://127.0.0.1:$s3port/bench/$(python3 -c 'import sys,urlli
 gunzip -c "$obj" > "$work/obj.ndjson"
 t_gz=$(curl -s -o /dev/null -w '%{time_total}' -T "$obj" "http://127.0.0.1:$s3port/bench/curl-gz")
 t_raw=$(curl -s -o /dev/null -w '%{time_total}' -T "$work/obj.ndjson" "http://127.0.0.1:$s3port/bench/curl-raw")
-python3 - "$raw" "$bytes" "$secs" "$t_gz" "$t_raw" "$base_hwm" "$hwm" "$peak" <<'PY'
+python3 - "$raw" "$bytes" "$secs" "$t_gz" "$t_raw" "$base_hwm" "$hwm" "$peak" "$peak_anon" <<'PY'
 import sys
-raw, gz, secs, tgz, traw, base, hwm, peak = map(float, sys.argv[1:])
+raw, gz, secs, tgz, traw, base, hwm, peak, anon = map(float, sys.argv[1:])
 mb = 1e6
 print("source MB/s (logagg export+gzip+upload): %.1f  (%.0f MB NDJSON -> %.0f MB gzip in %.1f s)" % (raw/mb/secs, raw/mb, gz/mb, secs))
 print("curl -T raw NDJSON (same bytes):  %.1f MB/s in %.1f s   ratio logagg/curl = %.2f" % (raw/mb/traw, traw, (raw/secs)/(raw/traw)))
 print("curl -T gzip object (same upload): %.1f MB/s in %.1f s  ratio (wall time curl/logagg) = %.2f" % (gz/mb/tgz, tgz, tgz/secs))
-print("maintenance worker memory: VmHWM %.0f MB after (baseline %.0f MB), peak sampled VmRSS %.0f MB" % (hwm/1024, base/1024, peak/1024))
+print("maintenance worker memory: VmHWM %.0f MB after (baseline %.0f MB), peak sampled VmRSS %.0f MB, peak RssAnon (private) %.0f MB" % (hwm/1024, base/1024, peak/1024, anon/1024))
+print("(VmRSS includes the shared_buffers pages the worker touched while reading the table; RssAnon is its own memory)")
 PY
