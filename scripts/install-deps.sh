@@ -12,6 +12,7 @@ PACKAGES=(
   libcurl4-openssl-dev zlib1g-dev libssl-dev
   python3 python3-websockets python3-aiosmtpd
   curl procps
+  openssl
 )
 
 SUDO=""
