@@ -826,6 +826,9 @@ lws_log_to_server_log(int level, const char *line)
 	/* lws lines end with a newline; the server log adds its own */
 	while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 		len--;
+	/* every refused handshake (401, 403, 503) says this: the client saw why */
+	if (strstr(line, "User code denied connection"))
+		return;
 	ereport(LOG, (errmsg("logagg ingest: libwebsockets: %.*s", len, line)));
 }
 
