@@ -23,8 +23,13 @@
 
 #include "ingest.h"
 
-/* Longest sleep with nothing to do (nothing needs polling; it bounds surprises). */
+/* Longest sleep, and how often we check that the extension still exists. */
 #define IDLE_CHECK_MS 5000
+
+static void
+noop(void *arg)
+{
+}
 
 static void
 ingest_shutdown(int code, Datum arg)
@@ -36,6 +41,7 @@ void
 logagg_ingest_main(Datum arg)
 {
 	WaitEventSet *wes;
+	TimestampTz last_check;
 
 	logagg_worker_setup(LOGAGG_WORKER_INGEST, 0);
 	if (!logagg_wait_for_extension())
@@ -48,6 +54,7 @@ logagg_ingest_main(Datum arg)
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, ingest_server_fd(), NULL, NULL);
+	last_check = GetCurrentTimestamp();
 
 	while (!logagg_got_sigterm)
 	{
@@ -85,6 +92,14 @@ logagg_ingest_main(Datum arg)
 			ingest_server_flush();
 			ingest_server_service();
 			ingest_server_process_input();
+		}
+
+		/* DROP EXTENSION must be noticed even when no batch is written */
+		if (TimestampDifferenceExceeds(last_check, GetCurrentTimestamp(), IDLE_CHECK_MS))
+		{
+			if (!logagg_run_in_transaction(noop, NULL, "logagg ingest: checking the extension"))
+				logagg_exit_extension_dropped();
+			last_check = GetCurrentTimestamp();
 		}
 	}
 
