@@ -24,6 +24,8 @@
 
 /* Longest stream id of the protocol (?stream=ID). */
 #define INGEST_MAX_STREAM_LEN	128
+/* Longest source name (logagg_valid_source_name, the sources.name check). */
+#define INGEST_MAX_SOURCE_LEN	128
 /* How much of a rejected record's raw text logagg.rejected keeps. */
 #define INGEST_REJECT_RAW_BYTES	1024
 /* Deepest JSON nesting accepted (deeper frames are refused, not parsed). */
@@ -111,7 +113,6 @@ extern IngestBatch *ingest_batch_create(MemoryContext parent);
 extern void ingest_batch_reset(IngestBatch *batch);
 extern void ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin,
 								 char *data, int len);
-extern bool ingest_parse_timestamp(const char *s, int len, TimestampTz *result);
 extern void ingest_batch_add_stream(IngestBatch *batch, const char *stream,
 									const char *source, int64 last_seq);
 
@@ -120,7 +121,6 @@ extern void ingest_batch_store(IngestBatch *batch, IngestResult *result);
 extern int64 ingest_stream_last_seq(const char *stream, char **source);
 
 /* ingest_server.c */
-struct WaitEventSet;
 extern void ingest_server_start(void);
 extern int	ingest_server_fd(void);
 extern long ingest_server_timeout_ms(void);

@@ -182,7 +182,7 @@ digits(const char *s, int n, int *out)
  * (both are common in practice).  Parsed by hand, not with timestamptz_in,
  * because that one raises errors and depends on DateStyle and TimeZone.
  */
-bool
+static bool
 ingest_parse_timestamp(const char *s, int len, TimestampTz *result)
 {
 	int			year,

@@ -77,7 +77,7 @@ typedef struct StreamState
 {
 	struct StreamState *next;
 	char		id[INGEST_MAX_STREAM_LEN + 1];
-	char		source[NAMEDATALEN * 2 + 2];	/* "" = not fixed by a token */
+	char		source[INGEST_MAX_SOURCE_LEN + 1];	/* "" = not fixed by a token */
 	bool		loaded;			/* committed/accepted read from the table */
 	bool		foreign;		/* the table says another source owns it */
 	int64		committed;		/* highest seq committed */
@@ -103,7 +103,7 @@ struct Conn
 	int			close_code;
 	const char *close_reason;
 	char		peer[64];
-	char		source[NAMEDATALEN * 2 + 2];	/* from the token; "" = trust records */
+	char		source[INGEST_MAX_SOURCE_LEN + 1];	/* from the token; "" = trust records */
 	StreamState *stream;
 	bool		need_resume;
 	bool		rx_paused;
@@ -138,7 +138,7 @@ typedef struct SessionData
 typedef struct SourceEntry
 {
 	uint8		hash[LOGAGG_TOKEN_HASH_LEN];	/* key */
-	char		name[NAMEDATALEN * 2 + 2];
+	char		name[INGEST_MAX_SOURCE_LEN + 1];
 	bool		enabled;
 } SourceEntry;
 
