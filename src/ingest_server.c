@@ -854,7 +854,12 @@ ingest_server_start(void)
 	info.port = logagg_port;
 	info.iface = logagg_listen_address;
 	info.protocols = protocols;
-	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+	/*
+	 * No LWS_SERVER_OPTION_VALIDATE_UTF8: lws would close the connection
+	 * (1007) on bad UTF-8 and the input would be lost; ingest_parse.c
+	 * checks it and stores the message in logagg.rejected instead.
+	 */
+	info.options = LWS_SERVER_OPTION_LIBUV;
 	foreign_loops[0] = &loop;
 	info.foreign_loops = foreign_loops;
 	info.retry_and_idle_policy = &idle_policy;

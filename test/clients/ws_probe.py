@@ -10,6 +10,7 @@ BASE_URL is ws://HOST:PORT.  Each STEP is one of
                             the websockets library does not accept)
     send:NAME:TEXT          send TEXT as one text frame (\\n in TEXT is a newline)
     big:NAME:BYTES          send one frame of BYTES bytes
+    bytes:NAME:HEX          send the bytes HEX as one binary frame
     recv:NAME[:SECONDS]     wait for one message (default 5 s)
     close:NAME              close NAME normally
     sleep:SECONDS
@@ -62,6 +63,8 @@ async def main(base, steps):
                 writer.close()
             elif kind == "send":
                 await conns[name].send(arg.replace("\\n", "\n"))
+            elif kind == "bytes":
+                await conns[name].send(bytes.fromhex(arg))
             elif kind == "big":
                 await conns[name].send("x" * int(arg))
             elif kind == "recv":

@@ -108,6 +108,12 @@ is(sql("SELECT count(*) FROM logagg.rejected WHERE reason LIKE 'invalid JSON%' A
 	'1', 'unparsable line stored in logagg.rejected');
 is(sql("SELECT count(*) FROM logagg.logs WHERE message = 'bad ts'"), '0', 'the invalid record is not in logs');
 
+# invalid UTF-8 (sent as a binary frame: a text frame could not carry it)
+$out = probe("open:a:/ingest:$token", "bytes:a:" . unpack('H*', qq({"message":"caf\xe9"})), "recv:a");
+like($out, qr/"error": "message is not valid UTF-8/, 'invalid UTF-8: error frame, connection stays open');
+is(sql("SELECT count(*) FROM logagg.rejected WHERE reason LIKE 'message is not valid UTF-8%'"), '1',
+	'invalid UTF-8 is stored in logagg.rejected, not dropped');
+
 # ---- limits ----
 $out = probe("open:a:/ingest:$token", "big:a:100000", "recv:a");
 like($out, qr/^a closed 1009/m, 'frame over logagg.max_message_bytes closes with 1009');
