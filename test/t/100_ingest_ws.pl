@@ -176,6 +176,21 @@ is(sql("SELECT rows_stored FROM logagg.status() WHERE kind = 'ingest'"), $ws_row
 is($metric_rows, $ws_rows - 0, '/metrics agrees (all socket rows were stored before it was read)');
 is(sql("SELECT last_error IS NULL FROM logagg.status() WHERE kind = 'ingest'"), 't', 'no ingest error recorded');
 
+# ---- logagg.auth = trust, switched by a reload ----
+sql("ALTER SYSTEM SET logagg.auth = 'trust'");
+$node->reload;
+ok(poll_until(sub { probe("upgrade:a:/ingest") =~ /^a status 101$/m }, 30),
+	'after SIGHUP with logagg.auth = trust, no token is needed');
+$out = probe("open:a:/ingest", 'send:a:{"message":"trusted","source":"svc-trust"}\n{"message":"anon"}\n{"message":"x","source":"bad name!"}', "recv:a");
+like($out, qr/"ack_count": 2/, 'trust: valid records acked');
+like($out, qr/"error": "source must be/, 'trust: an invalid source name is refused');
+is(sql("SELECT string_agg(source, ',' ORDER BY message) FROM logagg.logs WHERE message IN ('trusted', 'anon')"),
+	'unknown,svc-trust', 'trust: the record names its source (unknown when it does not)');
+sql("ALTER SYSTEM RESET logagg.auth");
+$node->reload;
+ok(poll_until(sub { probe("upgrade:a:/ingest") =~ /^a status 401$/m }, 30),
+	'back to token auth after the next reload');
+
 # ---- revocation takes effect for the next connection ----
 sql("SELECT logagg.revoke_source('svc-a')");
 $out = probe("upgrade:a:/ingest:$token");
