@@ -65,11 +65,20 @@ static const char *const field_display[F_NUM_FIELDS] = {
 	"trace_id", "span_id", "seq"
 };
 
+/*
+ * Both parse passes track nesting the same way: their states start with
+ * this, so the same depth callbacks serve both.
+ */
+typedef struct DepthState
+{
+	JsonLexContext *lex;
+	int			depth;			/* open objects and arrays */
+} DepthState;
+
 /* What one record's parse collects. */
 typedef struct RecState
 {
-	JsonLexContext *lex;
-	int			depth;
+	DepthState	d;
 	RecField	cur;			/* field whose value is being parsed */
 	char	   *cur_start;		/* start of that value's text */
 	bool		cur_scalar;		/* value was a scalar */
@@ -79,15 +88,12 @@ typedef struct RecState
 	char	   *raw_message;	/* message given as an object/array */
 	StringInfoData attrs;
 	const char *bad;			/* reason to reject, found while parsing */
-	bool		top_is_object;
 } RecState;
 
 /* Split state for a frame that is an array of records. */
 typedef struct FrameState
 {
-	JsonLexContext *lex;
-	int			depth;
-	bool		top_is_array;
+	DepthState	d;
 	char	   *elem_start;
 	int			nelems;
 	int			maxelems;
@@ -362,25 +368,26 @@ field_of(const char *name)
 }
 
 static void
-rec_object_start(void *state)
+depth_inc(void *state)
 {
-	RecState   *st = state;
-
-	if (st->depth == 0)
-		st->top_is_object = true;
-	st->depth++;
+	((DepthState *) state)->depth++;
 }
 
 static void
-rec_nest_end(void *state)
+depth_dec(void *state)
 {
-	((RecState *) state)->depth--;
+	((DepthState *) state)->depth--;
 }
 
-static void
-rec_array_start(void *state)
+/* The first character of JSON text that parsed: '{', '[', '"', digit... */
+static char
+first_char(const char *text, int len)
 {
-	((RecState *) state)->depth++;
+	int			i = 0;
+
+	while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\n' || text[i] == '\r'))
+		i++;
+	return i < len ? text[i] : '\0';
 }
 
 static void
@@ -388,10 +395,10 @@ rec_field_start(void *state, char *fname, bool isnull)
 {
 	RecState   *st = state;
 
-	if (st->depth != 1)
+	if (st->d.depth != 1)
 		return;
 	st->cur = field_of(fname);
-	st->cur_start = st->lex->token_start;
+	st->cur_start = st->d.lex->token_start;
 	st->cur_scalar = false;
 }
 
@@ -399,9 +406,9 @@ static void
 rec_field_end(void *state, char *fname, bool isnull)
 {
 	RecState   *st = state;
-	char	   *end = st->lex->prev_token_terminator;
+	char	   *end = st->d.lex->prev_token_terminator;
 
-	if (st->depth != 1)
+	if (st->d.depth != 1)
 		return;
 	if (st->cur == F_ATTR)
 	{
@@ -427,7 +434,7 @@ rec_scalar(void *state, char *token, JsonTokenType tokentype)
 
 	if (tokentype == JSON_TOKEN_NUMBER && !number_fits_numeric(token))
 		st->bad = "a number is too large";
-	if (st->depth != 1)
+	if (st->d.depth != 1)
 		return;
 	st->cur_scalar = true;
 	if (st->cur != F_ATTR)
@@ -490,24 +497,24 @@ parse_record(IngestBatch *batch, const IngestOrigin *origin, char *text, int len
 	memset(&st, 0, sizeof(st));
 	memset(&sem, 0, sizeof(sem));
 	initStringInfo(&st.attrs);
-	st.lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), true);
+	st.d.lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), true);
 	sem.semstate = &st;
-	sem.object_start = rec_object_start;
-	sem.object_end = rec_nest_end;
-	sem.array_start = rec_array_start;
-	sem.array_end = rec_nest_end;
+	sem.object_start = depth_inc;
+	sem.object_end = depth_dec;
+	sem.array_start = depth_inc;
+	sem.array_end = depth_dec;
 	sem.object_field_start = rec_field_start;
 	sem.object_field_end = rec_field_end;
 	sem.scalar = rec_scalar;
 
-	err = pg_parse_json(st.lex, &sem);
+	err = pg_parse_json(st.d.lex, &sem);
 	if (err != JSON_SUCCESS)
 	{
-		snprintf(reasonbuf, sizeof(reasonbuf), "invalid JSON: %s", json_errdetail(err, st.lex));
+		snprintf(reasonbuf, sizeof(reasonbuf), "invalid JSON: %s", json_errdetail(err, st.d.lex));
 		add_reject(batch, origin, reasonbuf, text, len, false, 0);
 		return;
 	}
-	if (!st.top_is_object)
+	if (first_char(text, len) != '{')
 	{
 		add_reject(batch, origin, "a record must be a JSON object", text, len, false, 0);
 		return;
@@ -658,36 +665,12 @@ parse_record(IngestBatch *batch, const IngestOrigin *origin, char *text, int len
  * ---------------------------------------------------------------------
  */
 static void
-frame_nest_start(void *state)
-{
-	FrameState *st = state;
-
-	st->depth++;
-}
-
-static void
-frame_array_start(void *state)
-{
-	FrameState *st = state;
-
-	if (st->depth == 0)
-		st->top_is_array = true;
-	st->depth++;
-}
-
-static void
-frame_nest_end(void *state)
-{
-	((FrameState *) state)->depth--;
-}
-
-static void
 frame_elem_start(void *state, bool isnull)
 {
 	FrameState *st = state;
 
-	if (st->depth == 1)
-		st->elem_start = st->lex->token_start;
+	if (st->d.depth == 1)
+		st->elem_start = st->d.lex->token_start;
 }
 
 static void
@@ -695,7 +678,7 @@ frame_elem_end(void *state, bool isnull)
 {
 	FrameState *st = state;
 
-	if (st->depth != 1)
+	if (st->d.depth != 1)
 		return;
 	if (st->nelems >= st->maxelems)
 	{
@@ -708,7 +691,7 @@ frame_elem_end(void *state, bool isnull)
 			palloc(st->maxelems * sizeof(int));
 	}
 	st->elem_starts[st->nelems] = st->elem_start;
-	st->elem_lens[st->nelems] = st->lex->prev_token_terminator - st->elem_start;
+	st->elem_lens[st->nelems] = st->d.lex->prev_token_terminator - st->elem_start;
 	st->nelems++;
 }
 
@@ -728,25 +711,25 @@ parse_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 
 	memset(&st, 0, sizeof(st));
 	memset(&sem, 0, sizeof(sem));
-	st.lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
+	st.d.lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
 	sem.semstate = &st;
-	sem.object_start = frame_nest_start;
-	sem.object_end = frame_nest_end;
-	sem.array_start = frame_array_start;
-	sem.array_end = frame_nest_end;
+	sem.object_start = depth_inc;
+	sem.object_end = depth_dec;
+	sem.array_start = depth_inc;
+	sem.array_end = depth_dec;
 	sem.array_element_start = frame_elem_start;
 	sem.array_element_end = frame_elem_end;
 
-	err = pg_parse_json(st.lex, &sem);
+	err = pg_parse_json(st.d.lex, &sem);
 	if (err == JSON_EXPECTED_END && may_be_several)
 		return false;
 	if (err != JSON_SUCCESS)
 	{
-		snprintf(reasonbuf, sizeof(reasonbuf), "invalid JSON: %s", json_errdetail(err, st.lex));
+		snprintf(reasonbuf, sizeof(reasonbuf), "invalid JSON: %s", json_errdetail(err, st.d.lex));
 		add_reject(batch, origin, reasonbuf, text, len, false, 0);
 		return true;
 	}
-	if (!st.top_is_array)
+	if (first_char(text, len) != '[')
 	{
 		parse_record(batch, origin, text, len);
 		return true;

@@ -108,6 +108,12 @@ is(sql("SELECT count(*) FROM logagg.rejected WHERE reason LIKE 'invalid JSON%' A
 	'1', 'unparsable line stored in logagg.rejected');
 is(sql("SELECT count(*) FROM logagg.logs WHERE message = 'bad ts'"), '0', 'the invalid record is not in logs');
 
+# an array element or line that is not an object is refused on its own
+$out = probe("open:a:/ingest:$token", 'send:a:[1, {"message":"in array"}, "s"]', "recv:a");
+is(scalar(() = $out =~ /a record must be a JSON object/g), 2, 'non-object array elements: one error each');
+like($out, qr/"ack_count": 1/, 'the object in the same array is acked');
+is(sql("SELECT count(*) FROM logagg.logs WHERE message = 'in array'"), '1', 'and stored');
+
 # invalid UTF-8 (sent as a binary frame: a text frame could not carry it)
 $out = probe("open:a:/ingest:$token", "bytes:a:" . unpack('H*', qq({"message":"caf\xe9"})), "recv:a");
 like($out, qr/"error": "message is not valid UTF-8/, 'invalid UTF-8: error frame, connection stays open');
