@@ -295,7 +295,7 @@ BEGIN
 
     RETURN QUERY
     WITH due AS (
-        SELECT q.id AS qid
+        SELECT q.id AS qid, q.next_attempt_at AS due_at
         FROM @extschema@.alert_queue q
         WHERE q.dead_at IS NULL AND q.next_attempt_at <= now()
           AND EXISTS (SELECT 1 FROM @extschema@.destinations d
@@ -311,7 +311,7 @@ BEGIN
                next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
           FROM due
          WHERE q.id = due.qid
-        RETURNING q.*
+        RETURNING q.*, due.due_at
     )
     SELECT t.id, t.severity::text, t.source, t.fingerprint, t.count,
            @extschema@._utc(t.first_seen), @extschema@._utc(t.last_seen),
@@ -336,7 +336,7 @@ BEGIN
                    THEN '{"test": true}'::jsonb ELSE '{}'::jsonb END)::text
     FROM taken t
     JOIN @extschema@.destinations d ON d.name = t.destination
-    ORDER BY t.severity, t.id;
+    ORDER BY t.severity, t.due_at, t.id;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._claim_alerts(int, int, int) IS
