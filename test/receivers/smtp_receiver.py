@@ -26,7 +26,7 @@ class Recorder:
         user = None
         if session.auth_data is not None:
             ad = session.auth_data
-            user = ad.login.decode() if hasattr(ad, 'login') and isinstance(ad.login, bytes) else str(ad)
+            user = ad.login.decode() if isinstance(getattr(ad, 'login', None), bytes) else str(ad)
         rec = {'t': time.time(), 'mail_from': envelope.mail_from, 'rcpt_tos': envelope.rcpt_tos,
                'data': envelope.content.decode('utf-8', 'replace'), 'auth_user': user}
         self.out.write(json.dumps(rec) + '\n')
@@ -48,7 +48,7 @@ def main():
 
         def authenticator(server, session, envelope, mechanism, auth_data):
             ok = (auth_data.login.decode() == want_user and auth_data.password.decode() == want_pass)
-            return AuthResult(success=ok, handled=False)
+            return AuthResult(success=ok, handled=False, auth_data=auth_data.login.decode())
         kw = dict(authenticator=authenticator, auth_require_tls=False, auth_required=True)
     ctl = Controller(Recorder(out), hostname='127.0.0.1', port=args.port, **kw)
     ctl.start()
