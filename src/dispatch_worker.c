@@ -35,6 +35,15 @@
 #define HOUSEKEEPING_MS 5000
 /* When due rows exist but others hold them: look again after this. */
 #define BUSY_RETRY_MS 50
+/*
+ * Under load, finished deliveries are recorded in batches: a cycle waits up
+ * to this long for more to finish while others are still in flight and
+ * fewer than half the slots are done.  Fewer, larger transactions are what
+ * lets a worker record thousands of outcomes a second; an idle alert is
+ * recorded at once (nothing else in flight), and receipt is not delayed at
+ * all (the request has already been answered).
+ */
+#define BATCH_WAIT_MS 5
 
 void
 logagg_dispatch_main(Datum arg)
@@ -44,6 +53,7 @@ logagg_dispatch_main(Datum arg)
 	dlist_head	done;
 	TimestampTz next_due = 0;
 	TimestampTz next_housekeeping;
+	TimestampTz first_done_at = 0;
 	bool		want_claim = true;
 
 	logagg_worker_setup(LOGAGG_WORKER_DISPATCH, index);
@@ -86,7 +96,19 @@ logagg_dispatch_main(Datum arg)
 		if (next_due != DT_NOEND && now >= next_due)
 			want_claim = true;
 
-		if (ndone > 0 || (slots > 0 && want_claim))
+		if (ndone == 0)
+			first_done_at = 0;
+		else if (first_done_at == 0)
+			first_done_at = now;
+
+		if (ndone > 0 && !(slots > 0 && want_claim) &&
+			ndone < logagg_dispatch_concurrency / 2 &&
+			logagg_dispatch_inflight > ndone &&
+			now < TimestampTzPlusMilliseconds(first_done_at, BATCH_WAIT_MS))
+		{
+			/* let a few more finish first; see BATCH_WAIT_MS */
+		}
+		else if (ndone > 0 || (slots > 0 && want_claim))
 		{
 			int			req = Max(slots, 0);
 			int			got = logagg_dispatcher_cycle(&done, req, &next_due);
@@ -100,6 +122,7 @@ logagg_dispatch_main(Datum arg)
 			}
 			if (got > 0)
 				logagg_my_slot()->last_activity = GetCurrentTimestamp();
+			first_done_at = 0;
 			CHECK_FOR_INTERRUPTS();
 			continue;
 		}
@@ -118,6 +141,8 @@ logagg_dispatch_main(Datum arg)
 			timeout = Min(timeout, curl_timeout);
 		if (slots > 0 && next_due != DT_NOEND)
 			timeout = Min(timeout, Max((long) ((next_due - now) / 1000) + 1, 0));
+		if (first_done_at != 0)
+			timeout = Min(timeout, Max((long) ((TimestampTzPlusMilliseconds(first_done_at, BATCH_WAIT_MS) - now) / 1000) + 1, 0));
 
 		nev = WaitEventSetWait(wes, timeout, evs, lengthof(evs), PG_WAIT_EXTENSION);
 		for (int i = 0; i < nev; i++)

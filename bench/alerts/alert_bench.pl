@@ -15,6 +15,12 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Time::HiRes qw(time usleep);
 use LogaggTest;
+
+# PostgreSQL::Test::Utils sends STDOUT to the regress log; results also go
+# to the terminal through this handle
+open(my $tty, '>&', \*STDERR) or die;
+BEGIN { open(our $REAL_STDOUT, '>&', \*STDOUT) or die; }
+sub say_result { my $l = sprintf(shift, @_); print $l; print {$main::REAL_STDOUT} $l; }
 use AlertReceivers;
 
 my $N_LAT = $ENV{N_LAT} // 200;
@@ -47,7 +53,8 @@ sub latency_run
 	my @lat;
 	for my $i (1 .. $n)
 	{
-		my $src = "lat-$label-$i";
+		(my $tag = $label) =~ s/\W+/-/g;
+		my $src = "lat-$tag-$i";
 		$out = '';
 		$in .= qq{SELECT logagg.ingest('{"source":"$src","status":500,"message":"probe"}'), extract(epoch FROM clock_timestamp());\n};
 		$psql->pump until $out =~ /\n/;
@@ -58,7 +65,7 @@ sub latency_run
 		push @lat, ($rec->{t_recv} - $commit) * 1000;
 		usleep(20_000);
 	}
-	printf "%-28s n=%d p50=%.1f ms p99=%.1f ms max=%.1f ms\n", $label, $n,
+	say_result "%-28s n=%d p50=%.1f ms p99=%.1f ms max=%.1f ms\n", $label, $n,
 	  pct(50, @lat), pct(99, @lat), pct(100, @lat);
 	return (pct(50, @lat), pct(99, @lat));
 }
@@ -82,7 +89,7 @@ my $t0 = time();
 latency_run('latency under ingest load', $N_LAT);
 my $rows1 = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
 my $rate = ($rows1 - $rows0) / (time() - $t0);
-printf "%-28s %.0f records/s stored during the probes (target %d)\n", 'ingest load', $rate, $LOAD_RATE;
+say_result "%-28s %.0f records/s stored during the probes (target %d)\n", 'ingest load', $rate, $LOAD_RATE;
 for my $e (@emit) { $e->[0]->signal('INT'); eval { $e->[0]->finish; }; }
 
 # ---- delivery throughput, distinct fingerprints ----
@@ -101,7 +108,7 @@ $node->poll_query_until('postgres',
   or die "throughput run did not finish";
 my $te = time();
 my @recs = grep { $_->{body} =~ /throughput/ } AlertReceivers::records($r);
-printf "%-28s %d notifications in %.2f s = %.0f notifications/s (queueing took %.2f s; receiver got %d)\n",
+say_result "%-28s %d notifications in %.2f s = %.0f notifications/s (queueing took %.2f s; receiver got %d)\n",
   'delivery throughput', $N_TPUT, $te - $tq, $N_TPUT / ($te - $tq), $tq - $ts, scalar(@recs);
 
 $in .= "\\q\n";

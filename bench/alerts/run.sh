@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")/../.." && pwd)
 bindir=$(pg_config --bindir)
 pgxsroot=$(dirname "$(dirname "$(dirname "$(pg_config --pgxs)")")")
 export TESTDIR=$(mktemp -d "${TMPDIR:-/tmp}/logagg-bench.XXXXXX")
-export PATH="$bindir:$here/emitters:$PATH" LOGAGG_SRC="$here" PG_REGRESS=/bin/false
+export PATH="$bindir:$here/emitters:$PATH" LOGAGG_SRC="$here" PG_REGRESS="$pgxsroot/src/test/regress/pg_regress"
 cd "$here"
 echo "bench: logs in $TESTDIR/tmp_check/log"
 exec perl -I "$pgxsroot/src/test/perl" -I "$here/test/lib" "$here/bench/alerts/alert_bench.pl"
