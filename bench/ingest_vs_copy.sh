@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# bench/ingest_vs_copy.sh -- WebSocket ingest vs psql \copy, same records,
+# same table, one invocation (issue 3, "Done when" 6).
+#
+# One throwaway PostgreSQL 15 instance with logagg preloaded.  Each round:
+#
+#   (a) EMITTERS logagg-emit processes (profile a, fixed seeds) send N
+#       records in total over WebSocket, as fast as acks allow.  A record
+#       counts when its ack arrives, i.e. after its batch COMMITTED, so
+#       rows/s is committed throughput (first send to last ack).
+#   (b) The very same N rows -- exported once after the first (a) with
+#       COPY (SELECT ts, received_at, source, level, severity, status,
+#       message, trace_id, span_id, stream, seq, attrs FROM logagg.logs)
+#       TO FILE -- go back into logagg.logs with psql's \copy (one COPY
+#       statement, one commit; id comes from the column default).
+#
+# Before every run: TRUNCATE logagg.logs and CHECKPOINT, so both start from
+# the same empty partitions, with the same indexes, and no checkpoint debt.
+# Reports each run and the best of ROUNDS for each side, and the ratio a/b.
+#
+#   bench/ingest_vs_copy.sh                 # N=300000 EMITTERS=2 BATCH=500 ROUNDS=3
+#   N=1000000 ROUNDS=1 bench/ingest_vs_copy.sh
+#
+# Runs as the postgres user (initdb refuses root); needs `make install` done.
+set -euo pipefail
+if [ "$(id -u)" -eq 0 ]; then
+  exec runuser -u postgres -- env PATH="$PATH" N="${N:-}" EMITTERS="${EMITTERS:-}" \
+    BATCH="${BATCH:-}" ROUNDS="${ROUNDS:-}" PERF="${PERF:-}" EXTRA_CONF="${EXTRA_CONF:-}" \
+    bash "$0" "$@"
+fi
+N=${N:-300000}
+EMITTERS=${EMITTERS:-2}
+BATCH=${BATCH:-500}
+ROUNDS=${ROUNDS:-3}
+here=$(cd "$(dirname "$0")/.." && pwd)
+bindir=$(pg_config --bindir)
+emit=$here/emitters/logagg-emit
+[ -x "$emit" ] || emit=logagg-emit
+dir=$(mktemp -d /tmp/logagg-bench.XXXXXX)
+chmod 755 "$dir"
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+pgport=$(free_port); wsport=$(free_port)
+cleanup() { "$bindir/pg_ctl" -D "$dir/data" stop -m fast >/dev/null 2>&1 || true; rm -rf "$dir"; }
+trap cleanup EXIT
+
+"$bindir/initdb" -D "$dir/data" -A trust >/dev/null
+cat >> "$dir/data/postgresql.conf" <<CONF
+port = $pgport
+listen_addresses = ''
+unix_socket_directories = '$dir'
+shared_preload_libraries = 'logagg'
+logagg.port = $wsport
+logagg.dispatch_workers = 1
+max_worker_processes = 16
+$EXTRA_CONF
+CONF
+"$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" start -w >/dev/null
+psql() { command psql -h "$dir" -p "$pgport" -d postgres -XAtq "$@"; }
+psql -c 'CREATE EXTENSION logagg'
+for _ in $(seq 100); do
+  [ "$(psql -c "SELECT ready FROM logagg.status() WHERE kind = 'ingest'")" = t ] && break
+  sleep 0.1
+done
+token=$(psql -c "SELECT logagg.create_source('bench')")
+wpid=$(psql -c "SELECT pid FROM logagg.status() WHERE kind = 'ingest'")
+cols="ts, received_at, source, level, severity, status, message, trace_id, span_id, stream, seq, attrs"
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+now() { date +%s.%N; }
+hz=$(getconf CLK_TCK)
+
+fresh() { psql -c 'TRUNCATE logagg.logs' -c 'CHECKPOINT'; }
+check_rows() {
+  local r; r=$(psql -c "SELECT count(*) FROM logagg.logs")
+  [ "$r" -eq "$N" ] || { echo "run $1: expected $N rows, found $r" >&2; exit 1; }
+}
+
+# (a) over WebSocket; prints rows/s
+run_ws() {
+  local per=$((N / EMITTERS)) extra=$((N % EMITTERS)) t0 t1 c0 c1 cnt
+  fresh
+  c0=$(cpu "$wpid"); t0=$(now)
+  for i in $(seq "$EMITTERS"); do
+    cnt=$per; [ "$i" -eq 1 ] && cnt=$((per + extra))
+    "$emit" --url "ws://127.0.0.1:$wsport/ingest" --token "$token" --profile a \
+      --count "$cnt" --batch "$BATCH" --quiet --seed "$i" > "$dir/emit.$i" &
+  done
+  [ -n "${PERF:-}" ] && { perf record -g -o "$dir/perf.data" -p "$wpid" -- sleep "$PERF" >/dev/null 2>&1 & }
+  wait
+  t1=$(now); c1=$(cpu "$wpid")
+  check_rows ws
+  awk -v t0="$t0" -v t1="$t1" -v c="$((c1 - c0))" -v hz="$hz" -v n="$N" 'BEGIN {
+    s = t1 - t0
+    printf "%.0f %.2f %.0f %.1f\n", n / s, s, 100 * c / hz / s, 1e6 * c / hz / n }'
+}
+
+# (b) psql \copy of the same rows; prints rows/s
+run_copy() {
+  local t0 t1
+  fresh
+  t0=$(now)
+  psql -c "\\copy logagg.logs ($cols) FROM '$dir/rows.tsv'"
+  t1=$(now)
+  check_rows copy
+  awk -v t0="$t0" -v t1="$t1" -v n="$N" 'BEGIN { s = t1 - t0; printf "%.0f %.2f\n", n / s, s }'
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(. /etc/os-release; echo "$PRETTY_NAME"), $(command psql --version | awk '{print $3}'), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "N=$N records (profile a), $EMITTERS emitters x $BATCH records/frame, $ROUNDS rounds"
+best_a=0; best_b=0
+for r in $(seq "$ROUNDS"); do
+  read -r ra sa cpua usa < <(run_ws) || true
+  [ -n "${ra:-}" ] || { echo "websocket run failed" >&2; exit 1; }
+  if [ "$r" -eq 1 ]; then
+    psql -c "COPY (SELECT $cols FROM logagg.logs ORDER BY id) TO '$dir/rows.tsv'"
+    bytes=$(stat -c %s "$dir/rows.tsv")
+    echo "exported $N rows for (b): $bytes bytes of COPY text ($((bytes / N)) bytes/row)"
+  fi
+  read -r rb sb < <(run_copy) || true
+  [ -n "${rb:-}" ] || { echo "copy run failed" >&2; exit 1; }
+  printf 'round %d: (a) websocket %7d rows/s (%5.2f s, worker CPU %3d%%, %.1f us/row)   (b) \\copy %7d rows/s (%5.2f s)   a/b %.2f\n' \
+    "$r" "$ra" "$sa" "$cpua" "$usa" "$rb" "$sb" "$(awk -v a="$ra" -v b="$rb" 'BEGIN {print a / b}')"
+  [ "$ra" -gt "$best_a" ] && best_a=$ra
+  [ "$rb" -gt "$best_b" ] && best_b=$rb
+done
+batches=$(psql -c "SELECT batches FROM logagg.status() WHERE kind = 'ingest'")
+echo "ingest batches over all rounds: $batches ($((ROUNDS * N / batches)) rows each)"
+awk -v a="$best_a" -v b="$best_b" 'BEGIN {
+  printf "best: (a) websocket %d rows/s, (b) \\copy %d rows/s, ratio a/b = %.2f\n", a, b, a / b }'
+[ -n "${PERF:-}" ] && [ -f "$dir/perf.data" ] && cp "$dir/perf.data" "/tmp/logagg-ingest-perf.data" && echo "perf data: /tmp/logagg-ingest-perf.data"
+exit 0
