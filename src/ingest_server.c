@@ -123,6 +123,7 @@ struct Conn
 	Buf			out;			/* LWS_PRE headroom, then the next frame */
 
 	/* HTTP */
+	bool		metrics_wanted; /* GET /metrics, answered from the main loop */
 	bool		http_waiting;	/* body queued, reply after commit */
 	int64		http_accepted;
 	int64		http_rejected;
@@ -155,6 +156,16 @@ static StreamState *streams = NULL;
 /* when the oldest uncommitted thing arrived (0: nothing waits) */
 static TimestampTz pending_since = 0;
 static bool flush_now = false;
+
+/*
+ * Flush latency histogram for /metrics (this process's batches; upper
+ * bounds in seconds, Prometheus' default buckets).
+ */
+static const double flush_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+static uint64 flush_buckets[lengthof(flush_bounds)];	/* not cumulative */
+static uint64 flush_count = 0;
+static double flush_sum = 0;
+static bool metrics_waiting = false;
 
 static HTAB *sources = NULL;
 static bool sources_valid = false;
@@ -575,7 +586,6 @@ http_reply(Conn *c, int status, const char *type, const char *body)
 	return 0;
 }
 
-static void append_metrics(Buf *b);
 
 /* LWS_CALLBACK_HTTP: a plain HTTP request (not an upgrade). */
 static int
@@ -605,11 +615,9 @@ http_request(struct lws *wsi, SessionData *pss, const char *uri)
 		return http_reply(c, HTTP_STATUS_OK, "text/plain", "ok\n");
 	if (strcmp(uri, "/metrics") == 0 && !is_post)
 	{
-		c->out.len = 0;
-		append_metrics(&c->out);
-		c->http_status = HTTP_STATUS_OK;
-		c->http_type = "text/plain; version=0.0.4";
-		lws_callback_on_writable(wsi);
+		/* the queue depth needs a query: the main loop answers */
+		c->metrics_wanted = true;
+		metrics_waiting = true;
 		return 0;
 	}
 	if (strcmp(uri, "/ingest") != 0)
@@ -783,7 +791,19 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
  * ---------------------------------------------------------------------
  */
 static void
-append_metrics(Buf *b)
+append_metric(Buf *b, const char *name, const char *type, const char *help,
+			  const char *value)
+{
+	char		line[512];
+	int			n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n%s %s\n",
+							 name, help, name, type, name, value);
+
+	buf_append(b, line, Min(n, (int) sizeof(line) - 1));
+}
+
+/* Prometheus text format 0.0.4. */
+static void
+append_metrics(Buf *b, int64 queue_depth)
 {
 	static const struct
 	{
@@ -792,26 +812,96 @@ append_metrics(Buf *b)
 		const char *type;
 		const char *help;
 	}			metrics[] = {
-		{LC_CONNECTIONS, "logagg_ingest_connections", "gauge", "Open ingest connections."},
-		{LC_CONNECTIONS_TOTAL, "logagg_ingest_connections_total", "counter", "Ingest connections accepted."},
-		{LC_ROWS, "logagg_ingest_rows_total", "counter", "Log records stored."},
+		{LC_CONNECTIONS, "logagg_ingest_connections", "gauge", "Open ingest connections (WebSocket and HTTP)."},
+		{LC_CONNECTIONS_TOTAL, "logagg_ingest_connections_total", "counter", "Ingest connections accepted since server start."},
+		{LC_ROWS, "logagg_ingest_rows_total", "counter", "Log records stored in logagg.logs by the ingest worker (records accepted)."},
 		{LC_BATCHES, "logagg_ingest_batches_total", "counter", "Ingest transactions committed."},
-		{LC_REJECTS, "logagg_ingest_rejects_total", "counter", "Invalid records stored in logagg.rejected."},
-		{LC_DUPLICATES, "logagg_ingest_duplicates_total", "counter", "Stream records dropped as already committed."},
-		{LC_ALERTS_QUEUED, "logagg_ingest_alerts_queued_total", "counter", "alert_queue rows written by ingest."},
+		{LC_REJECTS, "logagg_ingest_rejects_total", "counter", "Invalid records stored in logagg.rejected by the ingest worker."},
+		{LC_DUPLICATES, "logagg_ingest_duplicates_total", "counter", "Stream records dropped because their seq was already accepted."},
+		{LC_ALERTS_QUEUED, "logagg_ingest_alerts_queued_total", "counter", "Alert groups handed to logagg.alert_queue by the ingest worker."},
 	};
 	LogaggWorkerSlot *slot = logagg_my_slot();
+	char		value[64];
 	char		line[256];
+	uint64		cum = 0;
+	int			n;
 
 	for (int i = 0; i < lengthof(metrics); i++)
 	{
 		uint64		v = slot ? pg_atomic_read_u64(&slot->counters[metrics[i].c]) : 0;
-		int			n = snprintf(line, sizeof(line), "# HELP %s %s\n# TYPE %s %s\n%s " UINT64_FORMAT "\n",
-								 metrics[i].name, metrics[i].help,
-								 metrics[i].name, metrics[i].type, metrics[i].name, v);
 
+		snprintf(value, sizeof(value), UINT64_FORMAT, v);
+		append_metric(b, metrics[i].name, metrics[i].type, metrics[i].help, value);
+	}
+
+	if (queue_depth >= 0)
+	{
+		snprintf(value, sizeof(value), INT64_FORMAT, queue_depth);
+		append_metric(b, "logagg_alert_queue_depth", "gauge",
+					  "Alerts in logagg.alert_queue waiting for delivery (not dead).", value);
+	}
+
+	n = snprintf(line, sizeof(line),
+				 "# HELP logagg_ingest_flush_seconds Time to store one batch (its whole transaction), since the worker started.\n"
+				 "# TYPE logagg_ingest_flush_seconds histogram\n");
+	buf_append(b, line, n);
+	for (int i = 0; i < lengthof(flush_bounds); i++)
+	{
+		cum += flush_buckets[i];
+		n = snprintf(line, sizeof(line), "logagg_ingest_flush_seconds_bucket{le=\"%g\"} " UINT64_FORMAT "\n",
+					 flush_bounds[i], cum);
 		buf_append(b, line, n);
 	}
+	n = snprintf(line, sizeof(line),
+				 "logagg_ingest_flush_seconds_bucket{le=\"+Inf\"} " UINT64_FORMAT "\n"
+				 "logagg_ingest_flush_seconds_sum %.6f\n"
+				 "logagg_ingest_flush_seconds_count " UINT64_FORMAT "\n",
+				 flush_count, flush_sum, flush_count);
+	buf_append(b, line, n);
+}
+
+static void
+queue_depth_cb(void *arg)
+{
+	int64	   *depth = arg;
+	bool		isnull;
+
+	if (SPI_execute("SELECT count(*) FROM logagg.alert_queue WHERE dead_at IS NULL", true, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			*depth = DatumGetInt64(d);
+	}
+}
+
+/* Answer waiting GET /metrics requests (main loop: may query). */
+static void
+answer_metrics(void)
+{
+	int64		depth = -1;
+	Buf			body = {0};
+
+	metrics_waiting = false;
+	last_xact_start = GetCurrentTimestamp();
+	if (!logagg_run_in_transaction(queue_depth_cb, &depth, "logagg ingest: reading the alert queue depth"))
+		logagg_exit_extension_dropped();
+	append_metrics(&body, depth);
+	for (Conn *c = conns; c; c = c->next)
+	{
+		if (!c->metrics_wanted)
+			continue;
+		c->metrics_wanted = false;
+		if (c->wsi == NULL)
+			continue;
+		c->out.len = 0;
+		buf_append(&c->out, body.data, body.len);
+		c->http_status = HTTP_STATUS_OK;
+		c->http_type = "text/plain; version=0.0.4";
+		lws_callback_on_writable(c->wsi);
+	}
+	buf_free(&body);
 }
 
 /* ---------------------------------------------------------------------
@@ -993,6 +1083,9 @@ ingest_server_process_input(void)
 {
 	bool		progress = true;
 
+	if (metrics_waiting)
+		answer_metrics();
+
 	while (progress && !ingest_server_batch_full())
 	{
 		progress = false;
@@ -1124,7 +1217,18 @@ ingest_server_flush(void)
 		logagg_exit_extension_dropped();
 
 	if (batch->nrecords > 0 || batch->nrejects > 0)
+	{
+		double		secs = (GetCurrentTimestamp() - last_xact_start) / 1000000.0;
+		int			i;
+
 		logagg_count(LC_BATCHES, 1);
+		for (i = 0; i < lengthof(flush_bounds) && secs > flush_bounds[i]; i++)
+			;
+		if (i < lengthof(flush_bounds))
+			flush_buckets[i]++;
+		flush_count++;
+		flush_sum += secs;
+	}
 	logagg_count(LC_ROWS, res.rows);
 	logagg_count(LC_REJECTS, res.rejects);
 	if (res.alerts_queued > 0)

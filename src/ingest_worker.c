@@ -14,6 +14,8 @@
  */
 #include "postgres.h"
 
+#include <sys/resource.h>
+
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -29,6 +31,39 @@
 static void
 noop(void *arg)
 {
+}
+
+/*
+ * Every connection is a file descriptor, and the default soft limit (often
+ * 1024) is below logagg.max_connections' default.  Raise the soft limit to
+ * the hard limit before libwebsockets sizes its fd table from it.  Only
+ * this process is affected; PostgreSQL's own fd accounting (max_safe_fds)
+ * was computed by the postmaster and stays as it is.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+	rlim_t		want;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	want = rl.rlim_max == RLIM_INFINITY ? 1048576 : rl.rlim_max;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+	{
+		struct rlimit newrl = rl;
+
+		newrl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &newrl) == 0)
+			rl = newrl;
+	}
+	if (rl.rlim_cur != RLIM_INFINITY &&
+		rl.rlim_cur < (rlim_t) logagg_max_connections + 64)
+		ereport(WARNING,
+				(errmsg("logagg ingest: open file limit %lu is below logagg.max_connections (%d)",
+						(unsigned long) rl.rlim_cur, logagg_max_connections),
+				 errdetail("Connections beyond the limit will be refused by the operating system."),
+				 errhint("Raise the server's hard limit on open files (ulimit -Hn, LimitNOFILE= in the systemd unit) or lower logagg.max_connections.")));
 }
 
 static void
@@ -47,6 +82,7 @@ logagg_ingest_main(Datum arg)
 	if (!logagg_wait_for_extension())
 		proc_exit(1);
 
+	raise_fd_limit();
 	ingest_server_start();
 	before_shmem_exit(ingest_shutdown, (Datum) 0);
 
