@@ -14,7 +14,13 @@
  *
  * Rows go in through the COPY machinery (CopyFrom with a callback data
  * source) rather than INSERTs: it routes to partitions, multi-inserts and
- * fills defaults the way "COPY logagg.logs FROM STDIN" would.  Row ids
+ * maintains indexes the way "COPY logagg.logs FROM STDIN" would.  The
+ * data is COPY BINARY whose fields are record indexes, and the columns'
+ * receive functions are replaced by recv_column, which returns the values
+ * straight from the parsed records: no text to format and parse back.
+ * That uses CopyFromState's in_functions (commands/copyfrom_internal.h,
+ * installed with the server headers; its layout is fixed within a major
+ * version).  Row ids
  * are drawn from logagg.logs_id_seq here so that alert groups can name a
  * sample log_id.
  *
@@ -27,10 +33,12 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_type.h"
 #include "commands/copy.h"
+#include "commands/copyfrom_internal.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "nodes/makefuncs.h"
+#include "port/pg_bswap.h"
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
 #include "utils/builtins.h"
@@ -40,6 +48,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
+#include "utils/syscache.h"
 
 #include "ingest.h"
 
@@ -55,10 +64,37 @@ typedef struct AlertGroup
 	TimestampTz last_seen;
 } AlertGroup;
 
-/* The COPY data source: one buffer, handed out in pieces. */
+/*
+ * Columns of logagg.logs the batch fills, in the order of the COPY column
+ * list.  Each one's value comes from the batch's records (see
+ * recv_column), not from text.
+ */
+typedef enum CopyCol
+{
+	COL_ID, COL_TS, COL_RECEIVED_AT, COL_SOURCE, COL_LEVEL, COL_SEVERITY,
+	COL_STATUS, COL_MESSAGE, COL_TRACE_ID, COL_SPAN_ID, COL_STREAM, COL_SEQ,
+	COL_ATTRS, NUM_COPY_COLS
+} CopyCol;
+
+static const char *const copy_col_names[NUM_COPY_COLS] = {
+	"id", "ts", "received_at", "source", "level", "severity", "status",
+	"message", "trace_id", "span_id", "stream", "seq", "attrs"
+};
+
+/*
+ * The COPY data source: one buffer of COPY BINARY data, handed out in
+ * pieces.  Every non-NULL field in it is 4 bytes, the index of the record
+ * in copy_batch; recv_column turns that into the column's Datum.
+ */
 static const char *copy_data;
 static int	copy_len;
 static int	copy_pos;
+
+/* What recv_column reads from while CopyFrom runs. */
+static IngestBatch *copy_batch;
+static int64 *copy_ids;
+static uint8 *copy_sevs;
+static Oid	copy_sev_oids[3];
 
 static int
 copy_read_cb(void *outbuf, int minread, int maxread)
@@ -70,34 +106,91 @@ copy_read_cb(void *outbuf, int minread, int maxread)
 	return n;
 }
 
-/* A value in COPY text format: \N for NULL, backslash escapes otherwise. */
-static void
-copy_text(StringInfo buf, const char *s)
+/*
+ * Stands in for the columns' binary receive functions (in_functions of the
+ * CopyFromState): the "binary data" of a field is the record index, and
+ * the value is taken from the already parsed and checked record.  This
+ * skips formatting values as text for COPY to parse back (timestamptz_in,
+ * int8in, enum_in, de-escaping), and, unlike textrecv, never applies the
+ * client_encoding (the record text is already in the database encoding).
+ */
+static Datum
+recv_column(PG_FUNCTION_ARGS)
 {
-	if (s == NULL)
+	StringInfo	buf = (StringInfo) PG_GETARG_POINTER(0);
+	CopyCol		col = (CopyCol) (intptr_t) fcinfo->flinfo->fn_extra;
+	uint32		idx;
+	const IngestRecord *r;
+
+	if (buf->len - buf->cursor != sizeof(uint32))
+		elog(ERROR, "logagg: bad COPY field length");
+	memcpy(&idx, buf->data + buf->cursor, sizeof(uint32));
+	buf->cursor += sizeof(uint32);
+	if (idx >= (uint32) copy_batch->nrecords)
+		elog(ERROR, "logagg: bad record index in COPY data");
+	r = &copy_batch->records[idx];
+
+	switch (col)
 	{
-		appendStringInfoString(buf, "\\N");
-		return;
+		case COL_ID:
+			return Int64GetDatum(copy_ids[idx]);
+		case COL_TS:
+			return TimestampTzGetDatum(r->ts);
+		case COL_RECEIVED_AT:
+			return TimestampTzGetDatum(r->received_at);
+		case COL_SOURCE:
+			return PointerGetDatum(cstring_to_text(r->source));
+		case COL_LEVEL:
+			return PointerGetDatum(cstring_to_text(r->level));
+		case COL_SEVERITY:
+			return ObjectIdGetDatum(copy_sev_oids[copy_sevs[idx]]);
+		case COL_STATUS:
+			return Int32GetDatum(r->status);
+		case COL_MESSAGE:
+			return PointerGetDatum(cstring_to_text(r->message));
+		case COL_TRACE_ID:
+			return PointerGetDatum(cstring_to_text(r->trace_id));
+		case COL_SPAN_ID:
+			return PointerGetDatum(cstring_to_text(r->span_id));
+		case COL_STREAM:
+			return PointerGetDatum(cstring_to_text(r->stream));
+		case COL_SEQ:
+			return Int64GetDatum(r->seq);
+		case COL_ATTRS:
+			return DirectFunctionCall1(jsonb_in, CStringGetDatum(r->attrs));
+		case NUM_COPY_COLS:
+			break;
 	}
-	for (; *s; s++)
+	elog(ERROR, "logagg: bad COPY column %d", (int) col);
+	return (Datum) 0;
+}
+
+static void
+copy_int16(StringInfo buf, int16 v)
+{
+	uint16		n = pg_hton16((uint16) v);
+
+	appendBinaryStringInfo(buf, (char *) &n, sizeof(n));
+}
+
+static void
+copy_int32(StringInfo buf, int32 v)
+{
+	uint32		n = pg_hton32((uint32) v);
+
+	appendBinaryStringInfo(buf, (char *) &n, sizeof(n));
+}
+
+/* One field of the row: the record index, or NULL. */
+static inline void
+copy_field(StringInfo buf, bool present, uint32 idx)
+{
+	if (!present)
+		copy_int32(buf, -1);
+	else
 	{
-		switch (*s)
-		{
-			case '\\':
-				appendBinaryStringInfo(buf, "\\\\", 2);
-				break;
-			case '\n':
-				appendBinaryStringInfo(buf, "\\n", 2);
-				break;
-			case '\r':
-				appendBinaryStringInfo(buf, "\\r", 2);
-				break;
-			case '\t':
-				appendBinaryStringInfo(buf, "\\t", 2);
-				break;
-			default:
-				appendStringInfoCharMacro(buf, *s);
-		}
+		copy_int32(buf, sizeof(uint32));
+		appendBinaryStringInfo(buf, (char *) &idx, sizeof(uint32));
 	}
 }
 
@@ -152,37 +245,101 @@ alert_threshold(void)
 	return -1;
 }
 
-/* COPY the text in buf into logagg.logs; returns rows copied. */
+/*
+ * COPY the batch's records into logagg.logs; ids[i] and sevs[i] are
+ * record i's id and severity.  Returns rows copied.
+ */
 static uint64
-copy_into_logs(StringInfo buf)
+copy_into_logs(IngestBatch *batch, int64 *ids, uint8 *sevs)
 {
-	static const char *const columns[] = {
-		"id", "ts", "received_at", "source", "level", "severity", "status",
-		"message", "trace_id", "span_id", "stream", "seq", "attrs"
-	};
+	static const char binary_header[] = "PGCOPY\n\377\r\n";	/* + its NUL */
 	Relation	rel;
 	ParseState *pstate;
 	CopyFromState cstate;
 	List	   *attnames = NIL;
+	List	   *options;
+	StringInfoData buf;
+	Oid			sevtype;
+	ListCell   *lc;
+	int			i;
 	uint64		processed;
 
-	for (int i = 0; i < lengthof(columns); i++)
-		attnames = lappend(attnames, makeString(pstrdup(columns[i])));
+	for (i = 0; i < NUM_COPY_COLS; i++)
+		attnames = lappend(attnames, makeString(pstrdup(copy_col_names[i])));
+	options = list_make1(makeDefElem("format", (Node *) makeString("binary"), -1));
+
+	/* the stream: header, one 13-field row per record, trailer */
+	initStringInfo(&buf);
+	enlargeStringInfo(&buf, 32 + batch->nrecords * (2 + NUM_COPY_COLS * 8));
+	appendBinaryStringInfo(&buf, binary_header, sizeof(binary_header));	/* with NUL */
+	copy_int32(&buf, 0);		/* flags */
+	copy_int32(&buf, 0);		/* header extension length */
+	for (i = 0; i < batch->nrecords; i++)
+	{
+		const IngestRecord *r = &batch->records[i];
+
+		copy_int16(&buf, NUM_COPY_COLS);
+		copy_field(&buf, true, i);	/* id */
+		copy_field(&buf, true, i);	/* ts */
+		copy_field(&buf, true, i);	/* received_at */
+		copy_field(&buf, true, i);	/* source */
+		copy_field(&buf, r->level != NULL, i);
+		copy_field(&buf, true, i);	/* severity */
+		copy_field(&buf, r->has_status, i);
+		copy_field(&buf, r->message != NULL, i);
+		copy_field(&buf, r->trace_id != NULL, i);
+		copy_field(&buf, r->span_id != NULL, i);
+		copy_field(&buf, r->stream != NULL, i);
+		copy_field(&buf, r->has_seq, i);
+		copy_field(&buf, r->attrs != NULL, i);
+	}
+	copy_int16(&buf, -1);
+
+	sevtype = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("severity"),
+							  ObjectIdGetDatum(get_namespace_oid(LOGAGG_SCHEMA, false)));
+	if (!OidIsValid(sevtype))
+		elog(ERROR, "logagg: type logagg.severity is missing");
+	for (i = 0; i < 3; i++)
+		copy_sev_oids[i] = DatumGetObjectId(DirectFunctionCall2(enum_in,
+																CStringGetDatum(logagg_severity_names[i]),
+																ObjectIdGetDatum(sevtype)));
 
 	rel = table_open(logagg_relid("logs"), RowExclusiveLock);
 	pstate = make_parsestate(NULL);
 	(void) addRangeTableEntryForRelation(pstate, rel, RowExclusiveLock, NULL, false, false);
 
-	copy_data = buf->data;
-	copy_len = buf->len;
+	copy_data = buf.data;
+	copy_len = buf.len;
 	copy_pos = 0;
-	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_read_cb, attnames, NIL);
+	copy_batch = batch;
+	copy_ids = ids;
+	copy_sevs = sevs;
+	cstate = BeginCopyFrom(pstate, rel, NULL, NULL, false, copy_read_cb, attnames, options);
+
+	/* every column's "receive function" reads the record (recv_column) */
+	i = 0;
+	foreach(lc, cstate->attnumlist)
+	{
+		FmgrInfo   *f = &cstate->in_functions[lfirst_int(lc) - 1];
+
+		memset(f, 0, sizeof(FmgrInfo));
+		f->fn_addr = recv_column;
+		f->fn_oid = InvalidOid;
+		f->fn_nargs = 3;
+		f->fn_strict = true;
+		f->fn_mcxt = CurrentMemoryContext;
+		f->fn_extra = (void *) (intptr_t) i;
+		i++;
+	}
+
 	processed = CopyFrom(cstate);
 	EndCopyFrom(cstate);
 	copy_data = NULL;
+	copy_batch = NULL;
 
 	free_parsestate(pstate);
 	table_close(rel, NoLock);
+	pfree(buf.data);
 	return processed;
 }
 
@@ -312,7 +469,8 @@ ingest_batch_store(IngestBatch *batch, IngestResult *result)
 		Oid			seqid = logagg_relid("logs_id_seq");
 		int			threshold = alert_threshold();
 		HTAB	   *groups = NULL;
-		StringInfoData buf;
+		int64	   *ids;
+		uint8	   *sevs;
 
 		if (threshold >= 0)
 		{
@@ -325,7 +483,8 @@ ingest_batch_store(IngestBatch *batch, IngestResult *result)
 								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 		}
 
-		initStringInfo(&buf);
+		ids = palloc(batch->nrecords * sizeof(int64));
+		sevs = palloc(batch->nrecords * sizeof(uint8));
 		for (int i = 0; i < batch->nrecords; i++)
 		{
 			IngestRecord *r = &batch->records[i];
@@ -333,35 +492,8 @@ ingest_batch_store(IngestBatch *batch, IngestResult *result)
 														r->source, r->message);
 			int64		id = nextval_internal(seqid, false);
 
-			appendStringInfo(&buf, INT64_FORMAT "\t", id);
-			append_timestamp(&buf, r->ts);
-			appendStringInfoChar(&buf, '\t');
-			append_timestamp(&buf, r->received_at);
-			appendStringInfoChar(&buf, '\t');
-			copy_text(&buf, r->source);
-			appendStringInfoChar(&buf, '\t');
-			copy_text(&buf, r->level);
-			appendStringInfo(&buf, "\t%s\t", logagg_severity_names[sev]);
-			if (r->has_status)
-				appendStringInfo(&buf, "%d", r->status);
-			else
-				appendStringInfoString(&buf, "\\N");
-			appendStringInfoChar(&buf, '\t');
-			copy_text(&buf, r->message);
-			appendStringInfoChar(&buf, '\t');
-			copy_text(&buf, r->trace_id);
-			appendStringInfoChar(&buf, '\t');
-			copy_text(&buf, r->span_id);
-			appendStringInfoChar(&buf, '\t');
-			copy_text(&buf, r->stream);
-			appendStringInfoChar(&buf, '\t');
-			if (r->has_seq)
-				appendStringInfo(&buf, INT64_FORMAT, r->seq);
-			else
-				appendStringInfoString(&buf, "\\N");
-			appendStringInfoChar(&buf, '\t');
-			copy_text(&buf, r->attrs);
-			appendStringInfoChar(&buf, '\n');
+			ids[i] = id;
+			sevs[i] = (uint8) sev;
 
 			if (groups && (int) sev <= threshold)
 			{
@@ -384,8 +516,9 @@ ingest_batch_store(IngestBatch *batch, IngestResult *result)
 				g->last_seen = Max(g->last_seen, r->ts);
 			}
 		}
-		result->rows = copy_into_logs(&buf);
-		pfree(buf.data);
+		result->rows = copy_into_logs(batch, ids, sevs);
+		pfree(ids);
+		pfree(sevs);
 
 		if (groups && hash_get_num_entries(groups) > 0)
 			result->alerts_queued = enqueue_alerts(groups);
