@@ -82,6 +82,13 @@ async def main(base, steps):
             code = e.rcvd.code if e.rcvd else 1006
             reason = e.rcvd.reason if e.rcvd else ""
             print(name, "closed", code, reason, flush=True)
+    # Close what is still open: left to interpreter shutdown, each socket
+    # would wait for websockets' 10 s close timeout.
+    for conn in conns.values():
+        try:
+            await asyncio.wait_for(conn.close(), 2)
+        except (asyncio.TimeoutError, websockets.WebSocketException, OSError):
+            pass
 
 
 if __name__ == "__main__":
