@@ -482,17 +482,16 @@ batch_strdup(IngestBatch *batch, const char *s)
  * Parse one record's text and add it to the batch as a record or a reject.
  * Returns nothing: the callbacks in origin learn the outcome.
  */
+static void finish_record(IngestBatch *batch, const IngestOrigin *origin,
+						  RecState *stp, char *text, int len);
+
 static void
 parse_record(IngestBatch *batch, const IngestOrigin *origin, char *text, int len)
 {
 	RecState	st;
 	JsonSemAction sem;
 	JsonParseErrorType err;
-	IngestRecord rec;
-	const char *reason = NULL;
 	char		reasonbuf[128];
-	bool		has_seq = false;
-	int64		seq = 0;
 
 	memset(&st, 0, sizeof(st));
 	memset(&sem, 0, sizeof(sem));
@@ -519,6 +518,23 @@ parse_record(IngestBatch *batch, const IngestOrigin *origin, char *text, int len
 		add_reject(batch, origin, "a record must be a JSON object", text, len, false, 0);
 		return;
 	}
+	finish_record(batch, origin, &st, text, len);
+}
+
+/*
+ * Check a record's collected fields and add it to the batch as a record
+ * or a reject.  Shared by the fast scanner and the pg_parse_json path.
+ */
+static void
+finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *stp,
+			  char *text, int len)
+{
+#define st (*stp)
+	IngestRecord rec;
+	const char *reason = NULL;
+	char		reasonbuf[128];
+	bool		has_seq = false;
+	int64		seq = 0;
 
 	/* seq first: every later error frame should carry it */
 	if (st.val[F_SEQ] || st.nonscalar[F_SEQ])
@@ -658,6 +674,471 @@ parse_record(IngestBatch *batch, const IngestOrigin *origin, char *text, int len
 	batch->bytes += len;
 	if (origin->accepted)
 		origin->accepted(origin->arg, &batch->records[batch->nrecords - 1]);
+#undef st
+}
+
+/* ---------------------------------------------------------------------
+ * Fast path: a strict one-pass scanner for what clients usually send
+ * ---------------------------------------------------------------------
+ *
+ * pg_parse_json with callbacks allocates every field name and scalar,
+ * de-escapes byte by byte, and an array frame is lexed twice (once to
+ * split it, once per record): that was about a third of the ingest
+ * worker's time.  The scanner below walks a unit once, keeps attrs as
+ * raw spans and fills the same RecState as the callbacks do, then hands
+ * it to finish_record.
+ *
+ * It accepts a strict subset of what PostgreSQL's JSON parser accepts
+ * (so attrs can never make jsonb_in fail in the batch's COPY): anything
+ * it is not sure about -- a \u escape, an escaped field name, a syntax
+ * error, a non-object array element -- makes it give up on the whole
+ * unit before anything was added to the batch, and the unit goes through
+ * the pg_parse_json path, which yields the usual records, rejects and
+ * error texts.
+ */
+#define IS_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+#define IS_DIGIT(c) ((c) >= '0' && (c) <= '9')
+
+static inline char *
+skip_ws(char *p, char *end)
+{
+	while (p < end && IS_WS(*p))
+		p++;
+	return p;
+}
+
+/*
+ * The string whose opening quote is at p: returns the position after its
+ * closing quote, or NULL (give up).  *has_esc tells whether it holds
+ * (simple, one-character) escapes.
+ */
+static inline char *
+scan_string(char *p, char *end, bool *has_esc)
+{
+	*has_esc = false;
+	for (p++; p < end; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (c == '"')
+			return p + 1;
+		if (c == '\\')
+		{
+			if (p + 1 >= end)
+				return NULL;
+			switch (p[1])
+			{
+				case '"':
+				case '\\':
+				case '/':
+				case 'b':
+				case 'f':
+				case 'n':
+				case 'r':
+				case 't':
+					break;
+				default:
+					return NULL;	/* \u and anything else: slow path */
+			}
+			*has_esc = true;
+			p++;
+		}
+		else if (c < 0x20)
+			return NULL;
+	}
+	return NULL;
+}
+
+/* The string between quotes s..e, de-escaped, NUL-terminated. */
+static char *
+decode_string(const char *s, const char *e, bool has_esc)
+{
+	char	   *out = palloc(e - s + 1);
+	char	   *o = out;
+
+	if (!has_esc)
+	{
+		memcpy(out, s, e - s);
+		out[e - s] = '\0';
+		return out;
+	}
+	while (s < e)
+	{
+		if (*s != '\\')
+		{
+			*o++ = *s++;
+			continue;
+		}
+		s++;
+		switch (*s)
+		{
+			case 'b':
+				*o++ = '\b';
+				break;
+			case 'f':
+				*o++ = '\f';
+				break;
+			case 'n':
+				*o++ = '\n';
+				break;
+			case 'r':
+				*o++ = '\r';
+				break;
+			case 't':
+				*o++ = '\t';
+				break;
+			default:			/* " \ / */
+				*o++ = *s;
+				break;
+		}
+		s++;
+	}
+	*o = '\0';
+	return out;
+}
+
+/*
+ * A JSON number at p (RFC 8259 grammar, as PostgreSQL's lexer reads it).
+ * Returns its end or NULL.  *too_big is set when numeric (jsonb) could
+ * not hold it, by the same rule as number_fits_numeric.
+ */
+static inline char *
+scan_number(char *p, char *end, bool *too_big)
+{
+	char	   *start = p;
+
+	if (p < end && *p == '-')
+		p++;
+	if (p >= end)
+		return NULL;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (p < end && IS_DIGIT(*p))
+			p++;
+	else
+		return NULL;
+	if (p < end && *p == '.')
+	{
+		p++;
+		if (p >= end || !IS_DIGIT(*p))
+			return NULL;
+		while (p < end && IS_DIGIT(*p))
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E'))
+	{
+		char	   *e = p;
+		bool		neg = false;
+		long		exp = 0;
+
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			neg = *p++ == '-';
+		if (p >= end || !IS_DIGIT(*p))
+			return NULL;
+		while (p < end && IS_DIGIT(*p))
+		{
+			if (exp < 100000)
+				exp = exp * 10 + (*p - '0');
+			p++;
+		}
+		if (neg)
+			exp = -exp;
+		if (!(exp > -1000 && exp < 1000 && (e - start) < 1000))
+			*too_big = true;
+	}
+	else if (p - start >= 1000)
+		*too_big = true;
+	return p;
+}
+
+static inline char *
+scan_literal(char *p, char *end, JsonTokenType *type)
+{
+	if (end - p >= 4 && memcmp(p, "true", 4) == 0)
+	{
+		*type = JSON_TOKEN_TRUE;
+		return p + 4;
+	}
+	if (end - p >= 5 && memcmp(p, "false", 5) == 0)
+	{
+		*type = JSON_TOKEN_FALSE;
+		return p + 5;
+	}
+	if (end - p >= 4 && memcmp(p, "null", 4) == 0)
+	{
+		*type = JSON_TOKEN_NULL;
+		return p + 4;
+	}
+	return NULL;
+}
+
+/* Any JSON value at p; returns its end or NULL. */
+static char *
+scan_value(char *p, char *end, int depth, bool *too_big)
+{
+	bool		esc;
+	JsonTokenType t;
+
+	if (p >= end)
+		return NULL;
+	switch (*p)
+	{
+		case '"':
+			return scan_string(p, end, &esc);
+		case '{':
+		case '[':
+			{
+				char		close = *p == '{' ? '}' : ']';
+				bool		obj = *p == '{';
+
+				if (depth >= INGEST_MAX_JSON_DEPTH)
+					return NULL;
+				p = skip_ws(p + 1, end);
+				if (p < end && *p == close)
+					return p + 1;
+				for (;;)
+				{
+					if (obj)
+					{
+						if (p >= end || *p != '"' || (p = scan_string(p, end, &esc)) == NULL)
+							return NULL;
+						p = skip_ws(p, end);
+						if (p >= end || *p != ':')
+							return NULL;
+						p = skip_ws(p + 1, end);
+					}
+					if ((p = scan_value(p, end, depth + 1, too_big)) == NULL)
+						return NULL;
+					p = skip_ws(p, end);
+					if (p < end && *p == ',')
+					{
+						p = skip_ws(p + 1, end);
+						continue;
+					}
+					if (p < end && *p == close)
+						return p + 1;
+					return NULL;
+				}
+			}
+		case 't':
+		case 'f':
+		case 'n':
+			return scan_literal(p, end, &t);
+		default:
+			return scan_number(p, end, too_big);
+	}
+}
+
+/* field_of for a name that is not NUL-terminated (lengths compared first) */
+static RecField
+field_of_len(const char *name, int len)
+{
+	static uint8 lens[lengthof(field_names)];
+
+	if (lens[0] == 0)
+		for (int i = 0; i < lengthof(field_names); i++)
+			lens[i] = (uint8) strlen(field_names[i].name);
+	for (int i = 0; i < lengthof(field_names); i++)
+		if (lens[i] == len && memcmp(name, field_names[i].name, len) == 0)
+			return field_names[i].field;
+	return F_ATTR;
+}
+
+/*
+ * One record object at *pp (its '{'): fills st like the pg_parse_json
+ * callbacks would, advances *pp past the '}'.  false = give up.
+ */
+static bool
+scan_record(char **pp, char *end, RecState *st)
+{
+	char	   *p = *pp;
+	bool		too_big = false;
+
+	memset(st, 0, sizeof(RecState));
+	p = skip_ws(p + 1, end);
+	if (p < end && *p == '}')
+	{
+		*pp = p + 1;
+		return true;
+	}
+	for (;;)
+	{
+		char	   *ks,
+				   *ke,
+				   *vs,
+				   *ve;
+		bool		esc;
+		RecField	f;
+
+		if (p >= end || *p != '"')
+			return false;
+		ks = p;
+		if ((ke = scan_string(p, end, &esc)) == NULL || esc)
+			return false;
+		f = field_of_len(ks + 1, ke - ks - 2);
+		p = skip_ws(ke, end);
+		if (p >= end || *p != ':')
+			return false;
+		vs = p = skip_ws(p + 1, end);
+		if (p >= end)
+			return false;
+
+		if (f == F_ATTR)
+		{
+			if ((ve = scan_value(vs, end, 1, &too_big)) == NULL)
+				return false;
+			if (st->attrs.data == NULL)
+				initStringInfo(&st->attrs);
+			appendStringInfoChar(&st->attrs, st->attrs.len == 0 ? '{' : ',');
+			appendBinaryStringInfo(&st->attrs, ks, ke - ks);	/* name as it came */
+			appendStringInfoChar(&st->attrs, ':');
+			appendBinaryStringInfo(&st->attrs, vs, ve - vs);
+		}
+		else if (*vs == '{' || *vs == '[')
+		{
+			if ((ve = scan_value(vs, end, 1, &too_big)) == NULL)
+				return false;
+			st->nonscalar[f] = true;
+			st->val[f] = NULL;
+			if (f == F_MESSAGE)
+				st->raw_message = pnstrdup(vs, ve - vs);
+		}
+		else
+		{
+			JsonTokenType t;
+			char	   *v;
+
+			if (*vs == '"')
+			{
+				if ((ve = scan_string(vs, end, &esc)) == NULL)
+					return false;
+				t = JSON_TOKEN_STRING;
+				v = decode_string(vs + 1, ve - 1, esc);
+			}
+			else if (*vs == 't' || *vs == 'f' || *vs == 'n')
+			{
+				if ((ve = scan_literal(vs, end, &t)) == NULL)
+					return false;
+				v = t == JSON_TOKEN_NULL ? NULL : pnstrdup(vs, ve - vs);
+			}
+			else
+			{
+				if ((ve = scan_number(vs, end, &too_big)) == NULL)
+					return false;
+				t = JSON_TOKEN_NUMBER;
+				v = pnstrdup(vs, ve - vs);
+			}
+			st->nonscalar[f] = false;
+			if (f == F_MESSAGE)
+				st->raw_message = NULL;
+			st->val[f] = v;
+			st->type[f] = t;
+		}
+		p = skip_ws(ve, end);
+		if (p < end && *p == ',')
+		{
+			p = skip_ws(p + 1, end);
+			continue;
+		}
+		if (p < end && *p == '}')
+			break;
+		return false;
+	}
+	if (too_big)
+		st->bad = "a number is too large";
+	*pp = p + 1;
+	return true;
+}
+
+/*
+ * One unit (an object, or an array of objects) by the fast scanner.
+ * Returns true when it was handled.  false: nothing was added, and
+ * *several tells that a valid first value was followed by more text
+ * (newline-delimited input, when may_be_several).
+ */
+static bool
+fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
+		  bool may_be_several, bool *several)
+{
+	char	   *end = text + len;
+	char	   *p = skip_ws(text, end);
+	RecState   *recs;
+	char	  **starts;
+	int		   *lens;
+	int			n = 0,
+				max;
+
+	*several = false;
+	if (p >= end)
+		return false;
+	if (*p == '{')
+	{
+		RecState	st;
+
+		if (!scan_record(&p, end, &st))
+			return false;
+		if (skip_ws(p, end) < end)
+		{
+			*several = may_be_several;
+			return false;
+		}
+		finish_record(batch, origin, &st, text, len);
+		return true;
+	}
+	if (*p != '[')
+		return false;
+
+	max = 64;
+	recs = palloc(max * sizeof(RecState));
+	starts = palloc(max * sizeof(char *));
+	lens = palloc(max * sizeof(int));
+	p = skip_ws(p + 1, end);
+	if (p < end && *p == ']')
+		p++;
+	else
+	{
+		for (;;)
+		{
+			char	   *s = p;
+
+			if (p >= end || *p != '{')
+				return false;
+			if (n >= max)
+			{
+				max *= 2;
+				recs = repalloc(recs, max * sizeof(RecState));
+				starts = repalloc(starts, max * sizeof(char *));
+				lens = repalloc(lens, max * sizeof(int));
+			}
+			if (!scan_record(&p, end, &recs[n]))
+				return false;
+			starts[n] = s;
+			lens[n] = p - s;
+			n++;
+			p = skip_ws(p, end);
+			if (p < end && *p == ',')
+			{
+				p = skip_ws(p + 1, end);
+				continue;
+			}
+			if (p < end && *p == ']')
+			{
+				p++;
+				break;
+			}
+			return false;
+		}
+	}
+	if (skip_ws(p, end) < end)
+	{
+		*several = may_be_several;
+		return false;
+	}
+	for (int i = 0; i < n; i++)
+		finish_record(batch, origin, &recs[i], starts[i], lens[i]);
+	return true;
 }
 
 /* ---------------------------------------------------------------------
@@ -747,6 +1228,7 @@ void
 ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin, char *data, int len)
 {
 	MemoryContext oldcxt;
+	bool		several;
 
 	if (parse_cxt == NULL)
 		parse_cxt = AllocSetContextCreate(TopMemoryContext, "logagg ingest parse",
@@ -758,7 +1240,8 @@ ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin, char *data,
 				   "", 0, false, 0);
 	else if (nesting_depth(data, len) > INGEST_MAX_JSON_DEPTH)
 		add_reject(batch, origin, "JSON nested more than 64 levels deep", data, len, false, 0);
-	else if (!parse_unit(batch, origin, data, len, true))
+	else if (!fast_unit(batch, origin, data, len, true, &several) &&
+			 (several || !parse_unit(batch, origin, data, len, true)))
 	{
 		/* newline-delimited: each non-blank line is one unit */
 		char	   *p = data;
@@ -772,7 +1255,7 @@ ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin, char *data,
 
 			while (s < lend && (*s == ' ' || *s == '\t' || *s == '\r'))
 				s++;
-			if (s < lend)
+			if (s < lend && !fast_unit(batch, origin, s, lend - s, false, &several))
 				(void) parse_unit(batch, origin, s, lend - s, false);
 			p = lend + 1;
 		}
