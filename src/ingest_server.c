@@ -35,6 +35,7 @@
 #include "postgres.h"
 
 #include <libwebsockets.h>
+#include <malloc.h>
 #include <openssl/sha.h>
 #include <uv.h>
 
@@ -60,6 +61,8 @@
 #define TOTAL_QUEUE_PAUSE_BYTES (64 * 1024 * 1024)
 /* Receive chunk size given to lws. */
 #define RX_BUFFER_SIZE			65536
+/* Give freed heap back to the OS after this many connections closed. */
+#define TRIM_AFTER_CLOSED		100
 /* Token buffer: "lgt_" + 64 hex digits, with room for other token styles. */
 #define MAX_TOKEN_LEN			256
 
@@ -150,6 +153,7 @@ static IngestBatch *batch = NULL;
 
 static Conn *conns = NULL;
 static int	nconns = 0;
+static int	closed_since_trim = 0;
 static size_t total_queued = 0;
 static StreamState *streams = NULL;
 
@@ -270,6 +274,7 @@ conn_free(Conn *c)
 	buf_free(&c->rx);
 	buf_free(&c->errors);
 	buf_free(&c->out);
+	closed_since_trim++;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -995,6 +1000,18 @@ ingest_server_service(void)
 	if (logagg_auth == LOGAGG_AUTH_TOKEN)
 		refresh_auth_cache();
 	(void) uv_run(&loop, UV_RUN_NOWAIT);
+
+	/*
+	 * Each connection holds lws's receive buffer and our queues, all
+	 * malloc'd.  After a wave of connections has gone, hand the freed
+	 * memory back, so that RSS follows the connections (a thousand idle
+	 * clients leaving should not pin tens of megabytes).
+	 */
+	if (closed_since_trim >= TRIM_AFTER_CLOSED)
+	{
+		closed_since_trim = 0;
+		malloc_trim(0);
+	}
 }
 
 bool
