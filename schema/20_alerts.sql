@@ -711,7 +711,7 @@ COMMENT ON FUNCTION @extschema@.remove_route(int) IS
     'Deletes a route and its queued alerts.';
 
 CREATE FUNCTION @extschema@.silence(source text, fingerprint text, duration interval,
-                                    comment text, message_regex text DEFAULT NULL)
+                                    comment text, message_regex text)
     RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -732,6 +732,18 @@ END
 $fn$;
 COMMENT ON FUNCTION @extschema@.silence(text, text, interval, text, text) IS
     'Mutes alerts matching source, fingerprint and message_regex (NULL = any) for duration; muted alerts are logged as silenced. Returns the silence id.';
+
+-- The fixed four-argument form (DESIGN §3).  A separate function rather
+-- than a DEFAULT on the five-argument one, so both signatures exist.
+CREATE FUNCTION @extschema@.silence(source text, fingerprint text, duration interval, comment text)
+    RETURNS int
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT @extschema@.silence(source, fingerprint, duration, comment, NULL::text)
+$fn$;
+COMMENT ON FUNCTION @extschema@.silence(text, text, interval, text) IS
+    'Mutes alerts matching source and fingerprint (NULL = any) for duration; muted alerts are logged as silenced. Returns the silence id.';
 
 CREATE FUNCTION @extschema@.unsilence(id int) RETURNS void
     LANGUAGE plpgsql

@@ -19,13 +19,22 @@ use Time::HiRes qw(usleep time);
 my @procs;
 my $seq = 0;
 
-sub _dir { return $PostgreSQL::Test::Utils::tmp_check; }
+# tmp_check is shared by every test file of one prove run: give each test
+# process its own folder, so receivers never see another file's records or
+# stale ready files.
+sub _dir
+{
+	my $d = "$PostgreSQL::Test::Utils::tmp_check/receivers-$$";
+	mkdir $d unless -d $d;
+	return $d;
+}
 
 sub _start
 {
 	my ($name, $cmd, $ready) = @_;
 	my ($out, $err) = ('', '');
 	my $log = _dir() . "/$name.log";
+	unlink $ready;
 	my $h = IPC::Run::start($cmd, '>', $log, '2>&1');
 	push @procs, $h;
 	my $deadline = time() + 20;
