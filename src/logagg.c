@@ -54,6 +54,7 @@ _PG_init(void)
 		return;
 
 	logagg_shmem_init_hooks();
+	logagg_install_log_redaction();
 
 	/*
 	 * backend_type in pg_stat_activity comes from bgw_type; give every

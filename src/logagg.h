@@ -50,6 +50,9 @@ extern char *logagg_s3_secret_access_key;
 
 extern void logagg_define_gucs(void);
 
+/* ---- keeping credentials out of the server log (log_redact.c) ---- */
+extern void logagg_install_log_redaction(void);
+
 /* ---- shared memory worker registry (shmem.c) ---- */
 typedef enum LogaggWorkerKind
 {

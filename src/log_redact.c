@@ -1,0 +1,108 @@
+/*-------------------------------------------------------------------------
+ *
+ * log_redact.c
+ *		Keeps logagg's credentials out of the server log.
+ *
+ * logagg never logs a secret itself, but PostgreSQL does on our behalf:
+ * a reload logs 'parameter "logagg.s3_secret_access_key" changed to
+ * "..."', and log_statement / log_min_duration_statement / error reports
+ * print the text of "ALTER SYSTEM SET logagg.s3_secret_access_key = ..."
+ * or "SELECT logagg.add_destination(..., '{"secret": ...}')".  An
+ * emit_log_hook, installed in the postmaster when the library is preloaded
+ * (and so inherited by every process), rewrites such messages before they
+ * are written, and replaces any occurrence of the configured S3 secret.
+ *
+ * The hook runs inside error reporting: it must not ereport and allocates
+ * only in the current (error) memory context.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "tcop/tcopprot.h"
+#include "utils/elog.h"
+
+#include "logagg.h"
+
+static emit_log_hook_type prev_emit_log_hook = NULL;
+
+/* Words whose presence means the text may carry a credential. */
+static const char *const secret_markers[] = {
+	"logagg.s3_secret_access_key",
+	"logagg.s3_access_key_id",
+	"add_destination",
+	"logagg.destinations",
+};
+
+static const char *
+find_marker(const char *text)
+{
+	if (text == NULL)
+		return NULL;
+	for (int i = 0; i < lengthof(secret_markers); i++)
+		if (strstr(text, secret_markers[i]) != NULL)
+			return secret_markers[i];
+	return NULL;
+}
+
+/* Replace every occurrence of secret in *text with asterisks. */
+static void
+mask_value(char **text, const char *secret)
+{
+	char	   *p;
+	size_t		len = strlen(secret);
+
+	if (*text == NULL || len < 4)
+		return;
+	while ((p = strstr(*text, secret)) != NULL)
+		memset(p, '*', len);
+}
+
+static char *
+redacted_message(const char *message, const char *marker)
+{
+	const char *changed = strstr(message, "\" changed to \"");
+
+	/* 'parameter "X" changed to "VALUE"' keeps the name, drops the value */
+	if (changed != NULL)
+		return psprintf("%.*s\" changed (value hidden by logagg)",
+						(int) (changed - message), message);
+	return psprintf("[text mentioning %s hidden by logagg: it may carry credentials]", marker);
+}
+
+static void
+logagg_emit_log_hook(ErrorData *edata)
+{
+	const char *marker;
+
+	if ((marker = find_marker(edata->message)) != NULL)
+		edata->message = redacted_message(edata->message, marker);
+	if ((marker = find_marker(edata->detail)) != NULL)
+		edata->detail = redacted_message(edata->detail, marker);
+	if ((marker = find_marker(edata->context)) != NULL)
+		edata->context = redacted_message(edata->context, marker);
+	if (find_marker(edata->internalquery) != NULL)
+		edata->internalquery = NULL;
+	if (debug_query_string != NULL && find_marker(debug_query_string) != NULL)
+		edata->hide_stmt = true;
+
+	if (logagg_s3_secret_access_key != NULL && logagg_s3_secret_access_key[0] != '\0')
+	{
+		mask_value(&edata->message, logagg_s3_secret_access_key);
+		mask_value(&edata->detail, logagg_s3_secret_access_key);
+		mask_value(&edata->context, logagg_s3_secret_access_key);
+		if (debug_query_string != NULL &&
+			strstr(debug_query_string, logagg_s3_secret_access_key) != NULL)
+			edata->hide_stmt = true;
+	}
+
+	if (prev_emit_log_hook)
+		prev_emit_log_hook(edata);
+}
+
+void
+logagg_install_log_redaction(void)
+{
+	prev_emit_log_hook = emit_log_hook;
+	emit_log_hook = logagg_emit_log_hook;
+}
