@@ -54,6 +54,19 @@ static const struct config_enum_entry auth_options[] = {
 	{NULL, 0, false}
 };
 
+/* GUC "extra" data must be malloc'd: the GUC machinery frees it with free(). */
+static bool
+set_int_extra(void **extra, int value)
+{
+	int		   *e = malloc(sizeof(int));
+
+	if (e == NULL)
+		return false;
+	*e = value;
+	*extra = e;
+	return true;
+}
+
 /*
  * Parse a duration such as "1 day", "6h", "90 minutes", "2 weeks" or "0"
  * into seconds.  We accept PostgreSQL's own unit spellings (s, min, h, d)
@@ -138,7 +151,6 @@ static bool
 check_partition_interval(char **newval, void **extra, GucSource source)
 {
 	int			secs;
-	int		   *e;
 
 	if (!parse_duration_secs(*newval, &secs) || secs < 60)
 	{
@@ -155,12 +167,7 @@ check_partition_interval(char **newval, void **extra, GucSource source)
 		GUC_check_errhint("Use for example \"1h\", \"6h\", \"1 day\" or \"7 days\".");
 		return false;
 	}
-	e = malloc(sizeof(int));	/* GUC code frees "extra" with free() */
-	if (e == NULL)
-		return false;
-	*e = secs;
-	*extra = e;
-	return true;
+	return set_int_extra(extra, secs);
 }
 
 static void
@@ -173,7 +180,6 @@ static bool
 check_retention(char **newval, void **extra, GucSource source)
 {
 	int			secs;
-	int		   *e;
 
 	if (!parse_duration_secs(*newval, &secs))
 	{
@@ -182,12 +188,7 @@ check_retention(char **newval, void **extra, GucSource source)
 		GUC_check_errhint("Use 0 to keep logs forever, or a duration such as \"30 days\".");
 		return false;
 	}
-	e = malloc(sizeof(int));	/* GUC code frees "extra" with free() */
-	if (e == NULL)
-		return false;
-	*e = secs;
-	*extra = e;
-	return true;
+	return set_int_extra(extra, secs);
 }
 
 static void

@@ -58,29 +58,45 @@ mask_value(char **text, const char *secret)
 		memset(p, '*', len);
 }
 
-static char *
-redacted_message(const char *message, const char *marker)
+/*
+ * Does this message print a value or a statement that may hold a secret?
+ * Only those are rewritten: a message that merely names a parameter (say,
+ * "must be superuser to examine logagg.s3_secret_access_key") stays as it
+ * is, since the hook's changes reach the client too.
+ */
+static bool
+prints_value_or_statement(const char *text)
 {
-	const char *changed = strstr(message, "\" changed to \"");
+	return strstr(text, "\" changed to \"") != NULL ||
+		strncmp(text, "statement: ", 11) == 0 ||
+		strncmp(text, "duration: ", 10) == 0 ||
+		strncmp(text, "execute ", 8) == 0 ||
+		strncmp(text, "parameters: ", 12) == 0;
+}
 
+static char *
+redact(char *text)
+{
+	const char *marker = find_marker(text);
+	const char *changed;
+
+	if (marker == NULL || !prints_value_or_statement(text))
+		return text;
 	/* 'parameter "X" changed to "VALUE"' keeps the name, drops the value */
+	changed = strstr(text, "\" changed to \"");
 	if (changed != NULL)
 		return psprintf("%.*s\" changed (value hidden by logagg)",
-						(int) (changed - message), message);
-	return psprintf("[text mentioning %s hidden by logagg: it may carry credentials]", marker);
+						(int) (changed - text), text);
+	return psprintf("[statement mentioning %s hidden by logagg: it may carry credentials]", marker);
 }
 
 static void
 logagg_emit_log_hook(ErrorData *edata)
 {
-	const char *marker;
-
-	if ((marker = find_marker(edata->message)) != NULL)
-		edata->message = redacted_message(edata->message, marker);
-	if ((marker = find_marker(edata->detail)) != NULL)
-		edata->detail = redacted_message(edata->detail, marker);
-	if ((marker = find_marker(edata->context)) != NULL)
-		edata->context = redacted_message(edata->context, marker);
+	if (edata->message)
+		edata->message = redact(edata->message);
+	if (edata->detail)
+		edata->detail = redact(edata->detail);
 	if (find_marker(edata->internalquery) != NULL)
 		edata->internalquery = NULL;
 	if (debug_query_string != NULL && find_marker(debug_query_string) != NULL)

@@ -103,6 +103,29 @@ new_token(bytea **hash_out)
 	return token;
 }
 
+/*
+ * Run one statement over logagg.sources with $1 = name, $2 = token hash
+ * (when hash is not NULL); returns the number of rows it touched.
+ */
+static uint64
+sources_execute(const char *sql, int expected, const char *name, bytea *hash)
+{
+	Oid			argtypes[2] = {TEXTOID, BYTEAOID};
+	Datum		values[2];
+	int			ret;
+	uint64		processed;
+
+	values[0] = CStringGetTextDatum(name);
+	values[1] = PointerGetDatum(hash);
+	SPI_connect();
+	ret = SPI_execute_with_args(sql, hash ? 2 : 1, argtypes, values, NULL, false, 0);
+	if (ret != expected)
+		elog(ERROR, "logagg: writing logagg.sources failed: %s", SPI_result_code_string(ret));
+	processed = SPI_processed;
+	SPI_finish();
+	return processed;
+}
+
 PG_FUNCTION_INFO_V1(logagg_create_source);
 Datum
 logagg_create_source(PG_FUNCTION_ARGS)
@@ -110,27 +133,16 @@ logagg_create_source(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	bytea	   *hash;
 	char	   *token;
-	Oid			argtypes[2] = {TEXTOID, BYTEAOID};
-	Datum		values[2];
-	int			ret;
 
 	check_source_name(name);
 	token = new_token(&hash);
-	values[0] = CStringGetTextDatum(name);
-	values[1] = PointerGetDatum(hash);
-
-	SPI_connect();
-	ret = SPI_execute_with_args("INSERT INTO logagg.sources (name, token_hash) VALUES ($1, $2) "
-								"ON CONFLICT (name) DO NOTHING",
-								2, argtypes, values, NULL, false, 0);
-	if (ret != SPI_OK_INSERT)
-		elog(ERROR, "logagg: inserting into logagg.sources failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
+	if (sources_execute("INSERT INTO logagg.sources (name, token_hash) VALUES ($1, $2) "
+						"ON CONFLICT (name) DO NOTHING",
+						SPI_OK_INSERT, name, hash) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("source \"%s\" already exists", name),
 				 errhint("Use logagg.rotate_source_token('%s') to issue a new token for it.", name)));
-	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(token));
 }
 
@@ -141,26 +153,15 @@ logagg_rotate_source_token(PG_FUNCTION_ARGS)
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	bytea	   *hash;
 	char	   *token;
-	Oid			argtypes[2] = {TEXTOID, BYTEAOID};
-	Datum		values[2];
-	int			ret;
 
 	token = new_token(&hash);
-	values[0] = CStringGetTextDatum(name);
-	values[1] = PointerGetDatum(hash);
-
-	SPI_connect();
-	ret = SPI_execute_with_args("UPDATE logagg.sources SET token_hash = $2, enabled = true, revoked_at = NULL "
-								"WHERE name = $1",
-								2, argtypes, values, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "logagg: updating logagg.sources failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
+	if (sources_execute("UPDATE logagg.sources SET token_hash = $2, enabled = true, revoked_at = NULL "
+						"WHERE name = $1",
+						SPI_OK_UPDATE, name, hash) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("source \"%s\" does not exist", name),
 				 errhint("Create it with logagg.create_source('%s').", name)));
-	SPI_finish();
 	PG_RETURN_TEXT_P(cstring_to_text(token));
 }
 
@@ -169,22 +170,13 @@ Datum
 logagg_revoke_source(PG_FUNCTION_ARGS)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	int			ret;
 
-	values[0] = CStringGetTextDatum(name);
-	SPI_connect();
-	ret = SPI_execute_with_args("UPDATE logagg.sources SET enabled = false, "
-								"revoked_at = coalesce(revoked_at, now()) WHERE name = $1",
-								1, argtypes, values, NULL, false, 0);
-	if (ret != SPI_OK_UPDATE)
-		elog(ERROR, "logagg: updating logagg.sources failed: %s", SPI_result_code_string(ret));
-	if (SPI_processed == 0)
+	if (sources_execute("UPDATE logagg.sources SET enabled = false, "
+						"revoked_at = coalesce(revoked_at, now()) WHERE name = $1",
+						SPI_OK_UPDATE, name, NULL) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("source \"%s\" does not exist", name),
 				 errhint("SELECT name FROM logagg.sources lists the sources.")));
-	SPI_finish();
 	PG_RETURN_VOID();
 }
