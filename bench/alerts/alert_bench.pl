@@ -26,8 +26,14 @@ use AlertReceivers;
 my $N_LAT = $ENV{N_LAT} // 200;
 my $N_TPUT = $ENV{N_TPUT} // 20000;
 my $LOAD_RATE = $ENV{LOAD_RATE} // 50000;
+# TPUT_RUNS: throughput runs (reported one by one); PERF=1: perf record -g
+# the dispatch workers during the first throughput run (perf-dispatch.data
+# in the bench's TESTDIR); SKIP_LAT=1: throughput only
+my $TPUT_RUNS = $ENV{TPUT_RUNS} // 1;
+my $PERF = $ENV{PERF} // 0;
+my $SKIP_LAT = $ENV{SKIP_LAT} // 0;
 
-my $node = new_node('alert_bench', "logagg.dispatch_workers = 2\nlogagg.dispatch_concurrency = 32\nlog_statement = none\n");
+my $node = new_node('alert_bench', "logagg.dispatch_workers = 2\nlogagg.dispatch_concurrency = 32\nlog_statement = none\n" . ($ENV{EXTRA_CONF} // ''));
 start_with_extension($node);
 my $r = AlertReceivers::http_receiver($node);
 $node->safe_psql('postgres', qq{
@@ -70,6 +76,7 @@ sub latency_run
 	return (pct(50, @lat), pct(99, @lat));
 }
 
+unless ($SKIP_LAT) {
 latency_run('latency idle', $N_LAT);
 
 # ---- under ingest load ----
@@ -91,25 +98,53 @@ my $rows1 = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
 my $rate = ($rows1 - $rows0) / (time() - $t0);
 say_result "%-28s %.0f records/s stored during the probes (target %d)\n", 'ingest load', $rate, $LOAD_RATE;
 for my $e (@emit) { $e->[0]->signal('INT'); eval { $e->[0]->finish; }; }
+}
 
 # ---- delivery throughput, distinct fingerprints ----
 $node->safe_psql('postgres', q{DELETE FROM logagg.routes; DELETE FROM logagg.alert_queue;});
 $node->safe_psql('postgres', q{SELECT logagg.add_route('hook', 'critical', 'tput', '1 min')});
-my $before = $node->safe_psql('postgres', "SELECT count(*) FROM logagg.alert_log WHERE outcome = 'delivered'");
-my $ts = time();
-$node->safe_psql('postgres', qq{
+for my $run (1 .. $TPUT_RUNS)
+{
+	my $before = $node->safe_psql('postgres', "SELECT count(*) FROM logagg.alert_log WHERE outcome = 'delivered'");
+	my $perf;
+	if ($PERF && $run == 1)
+	{
+		my $pids = $node->safe_psql('postgres',
+			"SELECT string_agg(pid::text, ',') FROM pg_stat_activity WHERE backend_type LIKE 'logagg dispatch%'");
+		my ($po, $pe) = ('', '');
+		$perf = IPC::Run::start([ 'perf', 'record', '-g', '-o', "$ENV{TESTDIR}/perf-dispatch.data", '-p', $pids ],
+			'>', \$po, '2>', \$pe);
+		sleep 1;
+	}
+	my $ts = time();
+	$node->safe_psql('postgres', qq{
 SELECT logagg._enqueue_alerts(jsonb_agg(jsonb_build_object(
-  'severity', 'critical', 'source', 'tput', 'fingerprint', 'fp' || i, 'status', 500,
-  'level', 'error', 'message', 'throughput ' || i, 'count', 1)))
+  'severity', 'critical', 'source', 'tput', 'fingerprint', 'fp$run-' || i, 'status', 500,
+  'level', 'error', 'message', 'throughput $run ' || i, 'count', 1)))
 FROM generate_series(1, $N_TPUT) i});
-my $tq = time();
-$node->poll_query_until('postgres',
-	"SELECT count(*) >= $before + $N_TPUT FROM logagg.alert_log WHERE outcome = 'delivered'")
-  or die "throughput run did not finish";
-my $te = time();
-my @recs = grep { $_->{body} =~ /throughput/ } AlertReceivers::records($r);
-say_result "%-28s %d notifications in %.2f s = %.0f notifications/s (queueing took %.2f s; receiver got %d)\n",
-  'delivery throughput', $N_TPUT, $te - $tq, $N_TPUT / ($te - $tq), $tq - $ts, scalar(@recs);
+	$node->safe_psql('postgres', 'ANALYZE logagg.alert_queue') if $ENV{ANALYZE_QUEUE};
+	my $tq = time();
+	if ($ENV{PROGRESS})
+	{
+		my @p;
+		while (1)
+		{
+			my $c = $node->safe_psql('postgres', "SELECT count(*) FROM logagg.alert_log WHERE outcome = 'delivered'") - $before;
+			push @p, sprintf("%.1f:%d", time() - $tq, $c);
+			last if $c >= $N_TPUT;
+			usleep(500_000);
+		}
+		say_result "progress #$run: @p\n";
+	}
+	$node->poll_query_until('postgres',
+		"SELECT count(*) >= $before + $N_TPUT FROM logagg.alert_log WHERE outcome = 'delivered'")
+	  or die "throughput run did not finish";
+	my $te = time();
+	if ($perf) { $perf->signal('INT'); eval { $perf->finish; }; }
+	my @recs = grep { $_->{body} =~ /"throughput $run / } AlertReceivers::records($r);
+	say_result "%-28s %d notifications in %.2f s = %.0f notifications/s (queueing took %.2f s; receiver got %d)\n",
+	  "delivery throughput #$run", $N_TPUT, $te - $tq, $N_TPUT / ($te - $tq), $tq - $ts, scalar(@recs);
+}
 
 $in .= "\\q\n";
 $psql->finish;
