@@ -19,10 +19,16 @@
  * sync_log records each part exactly once (a partial unique index backs
  * that up).
  *
- * Late rows: a part holds the rows of its window and source with id above
- * the highest id of the earlier parts.  A cycle compares each window's row
- * count with the rows sync_log accounts for, so rows that arrive after a
- * window was uploaded become part 1, 2, ... on a later cycle.
+ * Late rows: each part is exported under one MVCC snapshot, and that
+ * snapshot is recorded with the part (sync_log.export_snapshot, a
+ * pg_snapshot).  Part k+1 of a (window, source) holds exactly the rows that
+ * part k's snapshot did not see: NOT pg_visible_in_snapshot(xmin, snapshot
+ * of part k).  Visibility of a committed transaction only grows from one
+ * snapshot to a later one, so the parts are disjoint and together hold every
+ * row, whatever ids the rows got (ids come from a sequence cached per
+ * session, so they say nothing about commit order).  The recorded snapshot
+ * lists subtransaction ids too (see export_snapshot_text()), because a row's
+ * xmin is the id of the subtransaction that inserted it.
  *
  * Who runs it: the maintenance worker, every logagg.sync_interval, one
  * transaction per object so that a failure or crash loses at most one
@@ -39,6 +45,8 @@
 #include <zlib.h>
 #include <openssl/evp.h>
 
+#include "access/subtrans.h"
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -51,7 +59,9 @@
 #include "utils/datetime.h"
 #include "utils/guc.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/xid8.h"
 
 #include "logagg.h"
 #include "sync.h"
@@ -228,6 +238,186 @@ object_key(const SyncTarget *t, TimestampTz window_start, const char *source, in
 }
 
 /* ---------------------------------------------------------------------
+ * snapshots of exports (late rows)
+ * --------------------------------------------------------------------- */
+
+/*
+ * The 64-bit form (xid8) of a 32-bit xid, relative to next, the next xid
+ * to be assigned: the xid's epoch is next's epoch, or the one before when
+ * the xid's 32 bits are above next's (the xid was assigned before next, so
+ * it must have wrapped).  Exact for every xid assigned within 2^32 xids
+ * before next, and for a snapshot's xmax (which may equal next).  An older xid (a frozen row more than 2^32 xids old:
+ * xmin keeps the original xid after freezing) comes out 2^32 (or a
+ * multiple) too *new*, never too old, so the worst it can do in the late-row
+ * test is upload an old row again; it can never hide a late one.  The
+ * special xids (bootstrap, frozen) map to epoch 0, i.e. older than anything.
+ */
+static FullTransactionId
+widen_xid(FullTransactionId next, TransactionId xid)
+{
+	uint32		epoch = EpochFromFullTransactionId(next);
+
+	if (!TransactionIdIsNormal(xid))
+		return FullTransactionIdFromEpochAndXid(0, xid);
+	if (xid > XidFromFullTransactionId(next) && epoch > 0)
+		epoch--;
+	return FullTransactionIdFromEpochAndXid(epoch, xid);
+}
+
+/*
+ * logagg._xid8(xid) -> xid8.  PostgreSQL 15 has no cast from xid (what the
+ * xmin system column is) to xid8 (what pg_visible_in_snapshot() takes).
+ * next is read for every call rather than cached: a cached value could
+ * be older than the xid being converted and give it the wrong epoch.
+ */
+PG_FUNCTION_INFO_V1(logagg_xid8_of_xid);
+Datum
+logagg_xid8_of_xid(PG_FUNCTION_ARGS)
+{
+	TransactionId xid = DatumGetTransactionId(PG_GETARG_DATUM(0));
+
+	PG_RETURN_FULLTRANSACTIONID(widen_xid(ReadNextFullTransactionId(), xid));
+}
+
+static TransactionId
+next_xid(TransactionId x)
+{
+	TransactionIdAdvance(x);
+	return x;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64		x = *(const uint64 *) a;
+	uint64		y = *(const uint64 *) b;
+
+	return (x > y) - (x < y);
+}
+
+static bool
+xid_in_sorted(TransactionId xid, const TransactionId *xids, int n)
+{
+	return n > 0 && bsearch(&xid, xids, n, sizeof(TransactionId), xidComparator) != NULL;
+}
+
+/*
+ * The text form of a pg_snapshot ("xmin:xmax:xip,...") that sees exactly
+ * what snap sees, for rows in logagg.logs.  It is stored with the part
+ * and is the lower boundary of the next part.
+ *
+ * pg_current_snapshot() is not enough: it lists only top-level xids, while
+ * a row inserted in a subtransaction (SAVEPOINT, a PL/pgSQL EXCEPTION
+ * block) carries the subtransaction's xid, which pg_visible_in_snapshot()
+ * would then call visible although its top-level transaction was still in
+ * progress -- and that row would be lost.  So:
+ *  - subtransaction xids in snap->subxip are listed too;
+ *  - if the snapshot's subxid list overflowed (a backend had more than 64
+ *    subtransactions), every xid in [xmin, xmax) whose topmost parent is in
+ *    progress is found in pg_subtrans, exactly as XidInMVCCSnapshot() would
+ *    (valid: our own snapshot keeps pg_subtrans from being truncated above
+ *    its xmin).  That walk costs one pg_subtrans lookup per xid in the
+ *    range, and happens only with overflowed snapshots;
+ *  - our own transaction's rows are visible to the export although its xid
+ *    is not in the snapshot; if that xid is at or above xmax, xmax is
+ *    moved up to the next xid and every other xid in between is listed as
+ *    in progress (which is what they were to the export).
+ */
+static char *
+export_snapshot_text(Snapshot snap)
+{
+	FullTransactionId next = ReadNextFullTransactionId();
+	TransactionId xmin = snap->xmin;
+	TransactionId xmax = snap->xmax;
+	TransactionId *xip;
+	uint64	   *out;
+	int			nout = 0;
+	int			cap;
+	TransactionId own = GetTopTransactionIdIfAny();
+	StringInfoData buf;
+
+	/* top-level xids in progress, sorted for the lookups below */
+	xip = palloc(sizeof(TransactionId) * Max(snap->xcnt, 1));
+	memcpy(xip, snap->xip, sizeof(TransactionId) * snap->xcnt);
+	qsort(xip, snap->xcnt, sizeof(TransactionId), xidComparator);
+
+	cap = snap->xcnt + Max(snap->subxcnt, 0) + 16;
+	out = palloc(sizeof(uint64) * cap);
+#define ADD_XID(x) \
+	do { \
+		if (nout >= cap) \
+		{ \
+			cap *= 2; \
+			out = repalloc_huge(out, sizeof(uint64) * cap); \
+		} \
+		out[nout++] = U64FromFullTransactionId(widen_xid(next, (x))); \
+	} while (0)
+
+	for (int i = 0; i < snap->xcnt; i++)
+		ADD_XID(snap->xip[i]);
+
+	if (!snap->suboverflowed)
+	{
+		for (int i = 0; i < snap->subxcnt; i++)
+		{
+			TransactionId x = snap->subxip[i];
+
+			/* subxip is copied unfiltered: keep what falls inside [xmin, xmax) */
+			if (TransactionIdFollowsOrEquals(x, xmin) && TransactionIdPrecedes(x, xmax))
+				ADD_XID(x);
+		}
+	}
+	else
+	{
+		TransactionId x = xmin;
+		uint32		n = 0;
+
+		for (; TransactionIdPrecedes(x, xmax); x = next_xid(x))
+		{
+			TransactionId top;
+
+			if ((++n & 0xFFFF) == 0)
+				CHECK_FOR_INTERRUPTS();
+			if (xid_in_sorted(x, xip, snap->xcnt) || TransactionIdIsCurrentTransactionId(x))
+				continue;
+			top = SubTransGetTopmostTransaction(x);
+			if (top != x && xid_in_sorted(top, xip, snap->xcnt))
+				ADD_XID(x);
+		}
+	}
+
+	if (TransactionIdIsValid(own) && TransactionIdFollowsOrEquals(own, xmax))
+	{
+		/* see above: our own xid lies beyond xmax */
+		TransactionId newxmax = XidFromFullTransactionId(next);
+		TransactionId x = xmax;
+
+		for (; TransactionIdPrecedes(x, newxmax); x = next_xid(x))
+		{
+			if (!TransactionIdIsCurrentTransactionId(x))
+				ADD_XID(x);
+		}
+		xmax = newxmax;
+	}
+#undef ADD_XID
+
+	qsort(out, nout, sizeof(uint64), cmp_u64);
+	initStringInfo(&buf);
+	appendStringInfo(&buf, UINT64_FORMAT ":" UINT64_FORMAT ":",
+					 U64FromFullTransactionId(widen_xid(next, xmin)),
+					 U64FromFullTransactionId(widen_xid(next, xmax)));
+	for (int i = 0; i < nout; i++)
+	{
+		if (i > 0 && out[i] == out[i - 1])
+			continue;			/* a prepared transaction can appear twice */
+		appendStringInfo(&buf, "%s" UINT64_FORMAT, i > 0 ? "," : "", out[i]);
+	}
+	pfree(out);
+	pfree(xip);
+	return buf.data;
+}
+
+/* ---------------------------------------------------------------------
  * one object: export, compress, upload, record
  * --------------------------------------------------------------------- */
 typedef struct SyncItem
@@ -236,7 +426,7 @@ typedef struct SyncItem
 	TimestampTz window_end;
 	char	   *source;
 	int			part;
-	int64		after_id;
+	char	   *prev_snapshot;	/* text of part-1's snapshot; NULL for part 0 */
 	int64		new_rows;
 } SyncItem;
 
@@ -255,8 +445,10 @@ typedef struct Export
 	int64		min_id;
 	int64		max_id;
 	int			upload_parts;	/* S3 multipart parts, 0 for a single PUT */
+	char	   *snapshot;		/* the export's snapshot (pg_snapshot text) */
 	char		checksum[80];	/* "sha256:HEX" of the stored bytes */
 	bool		failed;
+	bool		empty;			/* no rows after all: nothing uploaded */
 	char		err[SYNC_ERR_LEN];
 } Export;
 
@@ -326,12 +518,18 @@ export_release(Export *ex)
 static void
 export_rows(Export *ex, SyncItem *it, const char *key)
 {
-	static const char *query =
+	static const char *query_first =
 		"SELECT row_to_json(l)::text, l.id FROM logagg.logs l "
-		"WHERE l.source = $1 AND l.ts >= $2 AND l.ts < $3 AND l.id > $4";
-	Oid			argtypes[4] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, INT8OID};
+		"WHERE l.source = $1 AND l.ts >= $2 AND l.ts < $3";
+	/* rows the previous part's snapshot did not see (schema/30_sync.sql: _xid8) */
+	static const char *query_late =
+		"SELECT row_to_json(l)::text, l.id FROM logagg.logs l "
+		"WHERE l.source = $1 AND l.ts >= $2 AND l.ts < $3 "
+		"AND NOT pg_catalog.pg_visible_in_snapshot(logagg._xid8(l.xmin), $4::pg_catalog.pg_snapshot)";
+	Oid			argtypes[4] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
 	Datum		values[4];
 	Portal		portal;
+	Snapshot	snap;
 	StringInfoData in;
 	int			nparts = 0;
 
@@ -362,12 +560,25 @@ export_rows(Export *ex, SyncItem *it, const char *key)
 	values[0] = CStringGetTextDatum(it->source);
 	values[1] = TimestampTzGetDatum(it->window_start);
 	values[2] = TimestampTzGetDatum(it->window_end);
-	values[3] = Int64GetDatum(it->after_id);
+	values[3] = it->prev_snapshot ? CStringGetTextDatum(it->prev_snapshot) : (Datum) 0;
+
+	/*
+	 * The export runs under a snapshot taken here and recorded with the
+	 * part: with read_only = true, SPI starts the portal with the active
+	 * snapshot, which is this one, and the portal keeps it until closed.
+	 * (A fresh snapshot in READ COMMITTED; the transaction's in REPEATABLE
+	 * READ -- either way the one the rows are read with.)
+	 */
+	snap = RegisterSnapshot(GetTransactionSnapshot());
+	ex->snapshot = export_snapshot_text(snap);
 
 	PG_TRY();
 	{
-		portal = SPI_cursor_open_with_args(NULL, query, 4, argtypes, values, NULL,
+		PushActiveSnapshot(snap);
+		portal = SPI_cursor_open_with_args(NULL, it->prev_snapshot ? query_late : query_first,
+										   it->prev_snapshot ? 4 : 3, argtypes, values, NULL,
 										   true, CURSOR_OPT_NO_SCROLL);
+		PopActiveSnapshot();
 		for (;;)
 		{
 			SPI_cursor_fetch(portal, true, EXPORT_FETCH);
@@ -408,6 +619,7 @@ export_rows(Export *ex, SyncItem *it, const char *key)
 			}
 		}
 		SPI_cursor_close(portal);
+		UnregisterSnapshot(snap);
 	}
 	PG_CATCH();
 	{
@@ -426,17 +638,13 @@ export_rows(Export *ex, SyncItem *it, const char *key)
 	if (!ex->failed && ex->rows == 0)
 	{
 		/*
-		 * The window has more rows than sync_log accounts for, yet none
-		 * above the id watermark: they were given lower ids (another
-		 * session's cached sequence values) and committed after the last
-		 * part.  Report it rather than upload an empty part.
+		 * The rows the cycle found are gone (their partition was dropped
+		 * in between): there is nothing to upload, and nothing to record.
+		 * The writer is aborted below (no object is created).
 		 */
-		ex->failed = true;
-		snprintf(ex->err, sizeof(ex->err),
-				 "%lld row(s) of this window are not synced but have ids below the synced watermark %lld; see \"Late rows\" in docs/sync.md",
-				 (long long) it->new_rows, (long long) it->after_id);
+		ex->empty = true;
 	}
-	if (!ex->failed)
+	if (!ex->failed && !ex->empty)
 	{
 		bool		ok;
 
@@ -490,23 +698,29 @@ note_last_sync(void)
 	logagg_shared->slots[i].last_sync = GetCurrentTimestamp();
 }
 
+typedef enum SyncOutcome
+{
+	SYNC_FAILED,
+	SYNC_NOTHING,				/* the rows were gone: nothing uploaded or recorded */
+	SYNC_UPLOADED
+} SyncOutcome;
+
 /*
  * Export and upload one (window, source, part) and record the outcome.
- * Caller: inside a transaction with SPI connected.  Returns true if the
- * object was uploaded.
+ * Caller: inside a transaction with SPI connected.
  */
-static bool
+static SyncOutcome
 sync_one(SyncItem *it)
 {
 	SyncTarget	t;
 	Export		ex;
 	char	   *key;
 	TimestampTz started = GetCurrentTimestamp();
-	Oid			argtypes[15] = {TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT4OID,
+	Oid			argtypes[16] = {TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT4OID,
 		TEXTOID, INT8OID, INT8OID, INT8OID, TEXTOID,
-	INT8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TEXTOID, INT4OID};
-	Datum		v[15];
-	char		n[15];
+	INT8OID, INT8OID, INT4OID, TIMESTAMPTZOID, TEXTOID, INT4OID, TEXTOID};
+	Datum		v[16];
+	char		n[16];
 	int			ret;
 
 	parse_target(&t);
@@ -518,6 +732,8 @@ sync_one(SyncItem *it)
 	(void) set_config_option("TimeZone", "UTC", PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_LOCAL, true, 0, false);
 	export_rows(&ex, it, key);
+	if (ex.empty && !ex.failed)
+		return SYNC_NOTHING;
 
 	memset(n, ' ', sizeof(n));
 	v[0] = TimestampTzGetDatum(it->window_start);
@@ -535,15 +751,17 @@ sync_one(SyncItem *it)
 	v[12] = TimestampTzGetDatum(started);
 	v[13] = ex.failed ? CStringGetTextDatum(ex.err) : (Datum) 0;
 	v[14] = Int32GetDatum(logagg_sync_interval_secs);
+	v[15] = ex.snapshot ? CStringGetTextDatum(ex.snapshot) : (Datum) 0;
 	if (!ex.failed)
 		n[13] = 'n';
 	else
 	{
 		for (int i = 5; i <= 11; i++)
 			n[i] = 'n';
+		n[15] = 'n';
 	}
-	ret = SPI_execute_with_args("SELECT logagg._sync_record($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)",
-								15, argtypes, v, n, false, 0);
+	ret = SPI_execute_with_args("SELECT logagg._sync_record($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16::pg_catalog.pg_snapshot)",
+								16, argtypes, v, n, false, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "logagg: recording a sync attempt failed: %s", SPI_result_code_string(ret));
 
@@ -556,11 +774,11 @@ sync_one(SyncItem *it)
 				 errhint("The upload is retried on a later cycle; see logagg.sync_log.")));
 		if (sync_in_worker)
 			logagg_set_last_error(ex.err);
-		return false;
+		return SYNC_FAILED;
 	}
 	count_in_maintenance_slot(LC_SYNC_OBJECTS, 1);
 	count_in_maintenance_slot(LC_SYNC_BYTES, ex.bytes);
-	return true;
+	return SYNC_UPLOADED;
 }
 
 /* ---------------------------------------------------------------------
@@ -603,7 +821,8 @@ fetch_pending(bool force, MemoryContext cxt)
 		it->window_end = DatumGetTimestampTz(SPI_getbinval(tup, td, 2, &isnull));
 		it->source = SPI_getvalue(tup, td, 3);
 		it->part = DatumGetInt32(SPI_getbinval(tup, td, 4, &isnull));
-		it->after_id = DatumGetInt64(SPI_getbinval(tup, td, 5, &isnull));
+		/* the previous part's snapshot, as text (NULL for part 0) */
+		it->prev_snapshot = SPI_getvalue(tup, td, 5);
 		it->new_rows = DatumGetInt64(SPI_getbinval(tup, td, 6, &isnull));
 		items = lappend(items, it);
 		MemoryContextSwitchTo(old);
@@ -647,10 +866,17 @@ cycle_item_txn(void *arg)
 {
 	WorkerCycle *c = arg;
 
-	if (sync_one(c->current))
-		c->uploaded++;
-	else
-		c->failed++;
+	switch (sync_one(c->current))
+	{
+		case SYNC_UPLOADED:
+			c->uploaded++;
+			break;
+		case SYNC_FAILED:
+			c->failed++;
+			break;
+		case SYNC_NOTHING:
+			break;
+	}
 }
 
 static void
@@ -737,10 +963,17 @@ logagg_sync_now(PG_FUNCTION_ARGS)
 	foreach(lc, items)
 	{
 		CHECK_FOR_INTERRUPTS();
-		if (sync_one(lfirst(lc)))
-			uploaded++;
-		else
-			failed++;
+		switch (sync_one(lfirst(lc)))
+		{
+			case SYNC_UPLOADED:
+				uploaded++;
+				break;
+			case SYNC_FAILED:
+				failed++;
+				break;
+			case SYNC_NOTHING:
+				break;
+		}
 	}
 	SPI_finish();
 	note_last_sync();
