@@ -47,6 +47,8 @@ typedef struct IngestRecord
 	bool		has_seq;
 	int64		seq;
 	char	   *attrs;			/* JSON object text, or NULL */
+	bool		attrs_flat;		/* attrs is scanner-made flat text: see
+								 * ingest_flat_attrs_jsonb */
 } IngestRecord;
 
 /* One refused record (or frame), for logagg.rejected. */
@@ -115,6 +117,7 @@ extern void ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin,
 								 char *data, int len);
 extern void ingest_batch_add_stream(IngestBatch *batch, const char *stream,
 									const char *source, int64 last_seq);
+extern Datum ingest_flat_attrs_jsonb(const char *attrs);
 
 /* ingest_batch.c */
 extern void ingest_batch_store(IngestBatch *batch, IngestResult *result);

@@ -157,6 +157,8 @@ recv_column(PG_FUNCTION_ARGS)
 		case COL_SEQ:
 			return Int64GetDatum(r->seq);
 		case COL_ATTRS:
+			if (r->attrs_flat)
+				return ingest_flat_attrs_jsonb(r->attrs);
 			return DirectFunctionCall1(jsonb_in, CStringGetDatum(r->attrs));
 		case NUM_COPY_COLS:
 			break;
