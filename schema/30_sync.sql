@@ -68,7 +68,9 @@ COMMENT ON COLUMN @extschema@.sync_log.next_attempt_at IS 'For a failed attempt:
 -- that the snapshot of its latest uploaded part did not see (all its rows
 -- when nothing was uploaded yet), with the part number and that snapshot
 -- for the next object.  p_since limits how far back the scan looks
--- (logagg.sync_lookback).
+-- (logagg.sync_lookback).  date_bin() from the Unix epoch gives the same
+-- window starts as floor(epoch / w) * w, several times faster than that
+-- numeric arithmetic on every row.
 CREATE FUNCTION @extschema@._sync_pending(p_window_secs int, p_closed_before timestamptz,
                                           p_since timestamptz, p_force boolean)
     RETURNS TABLE (window_start timestamptz, window_end timestamptz, source text,
@@ -85,7 +87,7 @@ AS $fn$
     ), unsynced AS (
         SELECT p.ws, p.source, count(*) AS n
         FROM (SELECT l.source, l.xmin AS x,
-                     to_timestamp(floor(extract(epoch FROM l.ts) / p_window_secs) * p_window_secs) AS ws
+                     date_bin(make_interval(secs => p_window_secs), l.ts, timestamptz '1970-01-01 00:00+00') AS ws
               FROM @extschema@.logs l
               WHERE l.ts < p_closed_before AND l.ts >= p_since) p
         LEFT JOIN done d ON d.ws = p.ws AND d.source = p.source
@@ -199,7 +201,7 @@ BEGIN
                                FROM @extschema@.sync_log WHERE status = 'uploaded'
                                ORDER BY window_start, source, part DESC) s
                       ON s.source = l.source
-                     AND s.ws = to_timestamp(floor(extract(epoch FROM l.ts) / $1) * $1)
+                     AND s.ws = date_bin(make_interval(secs => $1), l.ts, timestamptz '1970-01-01 00:00+00')
                     WHERE s.ws IS NULL
                        OR NOT pg_visible_in_snapshot(@extschema@._xid8(l.xmin), s.export_snapshot))$q$,
                 r.partition)

@@ -267,16 +267,32 @@ widen_xid(FullTransactionId next, TransactionId xid)
 /*
  * logagg._xid8(xid) -> xid8.  PostgreSQL 15 has no cast from xid (what the
  * xmin system column is) to xid8 (what pg_visible_in_snapshot() takes).
- * next is read for every call rather than cached: a cached value could
- * be older than the xid being converted and give it the wrong epoch.
+ *
+ * It runs for every row a cycle or retention scans, so the next xid is
+ * cached in fn_extra (reading it takes XidGenLock).  A cached value is used
+ * only for an xid that precedes it in modulo-2^32 order, i.e. lies within
+ * the 2^31 xids before it; an xid assigned after the cache was filled would
+ * have to be 2^31 xids newer to look like that, which wraparound protection
+ * rules out while the cache lives (one query, at most one transaction).
+ * Anything else re-reads the next xid, which makes the result exact.
  */
 PG_FUNCTION_INFO_V1(logagg_xid8_of_xid);
 Datum
 logagg_xid8_of_xid(PG_FUNCTION_ARGS)
 {
 	TransactionId xid = DatumGetTransactionId(PG_GETARG_DATUM(0));
+	FullTransactionId *next = (FullTransactionId *) fcinfo->flinfo->fn_extra;
 
-	PG_RETURN_FULLTRANSACTIONID(widen_xid(ReadNextFullTransactionId(), xid));
+	if (next == NULL)
+	{
+		next = MemoryContextAlloc(fcinfo->flinfo->fn_mcxt, sizeof(FullTransactionId));
+		*next = ReadNextFullTransactionId();
+		fcinfo->flinfo->fn_extra = next;
+	}
+	else if (TransactionIdIsNormal(xid) &&
+			 !TransactionIdPrecedes(xid, XidFromFullTransactionId(*next)))
+		*next = ReadNextFullTransactionId();
+	PG_RETURN_FULLTRANSACTIONID(widen_xid(*next, xid));
 }
 
 static TransactionId
