@@ -82,6 +82,7 @@ typedef struct IngestBatch
 	int			nstreams;
 	int			maxstreams;
 	Size		bytes;			/* input bytes of the records held */
+	char	   *last_source;	/* batch copy of the last token source */
 } IngestBatch;
 
 /* Results of storing a batch. */

@@ -90,6 +90,9 @@ typedef struct RecState
 	char	   *raw_message;	/* message given as an object/array */
 	StringInfoData attrs;
 	bool		attrs_flat;		/* attrs made by the scanner, scalars only */
+	char	   *attrs_text;		/* scanner: final attrs text, in the batch */
+	bool		in_batch;		/* scanner: val[], raw_message, attrs_text are
+								 * already in the batch's memory */
 	const char *bad;			/* reason to reject, found while parsing */
 } RecState;
 
@@ -588,11 +591,12 @@ finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *stp,
 				{
 					const char *canon = logagg_normalize_level(v, strlen(v));
 
+					/* canonical names are static strings: no copy */
 					if (canon)
 						rec.level = (char *) canon;
 					else
 					{
-						rec.level = pstrdup(v);
+						rec.level = MemoryContextStrdup(batch->cxt, v);
 						for (char *p = rec.level; *p; p++)
 							*p = pg_ascii_tolower((unsigned char) *p);
 					}
@@ -656,21 +660,41 @@ finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *stp,
 	if (has_seq && origin->accept_seq && !origin->accept_seq(origin->arg, seq))
 		return;					/* duplicate: counted and acked by the caller */
 
-	/* keep it: copy into the batch's memory */
-	rec.source = batch_strdup(batch, origin->source ? origin->source :
-							  rec.source ? rec.source : "unknown");
-	rec.level = batch_strdup(batch, rec.level);
-	rec.message = batch_strdup(batch, rec.message);
-	rec.trace_id = batch_strdup(batch, rec.trace_id);
-	rec.span_id = batch_strdup(batch, rec.span_id);
+	/*
+	 * Keep it: its strings must live in the batch's memory.  The scanner
+	 * put them there already (in_batch); the pg_parse_json path's are
+	 * copied.  level is a static canonical name or a batch copy.  The
+	 * token's source is the same for every record of a connection: one
+	 * copy per batch while it does not change.
+	 */
+	if (origin->source)
+	{
+		if (batch->last_source == NULL || strcmp(batch->last_source, origin->source) != 0)
+			batch->last_source = batch_strdup(batch, origin->source);
+		rec.source = batch->last_source;
+	}
+	else if (rec.source == NULL)
+		rec.source = "unknown";
+	else if (!st.in_batch)
+		rec.source = batch_strdup(batch, rec.source);
+	if (!st.in_batch)
+	{
+		rec.message = batch_strdup(batch, rec.message);
+		rec.trace_id = batch_strdup(batch, rec.trace_id);
+		rec.span_id = batch_strdup(batch, rec.span_id);
+	}
 	rec.stream = origin->stream;
 	rec.has_seq = has_seq;
 	rec.seq = seq;
-	if (st.attrs.len > 0)
+	if (st.attrs_text)
+	{
+		rec.attrs = st.attrs_text;
+		rec.attrs_flat = st.attrs_flat;
+	}
+	else if (st.attrs.len > 0)
 	{
 		appendStringInfoChar(&st.attrs, '}');
 		rec.attrs = batch_strdup(batch, st.attrs.data);
-		rec.attrs_flat = st.attrs_flat;
 	}
 	if (batch->nrecords >= batch->maxrecords)
 		batch->records = grow(batch, batch->records, &batch->maxrecords, sizeof(IngestRecord));
@@ -953,15 +977,25 @@ field_of_len(const char *name, int len)
 /*
  * One record object at *pp (its '{'): fills st like the pg_parse_json
  * callbacks would, advances *pp past the '}'.  false = give up.
+ *
+ * The field values it keeps, and the final attrs text, are allocated in
+ * the current memory context, which fast_unit makes the batch's, so that
+ * finish_record need not copy them again (a record given up on leaves
+ * them there until the batch is reset; at most the message's size).
+ * abuf is scratch space for building attrs, shared by a unit's records.
+ * depth is the record's own nesting level (2 inside an array), so that
+ * values nested deeper than INGEST_MAX_JSON_DEPTH in all make it give up.
  */
 static bool
-scan_record(char **pp, char *end, RecState *st)
+scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth)
 {
 	char	   *p = *pp;
 	bool		too_big = false;
 
 	memset(st, 0, sizeof(RecState));
 	st->attrs_flat = true;
+	st->in_batch = true;
+	resetStringInfo(abuf);
 	p = skip_ws(p + 1, end);
 	if (p < end && *p == '}')
 	{
@@ -992,20 +1026,18 @@ scan_record(char **pp, char *end, RecState *st)
 
 		if (f == F_ATTR)
 		{
-			if ((ve = scan_value(vs, end, 1, &too_big)) == NULL)
+			if ((ve = scan_value(vs, end, depth, &too_big)) == NULL)
 				return false;
 			if (*vs == '{' || *vs == '[')
 				st->attrs_flat = false;
-			if (st->attrs.data == NULL)
-				initStringInfo(&st->attrs);
-			appendStringInfoChar(&st->attrs, st->attrs.len == 0 ? '{' : ',');
-			appendBinaryStringInfo(&st->attrs, ks, ke - ks);	/* name as it came */
-			appendStringInfoChar(&st->attrs, ':');
-			appendBinaryStringInfo(&st->attrs, vs, ve - vs);
+			appendStringInfoChar(abuf, abuf->len == 0 ? '{' : ',');
+			appendBinaryStringInfo(abuf, ks, ke - ks);	/* name as it came */
+			appendStringInfoChar(abuf, ':');
+			appendBinaryStringInfo(abuf, vs, ve - vs);
 		}
 		else if (*vs == '{' || *vs == '[')
 		{
-			if ((ve = scan_value(vs, end, 1, &too_big)) == NULL)
+			if ((ve = scan_value(vs, end, depth, &too_big)) == NULL)
 				return false;
 			st->nonscalar[f] = true;
 			st->val[f] = NULL;
@@ -1055,6 +1087,12 @@ scan_record(char **pp, char *end, RecState *st)
 	}
 	if (too_big)
 		st->bad = "a number is too large";
+	if (abuf->len > 0)
+	{
+		appendStringInfoChar(abuf, '}');
+		st->attrs_text = palloc(abuf->len + 1);
+		memcpy(st->attrs_text, abuf->data, abuf->len + 1);
+	}
 	*pp = p + 1;
 	return true;
 }
@@ -1076,15 +1114,22 @@ fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 	int		   *lens;
 	int			n = 0,
 				max;
+	StringInfoData abuf;
+	MemoryContext oldcxt;
+	bool		ok;
 
 	*several = false;
 	if (p >= end)
 		return false;
+	initStringInfo(&abuf);
 	if (*p == '{')
 	{
 		RecState	st;
 
-		if (!scan_record(&p, end, &st))
+		oldcxt = MemoryContextSwitchTo(batch->cxt);
+		ok = scan_record(&p, end, &st, &abuf, 1);
+		MemoryContextSwitchTo(oldcxt);
+		if (!ok)
 			return false;
 		if (skip_ws(p, end) < end)
 		{
@@ -1119,7 +1164,10 @@ fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 				starts = repalloc(starts, max * sizeof(char *));
 				lens = repalloc(lens, max * sizeof(int));
 			}
-			if (!scan_record(&p, end, &recs[n]))
+			oldcxt = MemoryContextSwitchTo(batch->cxt);
+			ok = scan_record(&p, end, &recs[n], &abuf, 2);
+			MemoryContextSwitchTo(oldcxt);
+			if (!ok)
 				return false;
 			starts[n] = s;
 			lens[n] = p - s;
@@ -1408,10 +1456,14 @@ ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin, char *data,
 	if (!pg_verifymbstr(data, len, true))
 		add_reject(batch, origin, "message is not valid UTF-8 text (or contains a NUL byte)",
 				   "", 0, false, 0);
+	else if (fast_unit(batch, origin, data, len, true, &several))
+		;						/* the usual case: done in one pass */
 	else if (nesting_depth(data, len) > INGEST_MAX_JSON_DEPTH)
+	{
+		/* before pg_parse_json, whose recursion would raise an error */
 		add_reject(batch, origin, "JSON nested more than 64 levels deep", data, len, false, 0);
-	else if (!fast_unit(batch, origin, data, len, true, &several) &&
-			 (several || !parse_unit(batch, origin, data, len, true)))
+	}
+	else if (several || !parse_unit(batch, origin, data, len, true))
 	{
 		/* newline-delimited: each non-blank line is one unit */
 		char	   *p = data;
