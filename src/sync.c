@@ -334,10 +334,12 @@ xid_in_sorted(TransactionId xid, const TransactionId *xids, int n)
  *    (valid: our own snapshot keeps pg_subtrans from being truncated above
  *    its xmin).  That walk costs one pg_subtrans lookup per xid in the
  *    range, and happens only with overflowed snapshots;
- *  - our own transaction's rows are visible to the export although its xid
- *    is not in the snapshot; if that xid is at or above xmax, xmax is
- *    moved up to the next xid and every other xid in between is listed as
- *    in progress (which is what they were to the export).
+ *  - our own transaction's rows (logagg.sync_now() runs in the caller's
+ *    transaction) are visible to the export although its xids are not in
+ *    the snapshot; as one of them (the top-level xid or a subtransaction's)
+ *    may be at or above xmax, xmax is moved up to the next xid and every
+ *    other xid in between is listed as in progress (which is what they
+ *    were to the export).
  */
 static char *
 export_snapshot_text(Snapshot snap)
@@ -402,9 +404,9 @@ export_snapshot_text(Snapshot snap)
 		}
 	}
 
-	if (TransactionIdIsValid(own) && TransactionIdFollowsOrEquals(own, xmax))
+	if (TransactionIdIsValid(own))
 	{
-		/* see above: our own xid lies beyond xmax */
+		/* see above: our own xids may lie beyond xmax */
 		TransactionId newxmax = XidFromFullTransactionId(next);
 		TransactionId x = xmax;
 
@@ -585,11 +587,10 @@ export_rows(Export *ex, SyncItem *it, const char *key)
 	 * (A fresh snapshot in READ COMMITTED; the transaction's in REPEATABLE
 	 * READ -- either way the one the rows are read with.)
 	 */
-	snap = RegisterSnapshot(GetTransactionSnapshot());
-	ex->snapshot = export_snapshot_text(snap);
-
 	PG_TRY();
 	{
+		snap = RegisterSnapshot(GetTransactionSnapshot());
+		ex->snapshot = export_snapshot_text(snap);
 		PushActiveSnapshot(snap);
 		portal = SPI_cursor_open_with_args(NULL, it->prev_snapshot ? query_late : query_first,
 										   it->prev_snapshot ? 4 : 3, argtypes, values, NULL,

@@ -10,7 +10,8 @@
 #    pg_current_snapshot() alone does not list);
 #  - a prepared transaction with more than 64 subtransactions (the
 #    snapshot's subxid list overflows);
-#  - rows inserted by the very transaction that calls logagg.sync_now();
+#  - rows inserted by the very transaction that calls logagg.sync_now(),
+#    also in a subtransaction;
 #  - retention keeps the window's partition while any of its rows is not
 #    in an uploaded part, and drops it once all are.
 use strict;
@@ -155,6 +156,25 @@ is($pp->{2}, 2, 'part 2 holds the 2 rows of the calling transaction');
 is($node->safe_psql('postgres', 'SELECT logagg.sync_now()'), '0', 'and they are not uploaded again');
 exactly_once('after part 2');
 
+# the same with the caller's rows in a subtransaction whose xid is newer
+# than anything completed when sync_now() takes its snapshot: the top-level
+# xid is older than a transaction another session commits in between, the
+# subtransaction's xid newer
+my $c = $node->background_psql('postgres');
+$c->query_safe('BEGIN');
+$c->query_safe(ins('own-top', 1));
+$node->safe_psql('postgres', q{INSERT INTO logagg.logs (ts, source, level, severity, message) VALUES (now(), 'elsewhere', 'info', 'low', 'x')});
+$c->query_safe('SAVEPOINT s');
+$c->query_safe(ins('own-sub', 2));
+$c->query_safe('RELEASE s');
+is($c->query_safe('SELECT logagg.sync_now()'), '1', 'sync_now() in a transaction with a subtransaction uploads part 3');
+$c->query_safe('COMMIT');
+$c->quit;
+(undef, $pp) = exported();
+is($pp->{3}, 3, 'part 3 holds its 3 rows');
+is($node->safe_psql('postgres', 'SELECT logagg.sync_now()'), '0', 'and they are not uploaded again either');
+exactly_once('after part 3');
+
 # --- retention drops the partition once everything is uploaded
 $node->safe_psql('postgres', ins('last', 1));
 $node->safe_psql('postgres', q{ALTER SYSTEM SET logagg.retention = '2h'; SELECT pg_reload_conf();});
@@ -163,8 +183,8 @@ my ($ret, $out, $err) = $node->psql('postgres',
 like($err, qr/retention skipped/, 'retention refuses to check under REPEATABLE READ');
 $node->safe_psql('postgres', 'SELECT logagg.maintain()');
 is($node->safe_psql('postgres', $part_sql), '1', 'retention keeps the partition while a committed row is not uploaded');
-is($node->safe_psql('postgres', 'SELECT logagg.sync_now()'), '1', 'part 3 uploaded');
-exactly_once('after part 3');
+is($node->safe_psql('postgres', 'SELECT logagg.sync_now()'), '1', 'part 4 uploaded');
+exactly_once('after part 4');
 my @before = table_ids();
 $node->safe_psql('postgres', 'SELECT logagg.maintain()');
 is($node->safe_psql('postgres', $part_sql), '0', 'then retention drops the partition');
