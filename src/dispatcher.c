@@ -309,6 +309,107 @@ col_text(HeapTuple tup, TupleDesc desc, int col, MemoryContext cxt)
 	return MemoryContextStrdup(cxt, v ? v : "");
 }
 
+/*
+ * ISO 8601 UTC with milliseconds, as _utc() in SQL formats it
+ * (to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')), without
+ * a SQL function call per timestamp.
+ */
+static char *
+utc_text(TimestampTz t, MemoryContext cxt)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+	char		buf[64];
+
+	if (TIMESTAMP_NOT_FINITE(t) || timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+		return MemoryContextStrdup(cxt, "");
+	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+			 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+			 (int) (fsec / 1000));
+	return MemoryContextStrdup(cxt, buf);
+}
+
+/* A JSON value of the queue row's payload as JSON text ("null" if absent). */
+static void
+append_payload_value(StringInfo s, Jsonb *payload, const char *key)
+{
+	JsonbValue	v;
+
+	if (payload == NULL || !JB_ROOT_IS_OBJECT(payload) ||
+		getKeyJsonValueFromContainer(&payload->root, key, strlen(key), &v) == NULL)
+	{
+		appendStringInfoString(s, "null");
+		return;
+	}
+	switch (v.type)
+	{
+		case jbvNull:
+			appendStringInfoString(s, "null");
+			break;
+		case jbvString:
+			{
+				char	   *str = pnstrdup(v.val.string.val, v.val.string.len);
+
+				escape_json(s, str);
+				pfree(str);
+			}
+			break;
+		case jbvNumeric:
+			appendStringInfoString(s, DatumGetCString(DirectFunctionCall1(numeric_out,
+																		  NumericGetDatum(v.val.numeric))));
+			break;
+		case jbvBool:
+			appendStringInfoString(s, v.val.boolean ? "true" : "false");
+			break;
+		default:
+			/* containers: jsonb's own text form */
+			appendStringInfoString(s, JsonbToCString(NULL, v.val.binary.data, v.val.binary.len));
+			break;
+	}
+}
+
+/*
+ * The notification body of docs/alerts.md "Payload": byte for byte what
+ * jsonb_build_object(...)::text produced when SQL built it (keys in jsonb's
+ * order: by length, then bytewise; ": " and ", " separators), so receivers
+ * and signatures see the same bodies as before.
+ */
+static char *
+build_payload(LogaggAlert *a, bool source_null, Jsonb *payload, MemoryContext cxt)
+{
+	StringInfoData s;
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	initStringInfo(&s);
+	appendStringInfoChar(&s, '{');
+	if (a->is_test)
+		appendStringInfoString(&s, "\"test\": true, ");
+	appendStringInfo(&s, "\"count\": " INT64_FORMAT ", \"level\": ", a->count);
+	append_payload_value(&s, payload, "level");
+	appendStringInfoString(&s, ", \"source\": ");
+	if (source_null)
+		appendStringInfoString(&s, "null");
+	else
+		escape_json(&s, a->source);
+	appendStringInfoString(&s, ", \"status\": ");
+	append_payload_value(&s, payload, "status");
+	appendStringInfo(&s, ", \"attempt\": %d, \"message\": ", a->attempts);
+	append_payload_value(&s, payload, "message");
+	appendStringInfo(&s, ", \"alert_id\": " INT64_FORMAT ", \"severity\": ", a->id);
+	escape_json(&s, a->severity);
+	appendStringInfoString(&s, ", \"last_seen\": ");
+	escape_json(&s, a->last_seen);
+	appendStringInfoString(&s, ", \"first_seen\": ");
+	escape_json(&s, a->first_seen);
+	appendStringInfoString(&s, ", \"destination\": ");
+	escape_json(&s, a->destination);
+	appendStringInfoString(&s, ", \"fingerprint\": ");
+	escape_json(&s, a->fingerprint);
+	appendStringInfoChar(&s, '}');
+	MemoryContextSwitchTo(old);
+	return s.data;
+}
+
 static void
 start_delivery(HeapTuple tup, TupleDesc desc, CycleArgs *ca)
 {
@@ -317,6 +418,7 @@ start_delivery(HeapTuple tup, TupleDesc desc, CycleArgs *ca)
 	LogaggDelivery *d;
 	LogaggAlert *a;
 	bool		isnull;
+	bool		source_null;
 	Datum		v;
 	bool		known = false;
 
@@ -332,8 +434,10 @@ start_delivery(HeapTuple tup, TupleDesc desc, CycleArgs *ca)
 	a->source = col_text(tup, desc, 3, cxt);
 	a->fingerprint = col_text(tup, desc, 4, cxt);
 	a->count = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-	a->first_seen = col_text(tup, desc, 6, cxt);
-	a->last_seen = col_text(tup, desc, 7, cxt);
+	v = SPI_getbinval(tup, desc, 6, &isnull);
+	a->first_seen = isnull ? MemoryContextStrdup(cxt, "") : utc_text(DatumGetTimestampTz(v), cxt);
+	v = SPI_getbinval(tup, desc, 7, &isnull);
+	a->last_seen = isnull ? MemoryContextStrdup(cxt, "") : utc_text(DatumGetTimestampTz(v), cxt);
 	v = SPI_getbinval(tup, desc, 8, &isnull);
 	a->has_status = !isnull;
 	a->status = isnull ? 0 : DatumGetInt32(v);
@@ -347,7 +451,9 @@ start_delivery(HeapTuple tup, TupleDesc desc, CycleArgs *ca)
 	a->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 14, &isnull));
 	a->is_test = DatumGetBool(SPI_getbinval(tup, desc, 15, &isnull));
 	MemoryContextSwitchTo(old);
-	a->payload = col_text(tup, desc, 16, cxt);
+	(void) SPI_getbinval(tup, desc, 3, &source_null);
+	v = SPI_getbinval(tup, desc, 16, &isnull);
+	a->payload = build_payload(a, source_null, isnull ? NULL : DatumGetJsonbP(v), cxt);
 
 	INSTR_TIME_SET_CURRENT(d->started);
 
