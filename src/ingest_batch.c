@@ -183,17 +183,25 @@ copy_int32(StringInfo buf, int32 v)
 	appendBinaryStringInfo(buf, (char *) &n, sizeof(n));
 }
 
-/* One field of the row: the record index, or NULL. */
-static inline void
-copy_field(StringInfo buf, bool present, uint32 idx)
+/*
+ * One field of the row at *p: the record index, or NULL.  Written
+ * directly into a buffer sized beforehand (an appendBinaryStringInfo per
+ * 4-byte value was ~5 % of the worker).
+ */
+static inline char *
+copy_field(char *p, bool present, uint32 idx)
 {
+	static const uint32 null_len = 0xFFFFFFFF;	/* -1 in any byte order */
+	uint32		len = pg_hton32((uint32) sizeof(uint32));
+
 	if (!present)
-		copy_int32(buf, -1);
-	else
 	{
-		copy_int32(buf, sizeof(uint32));
-		appendBinaryStringInfo(buf, (char *) &idx, sizeof(uint32));
+		memcpy(p, &null_len, sizeof(uint32));
+		return p + sizeof(uint32);
 	}
+	memcpy(p, &len, sizeof(uint32));
+	memcpy(p + sizeof(uint32), &idx, sizeof(uint32));
+	return p + 2 * sizeof(uint32);
 }
 
 /* ISO 8601 in UTC, independent of DateStyle and TimeZone. */
@@ -282,28 +290,35 @@ copy_into_logs(IngestBatch *batch, int64 *ids, uint8 *sevs)
 
 	/* the stream: header, one 13-field row per record, trailer */
 	initStringInfo(&buf);
-	enlargeStringInfo(&buf, 32 + batch->nrecords * (2 + NUM_COPY_COLS * 8));
 	appendBinaryStringInfo(&buf, binary_header, sizeof(binary_header));	/* with NUL */
 	copy_int32(&buf, 0);		/* flags */
 	copy_int32(&buf, 0);		/* header extension length */
-	for (i = 0; i < batch->nrecords; i++)
+	enlargeStringInfo(&buf, batch->nrecords * (2 + NUM_COPY_COLS * 8) + 2);
 	{
-		const IngestRecord *r = &batch->records[i];
+		char	   *p = buf.data + buf.len;
+		uint16		nfields = pg_hton16(NUM_COPY_COLS);
 
-		copy_int16(&buf, NUM_COPY_COLS);
-		copy_field(&buf, true, i);	/* id */
-		copy_field(&buf, true, i);	/* ts */
-		copy_field(&buf, true, i);	/* received_at */
-		copy_field(&buf, true, i);	/* source */
-		copy_field(&buf, r->level != NULL, i);
-		copy_field(&buf, true, i);	/* severity */
-		copy_field(&buf, r->has_status, i);
-		copy_field(&buf, r->message != NULL, i);
-		copy_field(&buf, r->trace_id != NULL, i);
-		copy_field(&buf, r->span_id != NULL, i);
-		copy_field(&buf, r->stream != NULL, i);
-		copy_field(&buf, r->has_seq, i);
-		copy_field(&buf, r->attrs != NULL, i);
+		for (i = 0; i < batch->nrecords; i++)
+		{
+			const IngestRecord *r = &batch->records[i];
+
+			memcpy(p, &nfields, sizeof(uint16));
+			p += sizeof(uint16);
+			p = copy_field(p, true, i);	/* id */
+			p = copy_field(p, true, i);	/* ts */
+			p = copy_field(p, true, i);	/* received_at */
+			p = copy_field(p, true, i);	/* source */
+			p = copy_field(p, r->level != NULL, i);
+			p = copy_field(p, true, i);	/* severity */
+			p = copy_field(p, r->has_status, i);
+			p = copy_field(p, r->message != NULL, i);
+			p = copy_field(p, r->trace_id != NULL, i);
+			p = copy_field(p, r->span_id != NULL, i);
+			p = copy_field(p, r->stream != NULL, i);
+			p = copy_field(p, r->has_seq, i);
+			p = copy_field(p, r->attrs != NULL, i);
+		}
+		buf.len = p - buf.data;
 	}
 	copy_int16(&buf, -1);
 
