@@ -49,7 +49,16 @@ typedef struct IngestRecord
 	char	   *attrs;			/* JSON object text, or NULL */
 	bool		attrs_flat;		/* attrs is scanner-made flat text: see
 								 * ingest_flat_attrs_jsonb */
+	uint8		text_ready;		/* INGEST_TEXT_* bits: that string is the data
+								 * of a text varlena (header just before it) */
 } IngestRecord;
+
+#define INGEST_TEXT_SOURCE		0x01
+#define INGEST_TEXT_MESSAGE		0x02
+#define INGEST_TEXT_TRACE_ID	0x04
+#define INGEST_TEXT_SPAN_ID		0x08
+/* The text datum whose data a text_ready string is. */
+#define INGEST_TEXT_OF(str)		PointerGetDatum((str) - VARHDRSZ)
 
 /* One refused record (or frame), for logagg.rejected. */
 typedef struct IngestReject

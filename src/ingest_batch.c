@@ -139,6 +139,8 @@ recv_column(PG_FUNCTION_ARGS)
 		case COL_RECEIVED_AT:
 			return TimestampTzGetDatum(r->received_at);
 		case COL_SOURCE:
+			if (r->text_ready & INGEST_TEXT_SOURCE)
+				return INGEST_TEXT_OF(r->source);
 			return PointerGetDatum(cstring_to_text(r->source));
 		case COL_LEVEL:
 			return PointerGetDatum(cstring_to_text(r->level));
@@ -147,10 +149,16 @@ recv_column(PG_FUNCTION_ARGS)
 		case COL_STATUS:
 			return Int32GetDatum(r->status);
 		case COL_MESSAGE:
+			if (r->text_ready & INGEST_TEXT_MESSAGE)
+				return INGEST_TEXT_OF(r->message);
 			return PointerGetDatum(cstring_to_text(r->message));
 		case COL_TRACE_ID:
+			if (r->text_ready & INGEST_TEXT_TRACE_ID)
+				return INGEST_TEXT_OF(r->trace_id);
 			return PointerGetDatum(cstring_to_text(r->trace_id));
 		case COL_SPAN_ID:
+			if (r->text_ready & INGEST_TEXT_SPAN_ID)
+				return INGEST_TEXT_OF(r->span_id);
 			return PointerGetDatum(cstring_to_text(r->span_id));
 		case COL_STREAM:
 			return PointerGetDatum(cstring_to_text(r->stream));

@@ -670,18 +670,39 @@ finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *stp,
 	if (origin->source)
 	{
 		if (batch->last_source == NULL || strcmp(batch->last_source, origin->source) != 0)
-			batch->last_source = batch_strdup(batch, origin->source);
+		{
+			Size		n = strlen(origin->source);
+			char	   *t = MemoryContextAlloc(batch->cxt, VARHDRSZ + n + 1);
+
+			SET_VARSIZE(t, VARHDRSZ + n);
+			memcpy(t + VARHDRSZ, origin->source, n + 1);
+			batch->last_source = t + VARHDRSZ;
+		}
 		rec.source = batch->last_source;
+		rec.text_ready |= INGEST_TEXT_SOURCE;
 	}
 	else if (rec.source == NULL)
 		rec.source = "unknown";
 	else if (!st.in_batch)
 		rec.source = batch_strdup(batch, rec.source);
+	else
+		rec.text_ready |= INGEST_TEXT_SOURCE;
 	if (!st.in_batch)
 	{
 		rec.message = batch_strdup(batch, rec.message);
 		rec.trace_id = batch_strdup(batch, rec.trace_id);
 		rec.span_id = batch_strdup(batch, rec.span_id);
+	}
+	else
+	{
+		/* JSON strings the scanner decoded carry a text header */
+		if (rec.message && rec.message == st.val[F_MESSAGE] &&
+			st.type[F_MESSAGE] == JSON_TOKEN_STRING)
+			rec.text_ready |= INGEST_TEXT_MESSAGE;
+		if (rec.trace_id)
+			rec.text_ready |= INGEST_TEXT_TRACE_ID;
+		if (rec.span_id)
+			rec.text_ready |= INGEST_TEXT_SPAN_ID;
 	}
 	rec.stream = origin->stream;
 	rec.has_seq = has_seq;
@@ -777,17 +798,23 @@ scan_string(char *p, char *end, bool *has_esc)
 	return NULL;
 }
 
-/* The string between quotes s..e, de-escaped, NUL-terminated. */
+/*
+ * The string between quotes s..e, de-escaped, NUL-terminated.  It is
+ * preceded by a text varlena header (see TEXT_OF), so that the batch
+ * writer can hand it to COPY as a text value without copying it again.
+ */
 static char *
 decode_string(const char *s, const char *e, bool has_esc)
 {
-	char	   *out = palloc(e - s + 1);
+	char	   *t = palloc(VARHDRSZ + e - s + 1);
+	char	   *out = t + VARHDRSZ;
 	char	   *o = out;
 
 	if (!has_esc)
 	{
 		memcpy(out, s, e - s);
 		out[e - s] = '\0';
+		SET_VARSIZE(t, VARHDRSZ + e - s);
 		return out;
 	}
 	while (s < e)
@@ -822,6 +849,7 @@ decode_string(const char *s, const char *e, bool has_esc)
 		s++;
 	}
 	*o = '\0';
+	SET_VARSIZE(t, VARHDRSZ + o - out);
 	return out;
 }
 
