@@ -16,7 +16,11 @@
 #
 # Before every run: TRUNCATE logagg.logs and CHECKPOINT, so both start from
 # the same empty partitions, with the same indexes, and no checkpoint debt.
-# Reports each run and the best of ROUNDS for each side, and the ratio a/b.
+# Reports each run and the best of ROUNDS for each side, and the ratio a/b
+# (best/best, and the median of the rounds' own ratios: (a) and (b) of one
+# round run seconds apart, so their ratio is the least disturbed by other
+# load on the machine).  Also the CPU each side's server process spent per
+# row: the ingest worker's for (a), the \copy backend's for (b).
 #
 #   bench/ingest_vs_copy.sh                 # N=300000 EMITTERS=2 BATCH=500 ROUNDS=3
 #   N=1000000 ROUNDS=1 bench/ingest_vs_copy.sh
@@ -67,6 +71,9 @@ cols="ts, received_at, source, level, severity, status, message, trace_id, span_
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 now() { date +%s.%N; }
 hz=$(getconf CLK_TCK)
+# CPU seconds (user + system) of this shell's waited-for children so far
+# (`times` must run in the shell itself, not in a $(...) subshell)
+child_cpu() { times > "$dir/times"; awk 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); print u[1] * 60 + u[2] + s[1] * 60 + s[2] }' "$dir/times"; }
 
 fresh() { psql -c 'TRUNCATE logagg.logs' -c 'CHECKPOINT'; }
 check_rows() {
@@ -78,7 +85,7 @@ check_rows() {
 run_ws() {
   local per=$((N / EMITTERS)) extra=$((N % EMITTERS)) t0 t1 c0 c1 cnt
   fresh
-  c0=$(cpu "$wpid"); t0=$(now)
+  c0=$(cpu "$wpid"); child_cpu > "$dir/e0"; e0=$(cat "$dir/e0"); t0=$(now)
   for i in $(seq "$EMITTERS"); do
     cnt=$per; [ "$i" -eq 1 ] && cnt=$((per + extra))
     "$emit" --url "ws://127.0.0.1:$wsport/ingest" --token "$token" --profile a \
@@ -86,39 +93,49 @@ run_ws() {
   done
   [ -n "${PERF:-}" ] && { perf record -g -o "$dir/perf.data" -p "$wpid" -- sleep "$PERF" >/dev/null 2>&1 & }
   wait
-  t1=$(now); c1=$(cpu "$wpid")
+  t1=$(now); c1=$(cpu "$wpid"); child_cpu > "$dir/e1"; e1=$(cat "$dir/e1")
   check_rows ws
-  awk -v t0="$t0" -v t1="$t1" -v c="$((c1 - c0))" -v hz="$hz" -v n="$N" 'BEGIN {
+  awk -v t0="$t0" -v t1="$t1" -v c="$((c1 - c0))" -v hz="$hz" -v n="$N" -v e="$(awk -v a="$e0" -v b="$e1" 'BEGIN {print b - a}')" 'BEGIN {
     s = t1 - t0
-    printf "%.0f %.2f %.0f %.1f\n", n / s, s, 100 * c / hz / s, 1e6 * c / hz / n }'
+    printf "%.0f %.2f %.0f %.1f %.0f\n", n / s, s, 100 * c / hz / s, 1e6 * c / hz / n, 100 * e / s }'
 }
 
-# (b) psql \copy of the same rows; prints rows/s
+# (b) psql \copy of the same rows; prints rows/s, seconds, backend CPU %, us/row
 run_copy() {
-  local t0 t1
+  local t0 t1 e0 e1
   fresh
-  t0=$(now)
-  psql -c "\\copy logagg.logs ($cols) FROM '$dir/rows.tsv'"
-  t1=$(now)
+  child_cpu > "$dir/e0"; e0=$(cat "$dir/e0"); t0=$(now)
+  psql <<SQL
+SELECT pg_backend_pid() AS pid \\gset
+\\setenv BPID :pid
+\\! awk '{print \$14 + \$15}' /proc/\$BPID/stat > $dir/copycpu0
+\\copy logagg.logs ($cols) FROM '$dir/rows.tsv'
+\\! awk '{print \$14 + \$15}' /proc/\$BPID/stat > $dir/copycpu1
+SQL
+  t1=$(now); child_cpu > "$dir/e1"; e1=$(cat "$dir/e1")
   check_rows copy
-  awk -v t0="$t0" -v t1="$t1" -v n="$N" 'BEGIN { s = t1 - t0; printf "%.0f %.2f\n", n / s, s }'
+  awk -v t0="$t0" -v t1="$t1" -v n="$N" -v hz="$hz" -v c0="$(cat "$dir/copycpu0")" -v c1="$(cat "$dir/copycpu1")" -v e="$(awk -v a="$e0" -v b="$e1" 'BEGIN {print b - a}')" 'BEGIN {
+    s = t1 - t0; c = c1 - c0
+    printf "%.0f %.2f %.0f %.1f %.0f\n", n / s, s, 100 * c / hz / s, 1e6 * c / hz / n, 100 * e / s }'
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(. /etc/os-release; echo "$PRETTY_NAME"), $(command psql --version | awk '{print $3}'), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "N=$N records (profile a), $EMITTERS emitters x $BATCH records/frame, $ROUNDS rounds"
-best_a=0; best_b=0
+best_a=0; best_b=0; ratios=""; us_a=""; us_b=""
 for r in $(seq "$ROUNDS"); do
-  read -r ra sa cpua usa < <(run_ws) || true
+  read -r ra sa cpua usa clia < <(run_ws) || true
   [ -n "${ra:-}" ] || { echo "websocket run failed" >&2; exit 1; }
   if [ "$r" -eq 1 ]; then
     psql -c "COPY (SELECT $cols FROM logagg.logs ORDER BY id) TO '$dir/rows.tsv'"
     bytes=$(stat -c %s "$dir/rows.tsv")
     echo "exported $N rows for (b): $bytes bytes of COPY text ($((bytes / N)) bytes/row)"
   fi
-  read -r rb sb < <(run_copy) || true
+  read -r rb sb cpub usb clib < <(run_copy) || true
   [ -n "${rb:-}" ] || { echo "copy run failed" >&2; exit 1; }
-  printf 'round %d: (a) websocket %7d rows/s (%5.2f s, worker CPU %3d%%, %.1f us/row)   (b) \\copy %7d rows/s (%5.2f s)   a/b %.2f\n' \
-    "$r" "$ra" "$sa" "$cpua" "$usa" "$rb" "$sb" "$(awk -v a="$ra" -v b="$rb" 'BEGIN {print a / b}')"
+  ratio=$(awk -v a="$ra" -v b="$rb" 'BEGIN {printf "%.3f", a / b}')
+  ratios="$ratios $ratio"; us_a="$us_a $usa"; us_b="$us_b $usb"
+  printf 'round %d: (a) websocket %7d rows/s (%5.2f s, worker CPU %3d%%, %.1f us/row, emitters CPU %3d%%)   (b) \\copy %7d rows/s (%5.2f s, backend CPU %3d%%, %.1f us/row, psql CPU %3d%%)   a/b %.2f\n' \
+    "$r" "$ra" "$sa" "$cpua" "$usa" "$clia" "$rb" "$sb" "$cpub" "$usb" "$clib" "$ratio"
   [ "$ra" -gt "$best_a" ] && best_a=$ra
   [ "$rb" -gt "$best_b" ] && best_b=$rb
 done
@@ -126,5 +143,8 @@ batches=$(psql -c "SELECT batches FROM logagg.status() WHERE kind = 'ingest'")
 echo "ingest batches over all rounds: $batches ($((ROUNDS * N / batches)) rows each)"
 awk -v a="$best_a" -v b="$best_b" 'BEGIN {
   printf "best: (a) websocket %d rows/s, (b) \\copy %d rows/s, ratio a/b = %.2f\n", a, b, a / b }'
+median() { tr ' ' '\n' | grep . | sort -g | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+echo "median of the rounds' ratios a/b: $(echo "$ratios" | median)" \
+  " (server CPU per row, median: ingest worker $(echo "$us_a" | median) us, \\copy backend $(echo "$us_b" | median) us)"
 [ -n "${PERF:-}" ] && [ -f "$dir/perf.data" ] && cp "$dir/perf.data" "/tmp/logagg-ingest-perf.data" && echo "perf data: /tmp/logagg-ingest-perf.data"
 exit 0
