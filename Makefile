@@ -30,6 +30,9 @@ EXTRA_CLEAN  = tmp_check_regress emitters/logagg-emit
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
+# Every object depends on the headers in src/ (few, small, shared).
+$(OBJS): $(wildcard src/*.h)
+
 # The extension script is assembled from schema/*.sql so that each
 # responsibility keeps its SQL beside its C file's name.
 logagg--1.0.sql: $(SCHEMA)

@@ -34,6 +34,10 @@
  */
 #include "postgres.h"
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <libwebsockets.h>
 #include <malloc.h>
 #include <openssl/sha.h>
@@ -927,6 +931,54 @@ lws_log_to_server_log(int level, const char *line)
 	ereport(LOG, (errmsg("logagg ingest: libwebsockets: %.*s", len, line)));
 }
 
+/*
+ * libwebsockets 4.1 logs a failed bind but still returns a context whose
+ * listener is dead (the worker then fails later, far from the cause).  So
+ * try the bind ourselves first and report the real reason.
+ */
+static void
+check_listen_address(void)
+{
+	struct addrinfo hints;
+	struct addrinfo *res = NULL;
+	char		portstr[16];
+	int			rc;
+	int			fd;
+	int			one = 1;
+	int			save_errno;
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	snprintf(portstr, sizeof(portstr), "%d", logagg_port);
+	rc = getaddrinfo(logagg_listen_address[0] ? logagg_listen_address : NULL, portstr, &hints, &res);
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("logagg ingest: could not resolve logagg.listen_address \"%s\": %s",
+						logagg_listen_address, gai_strerror(rc)),
+				 errhint("Set logagg.listen_address to a local address such as 127.0.0.1.")));
+	fd = socket(res->ai_family, SOCK_STREAM, 0);
+	if (fd < 0 ||
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+		bind(fd, res->ai_addr, res->ai_addrlen) < 0)
+	{
+		save_errno = errno;
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		errno = save_errno;
+		ereport(ERROR,
+				(errcode_for_socket_access(),
+				 errmsg("logagg ingest: could not listen on %s:%d: %m",
+						logagg_listen_address, logagg_port),
+				 errhint("Another process may be using the port: choose a free logagg.port (restart required).")));
+	}
+	close(fd);
+	freeaddrinfo(res);
+}
+
 void
 ingest_server_start(void)
 {
@@ -944,6 +996,7 @@ ingest_server_start(void)
 	loop_initialised = true;
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_server_log);
+	check_listen_address();
 
 	memset(&info, 0, sizeof(info));
 	info.port = logagg_port;
