@@ -259,6 +259,16 @@ CREATE FUNCTION @extschema@._claim_alerts(p_limit int, p_worker int, p_lease_ms 
                    config jsonb, attempts int, is_test boolean, payload jsonb)
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
+    -- Every access to alert_queue here has an index path (alert_queue_pending
+    -- for taking, the pkey for "id = ANY"); after a burst or a DELETE the
+    -- statistics can make a seq scan of a bloated queue look cheaper, and
+    -- that plan is then cached (measured: a seq scan per cycle held a
+    -- 20,000-alert burst to ~1,600/s after the ingest-load phase).
+    SET enable_seqscan = off
+    -- enable_seqscan = off adds its disable cost to plans that still need a
+    -- seq scan (silences, a tiny table): never JIT-compile these statements
+    -- for that (measured: LLVM on every cycle, 400 alerts/s)
+    SET jit = off
 AS $fn$
 #variable_conflict use_column
 BEGIN
@@ -304,14 +314,20 @@ BEGIN
         FOR UPDATE OF q SKIP LOCKED
         LIMIT p_limit
     ), taken AS (
+        -- "id = ANY (ids)", not "FROM due WHERE q.id = due.qid": this plan
+        -- is cached while the queue is nearly empty, and for a join the
+        -- planner then reads the whole queue (hash or nested loop over
+        -- alert_queue_pkey) on every claim once a burst has filled it
+        -- (measured: ~1,400 claims/s instead of 5,000 for the first seconds
+        -- of a 20,000-alert burst, until autoanalyze replanned).  An array
+        -- condition is one pkey probe per id whatever the statistics say.
         UPDATE @extschema@.alert_queue q
            SET attempts = q.attempts + 1,
                claimed_by = p_worker,
                claimed_at = clock_timestamp(),
                next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
-          FROM due
-         WHERE q.id = due.qid
-        RETURNING q.*, due.due_at
+         WHERE q.id = ANY (ARRAY(SELECT due.qid FROM due))
+        RETURNING q.*
     )
     -- the notification body (fixed fields, docs/alerts.md) is built by the
     -- worker from these columns (dispatcher.c: build_payload); building it
@@ -324,8 +340,9 @@ BEGIN
            t.attempts, coalesce((t.payload->>'test')::boolean, false),
            t.payload
     FROM taken t
+    JOIN due ON due.qid = t.id
     JOIN @extschema@.destinations d ON d.name = t.destination
-    ORDER BY t.severity, t.due_at, t.id;
+    ORDER BY t.severity, due.due_at, t.id;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._claim_alerts(int, int, int) IS
@@ -354,6 +371,16 @@ CREATE FUNCTION @extschema@._finish_alerts(results jsonb, max_attempts int)
     RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
+    -- Every access to alert_queue here has an index path (alert_queue_pending
+    -- for taking, the pkey for "id = ANY"); after a burst or a DELETE the
+    -- statistics can make a seq scan of a bloated queue look cheaper, and
+    -- that plan is then cached (measured: a seq scan per cycle held a
+    -- 20,000-alert burst to ~1,600/s after the ingest-load phase).
+    SET enable_seqscan = off
+    -- enable_seqscan = off adds its disable cost to plans that still need a
+    -- seq scan (silences, a tiny table): never JIT-compile these statements
+    -- for that (measured: LLVM on every cycle, 400 alerts/s)
+    SET jit = off
 AS $fn$
 DECLARE
     e      record;
@@ -366,16 +393,17 @@ BEGIN
             AS x(id bigint, ok boolean, http_status int, latency_ms float8)
         WHERE x.ok
     ), gone AS (
-        DELETE FROM @extschema@.alert_queue q USING r
-         WHERE q.id = r.id
-        RETURNING q.*, r.http_status AS r_status, r.latency_ms AS r_latency
+        -- an array condition, not a join with r: see _claim_alerts
+        DELETE FROM @extschema@.alert_queue q
+         WHERE q.id = ANY (ARRAY(SELECT r.id FROM r))
+        RETURNING q.*
     )
     INSERT INTO @extschema@.alert_log
         (alert_id, destination, route_id, severity, fingerprint, source, count,
          attempt, outcome, http_status, latency_ms)
     SELECT gone.id, gone.destination, gone.route_id, gone.severity, gone.fingerprint,
-           gone.source, gone.count, gone.attempts, 'delivered', gone.r_status, gone.r_latency
-    FROM gone;
+           gone.source, gone.count, gone.attempts, 'delivered', r.http_status, r.latency_ms
+    FROM gone JOIN r ON r.id = gone.id;
     GET DIAGNOSTICS n = ROW_COUNT;
 
     FOR e IN

@@ -129,8 +129,11 @@ FROM generate_series(1, $N_TPUT) i});
 		my @p;
 		while (1)
 		{
-			my $c = $node->safe_psql('postgres', "SELECT count(*) FROM logagg.alert_log WHERE outcome = 'delivered'") - $before;
-			push @p, sprintf("%.1f:%d", time() - $tq, $c);
+			my ($c, $av) = split /\|/, $node->safe_psql('postgres',
+				"SELECT (SELECT count(*) FROM logagg.alert_log WHERE outcome = 'delivered'), "
+				. "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker')");
+			$c -= $before;
+			push @p, sprintf("%.1f:%d%s", time() - $tq, $c, $av ? "(av$av)" : '');
 			last if $c >= $N_TPUT;
 			usleep(500_000);
 		}
