@@ -42,6 +42,12 @@ fi
 # system), pinned by test/package-lock.json; node_modules is git-ignored.
 (
   cd "$(dirname "$0")/.."
+  if [ -f test/package-lock.json ] && ! command -v npm >/dev/null 2>&1; then
+    # Node.js comes with this machine image; fall back to Debian's if absent.
+    echo "install-deps: installing nodejs npm"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
   if [ -f test/package-lock.json ] && [ ! -x test/node_modules/.bin/s3rver ]; then
     echo "install-deps: npm ci in test/"
     (cd test && npm ci --no-audit --no-fund --silent)
