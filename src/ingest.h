@@ -141,7 +141,6 @@ extern void ingest_server_service(void);
 extern void ingest_server_stop(void);
 extern bool ingest_server_needs_flush(TimestampTz *deadline);
 extern void ingest_server_flush(void);
-extern bool ingest_server_release(void);
 extern void ingest_server_process_input(void);
 extern bool ingest_server_batch_full(void);
 

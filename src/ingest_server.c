@@ -13,10 +13,7 @@
  * main loop parses them into the current IngestBatch
  * (ingest_server_process_input), stores the batch in one transaction
  * (ingest_server_flush) and only then queues the acks, error frames,
- * stream resume points and HTTP replies that the commit made true.  The
- * transaction commits with synchronous_commit off; those messages wait as
- * "pending" until ingest_server_release has seen the commit's WAL flushed
- * (usually by the WAL writer while the next batch was parsed).
+ * stream resume points and HTTP replies that the commit made true.
  *
  * Streams.  A stream (?stream=ID) is owned by one connection at a time; a
  * new connection takes it over and the old one is closed.  The in-memory
@@ -47,15 +44,11 @@
 #include <uv.h>
 
 #include "access/xact.h"
-#include "access/xlog.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
-#include "replication/syncrep.h"
-#include "replication/walsender.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
 #include "utils/hsearch.h"
 #include "utils/inval.h"
 #include "utils/json.h"
@@ -96,7 +89,6 @@ typedef struct StreamState
 	bool		foreign;		/* the table says another source owns it */
 	int64		committed;		/* highest seq committed */
 	int64		accepted;		/* highest seq accepted into a batch */
-	int64		committing;		/* highest seq committed, maybe not yet durable */
 	Conn	   *owner;
 } StreamState;
 
@@ -134,14 +126,6 @@ struct Conn
 	bool		batch_has_seq;
 	int64		batch_max_seq;
 	Buf			errors;			/* error frames, released at commit */
-
-	/* what the committed, not yet durable batch holds (see release_pending) */
-	bool		p_ack_due;
-	int64		p_count;
-	bool		p_has_seq;
-	int64		p_max_seq;
-	Buf			p_errors;
-	bool		http_committed; /* whole body committed: reply once durable */
 
 	Buf			out;			/* LWS_PRE headroom, then the next frame */
 
@@ -190,16 +174,6 @@ static uint64 flush_buckets[lengthof(flush_bounds)];	/* not cumulative */
 static uint64 flush_count = 0;
 static double flush_sum = 0;
 static bool metrics_waiting = false;
-
-/*
- * The batch committed last, with synchronous_commit off: its commit record
- * ends at pending_lsn, and its acks wait until WAL is flushed that far
- * (release_pending).  At most one batch is pending: the next commit first
- * releases it.
- */
-static bool have_pending = false;
-static XLogRecPtr pending_lsn = InvalidXLogRecPtr;
-static uint64 pending_alerts = 0;
 
 static HTAB *sources = NULL;
 static bool sources_valid = false;
@@ -303,7 +277,6 @@ conn_free(Conn *c)
 		c->stream->owner = NULL;
 	buf_free(&c->rx);
 	buf_free(&c->errors);
-	buf_free(&c->p_errors);
 	buf_free(&c->out);
 	closed_since_trim++;
 	if (c->prev)
@@ -319,8 +292,7 @@ conn_free(Conn *c)
 static void
 conn_release_if_done(Conn *c)
 {
-	if (c->wsi == NULL && c->inq_head == NULL && !c->ack_due && !c->p_ack_due &&
-		!c->http_waiting)
+	if (c->wsi == NULL && c->inq_head == NULL && !c->ack_due && !c->http_waiting)
 		conn_free(c);
 }
 
@@ -1242,33 +1214,11 @@ ingest_server_process_input(void)
 	}
 }
 
-/*
- * May the batch commit with synchronous_commit off and have its WAL
- * flushed by release_pending?  Not when synchronous replication is
- * configured: then the commit itself waits for the standbys, as before.
- */
-static bool
-use_async_commit(void)
-{
-	return !(SyncRepRequested() &&
-			 SyncRepStandbyNames != NULL && SyncRepStandbyNames[0] != '\0');
-}
-
 /* Inside the batch's transaction. */
 static void
 flush_in_transaction(void *arg)
 {
 	IngestResult *res = arg;
-
-	/*
-	 * Like SET LOCAL: the commit does not wait for the WAL fsync (the WAL
-	 * writer or release_pending does it), and the setting ends with the
-	 * transaction.  Nothing is acked before release_pending has made the
-	 * commit durable.
-	 */
-	if (use_async_commit())
-		(void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION,
-								 GUC_ACTION_LOCAL, true, 0, false);
 
 	ingest_batch_store(batch, res);
 	/* resume points of streams new to this process */
@@ -1281,73 +1231,83 @@ flush_in_transaction(void *arg)
 			s->committed = ingest_stream_last_seq(s->id, &owner);
 			s->foreign = owner && s->source[0] && strcmp(owner, s->source) != 0;
 			s->accepted = Max(s->accepted, s->committed);
-			s->committing = Max(s->committing, s->committed);
 			s->loaded = true;
 		}
 	}
 }
 
-/* The acks and error frames of the durable batch. */
 static void
 send_acks(Conn *c)
 {
 	char		msg[64];
 	int			n;
 
-	if (c->p_errors.len > 0)
-		conn_send(c, c->p_errors.data, c->p_errors.len);
-	c->p_errors.len = 0;
+	if (c->errors.len > 0)
+		conn_send(c, c->errors.data, c->errors.len);
+	c->errors.len = 0;
 	if (c->stream)
 	{
 		n = snprintf(msg, sizeof(msg), "{\"ack\": " INT64_FORMAT "}", c->stream->committed);
 		conn_send(c, msg, n);
 	}
-	else if (c->p_has_seq)
+	else if (c->batch_has_seq)
 	{
-		n = snprintf(msg, sizeof(msg), "{\"ack\": " INT64_FORMAT "}", c->p_max_seq);
+		n = snprintf(msg, sizeof(msg), "{\"ack\": " INT64_FORMAT "}", c->batch_max_seq);
 		conn_send(c, msg, n);
 	}
-	if (c->p_count > 0)
+	if (c->batch_count > 0)
 	{
-		n = snprintf(msg, sizeof(msg), "{\"ack_count\": " INT64_FORMAT "}", c->p_count);
+		n = snprintf(msg, sizeof(msg), "{\"ack_count\": " INT64_FORMAT "}", c->batch_count);
 		conn_send(c, msg, n);
 	}
-	c->p_count = 0;
-	c->p_has_seq = false;
-	c->p_ack_due = false;
+	c->batch_count = 0;
+	c->batch_has_seq = false;
+	c->ack_due = false;
 }
 
 /*
- * Make the last committed batch durable, then tell every client what
- * became durable: acks, error frames, stream resume points, HTTP replies.
- * Usually the WAL writer has flushed the commit record already while the
- * worker serviced sockets and parsed the next batch; otherwise this waits
- * for the fsync.  Called at the top of each round of the main loop and
- * before every commit.  Returns whether anything was released: the
- * messages queued then go out at the next ingest_server_service (libuv
- * registers new write interest only inside uv_run).
+ * Store the batch in one transaction, then tell every client what became
+ * durable.  An error propagates (the worker restarts and clients resend
+ * what was not acked).
  */
-bool
-ingest_server_release(void)
+void
+ingest_server_flush(void)
 {
-	bool		resume_waits = false;
+	IngestResult res;
 	StreamState **sp;
 
-	if (!have_pending)
-		return false;
-	if (!XLogRecPtrIsInvalid(pending_lsn) && GetFlushRecPtr(NULL) < pending_lsn)
-		XLogFlush(pending_lsn);
-	have_pending = false;
-	pending_lsn = InvalidXLogRecPtr;
+	/* streams whose resume point the batch advances */
+	for (StreamState *s = streams; s; s = s->next)
+		if (s->loaded && s->accepted > s->committed)
+			ingest_batch_add_stream(batch, s->id, s->source[0] ? s->source : NULL, s->accepted);
 
-	if (pending_alerts > 0)
+	memset(&res, 0, sizeof(res));
+	last_xact_start = GetCurrentTimestamp();
+	if (!logagg_run_in_transaction(flush_in_transaction, &res, "logagg ingest: storing a batch"))
+		logagg_exit_extension_dropped();
+
+	if (batch->nrecords > 0 || batch->nrejects > 0)
 	{
-		/* the dispatchers can see them already; deliver only durable ones */
+		double		secs = (GetCurrentTimestamp() - last_xact_start) / 1000000.0;
+		int			i;
+
+		logagg_count(LC_BATCHES, 1);
+		for (i = 0; i < lengthof(flush_bounds) && secs > flush_bounds[i]; i++)
+			;
+		if (i < lengthof(flush_bounds))
+			flush_buckets[i]++;
+		flush_count++;
+		flush_sum += secs;
+	}
+	logagg_count(LC_ROWS, res.rows);
+	logagg_count(LC_REJECTS, res.rejects);
+	if (res.alerts_queued > 0)
+	{
+		logagg_count(LC_ALERTS_QUEUED, res.alerts_queued);
 		logagg_wake_workers(LOGAGG_WORKER_DISPATCH);
-		pending_alerts = 0;
 	}
 	for (StreamState *s = streams; s; s = s->next)
-		s->committed = Max(s->committed, s->committing);
+		s->committed = Max(s->committed, s->accepted);
 
 	for (Conn *c = conns, *next; c; c = next)
 	{
@@ -1358,12 +1318,6 @@ ingest_server_release(void)
 			c->stream = NULL;
 			c->need_resume = false;
 			conn_kill(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "stream belongs to another source");
-		}
-		else if (c->need_resume && c->stream && c->stream->loaded &&
-				 c->stream->accepted > c->stream->committed)
-		{
-			/* the next batch holds the stream's records: resume after it */
-			resume_waits = true;
 		}
 		else if (c->need_resume && c->stream && c->stream->loaded)
 		{
@@ -1379,15 +1333,14 @@ ingest_server_release(void)
 				c->rx_paused = false;
 			}
 		}
-		if (c->p_ack_due)
+		if (c->ack_due)
 			send_acks(c);
-		if (c->http_committed)
+		if (c->is_http && c->http_waiting && c->inq_head == NULL)
 		{
 			char		body[96];
 
 			snprintf(body, sizeof(body), "{\"accepted\": " INT64_FORMAT ", \"rejected\": " INT64_FORMAT "}",
 					 c->http_accepted, c->http_rejected);
-			c->http_committed = false;
 			c->http_waiting = false;
 			if (c->wsi)
 				http_reply(c, HTTP_STATUS_OK, "application/json", body);
@@ -1412,84 +1365,6 @@ ingest_server_release(void)
 		else
 			sp = &s->next;
 	}
-	if (resume_waits)
-		mark_pending(true);
-	return true;
-}
-
-/*
- * Store the batch in one transaction and hand what it made true to
- * ingest_server_release, which sends it once the commit is durable.  An
- * error propagates (the worker restarts and clients resend what was not
- * acked).
- */
-void
-ingest_server_flush(void)
-{
-	IngestResult res;
-
-	/* at most one batch waits for its fsync */
-	(void) ingest_server_release();
-
-	/* streams whose resume point the batch advances */
-	for (StreamState *s = streams; s; s = s->next)
-		if (s->loaded && s->accepted > s->committed)
-			ingest_batch_add_stream(batch, s->id, s->source[0] ? s->source : NULL, s->accepted);
-
-	memset(&res, 0, sizeof(res));
-	last_xact_start = GetCurrentTimestamp();
-	XactLastCommitEnd = InvalidXLogRecPtr;
-	if (!logagg_run_in_transaction(flush_in_transaction, &res, "logagg ingest: storing a batch"))
-		logagg_exit_extension_dropped();
-	/* invalid when the transaction wrote nothing: nothing to flush then */
-	pending_lsn = XactLastCommitEnd;
-	have_pending = true;
-
-	if (batch->nrecords > 0 || batch->nrejects > 0)
-	{
-		double		secs = (GetCurrentTimestamp() - last_xact_start) / 1000000.0;
-		int			i;
-
-		logagg_count(LC_BATCHES, 1);
-		for (i = 0; i < lengthof(flush_bounds) && secs > flush_bounds[i]; i++)
-			;
-		if (i < lengthof(flush_bounds))
-			flush_buckets[i]++;
-		flush_count++;
-		flush_sum += secs;
-	}
-	logagg_count(LC_ROWS, res.rows);
-	logagg_count(LC_REJECTS, res.rejects);
-	if (res.alerts_queued > 0)
-	{
-		logagg_count(LC_ALERTS_QUEUED, res.alerts_queued);
-		pending_alerts += res.alerts_queued;
-	}
-	for (StreamState *s = streams; s; s = s->next)
-		if (s->loaded)
-			s->committing = Max(s->committing, s->accepted);
-
-	/* what this batch owes each connection waits for durability */
-	for (Conn *c = conns; c; c = c->next)
-	{
-		if (c->ack_due)
-		{
-			Buf			tmp = c->p_errors;
-
-			c->p_ack_due = true;
-			c->p_count = c->batch_count;
-			c->p_has_seq = c->batch_has_seq;
-			c->p_max_seq = c->batch_max_seq;
-			c->p_errors = c->errors;	/* empty: swapped after the last release */
-			c->errors = tmp;
-			c->errors.len = 0;
-			c->batch_count = 0;
-			c->batch_has_seq = false;
-			c->ack_due = false;
-		}
-		if (c->is_http && c->http_waiting && c->inq_head == NULL)
-			c->http_committed = true;
-	}
 
 	ingest_batch_reset(batch);
 	pending_since = 0;
@@ -1498,10 +1373,6 @@ ingest_server_flush(void)
 	for (Conn *c = conns; c; c = c->next)
 		if (c->inq_head)
 			mark_pending(false);
-
-	/* synchronous commit: durable already */
-	if (!use_async_commit())
-		(void) ingest_server_release();
 }
 
 void

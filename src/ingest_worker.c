@@ -6,12 +6,9 @@
  * It waits on one WaitEventSet holding its latch, postmaster death and
  * the libuv backend fd under the WebSocket server (ingest_server.c), so
  * SIGTERM, SIGHUP, wake-ups from other backends and network input are
- * all seen promptly.  Each round: release the acks of the batch committed
- * last once its commit is durable (ingest_server_release), service the
- * sockets without blocking, parse what arrived into the batch, and commit
- * the batch when it is full or its oldest record has waited
- * logagg.batch_delay.  Batches commit with synchronous_commit off, so the
- * WAL fsync of one overlaps parsing the next; acks still follow it.
+ * all seen promptly.  Each round: service the sockets without blocking,
+ * parse what arrived into the batch, and commit the batch when it is full
+ * or its oldest record has waited logagg.batch_delay.
  *
  *-------------------------------------------------------------------------
  */
@@ -98,18 +95,9 @@ logagg_ingest_main(Datum arg)
 	while (!logagg_got_sigterm)
 	{
 		WaitEvent	ev;
-		long		timeout;
+		long		timeout = ingest_server_timeout_ms();
 		TimestampTz deadline;
 
-		/*
-		 * The last batch committed without waiting for its WAL fsync, and
-		 * the round since then serviced sockets and parsed input.  Make it
-		 * durable now (usually the WAL writer has) and send its acks.
-		 */
-		if (ingest_server_release())
-			ingest_server_service();	/* get the acks out before sleeping */
-
-		timeout = ingest_server_timeout_ms();
 		if (timeout < 0 || timeout > IDLE_CHECK_MS)
 			timeout = IDLE_CHECK_MS;
 		if (ingest_server_needs_flush(&deadline))
@@ -159,7 +147,6 @@ logagg_ingest_main(Datum arg)
 		if (ingest_server_needs_flush(&deadline))
 			ingest_server_flush();
 	}
-	(void) ingest_server_release();
 	ingest_server_service();
 	proc_exit(1);
 }
