@@ -22,35 +22,8 @@ COUNT=${COUNT:-150000}
 BATCH=${BATCH:-200}
 PROFILE=${PROFILE:-a}
 here=$(cd "$(dirname "$0")/.." && pwd)
-bindir=$(pg_config --bindir)
-emit=$here/emitters/logagg-emit
-[ -x "$emit" ] || emit=logagg-emit
-dir=$(mktemp -d /tmp/logagg-bench.XXXXXX)
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pgport=$(free_port); wsport=$(free_port)
-cleanup() { "$bindir/pg_ctl" -D "$dir/data" stop -m fast >/dev/null 2>&1 || true; rm -rf "$dir"; }
-trap cleanup EXIT
-
-"$bindir/initdb" -D "$dir/data" -A trust >/dev/null
-cat >> "$dir/data/postgresql.conf" <<CONF
-port = $pgport
-listen_addresses = ''
-unix_socket_directories = '$dir'
-shared_preload_libraries = 'logagg'
-logagg.port = $wsport
-logagg.dispatch_workers = 1
-max_worker_processes = 16
-CONF
-"$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" start -w >/dev/null
-psql() { command psql -h "$dir" -p "$pgport" -d postgres -XAtq "$@"; }
-psql -c 'CREATE EXTENSION logagg'
-for _ in $(seq 50); do
-  [ "$(psql -c "SELECT ready FROM logagg.status() WHERE kind = 'ingest'")" = t ] && break
-  sleep 0.1
-done
-token=$(psql -c "SELECT logagg.create_source('bench')")
-wpid=$(psql -c "SELECT pid FROM logagg.status() WHERE kind = 'ingest'")
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# shellcheck source=bench/lib/instance.sh
+source "$here/bench/lib/instance.sh"
 
 c0=$(cpu "$wpid"); t0=$(date +%s.%N)
 for i in $(seq "$EMITTERS"); do

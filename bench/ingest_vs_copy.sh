@@ -37,38 +37,9 @@ EMITTERS=${EMITTERS:-2}
 BATCH=${BATCH:-500}
 ROUNDS=${ROUNDS:-3}
 here=$(cd "$(dirname "$0")/.." && pwd)
-bindir=$(pg_config --bindir)
-emit=$here/emitters/logagg-emit
-[ -x "$emit" ] || emit=logagg-emit
-dir=$(mktemp -d /tmp/logagg-bench.XXXXXX)
-chmod 755 "$dir"
-free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-pgport=$(free_port); wsport=$(free_port)
-cleanup() { "$bindir/pg_ctl" -D "$dir/data" stop -m fast >/dev/null 2>&1 || true; rm -rf "$dir"; }
-trap cleanup EXIT
-
-"$bindir/initdb" -D "$dir/data" -A trust >/dev/null
-cat >> "$dir/data/postgresql.conf" <<CONF
-port = $pgport
-listen_addresses = ''
-unix_socket_directories = '$dir'
-shared_preload_libraries = 'logagg'
-logagg.port = $wsport
-logagg.dispatch_workers = 1
-max_worker_processes = 16
-$EXTRA_CONF
-CONF
-"$bindir/pg_ctl" -D "$dir/data" -l "$dir/log" start -w >/dev/null
-psql() { command psql -h "$dir" -p "$pgport" -d postgres -XAtq "$@"; }
-psql -c 'CREATE EXTENSION logagg'
-for _ in $(seq 100); do
-  [ "$(psql -c "SELECT ready FROM logagg.status() WHERE kind = 'ingest'")" = t ] && break
-  sleep 0.1
-done
-token=$(psql -c "SELECT logagg.create_source('bench')")
-wpid=$(psql -c "SELECT pid FROM logagg.status() WHERE kind = 'ingest'")
+# shellcheck source=bench/lib/instance.sh
+source "$here/bench/lib/instance.sh"
 cols="ts, received_at, source, level, severity, status, message, trace_id, span_id, stream, seq, attrs"
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 now() { date +%s.%N; }
 hz=$(getconf CLK_TCK)
 # CPU seconds (user + system) of this shell's waited-for children so far
