@@ -14,6 +14,7 @@
  */
 #include "postgres.h"
 
+#include <malloc.h>
 #include <sys/resource.h>
 
 #include "miscadmin.h"
@@ -66,6 +67,24 @@ raise_fd_limit(void)
 				 errhint("Raise the server's hard limit on open files (ulimit -Hn, LimitNOFILE= in the systemd unit) or lower logagg.max_connections.")));
 }
 
+/*
+ * Each batch allocates a few megabytes (records, decoded strings, the
+ * COPY stream) and frees them at commit.  With glibc's default, sliding
+ * thresholds those blocks are often handed back to the kernel and faulted
+ * in again, zeroed, for the next batch: tens of thousands of page faults
+ * per second under load.  Fixed thresholds keep them in the heap for the
+ * next batch.  Memory still goes back to the kernel by malloc_trim(),
+ * which ignores these thresholds: ingest_server.c calls it as connections
+ * close, and the main loop when a check interval (IDLE_CHECK_MS) passed
+ * without a batch.
+ */
+static void
+keep_batch_memory(void)
+{
+	mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 128 * 1024 * 1024);
+}
+
 static void
 ingest_shutdown(int code, Datum arg)
 {
@@ -77,12 +96,14 @@ logagg_ingest_main(Datum arg)
 {
 	WaitEventSet *wes;
 	TimestampTz last_check;
+	bool		stored_since_check = false;
 
 	logagg_worker_setup(LOGAGG_WORKER_INGEST, 0);
 	if (!logagg_wait_for_extension())
 		proc_exit(1);
 
 	raise_fd_limit();
+	keep_batch_memory();
 	ingest_server_start();
 	before_shmem_exit(ingest_shutdown, (Datum) 0);
 
@@ -126,6 +147,7 @@ logagg_ingest_main(Datum arg)
 		{
 			CHECK_FOR_INTERRUPTS();
 			ingest_server_flush();
+			stored_since_check = true;
 			ingest_server_service();
 			ingest_server_process_input();
 		}
@@ -135,6 +157,10 @@ logagg_ingest_main(Datum arg)
 		{
 			if (!logagg_run_in_transaction(noop, NULL, "logagg ingest: checking the extension"))
 				logagg_exit_extension_dropped();
+			/* idle: give the batches' heap memory back */
+			if (!stored_since_check)
+				malloc_trim(0);
+			stored_since_check = false;
 			last_check = GetCurrentTimestamp();
 		}
 	}
