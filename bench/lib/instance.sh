@@ -4,7 +4,8 @@
 #
 # Needs: $here (repository root).  Honours $EXTRA_CONF (postgresql.conf
 # lines).  Sets: bindir emit dir pgport wsport token wpid, and defines
-# psql() and cpu PID (utime + stime ticks); removes the instance on exit.
+# psql(), cpu PID (utime + stime ticks) and faults PID (minor page
+# faults); removes the instance on exit.
 bindir=$(pg_config --bindir)
 emit=$here/emitters/logagg-emit
 [ -x "$emit" ] || emit=logagg-emit
@@ -36,3 +37,4 @@ done
 token=$(psql -c "SELECT logagg.create_source('bench')")
 wpid=$(psql -c "SELECT pid FROM logagg.status() WHERE kind = 'ingest'")
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+faults() { awk '{print $10}' "/proc/$1/stat"; }   # minor page faults
