@@ -64,8 +64,13 @@ CREATE TABLE @extschema@.logs_default PARTITION OF @extschema@.logs DEFAULT;
 COMMENT ON TABLE @extschema@.logs_default IS
     'Default partition: records whose ts falls outside every time partition are stored here, never refused.';
 
-CREATE INDEX logs_ts_brin ON @extschema@.logs USING brin (ts);
-CREATE INDEX logs_source_ts ON @extschema@.logs (source, ts);
+-- Indexes are made per partition (here and in _ensure_partition), not on
+-- the parent: a partitioned index owned by the extension would make
+-- pg_dump's output fail on restore ("relation ... already exists"), since
+-- ATTACH PARTITION would create each partition's index before the dump's
+-- own CREATE INDEX for it.  Queries on logagg.logs use them all the same.
+CREATE INDEX logs_default_ts_brin ON @extschema@.logs_default USING brin (ts);
+CREATE INDEX logs_default_source_ts ON @extschema@.logs_default (source, ts);
 
 -- ---------------------------------------------------------------------------
 -- classification rules

@@ -68,6 +68,22 @@ WHERE i.inhparent = '@extschema@.logs'::regclass;
 COMMENT ON VIEW @extschema@.partitions IS
     'Partitions of logagg.logs with their time ranges (the DEFAULT partition has none).';
 
+-- The indexes every partition of logagg.logs has (see schema/00_core.sql
+-- for why they are not on the parent): BRIN on ts for time ranges, btree
+-- on (source, ts) for one service's recent records.
+CREATE FUNCTION @extschema@._index_partition(p_name text)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE format('CREATE INDEX %I ON @extschema@.%I USING brin (ts)', p_name || '_ts_brin', p_name);
+    EXECUTE format('CREATE INDEX %I ON @extschema@.%I (source, ts)', p_name || '_source_ts', p_name);
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._index_partition(text) IS
+    'Internal: creates the BRIN (ts) and btree (source, ts) indexes of one logs partition.';
+
 -- Create the partition [start, start + interval) unless an existing one
 -- already overlaps it.  Rows that landed in the DEFAULT partition for that
 -- range are moved in, because PostgreSQL refuses a new partition whose range
@@ -91,11 +107,13 @@ BEGIN
         EXECUTE format('CREATE TABLE @extschema@.%I (LIKE @extschema@.logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', p_name);
         EXECUTE format('WITH moved AS (DELETE FROM @extschema@.logs_default WHERE ts >= $1 AND ts < $2 RETURNING *)
                         INSERT INTO @extschema@.%I SELECT * FROM moved', p_name) USING p_start, p_end;
+        PERFORM @extschema@._index_partition(p_name);
         EXECUTE format('ALTER TABLE @extschema@.logs ATTACH PARTITION @extschema@.%I FOR VALUES FROM (%L) TO (%L)',
                        p_name, p_start, p_end);
     ELSE
         EXECUTE format('CREATE TABLE @extschema@.%I PARTITION OF @extschema@.logs FOR VALUES FROM (%L) TO (%L)',
                        p_name, p_start, p_end);
+        PERFORM @extschema@._index_partition(p_name);
     END IF;
     RETURN true;
 END
