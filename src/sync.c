@@ -65,6 +65,7 @@
 
 #include "logagg.h"
 #include "sync.h"
+#include "sync_ndjson.h"
 
 /* an arbitrary, fixed advisory-lock key: "logagg sync" */
 #define SYNC_LOCK_KEY		INT64CONST(0x6c6f67616767)
@@ -536,19 +537,15 @@ export_release(Export *ex)
 static void
 export_rows(Export *ex, SyncItem *it, const char *key)
 {
-	static const char *query_first =
-		"SELECT row_to_json(l)::text, l.id FROM logagg.logs l "
-		"WHERE l.source = $1 AND l.ts >= $2 AND l.ts < $3";
-	/* rows the previous part's snapshot did not see (schema/30_sync.sql: _xid8) */
-	static const char *query_late =
-		"SELECT row_to_json(l)::text, l.id FROM logagg.logs l "
-		"WHERE l.source = $1 AND l.ts >= $2 AND l.ts < $3 "
-		"AND NOT pg_catalog.pg_visible_in_snapshot(logagg._xid8(l.xmin), $4::pg_catalog.pg_snapshot)";
 	Oid			argtypes[4] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
 	Datum		values[4];
 	Portal		portal;
 	Snapshot	snap;
 	StringInfoData in;
+	StringInfoData query;
+	SyncRowEncoder *enc;
+	MemoryContext rows_cxt;
+	MemoryContext oldcxt;
 	int			nparts = 0;
 
 	if (ex->t->is_s3)
@@ -575,6 +572,23 @@ export_rows(Export *ex, SyncItem *it, const char *key)
 	ex->zs_ready = true;
 	initStringInfo(&in);
 
+	/*
+	 * Each line is what row_to_json(l)::text gives (sync_ndjson.c); the
+	 * late part's rows are those the previous part's snapshot did not see
+	 * (schema/30_sync.sql: _xid8).
+	 */
+	enc = sync_row_encoder_create();
+	initStringInfo(&query);
+	appendStringInfo(&query, "SELECT %s FROM logagg.logs l "
+					 "WHERE l.source = $1 AND l.ts >= $2 AND l.ts < $3",
+					 sync_row_encoder_select_list(enc));
+	if (it->prev_snapshot)
+		appendStringInfoString(&query, " AND NOT pg_catalog.pg_visible_in_snapshot("
+							   "logagg._xid8(l.xmin), $4::pg_catalog.pg_snapshot)");
+	/* what encoding a fetched chunk allocates (detoasted values) goes here */
+	rows_cxt = AllocSetContextCreate(CurrentMemoryContext, "logagg sync rows",
+									 ALLOCSET_DEFAULT_SIZES);
+
 	values[0] = CStringGetTextDatum(it->source);
 	values[1] = TimestampTzGetDatum(it->window_start);
 	values[2] = TimestampTzGetDatum(it->window_end);
@@ -592,7 +606,7 @@ export_rows(Export *ex, SyncItem *it, const char *key)
 		snap = RegisterSnapshot(GetTransactionSnapshot());
 		ex->snapshot = export_snapshot_text(snap);
 		PushActiveSnapshot(snap);
-		portal = SPI_cursor_open_with_args(NULL, it->prev_snapshot ? query_late : query_first,
+		portal = SPI_cursor_open_with_args(NULL, query.data,
 										   it->prev_snapshot ? 4 : 3, argtypes, values, NULL,
 										   true, CURSOR_OPT_NO_SCROLL);
 		PopActiveSnapshot();
@@ -601,24 +615,21 @@ export_rows(Export *ex, SyncItem *it, const char *key)
 			SPI_cursor_fetch(portal, true, EXPORT_FETCH);
 			if (SPI_processed == 0)
 				break;
+			oldcxt = MemoryContextSwitchTo(rows_cxt);
 			for (uint64 i = 0; i < SPI_processed; i++)
 			{
-				HeapTuple	tup = SPI_tuptable->vals[i];
-				bool		isnull;
-				Datum		d = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &isnull);
-				int64		id = DatumGetInt64(SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &isnull));
-				text	   *txt = DatumGetTextPP(d);
+				int64		id = 0;
 
-				appendBinaryStringInfo(&in, VARDATA_ANY(txt), VARSIZE_ANY_EXHDR(txt));
+				sync_row_encode(enc, SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &in, &id);
 				appendStringInfoChar(&in, '\n');
-				if ((Pointer) txt != DatumGetPointer(d))
-					pfree(txt);
 				if (ex->rows == 0 || id < ex->min_id)
 					ex->min_id = id;
 				if (ex->rows == 0 || id > ex->max_id)
 					ex->max_id = id;
 				ex->rows++;
 			}
+			MemoryContextSwitchTo(oldcxt);
+			MemoryContextReset(rows_cxt);
 			SPI_freetuptable(SPI_tuptable);
 			if (in.len >= EXPORT_CHUNK)
 			{
@@ -652,6 +663,8 @@ export_rows(Export *ex, SyncItem *it, const char *key)
 		export_deflate(ex, in.data, in.len, Z_FINISH);
 	}
 	pfree(in.data);
+	pfree(query.data);
+	MemoryContextDelete(rows_cxt);
 	if (!ex->failed && ex->rows == 0)
 	{
 		/*

@@ -110,6 +110,28 @@ is($node->safe_psql('postgres', 'SELECT logagg.sync_now()'), '0', 'a second sync
 is($node->safe_psql('postgres', q{SELECT count(*) FROM logagg.sync_log WHERE status = 'uploaded'}),
 	'8', 'sync_log has one row per object');
 
+# --- the NDJSON lines are byte for byte what row_to_json gives, also for
+# NULLs, control characters and escapes, non-ASCII text, odd jsonb,
+# extreme integers and timestamps (src/sync_ndjson.c)
+$node->safe_psql('postgres', q{
+INSERT INTO logagg.logs (ts, received_at, source, level, severity, status, message, trace_id, span_id, stream, seq, attrs) VALUES
+ (date_trunc('hour', now()) - interval '9 hours', 'infinity', 'edge', NULL, 'critical', NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+ (date_trunc('hour', now()) - interval '9 hours' + interval '0.000001 s', '0044-03-15 12:00:00.5+00 BC', 'edge', 'error', 'high', 0,
+  E'tab\t nl\n cr\r bs\b ff\f ctl\x01\x1f quote" backslash\\\\ slash/ \u00e9 \u65e5\u672c \U0001F600 <script>',
+  'abcdef', '01', 's-1', -9223372036854775807,
+  '{"a": [1, 2.50, -0.0, 1e300, "x\"y\\\\z\n", null, true, {"k": {}}], "": [], "\u00e9": "\u00e9\t"}'),
+ (date_trunc('hour', now()) - interval '8 hours' - interval '0.000001 s', '-infinity', 'edge', 'info', 'low', 999,
+  '', '', '', '', 9223372036854775807, '[]');
+});
+is($node->safe_psql('postgres', 'SELECT logagg.sync_now()'), '1', 'the edge-case window is uploaded');
+my $edge_key = $node->safe_psql('postgres', q{SELECT object_key FROM logagg.sync_log WHERE source = 'edge' AND status = 'uploaded'});
+my @edge = gunzip_bytes(s3_get($s3, $edge_key));
+@edge = map { $_->[1] } sort { $a->[0] <=> $b->[0] } map { [ $json->decode($_)->{id}, $_ ] } @edge;
+my $edge_want = $node->safe_psql('postgres', q{
+SET TimeZone = 'UTC';
+SELECT row_to_json(l)::text FROM logagg.logs l WHERE source = 'edge' ORDER BY id});
+is(join("\n", @edge), $edge_want, 'edge-case rows: the object holds exactly row_to_json\'s bytes');
+
 # --- multipart: 64kB parts, a window of ~40k rows of poorly compressible text
 $node->safe_psql('postgres', q{
 ALTER SYSTEM SET logagg.sync_part_size = '64kB';
