@@ -39,6 +39,8 @@ sub _wait_port
 	die "nothing answers on 127.0.0.1:$port";
 }
 
+my @started;					# every start_s3() result, for the END block
+
 # start_s3(NAME, BUCKET) -> hashref {s3_port, proxy_port, endpoint, log, mode_file, ...}
 sub start_s3
 {
@@ -73,6 +75,7 @@ sub start_s3
 	open($fh, '>', $s3{log}) or die;
 	close $fh;
 	$s3{endpoint} = "http://127.0.0.1:$s3{proxy_port}";
+	push @started, \%s3;
 	return \%s3;
 }
 
@@ -81,10 +84,15 @@ sub stop_s3
 	my ($s3) = @_;
 	for my $h (grep { defined } @{$s3}{qw(proxy s3rver)})
 	{
+		next unless $h->pumpable;
 		$h->signal('TERM');
 		eval { $h->finish; };
 	}
 }
+
+# A test that dies half-way never reaches its stop_s3(): stop what is
+# still running when the test process exits, as AlertReceivers.pm does.
+END { local $?; stop_s3($_) for @started; }
 
 # postgresql.conf lines pointing sync at the proxy
 sub sync_conf
