@@ -247,6 +247,10 @@ append_enum(SyncRowEncoder *enc, StringInfo out, Column *col, Datum d)
 	pfree(s.data);
 }
 
+/*
+ * Values detoasted here are not freed one by one: the caller runs this in
+ * a memory context it resets after each fetched chunk of rows.
+ */
 void
 sync_row_encode(SyncRowEncoder *enc, HeapTuple tup, TupleDesc desc,
 				StringInfo out, int64 *id)
@@ -293,8 +297,6 @@ sync_row_encode(SyncRowEncoder *enc, HeapTuple tup, TupleDesc desc,
 					text	   *t = DatumGetTextPP(d);
 
 					escape_json_len(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-					if ((Pointer) t != DatumGetPointer(d))
-						pfree(t);
 				}
 				break;
 			case COL_BOOL:
@@ -305,8 +307,6 @@ sync_row_encode(SyncRowEncoder *enc, HeapTuple tup, TupleDesc desc,
 					Jsonb	   *jb = DatumGetJsonbP(d);
 
 					(void) JsonbToCString(out, &jb->root, VARSIZE(jb));
-					if ((Pointer) jb != DatumGetPointer(d))
-						pfree(jb);
 				}
 				break;
 			case COL_ENUM:
@@ -317,8 +317,6 @@ sync_row_encode(SyncRowEncoder *enc, HeapTuple tup, TupleDesc desc,
 					text	   *t = DatumGetTextPP(d);
 
 					appendBinaryStringInfo(out, VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t));
-					if ((Pointer) t != DatumGetPointer(d))
-						pfree(t);
 				}
 				break;
 		}

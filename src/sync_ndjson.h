@@ -21,7 +21,10 @@ typedef struct SyncRowEncoder SyncRowEncoder;
 
 extern SyncRowEncoder *sync_row_encoder_create(void);
 extern const char *sync_row_encoder_select_list(SyncRowEncoder *enc);
-/* appends the row's JSON object (no newline); *id gets logs.id */
+/*
+ * Appends the row's JSON object (no newline); *id gets logs.id.  Call it
+ * in a memory context that is reset now and then (detoasted values).
+ */
 extern void sync_row_encode(SyncRowEncoder *enc, HeapTuple tup, TupleDesc desc,
 							StringInfo out, int64 *id);
 
