@@ -11,7 +11,7 @@ PACKAGES=(
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
   libcurl4-openssl-dev zlib1g-dev libssl-dev
   python3 python3-websockets python3-aiosmtpd
-  curl procps
+  curl procps valgrind
   openssl
 )
 

@@ -1,0 +1,124 @@
+# The server side under valgrind memcheck.  The postmaster runs under
+# valgrind (every worker and backend is a fork of it, so all of them are
+# checked) while the whole path is exercised: WebSocket ingest with
+# streams, one-record frames, garbage and bad requests, HTTP POST,
+# /metrics, SQL ingest, alert dispatch to a webhook through libcurl, and a
+# cloud-sync export to a file:// target.  Then every process's valgrind
+# report must be empty.
+#
+# PostgreSQL's Debian build has no valgrind client requests, so palloc'd
+# chunks are not checked one by one; what is checked is every malloc'd
+# buffer (libwebsockets, libuv, libcurl, zlib, logagg's per-connection
+# queues) and every use of an uninitialised value.  test/valgrind.supp
+# holds the few reports that are PostgreSQL's own and known to be benign.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run ();
+use lib "$ENV{LOGAGG_SRC}/test/lib";
+use LogaggTest;
+use AlertReceivers;
+
+my ($valgrind) = map { "$_/valgrind" } grep { -x "$_/valgrind" } split /:/, $ENV{PATH};
+plan skip_all => 'valgrind is not installed (scripts/install-deps.sh installs it)' unless $valgrind;
+
+my $vgdir = "$PostgreSQL::Test::Utils::tmp_check/valgrind-$$";
+mkdir $vgdir;
+mkdir "$vgdir/sync";
+my $node = new_node('valgrind', qq{
+logagg.dispatch_workers = 1
+logagg.partition_interval = '1h'
+logagg.sync_url = 'file://$vgdir/sync'
+logagg.sync_grace = 0
+logagg.sync_interval = '1h'
+log_statement = 'none'
+});
+
+# started by hand, under valgrind, instead of through pg_ctl
+my $bindir = `pg_config --bindir`;
+chomp $bindir;
+my $pg = IPC::Run::start(
+	[ $valgrind, '--quiet', '--error-limit=no', '--leak-check=no', '--track-origins=yes',
+	  '--suppressions=' . src_dir() . '/test/valgrind.supp', "--log-file=$vgdir/vg.%p.log",
+	  "$bindir/postgres", '-D', $node->data_dir ],
+	'<', \undef, '>', "$vgdir/postgres.log", '2>&1');
+ok($node->poll_query_until('postgres', 'SELECT true'), 'the server is up under valgrind');
+$node->safe_psql('postgres', 'CREATE EXTENSION logagg');
+wait_workers_ready($node);
+
+my $rcv = AlertReceivers::http_receiver($node);
+my $token = $node->safe_psql('postgres', q{
+SELECT logagg.create_source('svc-a')});
+$node->safe_psql('postgres', qq{
+SELECT logagg.add_destination('hook', 'webhook', '{"url": "$rcv->{url}/alerts", "secret": "vg-secret"}');
+SELECT logagg.add_route('hook', 'high', NULL, '0');
+});
+my $url = "ws://127.0.0.1:$node->{logagg_port}/ingest";
+my $http = "http://127.0.0.1:$node->{logagg_port}";
+
+sub emit
+{
+	my ($in, @args) = @_;
+	my ($out, $err) = ('', '');
+	my @cmd = (emitter_path(), '--url', $url, '--token', $token, '--quiet', @args);
+	IPC::Run::run(\@cmd, '<', \$in, '>', \$out, '2>', \$err, IPC::Run::timeout(300));
+	return $out;
+}
+
+like(emit('', '--profile', 'a', '--count', 4000, '--rate', 0, '--batch', 200, '--stream', 'vg-1'),
+	qr/acked 4000 /, 'profile a: 4000 records in frames of 200 on a stream, all acked');
+like(emit('', '--profile', 'b', '--count', 500, '--rate', 0, '--batch', 1),
+	qr/acked 500 /, 'profile b: 500 one-record frames, all acked');
+like(emit('', '--profile', 'a', '--count', 4000, '--rate', 0, '--batch', 200, '--stream', 'vg-1'),
+	qr/acked 4000 /, 'the stream resumed: 4000 more acked');
+my $garbage = join("\n",
+	'{"message": "fine", "status": 503, "attrs": {"a": [1, {"b": null}], "c": "\u00e9"}}',
+	'{"ts": "not a time"}', '{"status": "five"}', '[1, 2, {"level": "error"}]',
+	'{"message": "\ud800 lone surrogate"}', '{"trace_id": "xyz"}', '{"unterminated": ') . "\n";
+my ($stdin_acked, $stdin_rejected) = emit($garbage, '--stdin') =~ /acked (\d+) rejected (\d+)/;
+is(($stdin_acked // 0) + ($stdin_rejected // 0), 7, 'stdin: every line answered, stored or rejected');
+cmp_ok($stdin_rejected // 0, '>=', 3, 'stdin: bad timestamp, status and trace id rejected');
+
+my ($out, $err);
+IPC::Run::run([ 'curl', '-s', '-X', 'POST', '--data-binary', qq({"message":"post"}\n{bad\n[{"status":404}]),
+		"$http/ingest?token=$token" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+like($out, qr/"accepted": 2, "rejected": 1/, 'POST /ingest: two stored, one rejected');
+for my $req ([ 'POST', "$http/ingest", '401' ], [ 'GET', "$http/nowhere?token=$token", '404' ],
+	[ 'GET', "$http/healthz", '200' ])
+{
+	IPC::Run::run([ 'curl', '-s', '-X', $req->[0], '-o', '/dev/null', '-w', '%{http_code}', $req->[1] ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	is($out, $req->[2], "$req->[0] $req->[1] answers $req->[2]");
+}
+IPC::Run::run([ 'curl', '-s', "$http/metrics" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+like($out, qr/^logagg_ingest_rows_total \d+/m, '/metrics answers');
+$node->safe_psql('postgres', q{
+SELECT logagg.ingest('[{"message": "from sql", "level": "fatal", "attrs": {"deep": {"er": [1, 2.5, "x"]}}}]')});
+
+ok( $node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM logagg.alert_log WHERE outcome = 'delivered'}),
+	'alerts were delivered to the webhook');
+my $stored = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
+is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 1, 'every acked record is stored once');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + ($stdin_rejected // 0),
+	'every rejected record is in logagg.rejected');
+
+# cloud sync of a closed window, in this backend
+$node->safe_psql('postgres', q{
+INSERT INTO logagg.logs (ts, source, level, severity, status, message, attrs)
+SELECT date_trunc('hour', now()) - interval '2 hours' + make_interval(secs => i), 'old', 'info', 'low', 200,
+       E'line\t' || i, jsonb_build_object('i', i)
+FROM generate_series(1, 500) i});
+is($node->safe_psql('postgres', 'SELECT logagg.sync_now()'), '1', 'sync_now exported the closed window');
+
+# stop, and read what valgrind says about every process
+IPC::Run::run([ "$bindir/pg_ctl", '-D', $node->data_dir, '-m', 'fast', '-t', '180', 'stop' ],
+	'>', \$out, '2>', \$err);
+$pg->finish;
+my @logs = glob("$vgdir/vg.*.log");
+cmp_ok(scalar(@logs), '>=', 6, scalar(@logs) . ' processes ran under valgrind');
+my @dirty = grep { -s $_ } @logs;
+is(scalar(@dirty), 0, 'valgrind reported nothing for any process')
+  or diag(join("\n", map { "--- $_\n" . slurp_file($_) } @dirty[0 .. ($#dirty < 2 ? $#dirty : 2)]));
+done_testing();
