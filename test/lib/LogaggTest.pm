@@ -23,12 +23,14 @@ sub emitter_path
 	return -x $p ? $p : 'logagg-emit';
 }
 
-# new_node(NAME, extra postgresql.conf text) -> node; $node->{logagg_port}
+# new_node(NAME, extra postgresql.conf text, init options) -> node;
+# $node->{logagg_port}.  Init options go to PostgreSQL::Test::Cluster::init
+# (e.g. allows_streaming => 1).
 sub new_node
 {
-	my ($name, $extra) = @_;
+	my ($name, $extra, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
-	$node->init;
+	$node->init(%init);
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'logagg'
