@@ -3,7 +3,8 @@
 # nothing may be written there, and the ingest port is the primary's job),
 # while the logs replicate.  When the primary dies and the standby is
 # promoted, the workers start on it, and a durable stream resumes there
-# exactly where the old primary committed it: no record lost, none twice.
+# exactly where the old primary committed it; with synchronous replication
+# every acked record is there: no record lost, none twice.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -48,14 +49,23 @@ is($out, '000', 'the standby does not listen for ingest');
 unlike(slurp_file($standby->logfile), qr/logagg.*(ERROR|FATAL)|read-only transaction/,
 	'no logagg error in the standby\'s log');
 
-# the primary dies; the standby takes over
+# synchronous replication: an ack now also means "on the standby"
+$primary->append_conf('postgresql.conf', "synchronous_standby_names = '*'\n");
+$primary->reload;
+ok($primary->poll_query_until('postgres', "SELECT sync_state = 'sync' FROM pg_stat_replication"),
+	'the standby is synchronous');
+like(emit($primary, 2000), qr/acked 2000 /, 'the primary took 2000 more, acked after the standby had them');
+
+# the primary dies at once (no waiting for the standby); the standby takes over
 $primary->stop('immediate');
 $standby->promote;
+is($standby->safe_psql('postgres', "SELECT count(*) FROM logagg.logs WHERE stream = 'fo-1'"), '5000',
+	'every acked record is on the promoted standby');
 wait_workers_ready($standby);
 like(emit($standby, 2000), qr/acked 2000 /, 'after the promotion the stream goes on at the new primary');
 is( $standby->safe_psql('postgres',
 		"SELECT count(*) || ' ' || count(DISTINCT seq) || ' ' || min(seq) || ' ' || max(seq) FROM logagg.logs WHERE stream = 'fo-1'"),
-	'5000 5000 1 5000', 'the stream holds seq 1..5000, each once');
-is($standby->safe_psql('postgres', "SELECT last_seq FROM logagg.streams WHERE stream_id = 'fo-1'"), '5000',
-	'its resume point is 5000');
+	'7000 7000 1 7000', 'the stream holds seq 1..7000, each once');
+is($standby->safe_psql('postgres', "SELECT last_seq FROM logagg.streams WHERE stream_id = 'fo-1'"), '7000',
+	'its resume point is 7000');
 done_testing();
