@@ -27,4 +27,14 @@ FROM logagg.logs l JOIN logagg.partitions p ON p.partition = l.tableoid::regclas
 WHERE l.source = 'regress' AND l.message = 'far future';
 -- an overlapping partition is not created twice
 SELECT logagg._ensure_partition('2200-06-01 00:00:00+00', 86400) AS created_again;
+-- every partition, the moved-into one included, has its own BRIN (ts) and
+-- btree (source, ts) index (the parent has none: docs/architecture.md)
+SELECT count(*) AS partitions_without_both_indexes
+FROM logagg.partitions p
+WHERE (SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+       JOIN pg_am a ON a.oid = c.relam
+       WHERE i.indrelid = p.partition
+         AND ((a.amname = 'brin' AND pg_get_indexdef(i.indexrelid) LIKE '%(ts)')
+           OR (a.amname = 'btree' AND pg_get_indexdef(i.indexrelid) LIKE '%(source, ts)'))) <> 2;
+SELECT count(*) AS parent_indexes FROM pg_index WHERE indrelid = 'logagg.logs'::regclass;
 DELETE FROM logagg.logs WHERE source = 'regress';
