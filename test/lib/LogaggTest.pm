@@ -11,9 +11,10 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(time usleep);
+use IPC::Run ();
 
 our @EXPORT = qw(new_node start_with_extension wait_workers_ready src_dir
-  poll_until emitter_path);
+  poll_until emitter_path ws_probe);
 
 sub src_dir { return $ENV{LOGAGG_SRC} // '.'; }
 
@@ -63,6 +64,18 @@ sub wait_workers_ready
 	$node->poll_query_until('postgres',
 		"SELECT count(*) > 0 AND bool_and(ready) FROM logagg.status()")
 	  or die "logagg workers did not become ready";
+}
+
+# ws_probe(BASE URL, STEPS...): run test/clients/ws_probe.py against
+# BASE (ws://host:port) with the given steps; returns what it printed.
+sub ws_probe
+{
+	my ($base, @steps) = @_;
+	my ($out, $err) = ('', '');
+	IPC::Run::run([ '/usr/bin/python3', src_dir() . '/test/clients/ws_probe.py', $base, @steps ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	diag("ws_probe stderr: $err") if $err ne '';
+	return $out;
 }
 
 # poll_until(CODE, timeout seconds): call CODE every 50 ms until it returns true.

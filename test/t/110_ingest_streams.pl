@@ -21,11 +21,7 @@ sub sql { return $node->safe_psql('postgres', $_[0]); }
 
 sub probe
 {
-	my ($out, $err) = ('', '');
-	run([ '/usr/bin/python3', src_dir() . '/test/clients/ws_probe.py', $base, @_ ],
-		'>', \$out, '2>', \$err, timeout(60));
-	diag("ws_probe stderr: $err") if $err ne '';
-	return $out;
+	return ws_probe($base, @_);
 }
 
 sub emit_cmd
