@@ -31,6 +31,10 @@ INSERT INTO logagg.rules (rule_order, status_min, status_max, severity) VALUES (
 
 -- fingerprints mask ids and numbers
 SELECT logagg.mask_message('GET /api/orders/12345 503 in 12ms req=9f1c2d3e-aaaa-4bbb-8ccc-123456789abc');
+-- only the first 256 bytes count, cut at a character boundary: 255 x 'x'
+-- then a two-byte character keeps 255 bytes, never half of the character
+SELECT octet_length(logagg.mask_message(repeat('x', 255) || U&'\00e9' || 'tail')) AS masked_bytes,
+       right(logagg.mask_message(repeat('x', 254) || U&'\00e9' || 'tail'), 2) AS ends_with;
 SELECT logagg.fingerprint('service-a', 'critical', 503, 'GET /api/orders/1 503')
      = logagg.fingerprint('service-a', 'critical', 503, 'GET /api/orders/2 503') AS same_group,
        logagg.fingerprint('service-a', 'critical', 503, 'GET /api/orders/1 503')

@@ -18,6 +18,7 @@
 #include "common/sha2.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 
 #include "logagg.h"
@@ -40,7 +41,9 @@ logagg_mask_message(const char *message, StringInfo out)
 
 	if (message == NULL)
 		return;
-	len = strnlen(message, FINGERPRINT_MESSAGE_CHARS);
+	/* whole characters only: the masked text is also shown as text */
+	len = strnlen(message, FINGERPRINT_MESSAGE_CHARS + MAX_MULTIBYTE_CHAR_LEN);
+	len = logagg_clip_len(message, len, FINGERPRINT_MESSAGE_CHARS);
 	while (i < len)
 	{
 		if (is_hexish(message[i]))

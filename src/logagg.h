@@ -158,6 +158,10 @@ extern void logagg_fingerprint(const char *source, LogaggSeverity sev, int statu
 							   bool has_status, const char *message,
 							   char out[LOGAGG_FINGERPRINT_LEN + 1]);
 
+/* ---- text from outside, repaired before it is stored (valid_text.c) ---- */
+extern void logagg_make_valid_text(char *s);
+extern int	logagg_clip_len(const char *s, int len, int limit);
+
 /* ---- partitions (partitions.c) ---- */
 extern int	logagg_create_partitions(void);
 

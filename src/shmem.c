@@ -181,10 +181,15 @@ logagg_count(LogaggCounter c, uint64 n)
 void
 logagg_set_last_error(const char *msg)
 {
+	char		copy[sizeof(my_slot->last_error)];
+
 	if (my_slot == NULL)
 		return;
+	/* cut to the slot's size, then repaired: status() shows it as text */
+	strlcpy(copy, msg, sizeof(copy));
+	logagg_make_valid_text(copy);
 	SpinLockAcquire(&my_slot->mutex);
-	strlcpy(my_slot->last_error, msg, sizeof(my_slot->last_error));
+	memcpy(my_slot->last_error, copy, sizeof(copy));
 	my_slot->last_error_at = GetCurrentTimestamp();
 	SpinLockRelease(&my_slot->mutex);
 }

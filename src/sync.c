@@ -779,6 +779,8 @@ sync_one(SyncItem *it)
 	v[10] = Int64GetDatum(ex.max_id);
 	v[11] = Int32GetDatum(ex.upload_parts);
 	v[12] = TimestampTzGetDatum(started);
+	/* S3 servers and libcurl say what they like, cut to SYNC_ERR_LEN */
+	logagg_make_valid_text(ex.err);
 	v[13] = ex.failed ? CStringGetTextDatum(ex.err) : (Datum) 0;
 	v[14] = Int32GetDatum(logagg_sync_interval_secs);
 	v[15] = ex.snapshot ? CStringGetTextDatum(ex.snapshot) : (Datum) 0;

@@ -32,7 +32,9 @@ logged to --log as "PASS|FAIL METHOD PATH [reason]".
 
 --mode-file FILE: read on every request; "ok" (default) forwards,
 "500" answers 500 InternalError, "500-parts" answers 500 to UploadPart
-requests only (to exercise AbortMultipartUpload), "hang" waits 60 s
+requests only (to exercise AbortMultipartUpload), "500-garbage" answers
+500 with a Message of invalid UTF-8 and a multibyte text longer than any
+buffer it lands in, "hang" waits 60 s
 (for client timeouts), "refuse" closes the connection without a reply.
 
 Usage: s3_sigv4_proxy.py --port P --upstream 127.0.0.1:Q --access-key K
@@ -197,6 +199,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.record("PASS %s %s %d %s" % (self.command, self.path, len(body), mode))
         if mode == "500" or (mode == "500-parts" and "partNumber=" in self.path):
             self.reply(500, b"<Error><Code>InternalError</Code></Error>")
+            return
+        if mode == "500-garbage":
+            msg = b"\xff\xfebad " + "\u00e9".encode() * 400
+            self.reply(500, b"<Error><Code>InternalError</Code><Message>" + msg + b"</Message></Error>")
             return
         if mode == "hang":
             time.sleep(60)

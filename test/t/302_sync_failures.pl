@@ -84,6 +84,17 @@ FROM logagg.sync_log WHERE source = 'alpha' AND status = 'failed'
 my @b = split /,/, $backoffs;
 ok(@b == 3 && $b[0] < $b[1] && $b[1] < $b[2], "retry backoff grows per failure ($backoffs s)");
 
+# --- an error text of invalid UTF-8, longer than any buffer: stored as valid text
+set_proxy_mode($s3, '500-garbage');
+($out, $err) = sync_now_warn();
+is($out, '0', 'HTTP 500 with a garbage message: nothing uploaded');
+my ($rc, $e) = $node->psql('postgres', q{
+SELECT convert_from(convert_to(error, 'UTF8'), 'UTF8') FROM logagg.sync_log
+ WHERE status = 'failed' ORDER BY id DESC LIMIT 1});
+is($rc, 0, 'the recorded error is valid text (convert_from verifies it)');
+like($e, qr/^PUT .*HTTP 500 InternalError: \?\?bad (\x{e9}|\xc3\xa9)+$/s,
+	'invalid bytes became "?" and the cut left whole characters');
+
 # --- multipart upload whose parts fail is aborted
 $node->safe_psql('postgres', q{
 ALTER SYSTEM SET logagg.sync_part_size = '64kB';
