@@ -26,17 +26,42 @@ PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-ini
               -Wno-sign-compare -Wno-cast-function-type
 SHLIB_LINK  = $(shell pkg-config --libs $(PKG_LIBS)) -lcrypto
 
-# pg_regress on a throwaway instance with logagg preloaded
+# Tests, declared the PGXS way: `make installcheck` runs pg_regress (sql/,
+# expected/) and the isolation specs (test/isolation/), each on a throwaway
+# instance with logagg preloaded; `make prove_installcheck` (or installcheck
+# with TAP_TESTS=1 kept) runs the TAP tests in test/t/.  Each run's
+# postgresql.conf is written by test/temp-conf with a free ingest port, so
+# runs on one machine never fight over a port.  ./test/run is the one
+# command that installs, builds and runs everything.
 REGRESS      = $(patsubst sql/%.sql,%,$(sort $(wildcard sql/*.sql)))
-REGRESS_OPTS = --temp-config=$(CURDIR)/test/regress.conf --temp-instance=$(CURDIR)/tmp_check_regress \
+REGRESS_OPTS = --temp-config=$(CURDIR)/tmp_check_regress.conf --temp-instance=$(CURDIR)/tmp_check_regress \
                --load-extension=logagg
-# PostgreSQL::Test::Cluster tests (test/t/*.pl) run through test/tap.sh,
-# which gives each run its own TESTDIR; see test/run.
+ISOLATION    = $(patsubst test/isolation/specs/%.spec,%,$(sort $(wildcard test/isolation/specs/*.spec)))
+ISOLATION_OPTS = --inputdir=$(CURDIR)/test/isolation --outputdir=$(CURDIR)/output_iso \
+               --temp-config=$(CURDIR)/tmp_check_iso.conf --temp-instance=$(CURDIR)/tmp_check_iso \
+               --load-extension=logagg
+REGRESS_PREP = tmp_check_regress.conf tmp_check_iso.conf
+TAP_TESTS    = 1
+PROVE_TESTS  = $(sort $(wildcard test/t/*.pl))
+PROVE_FLAGS  += -I $(CURDIR)/test/lib
+export LOGAGG_SRC = $(CURDIR)
 
-EXTRA_CLEAN  = tmp_check_regress emitters/logagg-emit
+EXTRA_CLEAN  = tmp_check_regress tmp_check_regress.conf tmp_check_iso.conf emitters/logagg-emit
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# Only the TAP tests (PGXS runs them as part of installcheck).
+.PHONY: prove_installcheck
+prove_installcheck:
+	$(prove_installcheck)
+
+# A fresh configuration (free ingest port) for every test run.
+.PHONY: tmp_check_regress.conf tmp_check_iso.conf
+tmp_check_regress.conf:
+	test/temp-conf contrib_regression 2 > $@
+tmp_check_iso.conf:
+	test/temp-conf isolation_regression 0 > $@
 
 # Every object depends on the headers in src/ (few, small, shared).
 $(OBJS): $(wildcard src/*.h)

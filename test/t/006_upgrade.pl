@@ -18,6 +18,14 @@ my $newest = do
 	$v;
 };
 ok(defined $newest, "newest version from logagg.control: $newest");
+# PGXN's META.json must carry a copy of it (semantic version: x.y.0)
+{
+	open(my $fh, '<', src_dir() . '/META.json') or die "META.json: $!";
+	my $meta = join('', <$fh>);
+	my @v = $meta =~ /"version"\s*:\s*"([^"]+)"/g;
+	is_deeply([ grep { $_ ne '1.0.0' } @v ], [ "$newest.0", "$newest.0" ],
+		'META.json names the same version as logagg.control');
+}
 
 my $node = new_node('upgrade');
 $node->start;
