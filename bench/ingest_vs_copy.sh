@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/ingest_vs_copy.sh -- WebSocket ingest vs psql \copy, same records,
-# same table, one invocation (issue 3, "Done when" 6).
+# same table, one invocation (results in bench/RESULTS.md).
 #
 # One throwaway PostgreSQL 15 instance with logagg preloaded.  Each round:
 #
