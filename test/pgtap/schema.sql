@@ -1,4 +1,4 @@
--- pgTAP: CREATE EXTENSION logagg creates every fixed object of DESIGN §3
+-- pgTAP: CREATE EXTENSION logagg creates every fixed object of docs/design.md §3
 -- with the documented columns and types.
 BEGIN;
 SELECT plan(96);

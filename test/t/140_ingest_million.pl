@@ -1,4 +1,4 @@
-# 140_ingest_million.pl -- issue 3, done-when 1: one logagg-emit run of
+# 140_ingest_million.pl -- one logagg-emit run of
 # 1,000,000 records as fast as acks allow (--rate 0, 500 records a frame)
 # exits 0, and logagg.logs then holds exactly 1,000,000 rows, each with
 # the severity logagg.classify() gives for its status and level.

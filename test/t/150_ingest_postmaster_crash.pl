@@ -1,4 +1,4 @@
-# 150_ingest_postmaster_crash.pl -- issue 3, done-when 2: exactly-once
+# 150_ingest_postmaster_crash.pl -- exactly-once
 # across a crash of the whole server.  While logagg-emit streams 300,000
 # records on one durable stream as fast as acks allow, the postmaster is
 # stopped with "pg_ctl -m immediate" (no shutdown checkpoint, every backend

@@ -1,4 +1,4 @@
-# 160_ingest_bad_input.pl -- issue 3, done-when 3: every kind of bad input
+# 160_ingest_bad_input.pl -- every kind of bad input
 # gets its documented answer, and after EACH one the same ingest worker
 # still serves a fresh client (a valid record is acked and stored).
 #

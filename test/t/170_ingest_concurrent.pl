@@ -1,4 +1,4 @@
-# 170_ingest_concurrent.pl -- issue 3, done-when 4: 1,000 concurrent
+# 170_ingest_concurrent.pl -- 1,000 concurrent
 # WebSocket connections, all open at once, all sending at the same moment,
 # are all served and acked; the ingest worker's memory stays bounded and
 # goes back down when they leave.

@@ -1,4 +1,4 @@
-# 180_ingest_metrics.pl -- issue 3, done-when 5: GET /metrics is valid
+# 180_ingest_metrics.pl -- GET /metrics is valid
 # Prometheus text format (0.0.4), checked by a strict parser below, and
 # after a run its counters equal what the tables hold: records accepted =
 # rows in logagg.logs, rejected = rows in logagg.rejected, duplicates =
