@@ -4,7 +4,7 @@
  *	  logagg-emit: command line, event loop, summary line and exit status.
  *
  * logagg-emit simulates services A/B/C or ships stdin to a logagg server
- * over WebSocket (wire protocol v1, see DESIGN.md section 2).  The run
+ * over WebSocket (wire protocol v1, see docs/protocol.md).  The run
  * ends when the producer is finished (--count, --duration, end of stdin,
  * SIGINT/SIGTERM) and every record is settled, or when settling stalls for
  * --drain-timeout seconds.

@@ -1,4 +1,4 @@
--- logagg cloud sync bookkeeping (DESIGN §6, docs/sync.md).
+-- logagg cloud sync bookkeeping (docs/design.md §6, docs/sync.md).
 --
 -- A window is logagg.partition_interval (or one hour when the interval is
 -- longer) aligned to the Unix epoch in UTC.  Each (window, source) becomes

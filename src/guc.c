@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * guc.c
- *		Every logagg.* configuration parameter (DESIGN §4), with its
+ *		Every logagg.* configuration parameter (docs/design.md §4), with its
  *		context, unit and validation.
  *
  * Parameters that shape shared memory or sockets (listen address, port,

@@ -3,7 +3,7 @@
  * ingest_server.c
  *		The network side of the ingest worker: a libwebsockets server on a
  *		libuv loop that the worker's WaitEventSet watches (see
- *		TECH-NOTES), speaking wire protocol v1 on ws://HOST:PORT/ingest and
+ *		docs/design.md §1), speaking wire protocol v1 on ws://HOST:PORT/ingest and
  *		plain HTTP on the same port (POST /ingest, GET /healthz,
  *		GET /metrics).
  *

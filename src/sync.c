@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * sync.c
- *		The cloud-sync cycle (DESIGN §6, docs/sync.md): find closed windows
+ *		The cloud-sync cycle (docs/design.md §6, docs/sync.md): find closed windows
  *		not yet synced, export each (window, source) as gzip-compressed
  *		NDJSON and hand it to the target (s3_client.c or sync_file.c), then
  *		record the outcome in logagg.sync_log.

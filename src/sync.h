@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * sync.h
- *		Cloud sync (DESIGN §6): declarations shared by sync.c (the cycle),
+ *		Cloud sync (docs/design.md §6): declarations shared by sync.c (the cycle),
  *		s3_client.c (S3 uploads signed with SigV4), sync_file.c (file://
  *		target), retention.c and the maintenance worker.
  *

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """fake_server.py -- loopback stand-in for the logagg ingest worker.
 
-Implements the server side of wire protocol v1 (DESIGN.md section 2) well
+Implements the server side of wire protocol v1 (docs/protocol.md) well
 enough to test logagg-emit without PostgreSQL:
 
   * token check before the upgrade (Authorization: Bearer, or ?token=),
