@@ -1,11 +1,12 @@
 /*-------------------------------------------------------------------------
  *
  * alert_sql.c
- *		C parts of the alert SQL API.
+ *		Waking the dispatch workers from SQL: logagg._wake_dispatchers()
+ *		and logagg._wake_dispatchers_at_commit().
  *
- * Waking the dispatch workers from SQL: a statement trigger on
- * logagg.alert_queue (and _wake_dispatchers_at_commit(), called by
- * functions that make queued alerts due again) registers a transaction
+ * A statement trigger on logagg.alert_queue (and
+ * _wake_dispatchers_at_commit(), called by functions that make queued
+ * alerts due again) registers a transaction
  * callback that sets the dispatchers' latches when the transaction
  * COMMITS.  Not before: a dispatcher woken earlier would not yet see the
  * rows and would go back to sleep; and not on abort, when there is nothing

@@ -3,7 +3,9 @@
  * classify.c
  *		Severity classification: logagg.rules evaluated in order, first
  *		match wins.  The ingest path and logagg.classify() call the same
- *		function, so what SQL says is what ingest does.
+ *		function, so what SQL says is what ingest does.  Also level
+ *		normalisation (logagg.normalize_level(), OpenTelemetry
+ *		severity_number).
  *
  * The rules are cached per process.  A statement trigger on logagg.rules
  * sends a relcache invalidation for the table (see cache_inval.c); our

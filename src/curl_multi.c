@@ -12,6 +12,10 @@
  * its wait timeout.  After each wake the worker calls logagg_curlm_service,
  * which drives curl_multi_socket_action and collects finished transfers.
  *
+ * Also the part every destination kind shares: creating a transfer
+ * (timeouts, allowed protocols, Idempotency-Key) and turning a finished
+ * one into an outcome (which failures are permanent, Retry-After).
+ *
  * Nothing here calls ereport(ERROR) from inside a libcurl callback: the
  * callbacks only copy bytes into the transfer's own buffers.
  *

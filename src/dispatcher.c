@@ -14,6 +14,9 @@
  * timeout), so a dispatcher that dies mid-send leaves it to be retried
  * with the same alert_id, and a healthy one never sends it twice.
  *
+ * Also here: releasing a restarted worker's claims, building the
+ * notification payload and picking the dest_*.c function for the
+ * destination's kind, and the periodic expiry of ended alert groups.
  * The SQL halves live in schema/20_alerts.sql; the delivery policy (which
  * failures are permanent, Retry-After) is decided in curl_multi.c.
  *

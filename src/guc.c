@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * guc.c
- *		Every logagg.* configuration parameter (docs/design.md §4), with its
- *		context, unit and validation.
+ *		The logagg.* configuration parameters (docs/design.md §4), with
+ *		their context, unit and validation.  The logagg.sync_* ones are
+ *		defined in sync.c (logagg_define_sync_gucs, called from here).
  *
  * Parameters that shape shared memory or sockets (listen address, port,
  * number of dispatch workers...) are PGC_POSTMASTER; everything a running

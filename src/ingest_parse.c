@@ -10,9 +10,14 @@
  * refuse later (invalid UTF-8, NUL characters, numbers jsonb cannot hold)
  * is refused here, because a COPY error would abort the whole batch.
  *
- * Parsing uses PostgreSQL's own JSON lexer (common/jsonapi.h).  Fields
- * the protocol does not map to columns are copied, as their raw JSON
- * text, into the attrs object.
+ * A strict one-pass scanner handles what clients usually send (objects
+ * and arrays of objects without \u escapes) and keeps the fields the
+ * protocol does not map to columns as raw spans for attrs.  Anything it
+ * is unsure of goes, whole, through PostgreSQL's JSON parser
+ * (pg_parse_json, common/jsonapi.h) instead, with the same records,
+ * rejects and reasons.  Also here: field mapping and validation, the
+ * RFC 3339 / epoch-ms timestamp parser, and attrs as jsonb built straight
+ * from the scanner's text.
  *
  *-------------------------------------------------------------------------
  */

@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * partitions.c
- *		Partition maintenance for logagg.logs: the C side of
+ *		Partition maintenance for logagg.logs: calls
  *		logagg._create_partitions() (which lives in SQL, where DDL is
- *		easiest to read) and the parsed logagg.partition_interval.
+ *		easiest to read) and counts what it created, and gives SQL the
+ *		parsed logagg.partition_interval (_partition_interval_secs()).
  *
  *-------------------------------------------------------------------------
  */

@@ -30,6 +30,9 @@
  * lists subtransaction ids too (see export_snapshot_text()), because a row's
  * xmin is the id of the subtransaction that inserted it.
  *
+ * This file also defines the logagg.sync_* parameters and
+ * logagg._xid8(), and implements logagg.sync_now().
+ *
  * Who runs it: the maintenance worker, every logagg.sync_interval, one
  * transaction per object so that a failure or crash loses at most one
  * object's work; and logagg.sync_now(), synchronously in the calling

@@ -3,7 +3,9 @@
  * worker.c
  *		What every logagg background worker does the same way: signal
  *		handling, connecting to logagg.database, claiming its shared-memory
- *		slot, and waiting quietly until CREATE EXTENSION logagg has run.
+ *		slot, waiting quietly until CREATE EXTENSION logagg has run,
+ *		running a unit of work in its own transaction (an error becomes
+ *		last_error), and exiting after DROP EXTENSION.
  *
  *-------------------------------------------------------------------------
  */
