@@ -1,7 +1,8 @@
 # Late rows whose ids are BELOW the ids already uploaded are not lost
-# (docs/sync.md, "Late rows are not lost").  Ids come from a sequence cached 1,000 per
-# session, and a transaction can still be open while its window is exported,
-# so a row can commit after part 0 with an id lower than every id in part 0.
+# (docs/sync.md, "Late rows are not lost").  Ids come from a sequence
+# cached 1,000 per session, and a transaction can still be open while its
+# window is exported, so a row can commit after part 0 with an id lower
+# than every id in part 0.
 # Parts are delimited by the export's MVCC snapshot, not by ids; this test
 # checks that every such row ends up in exactly one part:
 #  - an ordinary open transaction in another session (cached low ids);
