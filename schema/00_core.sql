@@ -1,6 +1,7 @@
 -- logagg core schema: roles, severity, logs, classification rules, sources,
--- streams, rejected records, status.  (Concatenated with the other
--- schema/*.sql files, in name order, into logagg--1.0.sql by the Makefile.)
+-- streams, rejected records.  (Concatenated with the other
+-- schema/*.sql files, in name order, into the newest version's install
+-- script, logagg--<version>.sql, by the Makefile.)
 
 \echo Use "CREATE EXTENSION logagg" to load this file. \quit
 
