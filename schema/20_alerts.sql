@@ -135,11 +135,11 @@ CREATE TRIGGER alert_queue_wake AFTER INSERT ON @extschema@.alert_queue
 --     "first_seen": "2026-...Z", "last_seen": "2026-...Z"}, ...]
 -- Returns the number of alert_queue rows written or updated.
 --
--- Grouping timeline per (route, fingerprint), docs/design.md §5: the first records
--- of a group are queued due now; while records keep arriving, they are
--- added to one pending summary due group_window after the previous
--- notification; a group without records for a whole window ends.  Every
--- record is counted in exactly one queue row per route.
+-- Grouping timeline per (route, fingerprint), docs/design.md §5: the
+-- first records of a group are queued due now; while records keep
+-- arriving, they are added to one pending summary due group_window after
+-- the previous notification; a group without records for a whole window
+-- ends.  Every record is counted in exactly one queue row per route.
 CREATE FUNCTION @extschema@._enqueue_alerts(groups jsonb) RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -750,8 +750,9 @@ $fn$;
 COMMENT ON FUNCTION @extschema@.silence(text, text, interval, text, text) IS
     'Mutes alerts matching source, fingerprint and message_regex (NULL = any) for duration; muted alerts are logged as silenced. Returns the silence id.';
 
--- The fixed four-argument form (docs/design.md §3).  A separate function rather
--- than a DEFAULT on the five-argument one, so both signatures exist.
+-- The fixed four-argument form (docs/alerts.md, "Silences").  A separate
+-- function rather than a DEFAULT on the five-argument one, so both
+-- signatures exist.
 CREATE FUNCTION @extschema@.silence(source text, fingerprint text, duration interval, comment text)
     RETURNS int
     LANGUAGE sql

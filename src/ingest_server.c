@@ -3,9 +3,9 @@
  * ingest_server.c
  *		The network side of the ingest worker: a libwebsockets server on a
  *		libuv loop that the worker's WaitEventSet watches (see
- *		docs/design.md §1), speaking wire protocol v1 on ws://HOST:PORT/ingest and
- *		plain HTTP on the same port (POST /ingest, GET /healthz,
- *		GET /metrics).
+ *		docs/design.md §1), speaking wire protocol v1 on
+ *		ws://HOST:PORT/ingest and plain HTTP on the same port
+ *		(POST /ingest, GET /healthz, GET /metrics).
  *
  * Division of labour.  lws callbacks only copy bytes and set flags: they
  * run inside uv_run(), where a PostgreSQL error would longjmp over the

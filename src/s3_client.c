@@ -11,11 +11,11 @@
  * sends AbortMultipartUpload so the store does not keep orphan parts.
  *
  * What libcurl 7.88 does not do for S3 and we therefore do here (see
- * docs/design.md §6): it sends no x-amz-content-sha256 header, so we compute the
- * payload's SHA-256 and send it (S3 refuses requests without it); it does
- * not canonicalise the query string, so every query we build is already
- * sorted with "=" after valueless names; it does not encode the path, so
- * object keys are percent-encoded here (RFC 3986, "/" kept).
+ * docs/design.md §6): it sends no x-amz-content-sha256 header, so we
+ * compute the payload's SHA-256 and send it (S3 refuses requests without
+ * it); it does not canonicalise the query string, so every query we build
+ * is already sorted with "=" after valueless names; it does not encode
+ * the path, so object keys are percent-encoded here (RFC 3986, "/" kept).
  *
  * Custom endpoints (MinIO, R2, GCS interop, test servers) are addressed
  * path-style (ENDPOINT/BUCKET/KEY), which needs no wildcard DNS or TLS

@@ -1,10 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * sync.c
- *		The cloud-sync cycle (docs/design.md §6, docs/sync.md): find closed windows
- *		not yet synced, export each (window, source) as gzip-compressed
- *		NDJSON and hand it to the target (s3_client.c or sync_file.c), then
- *		record the outcome in logagg.sync_log.
+ *		The cloud-sync cycle (docs/design.md §6, docs/sync.md): find
+ *		closed windows not yet synced, export each (window, source) as
+ *		gzip-compressed NDJSON and hand it to the target (s3_client.c or
+ *		sync_file.c), then record the outcome in logagg.sync_log.
  *
  * Streaming: rows come from a portal in chunks of EXPORT_FETCH rows,
  * are compressed as they come, and compressed bytes go straight to the

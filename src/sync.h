@@ -1,9 +1,10 @@
 /*-------------------------------------------------------------------------
  *
  * sync.h
- *		Cloud sync (docs/design.md §6): declarations shared by sync.c (the cycle),
- *		s3_client.c (S3 uploads signed with SigV4), sync_file.c (file://
- *		target), retention.c and the maintenance worker.
+ *		Cloud sync (docs/design.md §6): declarations shared by sync.c
+ *		(the cycle), s3_client.c (S3 uploads signed with SigV4),
+ *		sync_file.c (file:// target), retention.c and the maintenance
+ *		worker.
  *
  * The two targets offer the same streaming "object writer" interface:
  * begin(key) -> write(bytes)* -> finish() or abort().  Memory held by a

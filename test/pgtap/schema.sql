@@ -1,5 +1,5 @@
--- pgTAP: CREATE EXTENSION logagg creates every fixed object of docs/design.md §3
--- with the documented columns and types.
+-- pgTAP: CREATE EXTENSION logagg creates every fixed object of
+-- docs/design.md §3 with the documented columns and types.
 BEGIN;
 SELECT plan(96);
 
