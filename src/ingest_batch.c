@@ -42,6 +42,8 @@
 #include "port/pg_bswap.h"
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
@@ -607,6 +609,9 @@ error_may_be_a_records(int sqlerrcode)
 	return true;
 }
 
+static void add_record_reject(IngestBatch *batch, const IngestRecord *r, const char *peer,
+							  char *reason);
+
 /* What an attempt to store part of the batch shares with the next one. */
 typedef struct StoreState
 {
@@ -737,8 +742,23 @@ refuse_record(StoreState *st, int i, const ErrorData *error)
 {
 	IngestBatch *batch = st->batch;
 	IngestRecord *r = &batch->records[i];
+	char	   *reason = MemoryContextStrdup(batch->cxt,
+											 psprintf("storing the record failed: %s", error->message));
+
+	add_record_reject(batch, r, NULL, reason);
+	st->nrefused++;
+	if (r->refused)
+		r->refused(r->origin_arg, r, reason);
+}
+
+/*
+ * Put a parsed record into the batch's rejects (reason must live in the
+ * batch's memory).  The caller reports it to the record's origin.
+ */
+static void
+add_record_reject(IngestBatch *batch, const IngestRecord *r, const char *peer, char *reason)
+{
 	MemoryContext oldcxt = MemoryContextSwitchTo(batch->cxt);
-	char	   *reason = psprintf("storing the record failed: %s", error->message);
 	char	   *raw = record_as_json(r);
 	IngestReject *rej;
 	int			len = strlen(raw);
@@ -755,17 +775,13 @@ refuse_record(StoreState *st, int i, const ErrorData *error)
 	rej = &batch->rejects[batch->nrejects++];
 	memset(rej, 0, sizeof(*rej));
 	rej->received_at = r->received_at;
-	rej->peer = NULL;
+	rej->peer = peer ? pstrdup(peer) : NULL;
 	rej->source = pstrdup(r->source);
 	rej->reason = reason;
 	if (len > INGEST_REJECT_RAW_BYTES)
 		raw[pg_mbcliplen(raw, len, INGEST_REJECT_RAW_BYTES)] = '\0';
 	rej->raw = raw;
 	MemoryContextSwitchTo(oldcxt);
-
-	st->nrefused++;
-	if (r->refused)
-		r->refused(r->origin_arg, r, reason);
 }
 
 /*
@@ -963,6 +979,78 @@ ingest_xact_callback(XactEvent event, void *arg)
 		wake_dispatch_at_commit = false;
 }
 
+/*
+ * logagg.ingest() runs as the extension's owner (SECURITY DEFINER), so the
+ * role to check is the one outside every SECURITY DEFINER function: the
+ * session's role (after SET ROLE).  Superusers and members of
+ * logagg_admin write any source; other roles the sources granted in
+ * logagg.source_writers to a role whose privileges they have.  A caller
+ * with no grant at all gets an error; records of a source it was not
+ * granted are rejected one by one, like any invalid record.  Needs SPI.
+ */
+static void
+check_source_grants(IngestBatch *batch)
+{
+	Oid			caller = GetOuterUserId();
+	Oid			admin = get_role_oid("logagg_admin", true);
+	char	   *caller_name;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1];
+	int			ret;
+	HASHCTL		ctl;
+	HTAB	   *allowed;
+	int			kept = 0;
+
+	if (superuser_arg(caller) || (OidIsValid(admin) && has_privs_of_role(caller, admin)))
+		return;
+
+	caller_name = GetUserNameFromId(caller, false);
+	values[0] = ObjectIdGetDatum(caller);
+	ret = SPI_execute_with_args("SELECT DISTINCT w.source FROM logagg.source_writers w "
+								"JOIN pg_catalog.pg_roles r ON r.rolname = w.role_name "
+								"WHERE pg_catalog.pg_has_role($1, r.oid, 'USAGE')",
+								1, argtypes, values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "logagg: reading logagg.source_writers failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not write any log source through logagg.ingest()", caller_name),
+				 errhint("An administrator allows a source with SELECT logagg.grant_source_write('%s', 'SOURCE');",
+						 caller_name)));
+
+	ctl.keysize = INGEST_MAX_SOURCE_LEN + 1;
+	ctl.entrysize = INGEST_MAX_SOURCE_LEN + 1;
+	ctl.hcxt = CurrentMemoryContext;
+	allowed = hash_create("logagg granted sources", Max(SPI_processed, 16), &ctl,
+						  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *src = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (src && strlen(src) <= INGEST_MAX_SOURCE_LEN)
+			(void) hash_search(allowed, src, HASH_ENTER, NULL);
+	}
+
+	for (int i = 0; i < batch->nrecords; i++)
+	{
+		IngestRecord *r = &batch->records[i];
+
+		if (strlen(r->source) <= INGEST_MAX_SOURCE_LEN &&
+			hash_search(allowed, r->source, HASH_FIND, NULL) != NULL)
+		{
+			batch->records[kept++] = *r;
+			continue;
+		}
+		add_record_reject(batch, r, "sql",
+						  MemoryContextStrdup(batch->cxt,
+											  psprintf("role \"%s\" may not write source \"%s\" (logagg.grant_source_write)",
+													   caller_name, r->source)));
+	}
+	batch->nrecords = kept;
+	hash_destroy(allowed);
+}
+
 PG_FUNCTION_INFO_V1(logagg_ingest_sql);
 Datum
 logagg_ingest_sql(PG_FUNCTION_ARGS)
@@ -980,6 +1068,7 @@ logagg_ingest_sql(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "logagg: SPI_connect failed");
+	check_source_grants(batch);
 	ingest_batch_store(batch, &res);
 	SPI_finish();
 
