@@ -24,6 +24,13 @@
  * are drawn from logagg.logs_id_seq here so that alert groups can name a
  * sample log_id.
  *
+ * One bad record never fails a batch: the records are stored in a
+ * subtransaction, and if that fails, again in halves down to the records
+ * that fail alone, which go to logagg.rejected with their error (see
+ * store_records_isolated).  Also here: the ts window every record is
+ * checked against while parsing (ingest_ts_in_window), and the sources a
+ * SQL caller may write (check_source_grants).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
