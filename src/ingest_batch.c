@@ -596,7 +596,7 @@ store_records(IngestBatch *batch, const int *idx, int n, int64 *ids, uint8 *sevs
  * records, so those fail the batch as a whole.
  */
 static bool
-error_may_be_a_records(int sqlerrcode)
+error_may_come_from_a_record(int sqlerrcode)
 {
 	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
 	{
@@ -662,7 +662,7 @@ try_store(StoreState *st, const int *idx, int n, ErrorData **error)
 
 		MemoryContextSwitchTo(oldcxt);
 		edata = CopyErrorData();
-		if (!error_may_be_a_records(edata->sqlerrcode))
+		if (!error_may_come_from_a_record(edata->sqlerrcode))
 		{
 			FreeErrorData(edata);
 			PG_RE_THROW();
