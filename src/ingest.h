@@ -51,6 +51,7 @@ typedef struct IngestRecord
 								 * ingest_flat_attrs_jsonb */
 	uint8		text_ready;		/* INGEST_TEXT_* bits: that string is the data
 								 * of a text varlena (header just before it) */
+	const char *peer;			/* the origin's peer (lives through the store) */
 	/* the origin's refused callback and its arg (see IngestOrigin) */
 	void		(*refused) (void *arg, const struct IngestRecord *rec, const char *reason);
 	void	   *origin_arg;

@@ -43,13 +43,13 @@
 #include "commands/copyfrom_internal.h"
 #include "commands/sequence.h"
 #include "executor/spi.h"
-#include "mb/pg_wchar.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "port/pg_bswap.h"
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
-#include "miscadmin.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -616,8 +616,7 @@ error_may_come_from_a_record(int sqlerrcode)
 	return true;
 }
 
-static void add_record_reject(IngestBatch *batch, const IngestRecord *r, const char *peer,
-							  char *reason);
+static void add_record_reject(IngestBatch *batch, const IngestRecord *r, char *reason);
 
 /* What an attempt to store part of the batch shares with the next one. */
 typedef struct StoreState
@@ -752,7 +751,7 @@ refuse_record(StoreState *st, int i, const ErrorData *error)
 	char	   *reason = MemoryContextStrdup(batch->cxt,
 											 psprintf("storing the record failed: %s", error->message));
 
-	add_record_reject(batch, r, NULL, reason);
+	add_record_reject(batch, r, reason);
 	st->nrefused++;
 	if (r->refused)
 		r->refused(r->origin_arg, r, reason);
@@ -763,7 +762,7 @@ refuse_record(StoreState *st, int i, const ErrorData *error)
  * batch's memory).  The caller reports it to the record's origin.
  */
 static void
-add_record_reject(IngestBatch *batch, const IngestRecord *r, const char *peer, char *reason)
+add_record_reject(IngestBatch *batch, const IngestRecord *r, char *reason)
 {
 	MemoryContext oldcxt = MemoryContextSwitchTo(batch->cxt);
 	char	   *raw = record_as_json(r);
@@ -780,9 +779,10 @@ add_record_reject(IngestBatch *batch, const IngestRecord *r, const char *peer, c
 		batch->maxrejects = newmax;
 	}
 	rej = &batch->rejects[batch->nrejects++];
+	/* every field of IngestReject is set here (a new one must be too) */
 	memset(rej, 0, sizeof(*rej));
 	rej->received_at = r->received_at;
-	rej->peer = peer ? pstrdup(peer) : NULL;
+	rej->peer = r->peer ? pstrdup(r->peer) : NULL;
 	rej->source = pstrdup(r->source);
 	rej->reason = reason;
 	if (len > INGEST_REJECT_RAW_BYTES)
@@ -1049,7 +1049,7 @@ check_source_grants(IngestBatch *batch)
 			batch->records[kept++] = *r;
 			continue;
 		}
-		add_record_reject(batch, r, "sql",
+		add_record_reject(batch, r,
 						  MemoryContextStrdup(batch->cxt,
 											  psprintf("role \"%s\" may not write source \"%s\" (logagg.grant_source_write)",
 													   caller_name, r->source)));

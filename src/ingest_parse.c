@@ -708,6 +708,7 @@ finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *stp,
 			rec.text_ready |= INGEST_TEXT_SPAN_ID;
 	}
 	rec.stream = origin->stream;
+	rec.peer = origin->peer;
 	rec.refused = origin->refused;
 	rec.origin_arg = origin->arg;
 	rec.has_seq = has_seq;

@@ -63,6 +63,8 @@ is(sql("SELECT last_seq FROM logagg.streams WHERE stream_id = 'iso-1'"), '5', 's
 like(sql("SELECT source || ' ' || reason || ' ' || raw FROM logagg.rejected WHERE raw LIKE '%\"seq\":3%'"),
 	qr/^svc-iso storing the record failed: poisoned record refused by trigger \{.*"message":"poison"/,
 	'stream: the culprit is in logagg.rejected with the error and its fields');
+like(sql("SELECT peer FROM logagg.rejected WHERE raw LIKE '%\"seq\":3%'"),
+	qr/127\.0\.0\.1$/, 'stream: with the peer it came from');
 worker_unchanged('stream');
 
 # ---- WebSocket without seq: ack_count counts only stored records ----
