@@ -88,6 +88,13 @@ COMMENT ON FUNCTION @extschema@._index_partition(text) IS
 -- already overlaps it.  Rows that landed in the DEFAULT partition for that
 -- range are moved in, because PostgreSQL refuses a new partition whose range
 -- the default partition already holds rows for.
+--
+-- The maintenance worker and logagg.maintain() may do this at the same
+-- time.  SHARE UPDATE EXCLUSIVE on logagg.logs conflicts with itself but
+-- not with ingest's inserts: the second caller waits until the first
+-- commits, and then (a new snapshot per statement) finds its partitions.
+-- A caller whose snapshot is older (REPEATABLE READ) can still miss them
+-- and finds the name taken: that partition exists, which is all it wanted.
 CREATE FUNCTION @extschema@._ensure_partition(p_start timestamptz, p_secs int)
     RETURNS boolean
     LANGUAGE plpgsql
@@ -97,6 +104,7 @@ DECLARE
     p_end  timestamptz := p_start + make_interval(secs => p_secs);
     p_name text;
 BEGIN
+    LOCK TABLE @extschema@.logs IN SHARE UPDATE EXCLUSIVE MODE;
     IF EXISTS (SELECT 1 FROM @extschema@.partitions
                WHERE NOT is_default AND range_start < p_end AND range_end > p_start) THEN
         RETURN false;
@@ -116,6 +124,8 @@ BEGIN
         PERFORM @extschema@._index_partition(p_name);
     END IF;
     RETURN true;
+EXCEPTION WHEN duplicate_table THEN
+    RETURN false;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._ensure_partition(timestamptz, int) IS

@@ -4,7 +4,8 @@
 -- this script are re-created, but rows in its tables are dumped only for
 -- tables (and sequences) marked here.  Marked: the configuration users
 -- build (sources and their token hashes, streams with their last_seq,
--- rules, destinations, routes, silences) and the data logagg accepted or
+-- rules, destinations, routes, silences, the roles allowed to write each
+-- source through SQL) and the data logagg accepted or
 -- produced (the DEFAULT partition of logs, rejected records, the alert
 -- queue and history), with the sequences that number them, so that a
 -- restored database goes on where the dumped one stopped.  The time
@@ -33,6 +34,7 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_queue', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_queue_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_log', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.source_writers', '');
 
 -- CREATE EXTENSION seeds rules 1-6 before pg_dump's data for rules is
 -- restored, and the dump holds those rows too (perhaps edited: a rule

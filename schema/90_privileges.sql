@@ -31,6 +31,9 @@ GRANT EXECUTE ON FUNCTION @extschema@.create_source(text),
                           @extschema@.maintain()
     TO logagg_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.ingest(jsonb) TO logagg_writer;
+GRANT EXECUTE ON FUNCTION @extschema@.grant_source_write(name, text),
+                          @extschema@.revoke_source_write(name, text)
+    TO logagg_admin;
 -- cloud sync (schema/30_sync.sql)
 GRANT EXECUTE ON FUNCTION @extschema@.sync_now() TO logagg_admin;
 -- alerts (schema/20_alerts.sql): admin configures; reader sees the queue,

@@ -6,7 +6,8 @@ WHERE name IN ('logagg.listen_address', 'logagg.auth', 'logagg.tls_cert_file',
                'logagg.batch_delay', 'logagg.dispatch_concurrency', 'logagg.alert_timeout',
                'logagg.alert_max_attempts', 'logagg.partition_interval', 'logagg.retention',
                'logagg.sync_url', 'logagg.sync_interval', 'logagg.s3_endpoint',
-               'logagg.s3_region', 'logagg.s3_access_key_id')
+               'logagg.s3_region', 'logagg.s3_access_key_id',
+               'logagg.max_ts_past', 'logagg.max_ts_future')
 ORDER BY name;
 SHOW logagg.batch_delay;
 SHOW logagg.max_message_bytes;

@@ -39,6 +39,8 @@ int			logagg_alert_timeout_ms = 10000;
 int			logagg_alert_max_attempts = 8;
 int			logagg_partition_interval_secs = 86400;
 int			logagg_retention_secs = 0;
+int			logagg_max_ts_past_secs = 7 * 86400;
+int			logagg_max_ts_future_secs = 3600;
 char	   *logagg_sync_url = NULL;
 int			logagg_sync_interval_secs = 300;
 char	   *logagg_s3_endpoint = NULL;
@@ -258,6 +260,15 @@ logagg_define_gucs(void)
 							"Longest a received record waits before its batch is committed.",
 							NULL, &logagg_batch_delay_ms, 10, 0, 10000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("logagg.max_ts_past",
+							"How far before its arrival a record's ts may lie; older records are rejected (-1: no limit).",
+							"Each late hour of a source becomes its own partition range and sync object, so the window bounds what one client can make the server write.",
+							&logagg_max_ts_past_secs, 7 * 86400, -1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("logagg.max_ts_future",
+							"How far after its arrival a record's ts may lie; later records are rejected (-1: no limit).",
+							NULL, &logagg_max_ts_future_secs, 3600, -1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
 	DefineCustomIntVariable("logagg.dispatch_workers",
 							"Number of alert dispatch workers.",
 							NULL, &logagg_dispatch_workers, 2, 0, LOGAGG_MAX_DISPATCH,

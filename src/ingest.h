@@ -51,6 +51,10 @@ typedef struct IngestRecord
 								 * ingest_flat_attrs_jsonb */
 	uint8		text_ready;		/* INGEST_TEXT_* bits: that string is the data
 								 * of a text varlena (header just before it) */
+	const char *peer;			/* the origin's peer (lives through the store) */
+	/* the origin's refused callback and its arg (see IngestOrigin) */
+	void		(*refused) (void *arg, const struct IngestRecord *rec, const char *reason);
+	void	   *origin_arg;
 } IngestRecord;
 
 #define INGEST_TEXT_SOURCE		0x01
@@ -118,6 +122,14 @@ typedef struct IngestOrigin
 	bool		(*accept_seq) (void *arg, int64 seq);
 	void		(*accepted) (void *arg, const IngestRecord *rec);
 	void		(*rejected) (void *arg, const char *reason, bool has_seq, int64 seq);
+
+	/*
+	 * A record that accepted() reported could not be stored after all (it
+	 * failed inside the batch's transaction, see ingest_batch_store) and
+	 * went to logagg.rejected instead.  Called inside that transaction,
+	 * before it commits.
+	 */
+	void		(*refused) (void *arg, const IngestRecord *rec, const char *reason);
 } IngestOrigin;
 
 /* ingest_parse.c */
@@ -132,6 +144,8 @@ extern Datum ingest_flat_attrs_jsonb(const char *attrs);
 /* ingest_batch.c */
 extern void ingest_batch_store(IngestBatch *batch, IngestResult *result);
 extern int64 ingest_stream_last_seq(const char *stream, char **source);
+extern bool ingest_ts_in_window(TimestampTz ts, TimestampTz received_at,
+								char *reason, int reasonlen);
 
 /* ingest_server.c */
 extern void ingest_server_start(void);

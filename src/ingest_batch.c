@@ -24,6 +24,13 @@
  * are drawn from logagg.logs_id_seq here so that alert groups can name a
  * sample log_id.
  *
+ * One bad record never fails a batch: the records are stored in a
+ * subtransaction, and if that fails, again in halves down to the records
+ * that fail alone, which go to logagg.rejected with their error (see
+ * store_records_isolated).  Also here: the ts window every record is
+ * checked against while parsing (ingest_ts_in_window), and the sources a
+ * SQL caller may write (check_source_grants).
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -37,10 +44,13 @@
 #include "commands/sequence.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "port/pg_bswap.h"
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
@@ -221,9 +231,16 @@ append_timestamp(StringInfo buf, TimestampTz ts)
 
 	if (timestamp2tm(ts, NULL, &tm, &fsec, NULL, NULL) != 0)
 		elog(ERROR, "logagg: timestamp out of range");
-	appendStringInfo(buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-					 tm.tm_year, tm.tm_mon, tm.tm_mday,
-					 tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+
+	/*
+	 * timestamp2tm counts years astronomically (0 is 1 BC, -1 is 2 BC);
+	 * timestamptz input wants the historical year with a BC suffix, and
+	 * refuses year 0.
+	 */
+	appendStringInfo(buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ%s",
+					 tm.tm_year > 0 ? tm.tm_year : 1 - tm.tm_year, tm.tm_mon, tm.tm_mday,
+					 tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec,
+					 tm.tm_year > 0 ? "" : " BC");
 }
 
 static Oid
@@ -274,11 +291,11 @@ alert_threshold(void)
 }
 
 /*
- * COPY the batch's records into logagg.logs; ids[i] and sevs[i] are
- * record i's id and severity.  Returns rows copied.
+ * COPY records idx[0..n-1] of the batch into logagg.logs; ids[i] and
+ * sevs[i] are record i's id and severity.  Returns rows copied.
  */
 static uint64
-copy_into_logs(IngestBatch *batch, int64 *ids, uint8 *sevs)
+copy_into_logs(IngestBatch *batch, const int *idx, int n, int64 *ids, uint8 *sevs)
 {
 	static const char binary_header[] = "PGCOPY\n\377\r\n";	/* + its NUL */
 	Relation	rel;
@@ -301,14 +318,16 @@ copy_into_logs(IngestBatch *batch, int64 *ids, uint8 *sevs)
 	appendBinaryStringInfo(&buf, binary_header, sizeof(binary_header));	/* with NUL */
 	copy_int32(&buf, 0);		/* flags */
 	copy_int32(&buf, 0);		/* header extension length */
-	enlargeStringInfo(&buf, batch->nrecords * (2 + NUM_COPY_COLS * 8) + 2);
+	enlargeStringInfo(&buf, n * (2 + NUM_COPY_COLS * 8) + 2);
 	{
 		char	   *p = buf.data + buf.len;
 		uint16		nfields = pg_hton16(NUM_COPY_COLS);
 
-		for (i = 0; i < batch->nrecords; i++)
+		for (int k = 0; k < n; k++)
 		{
-			const IngestRecord *r = &batch->records[i];
+			const IngestRecord *r = &batch->records[idx[k]];
+
+			i = idx[k];
 
 			memcpy(p, &nfields, sizeof(uint16));
 			p += sizeof(uint16);
@@ -507,79 +526,420 @@ store_streams(IngestBatch *batch)
 }
 
 /*
- * Store the batch.  Needs a transaction with SPI connected and a snapshot;
- * errors propagate (the caller's transaction then rolls back whole).
+ * Store records idx[0..n-1]: draw their ids, classify them, COPY them
+ * into logagg.logs and queue their alert groups.  ids and sevs have room
+ * for every record of the batch.
+ */
+static void
+store_records(IngestBatch *batch, const int *idx, int n, int64 *ids, uint8 *sevs,
+			  IngestResult *result)
+{
+	Oid			seqid = logagg_relid("logs_id_seq");
+	int			threshold = alert_threshold();
+	HTAB	   *groups = NULL;
+
+	if (threshold >= 0)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = LOGAGG_FINGERPRINT_LEN + 1;
+		ctl.entrysize = sizeof(AlertGroup);
+		ctl.hcxt = CurrentMemoryContext;
+		groups = hash_create("logagg alert groups", 64, &ctl,
+							 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+
+	for (int k = 0; k < n; k++)
+	{
+		int			i = idx[k];
+		IngestRecord *r = &batch->records[i];
+		LogaggSeverity sev = logagg_classify_record(r->status, r->has_status, r->level,
+													r->source, r->message);
+		int64		id = nextval_internal(seqid, false);
+
+		ids[i] = id;
+		sevs[i] = (uint8) sev;
+
+		if (groups && (int) sev <= threshold)
+		{
+			char		fp[LOGAGG_FINGERPRINT_LEN + 1];
+			AlertGroup *g;
+			bool		found;
+
+			logagg_fingerprint(r->source, sev, r->status, r->has_status, r->message, fp);
+			g = hash_search(groups, fp, HASH_ENTER, &found);
+			if (!found)
+			{
+				g->severity = sev;
+				g->sample = r;
+				g->sample_id = id;
+				g->count = 0;
+				g->first_seen = g->last_seen = r->ts;
+			}
+			g->count++;
+			g->first_seen = Min(g->first_seen, r->ts);
+			g->last_seen = Max(g->last_seen, r->ts);
+		}
+	}
+	result->rows += copy_into_logs(batch, idx, n, ids, sevs);
+
+	if (groups && hash_get_num_entries(groups) > 0)
+		result->alerts_queued += enqueue_alerts(groups);
+}
+
+/*
+ * Could this error be caused by the records being stored (a trigger that
+ * raises, a cast, a constraint, an alert insert), so that storing them
+ * again without some of them may succeed?  Errors of the system (out of
+ * memory or disk, I/O, a cancel or shutdown, a deadlock or serialization
+ * failure, a lock timeout) are not: retrying would only reject good
+ * records, so those fail the batch as a whole.
+ */
+static bool
+error_may_come_from_a_record(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_TRANSACTION_ROLLBACK:
+		case ERRCODE_INSUFFICIENT_RESOURCES:
+		case ERRCODE_OPERATOR_INTERVENTION:
+		case ERRCODE_SYSTEM_ERROR:
+		case ERRCODE_CONFIG_FILE_ERROR:
+			return false;
+		default:
+			break;
+	}
+	if (sqlerrcode == ERRCODE_LOCK_NOT_AVAILABLE ||
+		sqlerrcode == ERRCODE_DATA_CORRUPTED ||
+		sqlerrcode == ERRCODE_INDEX_CORRUPTED)
+		return false;
+	return true;
+}
+
+static void add_record_reject(IngestBatch *batch, const IngestRecord *r, char *reason);
+
+/* What an attempt to store part of the batch shares with the next one. */
+typedef struct StoreState
+{
+	IngestBatch *batch;
+	int64	   *ids;			/* per record of the batch */
+	uint8	   *sevs;
+	IngestResult *result;
+	int			nrefused;
+} StoreState;
+
+/*
+ * Store records idx[0..n-1] in a subtransaction.  Returns true when they
+ * are stored.  When that fails with an error a record may cause, the
+ * subtransaction is rolled back (nothing of the attempt stays) and false
+ * is returned with the error in *error; any other error is re-thrown.
+ */
+static bool
+try_store(StoreState *st, const int *idx, int n, ErrorData **error)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	MemoryContext attempt;
+	IngestResult part;
+	volatile bool ok = false;
+
+	memset(&part, 0, sizeof(part));
+	attempt = AllocSetContextCreate(oldcxt, "logagg store attempt", ALLOCSET_DEFAULT_SIZES);
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(attempt);
+	PG_TRY();
+	{
+		store_records(st->batch, idx, n, st->ids, st->sevs, &part);
+		ReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		ok = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		if (!error_may_come_from_a_record(edata->sqlerrcode))
+		{
+			FreeErrorData(edata);
+			PG_RE_THROW();
+		}
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		MemoryContextSwitchTo(oldcxt);
+		CurrentResourceOwner = oldowner;
+		copy_data = NULL;
+		copy_batch = NULL;
+		*error = edata;
+	}
+	PG_END_TRY();
+	MemoryContextDelete(attempt);
+	if (ok)
+	{
+		st->result->rows += part.rows;
+		st->result->alerts_queued += part.alerts_queued;
+	}
+	return ok;
+}
+
+/*
+ * The record as JSON in the protocol's shape, for logagg.rejected.raw of
+ * a record refused after parsing (its input text is gone by then): the
+ * fields as they were parsed, its attrs as top-level fields again.
+ */
+static char *
+record_as_json(const IngestRecord *r)
+{
+	StringInfoData js;
+
+	initStringInfo(&js);
+	appendStringInfoString(&js, "{\"ts\":\"");
+	append_timestamp(&js, r->ts);
+	appendStringInfoString(&js, "\",\"source\":");
+	escape_json(&js, r->source);
+	if (r->level)
+	{
+		appendStringInfoString(&js, ",\"level\":");
+		escape_json(&js, r->level);
+	}
+	if (r->has_status)
+		appendStringInfo(&js, ",\"status\":%d", r->status);
+	if (r->message)
+	{
+		appendStringInfoString(&js, ",\"message\":");
+		escape_json(&js, r->message);
+	}
+	if (r->trace_id)
+	{
+		appendStringInfoString(&js, ",\"trace_id\":");
+		escape_json(&js, r->trace_id);
+	}
+	if (r->span_id)
+	{
+		appendStringInfoString(&js, ",\"span_id\":");
+		escape_json(&js, r->span_id);
+	}
+	if (r->has_seq)
+		appendStringInfo(&js, ",\"seq\":" INT64_FORMAT, r->seq);
+	if (r->attrs)
+	{
+		/* a JSON object's text: its members go in after ours */
+		const char *open = strchr(r->attrs, '{');
+		const char *close = strrchr(r->attrs, '}');
+
+		if (open && close && close > open + 1)
+		{
+			appendStringInfoChar(&js, ',');
+			appendBinaryStringInfo(&js, open + 1, close - open - 1);
+		}
+	}
+	appendStringInfoChar(&js, '}');
+	return js.data;
+}
+
+/*
+ * Record i could not be stored: it goes to logagg.rejected with the error,
+ * and its connection hears about it (an error frame with its seq).
+ */
+static void
+refuse_record(StoreState *st, int i, const ErrorData *error)
+{
+	IngestBatch *batch = st->batch;
+	IngestRecord *r = &batch->records[i];
+	char	   *reason = MemoryContextStrdup(batch->cxt,
+											 psprintf("storing the record failed: %s", error->message));
+
+	add_record_reject(batch, r, reason);
+	st->nrefused++;
+	if (r->refused)
+		r->refused(r->origin_arg, r, reason);
+}
+
+/*
+ * Put a parsed record into the batch's rejects (reason must live in the
+ * batch's memory).  The caller reports it to the record's origin.
+ */
+static void
+add_record_reject(IngestBatch *batch, const IngestRecord *r, char *reason)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(batch->cxt);
+	char	   *raw = record_as_json(r);
+	IngestReject *rej;
+	int			len = strlen(raw);
+
+	if (batch->nrejects >= batch->maxrejects)
+	{
+		int			newmax = batch->maxrejects ? batch->maxrejects * 2 : 64;
+
+		batch->rejects = batch->rejects ?
+			repalloc(batch->rejects, newmax * sizeof(IngestReject)) :
+			palloc(newmax * sizeof(IngestReject));
+		batch->maxrejects = newmax;
+	}
+	rej = &batch->rejects[batch->nrejects++];
+	/* every field of IngestReject is set here (a new one must be too) */
+	memset(rej, 0, sizeof(*rej));
+	rej->received_at = r->received_at;
+	rej->peer = r->peer ? pstrdup(r->peer) : NULL;
+	rej->source = pstrdup(r->source);
+	rej->reason = reason;
+	if (len > INGEST_REJECT_RAW_BYTES)
+		raw[pg_mbcliplen(raw, len, INGEST_REJECT_RAW_BYTES)] = '\0';
+	rej->raw = raw;
+	MemoryContextSwitchTo(oldcxt);
+}
+
+/*
+ * Records idx[0..n-1] failed together with *error: store them in halves,
+ * each in its own subtransaction, down to the single records that fail by
+ * themselves, which are refused.  A batch with one bad record costs about
+ * 2 log2(n) more attempts; only this slow path pays for them.
+ */
+static void
+store_bisect(StoreState *st, int *idx, int n, ErrorData *error)
+{
+	int			half = n / 2;
+	ErrorData  *e = NULL;
+
+	if (n == 1)
+	{
+		refuse_record(st, idx[0], error);
+		return;
+	}
+	FreeErrorData(error);
+	if (!try_store(st, idx, half, &e))
+		store_bisect(st, idx, half, e);
+	if (!try_store(st, idx + half, n - half, &e))
+		store_bisect(st, idx + half, n - half, e);
+}
+
+/*
+ * Store the batch's records so that one bad record cannot fail the rest.
+ * Everything checkable per record was checked while parsing; what can
+ * still fail is inside the transaction (a trigger on logagg.logs, a
+ * constraint, the alert insert).  The whole batch is tried in one
+ * subtransaction, the fast path; if it fails, the batch is stored again
+ * in halves and the records that fail alone are refused with their error.
+ */
+static void
+store_records_isolated(IngestBatch *batch, IngestResult *result)
+{
+	StoreState	st;
+	int		   *idx;
+	ErrorData  *error = NULL;
+
+	st.batch = batch;
+	st.ids = palloc(batch->nrecords * sizeof(int64));
+	st.sevs = palloc(batch->nrecords * sizeof(uint8));
+	st.result = result;
+	st.nrefused = 0;
+	idx = palloc(batch->nrecords * sizeof(int));
+	for (int i = 0; i < batch->nrecords; i++)
+		idx[i] = i;
+
+	if (!try_store(&st, idx, batch->nrecords, &error))
+	{
+		ereport(LOG,
+				(errmsg("logagg: storing a batch of %d records failed: %s",
+						batch->nrecords, error->message),
+				 errdetail("The batch is stored again without the records that fail; those go to logagg.rejected.")));
+		store_bisect(&st, idx, batch->nrecords, error);
+		ereport(LOG,
+				(errmsg("logagg: %d of %d records of the batch were refused and stored in logagg.rejected",
+						st.nrefused, batch->nrecords)));
+	}
+	pfree(idx);
+	pfree(st.ids);
+	pfree(st.sevs);
+}
+
+/* Set while a batch is being stored, to refuse re-entry. */
+static bool store_active = false;
+
+/*
+ * Store the batch.  Needs a transaction with SPI connected and a snapshot.
+ * A record that fails inside the transaction is refused (see
+ * store_records_isolated); other errors propagate (the caller's
+ * transaction then rolls back whole).
  */
 void
 ingest_batch_store(IngestBatch *batch, IngestResult *result)
 {
+	/*
+	 * The COPY state is per process: a store started while one runs (a
+	 * trigger on logagg.logs calling logagg.ingest()) would overwrite it
+	 * under the running COPY.
+	 */
+	if (store_active)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("logagg.ingest() cannot be called while logagg is storing log records"),
+				 errdetail("It was called from inside the storing of a batch, for example by a trigger on logagg.logs."),
+				 errhint("Do not call logagg.ingest() from triggers or functions that run while records are stored; store what they need in a table of their own.")));
+
 	memset(result, 0, sizeof(*result));
-
-	if (batch->nrecords > 0)
+	store_active = true;
+	PG_TRY();
 	{
-		Oid			seqid = logagg_relid("logs_id_seq");
-		int			threshold = alert_threshold();
-		HTAB	   *groups = NULL;
-		int64	   *ids;
-		uint8	   *sevs;
-
-		if (threshold >= 0)
+		if (batch->nrecords > 0)
+			store_records_isolated(batch, result);
+		if (batch->nrejects > 0)
 		{
-			HASHCTL		ctl;
-
-			ctl.keysize = LOGAGG_FINGERPRINT_LEN + 1;
-			ctl.entrysize = sizeof(AlertGroup);
-			ctl.hcxt = CurrentMemoryContext;
-			groups = hash_create("logagg alert groups", 64, &ctl,
-								 HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+			store_rejects(batch);
+			result->rejects = batch->nrejects;
 		}
-
-		ids = palloc(batch->nrecords * sizeof(int64));
-		sevs = palloc(batch->nrecords * sizeof(uint8));
-		for (int i = 0; i < batch->nrecords; i++)
-		{
-			IngestRecord *r = &batch->records[i];
-			LogaggSeverity sev = logagg_classify_record(r->status, r->has_status, r->level,
-														r->source, r->message);
-			int64		id = nextval_internal(seqid, false);
-
-			ids[i] = id;
-			sevs[i] = (uint8) sev;
-
-			if (groups && (int) sev <= threshold)
-			{
-				char		fp[LOGAGG_FINGERPRINT_LEN + 1];
-				AlertGroup *g;
-				bool		found;
-
-				logagg_fingerprint(r->source, sev, r->status, r->has_status, r->message, fp);
-				g = hash_search(groups, fp, HASH_ENTER, &found);
-				if (!found)
-				{
-					g->severity = sev;
-					g->sample = r;
-					g->sample_id = id;
-					g->count = 0;
-					g->first_seen = g->last_seen = r->ts;
-				}
-				g->count++;
-				g->first_seen = Min(g->first_seen, r->ts);
-				g->last_seen = Max(g->last_seen, r->ts);
-			}
-		}
-		result->rows = copy_into_logs(batch, ids, sevs);
-		pfree(ids);
-		pfree(sevs);
-
-		if (groups && hash_get_num_entries(groups) > 0)
-			result->alerts_queued = enqueue_alerts(groups);
+		store_streams(batch);
 	}
-	if (batch->nrejects > 0)
+	PG_FINALLY();
 	{
-		store_rejects(batch);
-		result->rejects = batch->nrejects;
+		store_active = false;
 	}
-	store_streams(batch);
+	PG_END_TRY();
+}
+
+/*
+ * Is ts within logagg.max_ts_past / logagg.max_ts_future of received_at?
+ * If not, *reason says what the window is.  Records outside it are
+ * refused while parsing, before anything is written: each late or early
+ * hour of a source becomes its own partition range and sync object, so
+ * the window bounds how much one client can make the server write.
+ */
+/* A window bound for a reason text: "7 days", "1 hour", "90 s", "no limit". */
+static void
+format_bound(char *buf, int buflen, int secs)
+{
+	if (secs < 0)
+		snprintf(buf, buflen, "no limit");
+	else if (secs > 0 && secs % 86400 == 0)
+		snprintf(buf, buflen, "%d day%s", secs / 86400, secs == 86400 ? "" : "s");
+	else if (secs > 0 && secs % 3600 == 0)
+		snprintf(buf, buflen, "%d hour%s", secs / 3600, secs == 3600 ? "" : "s");
+	else if (secs > 0 && secs % 60 == 0)
+		snprintf(buf, buflen, "%d min", secs / 60);
+	else
+		snprintf(buf, buflen, "%d s", secs);
+}
+
+bool
+ingest_ts_in_window(TimestampTz ts, TimestampTz received_at, char *reason, int reasonlen)
+{
+	char		past[32];
+	char		future[32];
+
+	if ((logagg_max_ts_past_secs < 0 ||
+		 ts >= received_at - (TimestampTz) logagg_max_ts_past_secs * USECS_PER_SEC) &&
+		(logagg_max_ts_future_secs < 0 ||
+		 ts <= received_at + (TimestampTz) logagg_max_ts_future_secs * USECS_PER_SEC))
+		return true;
+
+	format_bound(past, sizeof(past), logagg_max_ts_past_secs);
+	format_bound(future, sizeof(future), logagg_max_ts_future_secs);
+	snprintf(reason, reasonlen,
+			 "ts must be from %s before to %s after arrival (logagg.max_ts_past, logagg.max_ts_future)",
+			 past, future);
+	return false;
 }
 
 /*
@@ -626,6 +986,78 @@ ingest_xact_callback(XactEvent event, void *arg)
 		wake_dispatch_at_commit = false;
 }
 
+/*
+ * logagg.ingest() runs as the extension's owner (SECURITY DEFINER), so the
+ * role to check is the one outside every SECURITY DEFINER function: the
+ * session's role (after SET ROLE).  Superusers and members of
+ * logagg_admin write any source; other roles the sources granted in
+ * logagg.source_writers to a role whose privileges they have.  A caller
+ * with no grant at all gets an error; records of a source it was not
+ * granted are rejected one by one, like any invalid record.  Needs SPI.
+ */
+static void
+check_source_grants(IngestBatch *batch)
+{
+	Oid			caller = GetOuterUserId();
+	Oid			admin = get_role_oid("logagg_admin", true);
+	char	   *caller_name;
+	Oid			argtypes[1] = {OIDOID};
+	Datum		values[1];
+	int			ret;
+	HASHCTL		ctl;
+	HTAB	   *allowed;
+	int			kept = 0;
+
+	if (superuser_arg(caller) || (OidIsValid(admin) && has_privs_of_role(caller, admin)))
+		return;
+
+	caller_name = GetUserNameFromId(caller, false);
+	values[0] = ObjectIdGetDatum(caller);
+	ret = SPI_execute_with_args("SELECT DISTINCT w.source FROM logagg.source_writers w "
+								"JOIN pg_catalog.pg_roles r ON r.rolname = w.role_name "
+								"WHERE pg_catalog.pg_has_role($1, r.oid, 'USAGE')",
+								1, argtypes, values, NULL, true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "logagg: reading logagg.source_writers failed: %s", SPI_result_code_string(ret));
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" may not write any log source through logagg.ingest()", caller_name),
+				 errhint("An administrator allows a source with SELECT logagg.grant_source_write('%s', 'SOURCE');",
+						 caller_name)));
+
+	ctl.keysize = INGEST_MAX_SOURCE_LEN + 1;
+	ctl.entrysize = INGEST_MAX_SOURCE_LEN + 1;
+	ctl.hcxt = CurrentMemoryContext;
+	allowed = hash_create("logagg granted sources", Max(SPI_processed, 16), &ctl,
+						  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		char	   *src = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+		if (src && strlen(src) <= INGEST_MAX_SOURCE_LEN)
+			(void) hash_search(allowed, src, HASH_ENTER, NULL);
+	}
+
+	for (int i = 0; i < batch->nrecords; i++)
+	{
+		IngestRecord *r = &batch->records[i];
+
+		if (strlen(r->source) <= INGEST_MAX_SOURCE_LEN &&
+			hash_search(allowed, r->source, HASH_FIND, NULL) != NULL)
+		{
+			batch->records[kept++] = *r;
+			continue;
+		}
+		add_record_reject(batch, r,
+						  MemoryContextStrdup(batch->cxt,
+											  psprintf("role \"%s\" may not write source \"%s\" (logagg.grant_source_write)",
+													   caller_name, r->source)));
+	}
+	batch->nrecords = kept;
+	hash_destroy(allowed);
+}
+
 PG_FUNCTION_INFO_V1(logagg_ingest_sql);
 Datum
 logagg_ingest_sql(PG_FUNCTION_ARGS)
@@ -643,6 +1075,7 @@ logagg_ingest_sql(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "logagg: SPI_connect failed");
+	check_source_grants(batch);
 	ingest_batch_store(batch, &res);
 	SPI_finish();
 

@@ -582,6 +582,9 @@ finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *stp,
 				if (!(t == JSON_TOKEN_STRING ? ingest_parse_timestamp(v, strlen(v), &rec.ts) :
 					  t == JSON_TOKEN_NUMBER ? epoch_ms_to_timestamp(v, &rec.ts) : false))
 					reason = "ts must be an RFC 3339 timestamp or epoch milliseconds";
+				else if (!ingest_ts_in_window(rec.ts, origin->received_at,
+											  reasonbuf, sizeof(reasonbuf)))
+					reason = reasonbuf;
 				break;
 			case F_SOURCE:
 				if (t != JSON_TOKEN_STRING || (origin->source == NULL && !logagg_valid_source_name(v)))
@@ -710,6 +713,9 @@ finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *stp,
 			rec.text_ready |= INGEST_TEXT_SPAN_ID;
 	}
 	rec.stream = origin->stream;
+	rec.peer = origin->peer;
+	rec.refused = origin->refused;
+	rec.origin_arg = origin->arg;
 	rec.has_seq = has_seq;
 	rec.seq = seq;
 	if (st.attrs_text)

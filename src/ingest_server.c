@@ -1144,6 +1144,22 @@ cb_rejected(void *arg, const char *reason, bool has_seq, int64 seq)
 }
 
 /*
+ * A record of this connection that was accepted into the batch failed
+ * while the batch was stored, and is in logagg.rejected instead: it is
+ * reported like any rejected record (an error frame with its seq).
+ */
+static void
+cb_refused(void *arg, const IngestRecord *rec, const char *reason)
+{
+	Conn	   *c = arg;
+
+	c->http_accepted--;
+	if (!rec->has_seq)
+		c->batch_count--;
+	cb_rejected(arg, reason, rec->has_seq, rec->seq);
+}
+
+/*
  * Parse queued messages into the batch, one message per connection per
  * round so that a busy connection cannot starve the others, until the
  * batch is full or nothing is left.
@@ -1196,6 +1212,7 @@ ingest_server_process_input(void)
 			origin.accept_seq = cb_accept_seq;
 			origin.accepted = cb_accepted;
 			origin.rejected = cb_rejected;
+			origin.refused = cb_refused;
 			ingest_parse_message(batch, &origin, m->data, m->len);
 			free(m);
 			mark_pending(false);

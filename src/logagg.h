@@ -38,6 +38,8 @@ extern int	logagg_alert_timeout_ms;
 extern int	logagg_alert_max_attempts;
 extern int	logagg_partition_interval_secs;	/* parsed from the string GUC */
 extern int	logagg_retention_secs;		/* 0 = keep forever */
+extern int	logagg_max_ts_past_secs;	/* -1 = no limit */
+extern int	logagg_max_ts_future_secs;	/* -1 = no limit */
 extern char *logagg_sync_url;
 extern int	logagg_sync_interval_secs;
 extern char *logagg_s3_endpoint;

@@ -1,7 +1,7 @@
 -- pgTAP: CREATE EXTENSION logagg creates every fixed object of
 -- docs/design.md §3 with the documented columns and types.
 BEGIN;
-SELECT plan(96);
+SELECT plan(102);
 
 SELECT has_schema('logagg');
 SELECT has_type('logagg', 'severity', 'severity type');
@@ -45,6 +45,9 @@ SELECT col_type_is('logagg', 'streams', 'stream_id', 'text', 'streams.stream_id'
 SELECT col_type_is('logagg', 'streams', 'source', 'text', 'streams.source');
 SELECT col_type_is('logagg', 'streams', 'last_seq', 'bigint', 'streams.last_seq');
 SELECT col_type_is('logagg', 'streams', 'updated_at', 'timestamp with time zone', 'streams.updated_at');
+SELECT has_table('logagg', 'source_writers', 'source_writers table');
+SELECT col_type_is('logagg', 'source_writers', 'role_name', 'name', 'source_writers.role_name');
+SELECT col_type_is('logagg', 'source_writers', 'source', 'text', 'source_writers.source');
 SELECT has_table('logagg', 'rejected', 'rejected table');
 SELECT col_type_is('logagg', 'rejected', 'received_at', 'timestamp with time zone', 'rejected.received_at');
 SELECT col_type_is('logagg', 'rejected', 'peer', 'text', 'rejected.peer');
@@ -113,6 +116,10 @@ SELECT has_function('logagg', 'revoke_source', ARRAY['text'], 'revoke_source(tex
 SELECT has_function('logagg', 'status', ARRAY[]::text[], 'status()');
 SELECT has_function('logagg', 'maintain', ARRAY[]::text[], 'maintain()');
 SELECT function_returns('logagg', 'ingest', ARRAY['jsonb'], 'bigint', 'ingest(jsonb) -> bigint');
+SELECT function_returns('logagg', 'grant_source_write', ARRAY['name', 'text'], 'void', 'grant_source_write(name, text)');
+SELECT function_returns('logagg', 'revoke_source_write', ARRAY['name', 'text'], 'boolean', 'revoke_source_write(name, text) -> boolean');
+SELECT ok(NOT has_function_privilege('logagg_writer', 'logagg.grant_source_write(name, text)', 'EXECUTE'),
+          'logagg_writer cannot grant itself sources');
 SELECT has_function('logagg', 'add_destination', ARRAY['text', 'text', 'jsonb'], 'add_destination(text, text, jsonb)');
 SELECT function_returns('logagg', 'add_route', ARRAY['text', 'logagg.severity', 'text', 'interval'], 'integer', 'add_route(text, severity, text, interval) -> int');
 SELECT function_returns('logagg', 'silence', ARRAY['text', 'text', 'interval', 'text'], 'integer', 'silence(text, text, interval, text) -> int');

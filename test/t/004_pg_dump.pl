@@ -13,14 +13,17 @@ use Test::More;
 use lib "$ENV{LOGAGG_SRC}/test/lib";
 use LogaggTest;
 
-my $node = new_node('dump');
+# timestamps from 2001, 1 BC and 9999 are stored here: no window on ts
+my $node = new_node('dump', "logagg.max_ts_past = -1\nlogagg.max_ts_future = -1\n");
 start_with_extension($node);
 $node->poll_query_until('postgres', 'SELECT count(*) >= 2 FROM logagg.partitions WHERE NOT is_default')
   or die 'time partitions were not created';
 
 # configuration
+my $token = $node->safe_psql('postgres', q{SELECT logagg.create_source('svc-a')});
 $node->safe_psql('postgres', q{
-SELECT logagg.create_source('svc-a');
+CREATE ROLE dump_writer LOGIN IN ROLE logagg_writer;
+SELECT logagg.grant_source_write('dump_writer', 'svc-a');
 SELECT logagg.create_source('svc-b');
 SELECT logagg.revoke_source('svc-b');
 INSERT INTO logagg.streams (stream_id, source, last_seq) VALUES ('svc-a-1', 'svc-a', 42);
@@ -42,9 +45,37 @@ SELECT logagg.ingest('[
   {"source": "svc-a", "message": "GET /b", "status": 503, "attrs_user": "u1"},
   {"source": "svc-b", "message": "db down", "level": "fatal", "trace_id": "ab12"},
   {"source": "svc-b", "ts": "2001-02-03T04:05:06Z", "message": "clock skew", "status": 404},
-  {"source": "svc-a", "ts": "not a time", "message": "bad"}
+  {"source": "svc-a", "ts": "not a time", "message": "bad"},
+  {"source": "svc-b", "ts": "0001-01-01T00:00:00+00:01", "message": "poison ts", "status": 503},
+  {"source": "svc-b", "ts": "9999-12-31T23:59:59Z", "message": "far future", "level": "fatal"}
 ]'::jsonb);
 });
+
+# bad input of every kind this server refuses or isolates, so that its
+# traces (logagg.rejected rows, alerts) are in the dump too: a record a
+# trigger refuses inside the batch, a trigger calling logagg.ingest()
+# again, a source the SQL caller was not granted, and over WebSocket a
+# binary frame with invalid UTF-8, a NUL escape and non-JSON
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.message = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF;
+    IF NEW.message = 'reenter' THEN PERFORM logagg.ingest('{"message": "inner"}'); END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER poison BEFORE INSERT ON logagg.logs FOR EACH ROW EXECUTE FUNCTION public.poison();
+SELECT logagg.ingest('[{"source": "svc-a", "message": "poison"}, {"source": "svc-a", "message": "reenter"}]');
+});
+$node->safe_psql('postgres', q{SELECT logagg.ingest('[{"source": "svc-a", "message": "granted"}, {"source": "svc-b", "message": "not granted"}]')},
+	extra_params => [ '-U', 'dump_writer' ]);
+my $ws = ws_probe("ws://127.0.0.1:$node->{logagg_port}", "open:a:/ingest:$token",
+	'bytes:a:7b226d657373616765223a2261fffe0062227d', 'recv:a',
+	'send:a:{"message":"nul \\u0000 byte"}', 'recv:a',
+	'send:a:{"message":"poison"}\n{"message":"ws good"}\nnot json at all', 'recv:a', 'recv:a:0.3');
+like($ws, qr/error/, 'the bad frames were refused');
+$node->safe_psql('postgres', 'DROP TRIGGER poison ON logagg.logs; DROP FUNCTION public.poison()');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM logagg.logs WHERE message = 'ws good'}), '1',
+	'the good record next to them was stored');
 # every queued alert tried once and back in the queue (next try in 60 s),
 # so nothing changes while the dumps are taken
 ok( $node->poll_query_until('postgres',
@@ -55,10 +86,12 @@ isnt($node->safe_psql('postgres', "SELECT count(*) FROM logagg.alert_log WHERE o
 $node->safe_psql('postgres', "SELECT logagg.pause_destination('hook')");
 
 my %tables = map { $_ => "SELECT md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM logagg.$_ t" }
-  qw(sources streams rules destinations routes silences logs logs_default rejected alert_queue alert_log);
+  qw(sources streams rules destinations routes silences logs logs_default rejected alert_queue alert_log source_writers);
 my %before = map { $_ => $node->safe_psql('postgres', $tables{$_}) } keys %tables;
-is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs_default'), '1', 'one row in the DEFAULT partition');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), '1', 'one rejected record');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs_default'), '3', 'rows from 2001, 1 BC and 9999 in the DEFAULT partition');
+cmp_ok($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), '>=', 6, 'rejected records of every kind');
+is($node->safe_psql('postgres', q{SELECT count(*) FROM logagg.alert_queue WHERE first_seen < '0001-01-01 00:00+00'}), '1',
+	'an alert whose first_seen is in 1 BC');
 isnt($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.alert_queue'), '0', 'alerts are queued');
 
 my $tmp = PostgreSQL::Test::Utils::tempdir;

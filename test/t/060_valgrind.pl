@@ -92,6 +92,20 @@ for my $req ([ 'POST', "$http/ingest", '401' ], [ 'GET', "$http/nowhere?token=$t
 		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
 	is($out, $req->[2], "$req->[0] $req->[1] answers $req->[2]");
 }
+# a record a trigger refuses inside the batch's transaction: the batch is
+# stored again without it (subtransactions), the others commit
+$node->safe_psql('postgres', q{
+CREATE FUNCTION public.poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.message = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER poison BEFORE INSERT ON logagg.logs FOR EACH ROW EXECUTE FUNCTION public.poison();
+});
+IPC::Run::run([ 'curl', '-s', '-X', 'POST', '--data-binary', qq({"message":"p1"}\n{"message":"poison","status":503}\n{"message":"p2","status":500}),
+		"$http/ingest?token=$token" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+like($out, qr/"accepted": 2, "rejected": 1/, 'POST /ingest: a record a trigger refuses is rejected, the others stored');
+$node->safe_psql('postgres', 'DROP TRIGGER poison ON logagg.logs');
 IPC::Run::run([ 'curl', '-s', "$http/metrics" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
 like($out, qr/^logagg_ingest_rows_total \d+/m, '/metrics answers');
 $node->safe_psql('postgres', q{
@@ -100,8 +114,8 @@ SELECT logagg.ingest('[{"message": "from sql", "level": "fatal", "attrs": {"deep
 ok( $node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM logagg.alert_log WHERE outcome = 'delivered'}),
 	'alerts were delivered to the webhook');
 my $stored = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
-is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 1, 'every acked record is stored once');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + ($stdin_rejected // 0),
+is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1, 'every acked record is stored once');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + ($stdin_rejected // 0),
 	'every rejected record is in logagg.rejected');
 
 # cloud sync of a closed window, in this backend

@@ -21,8 +21,11 @@ use IPC::Run qw(run timeout);
 use HTTP::Tiny;
 use LogaggTest;
 
+# the good timestamp below is a fixed date: no window on ts here
+# (163_ingest_ts_window.pl tests the window)
 my $node = new_node('ingest_bad', qq{
 logagg.dispatch_workers = 0
+logagg.max_ts_past = -1
 logagg.max_connections = 4
 logagg.max_message_bytes = 32kB
 });
