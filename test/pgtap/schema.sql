@@ -1,7 +1,7 @@
 -- pgTAP: CREATE EXTENSION logagg creates every fixed object of DESIGN §3
 -- with the documented columns and types.
 BEGIN;
-SELECT plan(96);
+SELECT plan(101);
 
 SELECT has_schema('logagg');
 SELECT has_type('logagg', 'severity', 'severity type');
@@ -51,6 +51,11 @@ SELECT col_type_is('logagg', 'rejected', 'peer', 'text', 'rejected.peer');
 SELECT col_type_is('logagg', 'rejected', 'source', 'text', 'rejected.source');
 SELECT col_type_is('logagg', 'rejected', 'reason', 'text', 'rejected.reason');
 SELECT col_type_is('logagg', 'rejected', 'raw', 'text', 'rejected.raw');
+SELECT col_type_is('logagg', 'rejected', 'raw_bytes', 'bytea', 'rejected.raw_bytes');
+SELECT col_type_is('logagg', 'rejected', 'raw_length', 'bigint', 'rejected.raw_length');
+SELECT col_type_is('logagg', 'rejected', 'raw_sha256', 'bytea', 'rejected.raw_sha256');
+SELECT col_type_is('logagg', 'rejected', 'stream', 'text', 'rejected.stream');
+SELECT col_type_is('logagg', 'rejected', 'seq', 'bigint', 'rejected.seq');
 
 -- destinations and routes
 SELECT has_table('logagg', 'destinations', 'destinations table');
