@@ -138,13 +138,26 @@ typedef struct IngestOrigin
 	void		(*rejected) (void *arg, const char *reason, bool has_seq, int64 seq);
 } IngestOrigin;
 
+/*
+ * How far parsing a message got: a message of many records may be spread
+ * over batches (ingest_parse_message_part).  Zeroed for a new message.
+ */
+typedef struct IngestParsePos
+{
+	int			offset;			/* where to go on */
+	bool		started;		/* the message was looked at as a whole */
+	bool		text_checked;	/* all of it is valid text */
+	bool		in_array;		/* offset is in an array's elements */
+} IngestParsePos;
+
 /* ingest_parse.c */
 extern IngestBatch *ingest_batch_create(MemoryContext parent);
 extern void ingest_batch_reset(IngestBatch *batch);
 extern void ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin,
 								 char *data, int len);
 extern bool ingest_parse_message_part(IngestBatch *batch, const IngestOrigin *origin,
-									  char *data, int len, int *done, int max_units);
+									  char *data, int len, IngestParsePos *pos,
+									  int max_units);
 extern void ingest_batch_add_stream(IngestBatch *batch, const char *stream,
 									const char *source, int64 last_seq);
 extern Datum ingest_flat_attrs_jsonb(const char *attrs);

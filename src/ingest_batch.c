@@ -462,6 +462,8 @@ store_rejects(IngestBatch *batch)
 	Oid			argtypes[10] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
 	BYTEAOID, INT8OID, BYTEAOID, TEXTOID, INT8OID};
 	SPIPlanPtr	plan;
+	MemoryContext rowcxt;
+	MemoryContext oldcxt;
 
 	plan = SPI_prepare("INSERT INTO logagg.rejected (received_at, peer, source, reason, raw, "
 					   "raw_bytes, raw_length, raw_sha256, stream, seq) "
@@ -469,6 +471,10 @@ store_rejects(IngestBatch *batch)
 	if (plan == NULL)
 		elog(ERROR, "logagg: preparing insert into logagg.rejected failed: %s",
 			 SPI_result_code_string(SPI_result));
+	/* a message of many bad lines gives many rows: nothing kept per row */
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "logagg reject row",
+								   ALLOCSET_SMALL_SIZES);
+	oldcxt = MemoryContextSwitchTo(rowcxt);
 	for (int i = 0; i < batch->nrejects; i++)
 	{
 		IngestReject *r = &batch->rejects[i];
@@ -505,8 +511,10 @@ store_rejects(IngestBatch *batch)
 		ret = SPI_execute_plan(plan, values, nulls, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "logagg: insert into logagg.rejected failed: %s", SPI_result_code_string(ret));
-		pfree(bytes);
+		MemoryContextReset(rowcxt);
 	}
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(rowcxt);
 	SPI_freeplan(plan);
 }
 

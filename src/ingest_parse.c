@@ -100,17 +100,6 @@ typedef struct RecState
 	const char *bad;			/* reason to reject, found while parsing */
 } RecState;
 
-/* Split state for a frame that is an array of records. */
-typedef struct FrameState
-{
-	DepthState	d;
-	char	   *elem_start;
-	int			nelems;
-	int			maxelems;
-	char	  **elem_starts;
-	int		   *elem_lens;
-} FrameState;
-
 /*
  * Scratch memory: parse_cxt for a message, line_cxt for one line of
  * newline-delimited input, rec_cxt for one record of the pg_parse_json
@@ -1239,7 +1228,8 @@ field_of_len(const char *name, int len)
  * values nested deeper than INGEST_MAX_JSON_DEPTH in all make it give up.
  */
 static bool
-scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth)
+scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth,
+			MemoryContext scratch)
 {
 	char	   *p = *pp;
 	bool		too_big = false;
@@ -1247,7 +1237,8 @@ scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth)
 	memset(st, 0, sizeof(RecState));
 	st->attrs_flat = true;
 	st->in_batch = true;
-	resetStringInfo(abuf);
+	if (abuf->data)
+		resetStringInfo(abuf);
 	p = skip_ws(p + 1, end);
 	if (p < end && *p == '}')
 	{
@@ -1282,6 +1273,14 @@ scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth)
 				return false;
 			if (*vs == '{' || *vs == '[')
 				st->attrs_flat = false;
+			if (abuf->data == NULL)
+			{
+				/* scratch, not the batch's memory (the current context) */
+				MemoryContext old = MemoryContextSwitchTo(scratch);
+
+				initStringInfo(abuf);
+				MemoryContextSwitchTo(old);
+			}
 			appendStringInfoChar(abuf, abuf->len == 0 ? '{' : ',');
 			appendBinaryStringInfo(abuf, ks, ke - ks);	/* name as it came */
 			appendStringInfoChar(abuf, ':');
@@ -1339,7 +1338,7 @@ scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth)
 	}
 	if (too_big)
 		st->bad = "a number is too large";
-	if (abuf->len > 0)
+	if (abuf->data && abuf->len > 0)
 	{
 		appendStringInfoChar(abuf, '}');
 		st->attrs_text = palloc(abuf->len + 1);
@@ -1348,6 +1347,13 @@ scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth)
 	*pp = p + 1;
 	return true;
 }
+
+/*
+ * Longest array the scanner takes in one go.  Its records are added all
+ * at once (or none, when it gives up), so a longer array goes through
+ * parse_elements instead, which can spread it over batches.
+ */
+#define FAST_ARRAY_MAX	1000
 
 /*
  * One unit (an object, or an array of objects) by the fast scanner.
@@ -1373,13 +1379,14 @@ fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 	*several = false;
 	if (p >= end)
 		return false;
-	initStringInfo(&abuf);
+	abuf.data = NULL;			/* made when a record has attrs */
+	abuf.len = 0;
 	if (*p == '{')
 	{
 		RecState	st;
 
 		oldcxt = MemoryContextSwitchTo(batch->cxt);
-		ok = scan_record(&p, end, &st, &abuf, 1);
+		ok = scan_record(&p, end, &st, &abuf, 1, oldcxt);
 		MemoryContextSwitchTo(oldcxt);
 		if (!ok)
 			return false;
@@ -1394,7 +1401,7 @@ fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 	if (*p != '[')
 		return false;
 
-	max = 64;
+	max = 8;
 	recs = palloc(max * sizeof(RecState));
 	starts = palloc(max * sizeof(char *));
 	lens = palloc(max * sizeof(int));
@@ -1407,7 +1414,7 @@ fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 		{
 			char	   *s = p;
 
-			if (p >= end || *p != '{')
+			if (p >= end || *p != '{' || n >= FAST_ARRAY_MAX)
 				return false;
 			if (n >= max)
 			{
@@ -1417,7 +1424,7 @@ fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 				lens = repalloc(lens, max * sizeof(int));
 			}
 			oldcxt = MemoryContextSwitchTo(batch->cxt);
-			ok = scan_record(&p, end, &recs[n], &abuf, 2);
+			ok = scan_record(&p, end, &recs[n], &abuf, 2, oldcxt);
 			MemoryContextSwitchTo(oldcxt);
 			if (!ok)
 				return false;
@@ -1617,99 +1624,161 @@ ingest_flat_attrs_jsonb(const char *s)
  * Framing: object, array of objects, or newline-delimited objects
  * ---------------------------------------------------------------------
  */
-static void
-frame_elem_start(void *state, bool isnull)
-{
-	FrameState *st = state;
-
-	if (st->d.depth == 1)
-		st->elem_start = st->d.lex->token_start;
-}
-
-static void
-frame_elem_end(void *state, bool isnull)
-{
-	FrameState *st = state;
-
-	if (st->d.depth != 1)
-		return;
-	if (st->nelems >= st->maxelems)
-	{
-		st->maxelems = st->maxelems ? st->maxelems * 2 : 64;
-		st->elem_starts = st->elem_starts ?
-			repalloc(st->elem_starts, st->maxelems * sizeof(char *)) :
-			palloc(st->maxelems * sizeof(char *));
-		st->elem_lens = st->elem_lens ?
-			repalloc(st->elem_lens, st->maxelems * sizeof(int)) :
-			palloc(st->maxelems * sizeof(int));
-	}
-	st->elem_starts[st->nelems] = st->elem_start;
-	st->elem_lens[st->nelems] = st->d.lex->prev_token_terminator - st->elem_start;
-	st->nelems++;
-}
 
 /* What parse_unit did with a unit. */
 typedef enum UnitResult
 {
 	UNIT_DONE,					/* its records and rejects are in the batch */
+	UNIT_ARRAY,					/* a valid array: its elements are next */
 	UNIT_NOT_ONE_VALUE			/* (only when trying) nothing was added */
 } UnitResult;
 
 /*
- * One JSON value: an object is a record, an array is a list of records.
- * When trying (a whole message that may be newline-delimited), a unit
- * that is not exactly one valid JSON value adds nothing and returns
- * UNIT_NOT_ONE_VALUE, so that the caller can split it into lines instead:
- * a broken first line must not take the lines after it down with it.
- * Otherwise the unit is refused as a whole when it is not valid JSON.
+ * One JSON value, checked by pg_parse_json: an object is a record, an
+ * array a list of records.  When trying (a whole message that may be
+ * newline-delimited), a unit that is not exactly one valid JSON value
+ * adds nothing and returns UNIT_NOT_ONE_VALUE, so that the caller can
+ * split it into lines instead: a broken first line must not take the
+ * lines after it down with it.  Otherwise a unit that is not valid JSON
+ * is refused as a whole.
  *
- * The caller has checked the unit's encoding and nesting depth.  Each
- * element's parse runs in rec_cxt, reset after it, so that an array of
- * many small elements costs no per-element scratch memory.
+ * For an array, *elems is set to its first element (or its ']'): the
+ * caller walks the elements with parse_elements, which can stop when the
+ * batch is full and go on later.  The caller has checked the unit's
+ * encoding and nesting depth.
  */
 static UnitResult
 parse_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
-		   bool trying)
+		   bool trying, char **elems)
 {
-	FrameState	st;
+	JsonLexContext *lex;
 	JsonSemAction sem;
 	JsonParseErrorType err;
-	MemoryContext oldcxt;
+	char	   *p;
 
-	memset(&st, 0, sizeof(st));
 	memset(&sem, 0, sizeof(sem));
-	st.d.lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
-	sem.semstate = &st;
-	sem.object_start = depth_inc;
-	sem.object_end = depth_dec;
-	sem.array_start = depth_inc;
-	sem.array_end = depth_dec;
-	sem.array_element_start = frame_elem_start;
-	sem.array_element_end = frame_elem_end;
-
-	err = pg_parse_json(st.d.lex, &sem);
+	lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
+	err = pg_parse_json(lex, &sem);
 	if (err != JSON_SUCCESS && trying)
 		return UNIT_NOT_ONE_VALUE;
 	if (err != JSON_SUCCESS)
 	{
-		add_reject(batch, origin, psprintf("invalid JSON: %s", json_errdetail(err, st.d.lex)),
+		add_reject(batch, origin, psprintf("invalid JSON: %s", json_errdetail(err, lex)),
 				   text, len, false, 0);
 		return UNIT_DONE;
 	}
-	oldcxt = MemoryContextSwitchTo(rec_cxt);
-	if (first_char(text, len) != '[')
-		parse_record(batch, origin, text, len);
-	else
+	p = skip_ws(text, text + len);
+	if (*p == '[')
 	{
-		for (int i = 0; i < st.nelems; i++)
+		*elems = p + 1;
+		return UNIT_ARRAY;
+	}
+	parse_record(batch, origin, text, len);
+	return UNIT_DONE;
+}
+
+/*
+ * The end of the JSON value at p, in text that pg_parse_json accepted:
+ * only strings and brackets need to be followed.
+ */
+static char *
+value_end(char *p, char *end)
+{
+	int			depth = 0;
+
+	for (; p < end; p++)
+	{
+		char		c = *p;
+
+		if (c == '"')
 		{
-			parse_record(batch, origin, st.elem_starts[i], st.elem_lens[i]);
-			MemoryContextReset(rec_cxt);
+			for (p++; p < end && *p != '"'; p++)
+				if (*p == '\\')
+					p++;
+			if (depth == 0)
+				return p + 1;
+		}
+		else if (c == '{' || c == '[')
+			depth++;
+		else if (c == '}' || c == ']')
+		{
+			if (--depth == 0)
+				return p + 1;
+			if (depth < 0)
+				return p;		/* the end of a scalar at the array's end */
+		}
+		else if (depth == 0 && (c == ',' || IS_WS(c)))
+			return p;
+	}
+	return p;
+}
+
+/*
+ * One element of a valid array: a record by the scanner when it can,
+ * else by pg_parse_json (the same outcome, see the fast path).
+ */
+static void
+parse_element(IngestBatch *batch, const IngestOrigin *origin, char *s, int len,
+			  MemoryContext scratch)
+{
+	if (*s == '{')
+	{
+		RecState	st;
+		StringInfoData abuf;
+		char	   *p = s;
+		MemoryContext oldcxt = MemoryContextSwitchTo(batch->cxt);
+		bool		ok;
+
+		abuf.data = NULL;
+		abuf.len = 0;
+		ok = scan_record(&p, s + len, &st, &abuf, 2, scratch);
+		MemoryContextSwitchTo(oldcxt);
+		if (ok && p == s + len)
+		{
+			finish_record(batch, origin, &st, s, len);
+			return;
 		}
 	}
+	parse_record(batch, origin, s, len);
+}
+
+/*
+ * The elements of a valid array from p on (an element's start, or the
+ * ']', after blanks).  Each element's parse runs in rec_cxt, reset after
+ * it.  Stops early, returning the next element's position, once the
+ * batch holds max_units records and rejects (max_units > 0); *closed
+ * tells whether the array was finished, and then the position after it
+ * is returned.
+ */
+static char *
+parse_elements(IngestBatch *batch, const IngestOrigin *origin, char *p, char *end,
+			   int max_units, bool *closed)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(rec_cxt);
+
+	*closed = false;
+	for (;;)
+	{
+		char	   *e;
+
+		p = skip_ws(p, end);
+		if (p >= end || *p == ']')
+		{
+			*closed = true;
+			p = Min(p + 1, end);
+			break;
+		}
+		e = value_end(p, end);
+		parse_element(batch, origin, p, e - p, rec_cxt);
+		MemoryContextReset(rec_cxt);
+		p = skip_ws(e, end);
+		if (p < end && *p == ',')
+			p++;
+		if (max_units > 0 && batch->nrecords + batch->nrejects >= max_units)
+			break;
+	}
 	MemoryContextSwitchTo(oldcxt);
-	MemoryContextReset(rec_cxt);
-	return UNIT_DONE;
+	return p;
 }
 
 /*
@@ -1726,7 +1795,7 @@ static void
 reject_invalid_text(IngestBatch *batch, const IngestOrigin *origin, const char *s, int len)
 {
 	add_reject_bytes(batch, origin,
-					 psprintf("not valid %s text, or contains a NUL byte",
+					 psprintf("not valid text in the database encoding %s (or contains a NUL byte)",
 							  GetDatabaseEncodingName()),
 					 s, len, false, false, 0);
 }
@@ -1741,46 +1810,52 @@ reject_too_deep(IngestBatch *batch, const IngestOrigin *origin, char *s, int len
 /*
  * One line of newline-delimited input (without its line break), on its
  * own: checked, then parsed by the scanner, else by pg_parse_json.  A
- * blank line adds nothing.
+ * blank line adds nothing.  Returns the first element of a line that is
+ * an array the scanner did not take, else NULL.
  */
-static void
+static char *
 parse_line(IngestBatch *batch, const IngestOrigin *origin, char *s, int len,
 		   bool checked_text)
 {
 	char	   *end = s + len;
+	char	   *elems = NULL;
 	bool		several;
 
-	/* a CRLF line break leaves a \r; leading blanks are not the record's */
+	/* a CRLF line break leaves a \r; blanks around it are not the record's */
 	while (end > s && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
 		end--;
 	while (s < end && (*s == ' ' || *s == '\t' || *s == '\r'))
 		s++;
 	len = end - s;
 	if (len == 0)
-		return;
+		return NULL;
 	if (!checked_text && !valid_text(s, len))
 		reject_invalid_text(batch, origin, s, len);
 	else if (fast_unit(batch, origin, s, len, false, &several))
 		;
 	else if (nesting_depth(s, len) > INGEST_MAX_JSON_DEPTH)
 		reject_too_deep(batch, origin, s, len);
-	else
-		(void) parse_unit(batch, origin, s, len, false);
+	else if (parse_unit(batch, origin, s, len, false, &elems) == UNIT_ARRAY)
+		return elems;
+	return NULL;
 }
 
 /*
  * The whole message as one unit, if it is one: one object, or one array
  * (possibly spread over lines).  Returns false when it is to be split
- * into lines instead.  A message without a line break is always one unit.
+ * into lines instead; a message without a line break is always one unit.
+ * *elems is set when it is an array whose elements are still to be
+ * parsed.
  */
 static bool
 parse_whole(IngestBatch *batch, const IngestOrigin *origin, char *data, int len,
-			bool *checked_text)
+			bool *checked_text, char **elems)
 {
 	bool		has_nl = memchr(data, '\n', len) != NULL;
 	bool		several;
 
 	*checked_text = false;
+	*elems = NULL;
 	if (!valid_text(data, len))
 	{
 		if (has_nl)
@@ -1800,37 +1875,42 @@ parse_whole(IngestBatch *batch, const IngestOrigin *origin, char *data, int len,
 		reject_too_deep(batch, origin, data, len);
 		return true;
 	}
-	return parse_unit(batch, origin, data, len, has_nl) == UNIT_DONE;
+	return parse_unit(batch, origin, data, len, has_nl, elems) != UNIT_NOT_ONE_VALUE;
+}
+
+static bool
+batch_has(IngestBatch *batch, int max_units)
+{
+	return max_units > 0 && batch->nrecords + batch->nrejects >= max_units;
 }
 
 /*
- * Parse a message into the batch, from offset *done on, and advance
- * *done.  A message that is one JSON value is parsed in one go.
- * Newline-delimited input is parsed line by line, and when max_units > 0
- * the call stops after the line that brings the batch to max_units
- * records and rejects, so that the caller can store the batch and call
- * again: a message of many lines is spread over batches.  Returns true
- * when the message is finished.  data must stay valid and writable until
- * then (the lexer needs no terminator; len bounds it).
+ * Parse a message into the batch, from *pos on (zeroed for a new
+ * message), and advance *pos.  When max_units > 0 the call stops
+ * between records once the batch holds max_units records and rejects,
+ * so that the caller can store the batch and call again: a message of
+ * many lines, or a long array, is spread over batches (a message the
+ * scanner takes in one pass, at most FAST_ARRAY_MAX records, is not cut).
+ * Returns true when the message is finished.  data must stay valid and
+ * writable until then (the lexer needs no terminator; len bounds it).
  *
- * Every line is parsed on its own, in a memory context reset after it:
- * what a line leaves behind is only what the batch keeps (its record or
- * its reject).
+ * Scratch memory is per unit: a line's in line_cxt, an array element's
+ * in rec_cxt, each reset after it.  What a unit leaves behind is only
+ * what the batch keeps (its record or its reject).
  */
 bool
 ingest_parse_message_part(IngestBatch *batch, const IngestOrigin *origin,
-						  char *data, int len, int *done, int max_units)
+						  char *data, int len, IngestParsePos *pos, int max_units)
 {
 	MemoryContext oldcxt;
 	char	   *p;
 	char	   *end = data + len;
-	bool		checked_text = false;
+	char	   *elems = NULL;
 
 	if (parse_cxt == NULL)
 	{
 		parse_cxt = AllocSetContextCreate(TopMemoryContext, "logagg ingest parse",
 										  ALLOCSET_DEFAULT_SIZES);
-		/* not children of parse_cxt: resetting that would delete them */
 		line_cxt = AllocSetContextCreate(TopMemoryContext, "logagg ingest line",
 										 ALLOCSET_DEFAULT_SIZES);
 		rec_cxt = AllocSetContextCreate(TopMemoryContext, "logagg ingest record",
@@ -1838,30 +1918,54 @@ ingest_parse_message_part(IngestBatch *batch, const IngestOrigin *origin,
 	}
 	oldcxt = MemoryContextSwitchTo(parse_cxt);
 
-	p = data + *done;
-	if (*done == 0)
+	p = data + pos->offset;
+	if (!pos->started)
 	{
+		pos->started = true;
 		/* blank messages carry no record: nothing to store or refuse */
-		if (skip_ws(data, end) == end || parse_whole(batch, origin, data, len, &checked_text))
+		if (skip_ws(data, end) == end)
 			p = end;
+		else if (parse_whole(batch, origin, data, len, &pos->text_checked, &elems))
+			p = elems ? elems : end;
+		pos->in_array = elems != NULL;
 		MemoryContextReset(parse_cxt);
 	}
 	while (p < end)
 	{
-		char	   *nl = memchr(p, '\n', end - p);
-		char	   *lend = nl ? nl : end;
+		if (pos->in_array)
+		{
+			bool		closed;
 
-		MemoryContextSwitchTo(line_cxt);
-		parse_line(batch, origin, p, lend - p, checked_text);
-		MemoryContextSwitchTo(parse_cxt);
-		MemoryContextReset(line_cxt);
-		p = nl ? nl + 1 : end;
-		if (max_units > 0 && batch->nrecords + batch->nrejects >= max_units)
+			p = parse_elements(batch, origin, p, end, max_units, &closed);
+			if (!closed)
+				break;
+			/* the rest of the array's line is blank: lines go on after it */
+			pos->in_array = false;
+			continue;
+		}
+		else
+		{
+			char	   *nl = memchr(p, '\n', end - p);
+			char	   *lend = nl ? nl : end;
+
+			MemoryContextSwitchTo(line_cxt);
+			elems = parse_line(batch, origin, p, lend - p, pos->text_checked);
+			MemoryContextSwitchTo(parse_cxt);
+			MemoryContextReset(line_cxt);
+			if (elems)
+			{
+				p = elems;
+				pos->in_array = true;
+				continue;
+			}
+			p = nl ? nl + 1 : end;
+		}
+		if (batch_has(batch, max_units))
 			break;
 	}
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextReset(parse_cxt);
-	*done = p - data;
+	pos->offset = p - data;
 	return p >= end;
 }
 
@@ -1869,7 +1973,8 @@ ingest_parse_message_part(IngestBatch *batch, const IngestOrigin *origin,
 void
 ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin, char *data, int len)
 {
-	int			done = 0;
+	IngestParsePos pos;
 
-	(void) ingest_parse_message_part(batch, origin, data, len, &done, 0);
+	memset(&pos, 0, sizeof(pos));
+	(void) ingest_parse_message_part(batch, origin, data, len, &pos, 0);
 }

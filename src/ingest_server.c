@@ -75,8 +75,8 @@ typedef struct Msg
 	struct Msg *next;
 	TimestampTz received_at;
 	int			len;
-	int			done;			/* bytes parsed so far (a message of many
-								 * lines may span batches) */
+	IngestParsePos pos;			/* how far it was parsed (a message of many
+								 * records may span batches) */
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } Msg;
 
@@ -498,7 +498,7 @@ conn_queue_message(Conn *c, const char *data, size_t len)
 	m->next = NULL;
 	m->received_at = GetCurrentTimestamp();
 	m->len = (int) len;
-	m->done = 0;
+	memset(&m->pos, 0, sizeof(m->pos));
 	memcpy(m->data, data, len);
 	m->data[len] = '\0';
 	if (c->inq_tail)
@@ -1195,8 +1195,8 @@ ingest_server_process_input(void)
 			origin.accept_seq = cb_accept_seq;
 			origin.accepted = cb_accepted;
 			origin.rejected = cb_rejected;
-			/* a message of many lines stops when the batch is full */
-			if (ingest_parse_message_part(batch, &origin, m->data, m->len, &m->done,
+			/* a message of many records stops when the batch is full */
+			if (ingest_parse_message_part(batch, &origin, m->data, m->len, &m->pos,
 										  logagg_batch_rows))
 			{
 				c->inq_head = m->next;

@@ -11,6 +11,7 @@ BASE_URL is ws://HOST:PORT.  Each STEP is one of
     send:NAME:TEXT          send TEXT as one text frame (\\n in TEXT is a newline)
     big:NAME:BYTES          send one frame of BYTES bytes
     bytes:NAME:HEX          send the bytes HEX as one binary frame
+    file:NAME:PATH          send the bytes of file PATH as one binary frame
     recv:NAME[:SECONDS]     wait for one message (default 5 s)
     close:NAME              close NAME normally
     sleep:SECONDS
@@ -65,6 +66,9 @@ async def main(base, steps):
                 await conns[name].send(arg.replace("\\n", "\n"))
             elif kind == "bytes":
                 await conns[name].send(bytes.fromhex(arg))
+            elif kind == "file":
+                with open(arg, "rb") as f:
+                    await conns[name].send(f.read())
             elif kind == "big":
                 await conns[name].send("x" * int(arg))
             elif kind == "recv":
