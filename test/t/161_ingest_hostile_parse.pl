@@ -165,6 +165,15 @@ is(sql("SELECT octet_length(convert_to(raw, 'UTF8')) || ',' || octet_length(raw_
 	  . " || ',' || encode(raw_sha256, 'hex') FROM logagg.rejected WHERE raw_length = " . length($longtext)),
 	'65535,65536,true,' . length($longtext) . ',' . sha256_hex($longtext),
 	'raw is cut before the character the 64 kB bound splits; raw_bytes is exact');
+# a reject reason that quotes a long token of two-byte characters is cut
+# at a character boundary
+my $token_line = qq({"message": x) . ("\x{e9}" x 300) . '}';
+utf8::encode($token_line);
+is(post($token_line), '200 {"accepted": 0, "rejected": 1}', 'a long invalid token of two-byte characters');
+is(sql("SELECT octet_length(reason) <= 256, reason LIKE 'invalid JSON: Token \"x' || chr(233) || '%',"
+	  . " convert_from(convert_to(reason, 'UTF8'), 'UTF8') = reason"
+	  . " FROM logagg.rejected WHERE raw_length = " . length($token_line)),
+	't|t|t', 'its reason is at most 256 bytes and valid UTF-8');
 same_worker('invalid UTF-8 and NUL bytes');
 
 # ---- empty and blank frames and bodies are skipped ----
@@ -254,6 +263,16 @@ for my $w (@worst)
 	}
 }
 same_worker('the worst messages');
+
+# ---- a dump of all this restores ----
+# (every text column holds valid text: COPY of a plain dump checks it)
+my $rows = "SELECT count(*) || ',' || md5(string_agg(r::text, '|' ORDER BY id)) FROM logagg.rejected r";
+my $before = sql($rows);
+command_ok([ 'pg_dump', '-Fp', '-f', "$tmp/dump.sql", '-d', $node->connstr('postgres') ], 'pg_dump');
+sql('CREATE DATABASE restored');
+command_ok([ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', "$tmp/dump.sql", '-d', $node->connstr('restored') ],
+	'the plain dump restores without an error');
+is($node->safe_psql('restored', $rows), $before, 'logagg.rejected restored row for row');
 
 # ---- \u escapes a LATIN1 database cannot hold ----
 my $latin = new_node('latin1', qq{
