@@ -7,12 +7,22 @@
  * The ingest worker calls this outside any transaction, so nothing here
  * may raise an error for bad input: every problem a client can cause
  * becomes a reject with a reason.  In particular anything COPY would
- * refuse later (invalid UTF-8, NUL characters, numbers jsonb cannot hold)
- * is refused here, because a COPY error would abort the whole batch.
+ * refuse later (invalid UTF-8, NUL characters, numbers jsonb cannot hold,
+ * \u escapes the database encoding lacks) is refused here, because a COPY
+ * error would abort the whole batch; and nesting is bounded before
+ * PostgreSQL's recursive JSON parser sees it.
  *
- * Parsing uses PostgreSQL's own JSON lexer (common/jsonapi.h).  Fields
- * the protocol does not map to columns are copied, as their raw JSON
- * text, into the attrs object.
+ * The unit of refusal is one record: an NDJSON line, an array element,
+ * or a message that cannot be split.  Each is checked and parsed on its
+ * own, in scratch memory reset after it, and a reject keeps the record's
+ * exact bytes.  A message of many records can be parsed over several
+ * batches (ingest_parse_message_part), so that one message never makes a
+ * batch, or the time between two turns of the event loop, unbounded.
+ *
+ * Parsing uses a one-pass scanner for what clients usually send and
+ * PostgreSQL's own JSON parser (common/jsonapi.h) for everything else.
+ * Fields the protocol does not map to columns are copied, as their raw
+ * JSON text, into the attrs object.
  *
  *-------------------------------------------------------------------------
  */
