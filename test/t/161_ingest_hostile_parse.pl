@@ -187,6 +187,32 @@ is(post(" \r\n\n\t "), '200 {"accepted": 0, "rejected": 0}', 'blank POST body: a
 is(sql('SELECT count(*) FROM logagg.rejected'), $rejects_before, 'nothing rejected');
 same_worker('empty and blank input');
 
+# ---- a message of more records than a batch holds ----
+# (logagg.batch_rows is 5000: the message is parsed over several batches;
+# rejects count toward the batch)
+my @lines = map { $_ % 1000 == 500 ? qq({"seq":$_,"message":) : qq({"seq":$_,"message":"span $_"}) } 1 .. 12000;
+$out = ws_probe($base, "open:a:/ingest?stream=s12:$token", 'recv:a', 'file:a:' . do {
+		my $f = "$tmp/span";
+		open(my $fh, '>:raw', $f) or die $!;
+		print $fh join("\n", @lines);
+		close($fh);
+		$f;
+	}, 'until:a:60:"ack": 12000');
+like($out, qr/\{"ack": 12000\}/, '12,000 lines on a stream: acked to the last seq');
+is(scalar(() = $out =~ /"error": "invalid JSON/g), 12, 'one error frame per broken line');
+is(sql("SELECT count(*) || ',' || count(DISTINCT seq) FROM logagg.logs WHERE message LIKE 'span %'"), '11988,11988',
+	'every other line stored once');
+is(sql("SELECT count(*) FROM logagg.rejected WHERE stream = 's12'"), '12', 'the broken lines rejected');
+is(sql("SELECT last_seq FROM logagg.streams WHERE stream_id = 's12'"), '12000', 'the stream is at 12000');
+cmp_ok(sql("SELECT count(DISTINCT (received_at, xmin::text)) FROM logagg.logs WHERE message LIKE 'span %'"), '>=', 3,
+	'stored by at least three transactions');
+# an array longer than the scanner takes at once, with non-objects in it
+my @elems = map { $_ % 500 == 0 ? $_ : qq({"message":"elem $_"}) } 1 .. 12000;
+is(post('[' . join(',', @elems) . ']'), '200 {"accepted": 11976, "rejected": 24}',
+	'an array of 12,000 elements over POST');
+is(sql("SELECT count(*) FROM logagg.logs WHERE message LIKE 'elem %'"), '11976', 'its objects are stored');
+same_worker('messages spread over batches');
+
 # ---- a record with 90,000 attrs in descending key order ----
 my $attrs = '{"message":"a6",' . join(',', map { sprintf('"k%05d":1', 89999 - $_) } 0 .. 89999) . '}';
 my $cpu0 = cpu_ms();
