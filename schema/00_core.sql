@@ -136,8 +136,26 @@ CREATE TABLE @extschema@.rejected (
     peer        text,
     source      text,
     reason      text NOT NULL,
-    raw         text
+    raw         text,
+    raw_bytes   bytea,
+    raw_length  bigint,
+    raw_sha256  bytea,
+    stream      text,
+    seq         bigint
 );
 CREATE INDEX rejected_received_at ON @extschema@.rejected (received_at);
 COMMENT ON TABLE @extschema@.rejected IS
-    'Records refused at ingest, with the reason and the raw input (truncated); nothing is dropped silently.';
+    'Records refused at ingest, one row per record (NDJSON line, array element or message) with the reason and its exact bytes (raw_bytes, the first 64 kB; raw_length and raw_sha256 describe the whole); nothing is dropped silently.';
+COMMENT ON COLUMN @extschema@.rejected.raw IS
+    'The refused record''s bytes as text (at most 64 kB, cut at a character boundary), when they are valid text in the database encoding; else NULL (see raw_bytes).';
+COMMENT ON COLUMN @extschema@.rejected.raw_bytes IS
+    'The refused record''s exact bytes (one NDJSON line, array element or message), the first 64 kB of it.';
+COMMENT ON COLUMN @extschema@.rejected.raw_length IS
+    'Length in bytes of the whole refused record.';
+COMMENT ON COLUMN @extschema@.rejected.raw_sha256 IS
+    'SHA-256 of the whole refused record when raw_bytes holds only its first 64 kB; else NULL.';
+COMMENT ON COLUMN @extschema@.rejected.stream IS
+    'The stream of the connection the record came on, if any.';
+COMMENT ON COLUMN @extschema@.rejected.seq IS
+    'The record''s seq, when it had a valid one.';
+

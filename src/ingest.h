@@ -26,8 +26,13 @@
 #define INGEST_MAX_STREAM_LEN	128
 /* Longest source name (logagg_valid_source_name, the sources.name check). */
 #define INGEST_MAX_SOURCE_LEN	128
-/* How much of a rejected record's raw text logagg.rejected keeps. */
-#define INGEST_REJECT_RAW_BYTES	1024
+/*
+ * How many bytes of a rejected record logagg.rejected keeps (raw_bytes;
+ * raw_length and raw_sha256 describe the whole record when it is cut).
+ */
+#define INGEST_REJECT_RAW_BYTES	(64 * 1024)
+/* Longest reject reason (cut at a character boundary). */
+#define INGEST_REJECT_REASON_BYTES	256
 /* Deepest JSON nesting accepted (deeper frames are refused, not parsed). */
 #define INGEST_MAX_JSON_DEPTH	64
 
@@ -64,14 +69,27 @@ typedef struct IngestRecord
 /* The text datum whose data a text_ready string is. */
 #define INGEST_TEXT_OF(str)		PointerGetDatum((str) - VARHDRSZ)
 
-/* One refused record (or frame), for logagg.rejected. */
+/*
+ * One refused record (an NDJSON line, an array element, or a whole
+ * message), for logagg.rejected.
+ */
 typedef struct IngestReject
 {
 	TimestampTz received_at;
-	char	   *peer;
-	char	   *source;
-	char	   *reason;
-	char	   *raw;			/* truncated to INGEST_REJECT_RAW_BYTES */
+	const char *peer;			/* may be shared with other rejects */
+	const char *source;			/* may be shared with other rejects */
+	const char *stream;			/* NULL when the connection has none */
+	const char *reason;			/* valid text, may be shared */
+	bool		has_seq;
+	int64		seq;
+	char	   *raw;			/* the first raw_len bytes of the record */
+	int			raw_len;		/* at most INGEST_REJECT_RAW_BYTES */
+	int			raw_text_len;	/* raw[0..raw_text_len) is valid text in the
+								 * database encoding (the rejected.raw
+								 * column); -1: it is not text (NULL) */
+	int64		raw_length;		/* length of the whole record */
+	uint8	   *raw_sha256;		/* SHA-256 of the whole record when cut,
+								 * else NULL */
 } IngestReject;
 
 /* A stream whose last_seq the batch advances. */
@@ -132,11 +150,26 @@ typedef struct IngestOrigin
 	void		(*refused) (void *arg, const IngestRecord *rec, const char *reason);
 } IngestOrigin;
 
+/*
+ * How far parsing a message got: a message of many records may be spread
+ * over batches (ingest_parse_message_part).  Zeroed for a new message.
+ */
+typedef struct IngestParsePos
+{
+	int			offset;			/* where to go on */
+	bool		started;		/* the message was looked at as a whole */
+	bool		text_checked;	/* all of it is valid text */
+	bool		in_array;		/* offset is in an array's elements */
+} IngestParsePos;
+
 /* ingest_parse.c */
 extern IngestBatch *ingest_batch_create(MemoryContext parent);
 extern void ingest_batch_reset(IngestBatch *batch);
 extern void ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin,
 								 char *data, int len);
+extern bool ingest_parse_message_part(IngestBatch *batch, const IngestOrigin *origin,
+									  char *data, int len, IngestParsePos *pos,
+									  int max_units);
 extern void ingest_batch_add_stream(IngestBatch *batch, const char *stream,
 									const char *source, int64 last_seq);
 extern Datum ingest_flat_attrs_jsonb(const char *attrs);

@@ -35,6 +35,8 @@
  */
 #include "postgres.h"
 
+#include <openssl/sha.h>
+
 #include "access/table.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
@@ -42,6 +44,7 @@
 #include "commands/copy.h"
 #include "commands/copyfrom_internal.h"
 #include "commands/sequence.h"
+#include "common/sha2.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "mb/pg_wchar.h"
@@ -469,33 +472,70 @@ enqueue_alerts(HTAB *groups)
 	return isnull ? 0 : (uint64) DatumGetInt32(d);
 }
 
+/*
+ * Refused records, each with its exact bytes (raw_bytes, cut at
+ * INGEST_REJECT_RAW_BYTES; raw_length and raw_sha256 tell what was cut),
+ * and raw as text only when those bytes are valid text.
+ */
 static void
 store_rejects(IngestBatch *batch)
 {
-	Oid			argtypes[5] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
+	Oid			argtypes[10] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	BYTEAOID, INT8OID, BYTEAOID, TEXTOID, INT8OID};
 	SPIPlanPtr	plan;
+	MemoryContext rowcxt;
+	MemoryContext oldcxt;
 
-	plan = SPI_prepare("INSERT INTO logagg.rejected (received_at, peer, source, reason, raw) "
-					   "VALUES ($1, $2, $3, $4, $5)", 5, argtypes);
+	plan = SPI_prepare("INSERT INTO logagg.rejected (received_at, peer, source, reason, raw, "
+					   "raw_bytes, raw_length, raw_sha256, stream, seq) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "logagg: preparing insert into logagg.rejected failed: %s",
 			 SPI_result_code_string(SPI_result));
+	/* a message of many bad lines gives many rows: nothing kept per row */
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "logagg reject row",
+								   ALLOCSET_SMALL_SIZES);
+	oldcxt = MemoryContextSwitchTo(rowcxt);
 	for (int i = 0; i < batch->nrejects; i++)
 	{
 		IngestReject *r = &batch->rejects[i];
-		Datum		values[5];
-		char		nulls[5] = "     ";
+		Datum		values[10];
+		char		nulls[10];
+		bytea	   *bytes;
 		int			ret;
 
+		memset(nulls, ' ', sizeof(nulls));
 		values[0] = TimestampTzGetDatum(r->received_at);
 		values[1] = r->peer ? CStringGetTextDatum(r->peer) : (nulls[1] = 'n', (Datum) 0);
 		values[2] = r->source ? CStringGetTextDatum(r->source) : (nulls[2] = 'n', (Datum) 0);
 		values[3] = CStringGetTextDatum(r->reason);
-		values[4] = CStringGetTextDatum(r->raw);
+		values[4] = r->raw_text_len >= 0 ?
+			PointerGetDatum(cstring_to_text_with_len(r->raw, r->raw_text_len)) :
+			(nulls[4] = 'n', (Datum) 0);
+		bytes = palloc(VARHDRSZ + r->raw_len);
+		SET_VARSIZE(bytes, VARHDRSZ + r->raw_len);
+		memcpy(VARDATA(bytes), r->raw, r->raw_len);
+		values[5] = PointerGetDatum(bytes);
+		values[6] = Int64GetDatum(r->raw_length);
+		if (r->raw_sha256)
+		{
+			bytea	   *h = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+
+			SET_VARSIZE(h, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
+			memcpy(VARDATA(h), r->raw_sha256, PG_SHA256_DIGEST_LENGTH);
+			values[7] = PointerGetDatum(h);
+		}
+		else
+			nulls[7] = 'n';
+		values[8] = r->stream ? CStringGetTextDatum(r->stream) : (nulls[8] = 'n', (Datum) 0);
+		values[9] = r->has_seq ? Int64GetDatum(r->seq) : (nulls[9] = 'n', (Datum) 0);
 		ret = SPI_execute_plan(plan, values, nulls, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "logagg: insert into logagg.rejected failed: %s", SPI_result_code_string(ret));
+		MemoryContextReset(rowcxt);
 	}
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(rowcxt);
 	SPI_freeplan(plan);
 }
 
@@ -784,10 +824,22 @@ add_record_reject(IngestBatch *batch, const IngestRecord *r, char *reason)
 	rej->received_at = r->received_at;
 	rej->peer = r->peer ? pstrdup(r->peer) : NULL;
 	rej->source = pstrdup(r->source);
+	rej->stream = r->stream ? pstrdup(r->stream) : NULL;
+	rej->has_seq = r->has_seq;
+	rej->seq = r->seq;
 	rej->reason = reason;
+	/* the record as parsed, re-written as JSON: valid text */
+	rej->raw_length = len;
 	if (len > INGEST_REJECT_RAW_BYTES)
-		raw[pg_mbcliplen(raw, len, INGEST_REJECT_RAW_BYTES)] = '\0';
+	{
+		rej->raw_sha256 = palloc(SHA256_DIGEST_LENGTH);
+		SHA256((const unsigned char *) raw, len, rej->raw_sha256);
+		len = pg_mbcliplen(raw, len, INGEST_REJECT_RAW_BYTES);
+		raw[len] = '\0';
+	}
 	rej->raw = raw;
+	rej->raw_len = len;
+	rej->raw_text_len = len;
 	MemoryContextSwitchTo(oldcxt);
 }
 

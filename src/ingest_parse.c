@@ -7,17 +7,26 @@
  * The ingest worker calls this outside any transaction, so nothing here
  * may raise an error for bad input: every problem a client can cause
  * becomes a reject with a reason.  In particular anything COPY would
- * refuse later (invalid UTF-8, NUL characters, numbers jsonb cannot hold)
- * is refused here, because a COPY error would abort the whole batch.
+ * refuse later (invalid UTF-8, NUL characters, numbers jsonb cannot hold,
+ * \u escapes the database encoding lacks) is refused here, because a COPY
+ * error would abort the whole batch; and nesting is bounded before
+ * PostgreSQL's recursive JSON parser sees it.
+ *
+ * The unit of refusal is one record: an NDJSON line, an array element,
+ * or a message that cannot be split.  Each is checked and parsed on its
+ * own, in scratch memory reset after it, and a reject keeps the record's
+ * exact bytes.  A message of many records can be parsed over several
+ * batches (ingest_parse_message_part), so that one message never makes a
+ * batch, or the time between two turns of the event loop, unbounded.
  *
  * A strict one-pass scanner handles what clients usually send (objects
  * and arrays of objects without \u escapes) and keeps the fields the
  * protocol does not map to columns as raw spans for attrs.  Anything it
- * is unsure of goes, whole, through PostgreSQL's JSON parser
- * (pg_parse_json, common/jsonapi.h) instead, with the same records,
- * rejects and reasons.  Also here: field mapping and validation, the
- * RFC 3339 / epoch-ms timestamp parser, and attrs as jsonb built straight
- * from the scanner's text.
+ * is unsure of goes through PostgreSQL's JSON parser (pg_parse_json,
+ * common/jsonapi.h) instead, with the same records, rejects and reasons.
+ * Also here: field mapping and validation, the RFC 3339 / epoch-ms
+ * timestamp parser, and attrs as jsonb built straight from the scanner's
+ * text.
  *
  *-------------------------------------------------------------------------
  */
@@ -25,6 +34,10 @@
 
 #include <math.h>
 
+#include <openssl/sha.h>
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
 #include "common/jsonapi.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
@@ -101,18 +114,14 @@ typedef struct RecState
 	const char *bad;			/* reason to reject, found while parsing */
 } RecState;
 
-/* Split state for a frame that is an array of records. */
-typedef struct FrameState
-{
-	DepthState	d;
-	char	   *elem_start;
-	int			nelems;
-	int			maxelems;
-	char	  **elem_starts;
-	int		   *elem_lens;
-} FrameState;
-
+/*
+ * Scratch memory: parse_cxt for a message, line_cxt for one line of
+ * newline-delimited input, rec_cxt for one record of the pg_parse_json
+ * path.  Each is reset when its unit is done.
+ */
 static MemoryContext parse_cxt = NULL;
+static MemoryContext line_cxt = NULL;
+static MemoryContext rec_cxt = NULL;
 
 IngestBatch *
 ingest_batch_create(MemoryContext parent)
@@ -288,7 +297,14 @@ epoch_ms_to_timestamp(const char *token, TimestampTz *result)
  * ---------------------------------------------------------------------
  */
 
-/* Deepest nesting of [ and {, outside strings; stops early past the limit. */
+/*
+ * Deepest nesting of [ and {, outside strings; stops early past the limit.
+ * A closing bracket without an opening one never lowers the count below
+ * zero: JSON that pg_parse_json accepts up to some point never does that,
+ * so over any text the result bounds the depth its recursion can reach
+ * (stray closing brackets on one line must not hide deep opening ones on
+ * the next).
+ */
 static int
 nesting_depth(const char *s, int len)
 {
@@ -316,7 +332,7 @@ nesting_depth(const char *s, int len)
 			if (max > INGEST_MAX_JSON_DEPTH)
 				return max;
 		}
-		else if (c == ']' || c == '}')
+		else if ((c == ']' || c == '}') && depth > 0)
 			depth--;
 	}
 	return max;
@@ -457,30 +473,106 @@ rec_scalar(void *state, char *token, JsonTokenType tokentype)
 	}
 }
 
-static char *
-truncated_copy(MemoryContext cxt, const char *s, int len)
+/*
+ * A reason as it goes into logagg.rejected and the error frame: at most
+ * INGEST_REJECT_REASON_BYTES, cut at a character boundary.  Reasons only
+ * quote input that was checked to be valid text (a JSON error names the
+ * token it stopped at), so the result is valid text too.  Consecutive
+ * rejects with the same reason share one copy (a message of many equally
+ * bad lines must not cost a copy per line).
+ */
+static const char *
+reject_reason(IngestBatch *batch, const char *reason)
 {
-	if (len > INGEST_REJECT_RAW_BYTES)
-		len = pg_mbcliplen(s, len, INGEST_REJECT_RAW_BYTES);
-	return MemoryContextStrdup(cxt, pnstrdup(s, len));
+	int			len = strlen(reason);
+	char	   *copy;
+
+	if (len > INGEST_REJECT_REASON_BYTES)
+		len = pg_mbcliplen(reason, len, INGEST_REJECT_REASON_BYTES);
+	if (batch->nrejects > 0)
+	{
+		const char *prev = batch->rejects[batch->nrejects - 1].reason;
+
+		if (strncmp(prev, reason, len) == 0 && prev[len] == '\0')
+			return prev;
+	}
+	copy = MemoryContextAlloc(batch->cxt, len + 1);
+	memcpy(copy, reason, len);
+	copy[len] = '\0';
+	return copy;
 }
 
+/* origin's peer or source in the batch, shared with the previous reject */
+static const char *
+reject_origin_string(IngestBatch *batch, const char *s, bool peer)
+{
+	if (s == NULL)
+		return NULL;
+	if (batch->nrejects > 0)
+	{
+		const IngestReject *prev = &batch->rejects[batch->nrejects - 1];
+		const char *p = peer ? prev->peer : prev->source;
+
+		if (p && strcmp(p, s) == 0)
+			return p;
+	}
+	return MemoryContextStrdup(batch->cxt, s);
+}
+
+/*
+ * Refuse one record: raw/rawlen are its exact bytes (an NDJSON line, an
+ * array element or a whole message).  is_text tells that they were found
+ * to be valid text in the database encoding (then rejected.raw gets them
+ * too).  The first INGEST_REJECT_RAW_BYTES are kept; for a longer record
+ * its length and SHA-256 tell what was cut.
+ */
+static void
+add_reject_bytes(IngestBatch *batch, const IngestOrigin *origin, const char *reason,
+				 const char *raw, int rawlen, bool is_text, bool has_seq, int64 seq)
+{
+	IngestReject *r;
+	const char *why;
+	int			keep = Min(rawlen, INGEST_REJECT_RAW_BYTES);
+
+	if (batch->nrejects >= batch->maxrejects)
+		batch->rejects = grow(batch, batch->rejects, &batch->maxrejects, sizeof(IngestReject));
+	why = reject_reason(batch, reason);
+	r = &batch->rejects[batch->nrejects];
+	memset(r, 0, sizeof(IngestReject));
+	r->received_at = origin->received_at;
+	r->peer = reject_origin_string(batch, origin->peer, true);
+	r->source = reject_origin_string(batch, origin->source, false);
+	r->reason = why;
+	r->stream = origin->stream;
+	r->has_seq = has_seq;
+	r->seq = seq;
+	r->raw = MemoryContextAlloc(batch->cxt, keep + 1);
+	memcpy(r->raw, raw, keep);
+	r->raw[keep] = '\0';
+	r->raw_len = keep;
+	r->raw_text_len = !is_text ? -1 :
+		keep < rawlen ? pg_mbcliplen(raw, rawlen, keep) : keep;
+	r->raw_length = rawlen;
+	if (keep < rawlen)
+	{
+		/*
+		 * OpenSSL's one-shot digest: pg_cryptohash would need a resource
+		 * owner, which the worker has none of outside a transaction.
+		 */
+		r->raw_sha256 = MemoryContextAlloc(batch->cxt, SHA256_DIGEST_LENGTH);
+		SHA256((const unsigned char *) raw, rawlen, r->raw_sha256);
+	}
+	batch->nrejects++;
+	if (origin->rejected)
+		origin->rejected(origin->arg, why, has_seq, seq);
+}
+
+/* A record that is valid text: the usual case. */
 static void
 add_reject(IngestBatch *batch, const IngestOrigin *origin, const char *reason,
 		   const char *raw, int rawlen, bool has_seq, int64 seq)
 {
-	IngestReject *r;
-
-	if (batch->nrejects >= batch->maxrejects)
-		batch->rejects = grow(batch, batch->rejects, &batch->maxrejects, sizeof(IngestReject));
-	r = &batch->rejects[batch->nrejects++];
-	r->received_at = origin->received_at;
-	r->peer = origin->peer ? MemoryContextStrdup(batch->cxt, origin->peer) : NULL;
-	r->source = origin->source ? MemoryContextStrdup(batch->cxt, origin->source) : NULL;
-	r->reason = MemoryContextStrdup(batch->cxt, reason);
-	r->raw = truncated_copy(batch->cxt, raw, rawlen);
-	if (origin->rejected)
-		origin->rejected(origin->arg, reason, has_seq, seq);
+	add_reject_bytes(batch, origin, reason, raw, rawlen, true, has_seq, seq);
 }
 
 static char *
@@ -496,14 +588,144 @@ batch_strdup(IngestBatch *batch, const char *s)
 static void finish_record(IngestBatch *batch, const IngestOrigin *origin,
 						  RecState *stp, char *text, int len);
 
+/*
+ * Can the database encoding hold code point cp?  The JSON lexer turns a
+ * \u escape into the database encoding with pg_unicode_to_server, which
+ * raises an error for a character the encoding lacks; so does jsonb_in
+ * for attrs in the batch's COPY.  The conversion function is looked up
+ * once (in a short transaction when there is none: the worker parses
+ * outside transactions) and called in its no-error mode.
+ */
+static bool
+unicode_fits_database(pg_wchar cp)
+{
+	static bool looked_up = false;
+	static bool have_conv = false;
+	static FmgrInfo conv;
+	unsigned char utf8[8];
+	unsigned char out[8 * MAX_CONVERSION_GROWTH + 1];
+	int			len;
+
+	if (cp < 0x80 || GetDatabaseEncoding() == PG_UTF8)
+		return true;
+	if (!looked_up)
+	{
+		bool		own_xact = !IsTransactionState();
+		Oid			proc;
+
+		if (own_xact)
+			StartTransactionCommand();
+		proc = FindDefaultConversionProc(PG_UTF8, GetDatabaseEncoding());
+		if (OidIsValid(proc))
+		{
+			fmgr_info_cxt(proc, &conv, TopMemoryContext);
+			have_conv = true;
+		}
+		if (own_xact)
+			CommitTransactionCommand();
+		looked_up = true;
+	}
+	if (!have_conv)
+		return false;
+	unicode_to_utf8(cp, utf8);
+	len = pg_utf_mblen(utf8);
+	return DatumGetInt32(FunctionCall6(&conv,
+									   Int32GetDatum(PG_UTF8),
+									   Int32GetDatum(GetDatabaseEncoding()),
+									   CStringGetDatum((char *) utf8),
+									   CStringGetDatum((char *) out),
+									   Int32GetDatum(len),
+									   BoolGetDatum(true))) == len;
+}
+
+static int
+hex4(const char *s, const char *end)
+{
+	int			v = 0;
+
+	if (end - s < 4)
+		return -1;
+	for (int i = 0; i < 4; i++)
+	{
+		char		c = s[i];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= c - '0';
+		else if (c >= 'a' && c <= 'f')
+			v |= c - 'a' + 10;
+		else if (c >= 'A' && c <= 'F')
+			v |= c - 'A' + 10;
+		else
+			return -1;
+	}
+	return v;
+}
+
+/*
+ * The first \u escape in text whose character the database encoding
+ * cannot hold, as a code point, or 0.  Malformed escapes and lone
+ * surrogates are left to the lexer, which reports them without raising.
+ */
+static pg_wchar
+unconvertible_escape(const char *text, int len)
+{
+	const char *end = text + len;
+
+	if (GetDatabaseEncoding() == PG_UTF8)
+		return 0;
+	for (const char *p = text; p < end; p++)
+	{
+		int			hi,
+					lo;
+		pg_wchar	cp;
+
+		if (*p != '\\')
+			continue;
+		if (p + 1 < end && p[1] != 'u')
+		{
+			p++;				/* \\, \" ...: the next character is not an escape */
+			continue;
+		}
+		if ((hi = hex4(p + 2, end)) < 0)
+			continue;
+		p += 5;
+		cp = hi;
+		if (hi >= 0xD800 && hi <= 0xDBFF)
+		{
+			if (p + 2 < end && p[1] == '\\' && p[2] == 'u' &&
+				(lo = hex4(p + 3, end)) >= 0xDC00 && lo <= 0xDFFF)
+			{
+				cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+				p += 6;
+			}
+			else
+				continue;
+		}
+		else if (hi >= 0xDC00 && hi <= 0xDFFF)
+			continue;
+		if (!unicode_fits_database(cp))
+			return cp;
+	}
+	return 0;
+}
+
 static void
 parse_record(IngestBatch *batch, const IngestOrigin *origin, char *text, int len)
 {
 	RecState	st;
 	JsonSemAction sem;
 	JsonParseErrorType err;
-	char		reasonbuf[128];
+	pg_wchar	cp;
 
+	if ((cp = unconvertible_escape(text, len)) != 0)
+	{
+		add_reject(batch, origin,
+				   psprintf("character U+%04X (a \\u escape) has no equivalent in the database encoding %s",
+							cp, GetDatabaseEncodingName()),
+				   text, len, false, 0);
+		return;
+	}
 	memset(&st, 0, sizeof(st));
 	memset(&sem, 0, sizeof(sem));
 	initStringInfo(&st.attrs);
@@ -520,8 +742,8 @@ parse_record(IngestBatch *batch, const IngestOrigin *origin, char *text, int len
 	err = pg_parse_json(st.d.lex, &sem);
 	if (err != JSON_SUCCESS)
 	{
-		snprintf(reasonbuf, sizeof(reasonbuf), "invalid JSON: %s", json_errdetail(err, st.d.lex));
-		add_reject(batch, origin, reasonbuf, text, len, false, 0);
+		add_reject(batch, origin, psprintf("invalid JSON: %s", json_errdetail(err, st.d.lex)),
+				   text, len, false, 0);
 		return;
 	}
 	if (first_char(text, len) != '{')
@@ -1026,7 +1248,8 @@ field_of_len(const char *name, int len)
  * values nested deeper than INGEST_MAX_JSON_DEPTH in all make it give up.
  */
 static bool
-scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth)
+scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth,
+			MemoryContext scratch)
 {
 	char	   *p = *pp;
 	bool		too_big = false;
@@ -1034,7 +1257,8 @@ scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth)
 	memset(st, 0, sizeof(RecState));
 	st->attrs_flat = true;
 	st->in_batch = true;
-	resetStringInfo(abuf);
+	if (abuf->data)
+		resetStringInfo(abuf);
 	p = skip_ws(p + 1, end);
 	if (p < end && *p == '}')
 	{
@@ -1069,6 +1293,14 @@ scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth)
 				return false;
 			if (*vs == '{' || *vs == '[')
 				st->attrs_flat = false;
+			if (abuf->data == NULL)
+			{
+				/* scratch, not the batch's memory (the current context) */
+				MemoryContext old = MemoryContextSwitchTo(scratch);
+
+				initStringInfo(abuf);
+				MemoryContextSwitchTo(old);
+			}
 			appendStringInfoChar(abuf, abuf->len == 0 ? '{' : ',');
 			appendBinaryStringInfo(abuf, ks, ke - ks);	/* name as it came */
 			appendStringInfoChar(abuf, ':');
@@ -1126,7 +1358,7 @@ scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth)
 	}
 	if (too_big)
 		st->bad = "a number is too large";
-	if (abuf->len > 0)
+	if (abuf->data && abuf->len > 0)
 	{
 		appendStringInfoChar(abuf, '}');
 		st->attrs_text = palloc(abuf->len + 1);
@@ -1135,6 +1367,13 @@ scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth)
 	*pp = p + 1;
 	return true;
 }
+
+/*
+ * Longest array the scanner takes in one go.  Its records are added all
+ * at once (or none, when it gives up), so a longer array goes through
+ * parse_elements instead, which can spread it over batches.
+ */
+#define FAST_ARRAY_MAX	1000
 
 /*
  * One unit (an object, or an array of objects) by the fast scanner.
@@ -1160,13 +1399,14 @@ fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 	*several = false;
 	if (p >= end)
 		return false;
-	initStringInfo(&abuf);
+	abuf.data = NULL;			/* made when a record has attrs */
+	abuf.len = 0;
 	if (*p == '{')
 	{
 		RecState	st;
 
 		oldcxt = MemoryContextSwitchTo(batch->cxt);
-		ok = scan_record(&p, end, &st, &abuf, 1);
+		ok = scan_record(&p, end, &st, &abuf, 1, oldcxt);
 		MemoryContextSwitchTo(oldcxt);
 		if (!ok)
 			return false;
@@ -1181,7 +1421,7 @@ fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 	if (*p != '[')
 		return false;
 
-	max = 64;
+	max = 8;
 	recs = palloc(max * sizeof(RecState));
 	starts = palloc(max * sizeof(char *));
 	lens = palloc(max * sizeof(int));
@@ -1194,7 +1434,7 @@ fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 		{
 			char	   *s = p;
 
-			if (p >= end || *p != '{')
+			if (p >= end || *p != '{' || n >= FAST_ARRAY_MAX)
 				return false;
 			if (n >= max)
 			{
@@ -1204,7 +1444,7 @@ fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 				lens = repalloc(lens, max * sizeof(int));
 			}
 			oldcxt = MemoryContextSwitchTo(batch->cxt);
-			ok = scan_record(&p, end, &recs[n], &abuf, 2);
+			ok = scan_record(&p, end, &recs[n], &abuf, 2, oldcxt);
 			MemoryContextSwitchTo(oldcxt);
 			if (!ok)
 				return false;
@@ -1233,6 +1473,24 @@ fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 	for (int i = 0; i < n; i++)
 		finish_record(batch, origin, &recs[i], starts[i], lens[i]);
 	return true;
+}
+
+/* jsonb's key order (length, then bytes), then the order given */
+static int
+flat_pair_cmp(const void *a, const void *b)
+{
+	const JsonbPair *pa = a;
+	const JsonbPair *pb = b;
+	int			la = pa->key.val.string.len;
+	int			lb = pb->key.val.string.len;
+	int			c;
+
+	if (la != lb)
+		return la > lb ? 1 : -1;
+	c = memcmp(pa->key.val.string.val, pb->key.val.string.val, la);
+	if (c != 0)
+		return c;
+	return pa->order > pb->order ? 1 : (pa->order < pb->order ? -1 : 0);
 }
 
 /*
@@ -1354,28 +1612,12 @@ ingest_flat_attrs_jsonb(const char *s)
 
 	/*
 	 * jsonb keeps an object's keys sorted by length, then bytes, each key
-	 * once (the last one given wins).  A stable insertion sort: records
-	 * have a handful of attrs, often already in order.
+	 * once (the last one given wins).  qsort, with the original order
+	 * breaking ties so that equal keys stay in the order given: a record
+	 * with many attrs costs O(n log n) whatever their order.
 	 */
-	for (int i = 1; i < n; i++)
-	{
-		JsonbPair	p = pairs[i];
-		int			j = i;
-
-		while (j > 0)
-		{
-			const JsonbValue *a = &pairs[j - 1].key;
-			int			c = a->val.string.len != p.key.val.string.len ?
-				(a->val.string.len > p.key.val.string.len ? 1 : -1) :
-				memcmp(a->val.string.val, p.key.val.string.val, p.key.val.string.len);
-
-			if (c <= 0)
-				break;
-			pairs[j] = pairs[j - 1];
-			j--;
-		}
-		pairs[j] = p;
-	}
+	if (n > 1)
+		qsort(pairs, n, sizeof(JsonbPair), flat_pair_cmp);
 	if (n > 1)
 	{
 		int			out = 0;
@@ -1402,125 +1644,357 @@ ingest_flat_attrs_jsonb(const char *s)
  * Framing: object, array of objects, or newline-delimited objects
  * ---------------------------------------------------------------------
  */
-static void
-frame_elem_start(void *state, bool isnull)
+
+/* What parse_unit did with a unit. */
+typedef enum UnitResult
 {
-	FrameState *st = state;
-
-	if (st->d.depth == 1)
-		st->elem_start = st->d.lex->token_start;
-}
-
-static void
-frame_elem_end(void *state, bool isnull)
-{
-	FrameState *st = state;
-
-	if (st->d.depth != 1)
-		return;
-	if (st->nelems >= st->maxelems)
-	{
-		st->maxelems = st->maxelems ? st->maxelems * 2 : 64;
-		st->elem_starts = st->elem_starts ?
-			repalloc(st->elem_starts, st->maxelems * sizeof(char *)) :
-			palloc(st->maxelems * sizeof(char *));
-		st->elem_lens = st->elem_lens ?
-			repalloc(st->elem_lens, st->maxelems * sizeof(int)) :
-			palloc(st->maxelems * sizeof(int));
-	}
-	st->elem_starts[st->nelems] = st->elem_start;
-	st->elem_lens[st->nelems] = st->d.lex->prev_token_terminator - st->elem_start;
-	st->nelems++;
-}
+	UNIT_DONE,					/* its records and rejects are in the batch */
+	UNIT_ARRAY,					/* a valid array: its elements are next */
+	UNIT_NOT_ONE_VALUE			/* (only when trying) nothing was added */
+} UnitResult;
 
 /*
- * One JSON value: an object is a record, an array is a list of records.
- * Returns false (having done nothing) if text holds more than one value,
- * so the caller can split it into lines.
+ * One JSON value, checked by pg_parse_json: an object is a record, an
+ * array a list of records.  When trying (a whole message that may be
+ * newline-delimited), a unit that is not exactly one valid JSON value
+ * adds nothing and returns UNIT_NOT_ONE_VALUE, so that the caller can
+ * split it into lines instead: a broken first line must not take the
+ * lines after it down with it.  Otherwise a unit that is not valid JSON
+ * is refused as a whole.
+ *
+ * For an array, *elems is set to its first element (or its ']'): the
+ * caller walks the elements with parse_elements, which can stop when the
+ * batch is full and go on later.  The caller has checked the unit's
+ * encoding and nesting depth.
  */
-static bool
+static UnitResult
 parse_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
-		   bool may_be_several)
+		   bool trying, char **elems)
 {
-	FrameState	st;
+	JsonLexContext *lex;
 	JsonSemAction sem;
 	JsonParseErrorType err;
-	char		reasonbuf[160];
+	char	   *p;
 
-	memset(&st, 0, sizeof(st));
 	memset(&sem, 0, sizeof(sem));
-	st.d.lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
-	sem.semstate = &st;
-	sem.object_start = depth_inc;
-	sem.object_end = depth_dec;
-	sem.array_start = depth_inc;
-	sem.array_end = depth_dec;
-	sem.array_element_start = frame_elem_start;
-	sem.array_element_end = frame_elem_end;
-
-	err = pg_parse_json(st.d.lex, &sem);
-	if (err == JSON_EXPECTED_END && may_be_several)
-		return false;
+	lex = makeJsonLexContextCstringLen(text, len, GetDatabaseEncoding(), false);
+	err = pg_parse_json(lex, &sem);
+	if (err != JSON_SUCCESS && trying)
+		return UNIT_NOT_ONE_VALUE;
 	if (err != JSON_SUCCESS)
 	{
-		snprintf(reasonbuf, sizeof(reasonbuf), "invalid JSON: %s", json_errdetail(err, st.d.lex));
-		add_reject(batch, origin, reasonbuf, text, len, false, 0);
-		return true;
+		add_reject(batch, origin, psprintf("invalid JSON: %s", json_errdetail(err, lex)),
+				   text, len, false, 0);
+		return UNIT_DONE;
 	}
-	if (first_char(text, len) != '[')
+	p = skip_ws(text, text + len);
+	if (*p == '[')
 	{
-		parse_record(batch, origin, text, len);
-		return true;
+		*elems = p + 1;
+		return UNIT_ARRAY;
 	}
-	for (int i = 0; i < st.nelems; i++)
-		parse_record(batch, origin, st.elem_starts[i], st.elem_lens[i]);
-	return true;
+	parse_record(batch, origin, text, len);
+	return UNIT_DONE;
 }
 
 /*
- * Parse one complete message into the batch.  data must stay valid and
- * writable during the call (the lexer needs no terminator; len bounds it).
+ * The end of the JSON value at p, in text that pg_parse_json accepted:
+ * only strings and brackets need to be followed.
  */
-void
-ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin, char *data, int len)
+static char *
+value_end(char *p, char *end)
 {
-	MemoryContext oldcxt;
+	int			depth = 0;
+
+	for (; p < end; p++)
+	{
+		char		c = *p;
+
+		if (c == '"')
+		{
+			for (p++; p < end && *p != '"'; p++)
+				if (*p == '\\')
+					p++;
+			if (depth == 0)
+				return p + 1;
+		}
+		else if (c == '{' || c == '[')
+			depth++;
+		else if (c == '}' || c == ']')
+		{
+			if (--depth == 0)
+				return p + 1;
+			if (depth < 0)
+				return p;		/* the end of a scalar at the array's end */
+		}
+		else if (depth == 0 && (c == ',' || IS_WS(c)))
+			return p;
+	}
+	return p;
+}
+
+/*
+ * One element of a valid array: a record by the scanner when it can,
+ * else by pg_parse_json (the same outcome, see the fast path).
+ */
+static void
+parse_element(IngestBatch *batch, const IngestOrigin *origin, char *s, int len,
+			  MemoryContext scratch)
+{
+	if (*s == '{')
+	{
+		RecState	st;
+		StringInfoData abuf;
+		char	   *p = s;
+		MemoryContext oldcxt = MemoryContextSwitchTo(batch->cxt);
+		bool		ok;
+
+		abuf.data = NULL;
+		abuf.len = 0;
+		ok = scan_record(&p, s + len, &st, &abuf, 2, scratch);
+		MemoryContextSwitchTo(oldcxt);
+		if (ok && p == s + len)
+		{
+			finish_record(batch, origin, &st, s, len);
+			return;
+		}
+	}
+	parse_record(batch, origin, s, len);
+}
+
+/*
+ * The elements of a valid array from p on (an element's start, or the
+ * ']', after blanks).  Each element's parse runs in rec_cxt, reset after
+ * it.  Stops early, returning the next element's position, once the
+ * batch holds max_units records and rejects (max_units > 0); *closed
+ * tells whether the array was finished, and then the position after it
+ * is returned.
+ */
+static char *
+parse_elements(IngestBatch *batch, const IngestOrigin *origin, char *p, char *end,
+			   int max_units, bool *closed)
+{
+	MemoryContext oldcxt = MemoryContextSwitchTo(rec_cxt);
+
+	*closed = false;
+	for (;;)
+	{
+		char	   *e;
+
+		p = skip_ws(p, end);
+		if (p >= end || *p == ']')
+		{
+			*closed = true;
+			p = Min(p + 1, end);
+			break;
+		}
+		e = value_end(p, end);
+		parse_element(batch, origin, p, e - p, rec_cxt);
+		MemoryContextReset(rec_cxt);
+		p = skip_ws(e, end);
+		if (p < end && *p == ',')
+			p++;
+		if (max_units > 0 && batch->nrecords + batch->nrejects >= max_units)
+			break;
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return p;
+}
+
+/*
+ * Is the text valid in the database encoding, without NUL?  For a record
+ * that is not, the reject keeps its bytes but rejected.raw stays NULL.
+ */
+static bool
+valid_text(const char *s, int len)
+{
+	return pg_verifymbstr(s, len, true);
+}
+
+static void
+reject_invalid_text(IngestBatch *batch, const IngestOrigin *origin, const char *s, int len)
+{
+	add_reject_bytes(batch, origin,
+					 psprintf("not valid text in the database encoding %s (or contains a NUL byte)",
+							  GetDatabaseEncodingName()),
+					 s, len, false, false, 0);
+}
+
+static void
+reject_too_deep(IngestBatch *batch, const IngestOrigin *origin, char *s, int len)
+{
+	/* before pg_parse_json, whose recursion would raise an error */
+	add_reject(batch, origin, "JSON nested more than 64 levels deep", s, len, false, 0);
+}
+
+/*
+ * One line of newline-delimited input (without its line break), on its
+ * own: checked, then parsed by the scanner, else by pg_parse_json.  A
+ * blank line adds nothing.  Returns the first element of a line that is
+ * an array the scanner did not take, else NULL.
+ */
+static char *
+parse_line(IngestBatch *batch, const IngestOrigin *origin, char *s, int len,
+		   bool checked_text)
+{
+	char	   *end = s + len;
+	char	   *elems = NULL;
 	bool		several;
 
+	/* a CRLF line break leaves a \r; blanks around it are not the record's */
+	while (end > s && (end[-1] == '\r' || end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	while (s < end && (*s == ' ' || *s == '\t' || *s == '\r'))
+		s++;
+	len = end - s;
+	if (len == 0)
+		return NULL;
+	if (!checked_text && !valid_text(s, len))
+		reject_invalid_text(batch, origin, s, len);
+	else if (fast_unit(batch, origin, s, len, false, &several))
+		;
+	else if (nesting_depth(s, len) > INGEST_MAX_JSON_DEPTH)
+		reject_too_deep(batch, origin, s, len);
+	else if (parse_unit(batch, origin, s, len, false, &elems) == UNIT_ARRAY)
+		return elems;
+	return NULL;
+}
+
+/*
+ * The whole message as one unit, if it is one: one object, or one array
+ * (possibly spread over lines).  Returns false when it is to be split
+ * into lines instead; a message without a line break is always one unit.
+ * *elems is set when it is an array whose elements are still to be
+ * parsed.
+ */
+static bool
+parse_whole(IngestBatch *batch, const IngestOrigin *origin, char *data, int len,
+			bool *checked_text, char **elems)
+{
+	bool		has_nl = memchr(data, '\n', len) != NULL;
+	bool		several;
+
+	*checked_text = false;
+	*elems = NULL;
+	if (!valid_text(data, len))
+	{
+		if (has_nl)
+			return false;
+		reject_invalid_text(batch, origin, data, len);
+		return true;
+	}
+	*checked_text = true;
+	if (fast_unit(batch, origin, data, len, true, &several))
+		return true;			/* the usual case: done in one pass */
+	if (several)
+		return false;
+	if (nesting_depth(data, len) > INGEST_MAX_JSON_DEPTH)
+	{
+		if (has_nl)
+			return false;
+		reject_too_deep(batch, origin, data, len);
+		return true;
+	}
+	return parse_unit(batch, origin, data, len, has_nl, elems) != UNIT_NOT_ONE_VALUE;
+}
+
+static bool
+batch_has(IngestBatch *batch, int max_units)
+{
+	return max_units > 0 && batch->nrecords + batch->nrejects >= max_units;
+}
+
+/*
+ * Parse a message into the batch, from *pos on (zeroed for a new
+ * message), and advance *pos.  When max_units > 0 the call stops
+ * between records once the batch holds max_units records and rejects,
+ * so that the caller can store the batch and call again: a message of
+ * many lines, or a long array, is spread over batches (a message the
+ * scanner takes in one pass, at most FAST_ARRAY_MAX records, is not cut).
+ * Returns true when the message is finished.  data must stay valid and
+ * writable until then (the lexer needs no terminator; len bounds it).
+ *
+ * Scratch memory is per unit: a line's in line_cxt, an array element's
+ * in rec_cxt, each reset after it.  What a unit leaves behind is only
+ * what the batch keeps (its record or its reject).
+ */
+bool
+ingest_parse_message_part(IngestBatch *batch, const IngestOrigin *origin,
+						  char *data, int len, IngestParsePos *pos, int max_units)
+{
+	MemoryContext oldcxt;
+	char	   *p;
+	char	   *end = data + len;
+	char	   *elems = NULL;
+
 	if (parse_cxt == NULL)
+	{
 		parse_cxt = AllocSetContextCreate(TopMemoryContext, "logagg ingest parse",
 										  ALLOCSET_DEFAULT_SIZES);
+		line_cxt = AllocSetContextCreate(TopMemoryContext, "logagg ingest line",
+										 ALLOCSET_DEFAULT_SIZES);
+		rec_cxt = AllocSetContextCreate(TopMemoryContext, "logagg ingest record",
+										ALLOCSET_DEFAULT_SIZES);
+	}
 	oldcxt = MemoryContextSwitchTo(parse_cxt);
 
-	if (!pg_verifymbstr(data, len, true))
-		add_reject(batch, origin, "message is not valid UTF-8 text (or contains a NUL byte)",
-				   "", 0, false, 0);
-	else if (fast_unit(batch, origin, data, len, true, &several))
-		;						/* the usual case: done in one pass */
-	else if (nesting_depth(data, len) > INGEST_MAX_JSON_DEPTH)
+	p = data + pos->offset;
+	if (!pos->started)
 	{
-		/* before pg_parse_json, whose recursion would raise an error */
-		add_reject(batch, origin, "JSON nested more than 64 levels deep", data, len, false, 0);
+		pos->started = true;
+		/* blank messages carry no record: nothing to store or refuse */
+		if (skip_ws(data, end) == end)
+			p = end;
+		else if (parse_whole(batch, origin, data, len, &pos->text_checked, &elems))
+			p = elems ? elems : end;
+		pos->in_array = elems != NULL;
+		MemoryContextReset(parse_cxt);
 	}
-	else if (several || !parse_unit(batch, origin, data, len, true))
+	while (p < end)
 	{
-		/* newline-delimited: each non-blank line is one unit */
-		char	   *p = data;
-		char	   *end = data + len;
+		if (pos->in_array)
+		{
+			bool		closed;
 
-		while (p < end)
+			p = parse_elements(batch, origin, p, end, max_units, &closed);
+			if (!closed)
+				break;
+			/* the rest of the array's line is blank: lines go on after it */
+			pos->in_array = false;
+			continue;
+		}
+		else
 		{
 			char	   *nl = memchr(p, '\n', end - p);
 			char	   *lend = nl ? nl : end;
-			char	   *s = p;
 
-			while (s < lend && (*s == ' ' || *s == '\t' || *s == '\r'))
-				s++;
-			if (s < lend && !fast_unit(batch, origin, s, lend - s, false, &several))
-				(void) parse_unit(batch, origin, s, lend - s, false);
-			p = lend + 1;
+			MemoryContextSwitchTo(line_cxt);
+			elems = parse_line(batch, origin, p, lend - p, pos->text_checked);
+			MemoryContextSwitchTo(parse_cxt);
+			MemoryContextReset(line_cxt);
+			if (elems)
+			{
+				p = elems;
+				pos->in_array = true;
+				continue;
+			}
+			p = nl ? nl + 1 : end;
 		}
+		if (batch_has(batch, max_units))
+			break;
 	}
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextReset(parse_cxt);
+	pos->offset = p - data;
+	return p >= end;
+}
+
+/* Parse a whole message into the batch (logagg.ingest()). */
+void
+ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin, char *data, int len)
+{
+	IngestParsePos pos;
+
+	memset(&pos, 0, sizeof(pos));
+	(void) ingest_parse_message_part(batch, origin, data, len, &pos, 0);
 }

@@ -75,6 +75,8 @@ typedef struct Msg
 	struct Msg *next;
 	TimestampTz received_at;
 	int			len;
+	IngestParsePos pos;			/* how far it was parsed (a message of many
+								 * records may span batches) */
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } Msg;
 
@@ -496,6 +498,7 @@ conn_queue_message(Conn *c, const char *data, size_t len)
 	m->next = NULL;
 	m->received_at = GetCurrentTimestamp();
 	m->len = (int) len;
+	memset(&m->pos, 0, sizeof(m->pos));
 	memcpy(m->data, data, len);
 	m->data[len] = '\0';
 	if (c->inq_tail)
@@ -1067,10 +1070,11 @@ ingest_server_service(void)
 	}
 }
 
+/* Rejects count: each is a row of logagg.rejected in the same transaction. */
 bool
 ingest_server_batch_full(void)
 {
-	return batch->nrecords >= logagg_batch_rows;
+	return batch->nrecords + batch->nrejects >= logagg_batch_rows;
 }
 
 /* Does anything wait for a commit, and by when must it happen? */
@@ -1197,11 +1201,6 @@ ingest_server_process_input(void)
 			}
 			if (m == NULL || c->need_resume)
 				continue;
-			c->inq_head = m->next;
-			if (c->inq_head == NULL)
-				c->inq_tail = NULL;
-			c->inq_bytes -= m->len;
-			total_queued -= m->len;
 
 			memset(&origin, 0, sizeof(origin));
 			origin.peer = c->peer;
@@ -1213,8 +1212,17 @@ ingest_server_process_input(void)
 			origin.accepted = cb_accepted;
 			origin.rejected = cb_rejected;
 			origin.refused = cb_refused;
-			ingest_parse_message(batch, &origin, m->data, m->len);
-			free(m);
+			/* a message of many records stops when the batch is full */
+			if (ingest_parse_message_part(batch, &origin, m->data, m->len, &m->pos,
+										  logagg_batch_rows))
+			{
+				c->inq_head = m->next;
+				if (c->inq_head == NULL)
+					c->inq_tail = NULL;
+				c->inq_bytes -= m->len;
+				total_queued -= m->len;
+				free(m);
+			}
 			mark_pending(false);
 			progress = true;
 

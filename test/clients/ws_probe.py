@@ -11,7 +11,10 @@ BASE_URL is ws://HOST:PORT.  Each STEP is one of
     send:NAME:TEXT          send TEXT as one text frame (\\n in TEXT is a newline)
     big:NAME:BYTES          send one frame of BYTES bytes
     bytes:NAME:HEX          send the bytes HEX as one binary frame
+    file:NAME:PATH          send the bytes of file PATH as one binary frame
     recv:NAME[:SECONDS]     wait for one message (default 5 s)
+    until:NAME:SECONDS:REGEX  receive (and print) messages until one matches
+                            REGEX, for at most SECONDS in all
     close:NAME              close NAME normally
     sleep:SECONDS
 
@@ -21,6 +24,7 @@ Every outcome is printed as one line, so a test can match it:
 Uses Debian's python3-websockets (run with /usr/bin/python3).
 """
 import asyncio
+import re
 import sys
 
 import websockets
@@ -65,12 +69,24 @@ async def main(base, steps):
                 await conns[name].send(arg.replace("\\n", "\n"))
             elif kind == "bytes":
                 await conns[name].send(bytes.fromhex(arg))
+            elif kind == "file":
+                with open(arg, "rb") as f:
+                    await conns[name].send(f.read())
             elif kind == "big":
                 await conns[name].send("x" * int(arg))
             elif kind == "recv":
                 timeout = float(arg) if arg else 5.0
                 msg = await asyncio.wait_for(conns[name].recv(), timeout)
                 print(name, "recv", msg.replace("\n", " | "), flush=True)
+            elif kind == "until":
+                secs, _, pattern = arg.partition(":")
+                deadline = asyncio.get_running_loop().time() + float(secs)
+                while True:
+                    left = deadline - asyncio.get_running_loop().time()
+                    msg = await asyncio.wait_for(conns[name].recv(), max(left, 0.001))
+                    print(name, "recv", msg.replace("\n", " | "), flush=True)
+                    if re.search(pattern, msg):
+                        break
             elif kind == "close":
                 await conns[name].close()
                 print(name, "closed-by-client", flush=True)

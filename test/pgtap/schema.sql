@@ -54,6 +54,11 @@ SELECT col_type_is('logagg', 'rejected', 'peer', 'text', 'rejected.peer');
 SELECT col_type_is('logagg', 'rejected', 'source', 'text', 'rejected.source');
 SELECT col_type_is('logagg', 'rejected', 'reason', 'text', 'rejected.reason');
 SELECT col_type_is('logagg', 'rejected', 'raw', 'text', 'rejected.raw');
+SELECT col_type_is('logagg', 'rejected', 'raw_bytes', 'bytea', 'rejected.raw_bytes');
+SELECT col_type_is('logagg', 'rejected', 'raw_length', 'bigint', 'rejected.raw_length');
+SELECT col_type_is('logagg', 'rejected', 'raw_sha256', 'bytea', 'rejected.raw_sha256');
+SELECT col_type_is('logagg', 'rejected', 'stream', 'text', 'rejected.stream');
+SELECT col_type_is('logagg', 'rejected', 'seq', 'bigint', 'rejected.seq');
 
 -- destinations and routes
 SELECT has_table('logagg', 'destinations', 'destinations table');
