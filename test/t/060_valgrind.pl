@@ -44,6 +44,17 @@ my $pg = IPC::Run::start(
 	  '--suppressions=' . src_dir() . '/test/valgrind.supp', "--log-file=$vgdir/vg.%p.log",
 	  "$bindir/postgres", '-D', $node->data_dir ],
 	'<', \undef, '>', "$vgdir/postgres.log", '2>&1');
+# Until the slow start under valgrind opens the socket, psql exits at once
+# and poll_query_until's write of the query to its stdin would raise
+# SIGPIPE, which kills this script: wait with pg_isready (no stdin) first.
+$SIG{PIPE} = 'IGNORE';
+ok( poll_until(
+		sub {
+			IPC::Run::run([ 'pg_isready', '-q', '-h', $node->host, '-p', $node->port ],
+				'>', '/dev/null', '2>', '/dev/null');
+		},
+		300),
+	'the server accepts connections under valgrind');
 ok($node->poll_query_until('postgres', 'SELECT true'), 'the server is up under valgrind');
 $node->safe_psql('postgres', 'CREATE EXTENSION logagg');
 wait_workers_ready($node);
