@@ -19,6 +19,8 @@
 #include "utils/timestamp.h"
 
 #define LOGAGG_SCHEMA			"logagg"
+/* Owns the extension's objects; the background workers run as it. */
+#define LOGAGG_OWNER_ROLE		"logagg_owner"
 #define LOGAGG_MAX_DISPATCH		64
 
 /* ---- GUC variables (guc.c) ---- */
