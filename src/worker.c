@@ -33,6 +33,8 @@
 
 volatile sig_atomic_t logagg_got_sighup = false;
 volatile sig_atomic_t logagg_got_sigterm = false;
+/* Set while a user-written regex runs (regex_limit.c): SIGTERM acts at once. */
+volatile sig_atomic_t logagg_sigterm_interrupts = false;
 
 /* How often a worker re-checks for the extension while it is absent. */
 #define EXTENSION_POLL_MS 2000
@@ -53,6 +55,15 @@ logagg_sigterm(SIGNAL_ARGS)
 	int			save_errno = errno;
 
 	logagg_got_sigterm = true;
+	/*
+	 * A regex can run for long between two checks of the flag; the regex
+	 * engine polls interrupts, so ask for the exit die() would give.
+	 */
+	if (logagg_sigterm_interrupts)
+	{
+		ProcDiePending = true;
+		InterruptPending = true;
+	}
 	SetLatch(MyLatch);
 	errno = save_errno;
 }
@@ -62,7 +73,8 @@ logagg_sigterm(SIGNAL_ARGS)
  *
  * SIGTERM only sets a flag: each worker's loop checks it between units of
  * work so that a batch in progress is either committed or not started,
- * never abandoned half-way inside a library callback.
+ * never abandoned half-way inside a library callback -- except while a
+ * user-written regex runs, where it terminates the process at once.
  */
 void
 logagg_worker_setup(LogaggWorkerKind kind, int index)
