@@ -290,8 +290,7 @@ BEGIN
                      WHERE now() >= s.starts_at AND now() < s.ends_at
                        AND (s.source IS NULL OR s.source = q.source)
                        AND (s.fingerprint IS NULL OR s.fingerprint = q.fingerprint)
-                       AND (s.message_regex IS NULL
-                            OR @extschema@._regex_match(coalesce(q.payload->>'message', ''), s.message_regex))
+                       AND (s.message_regex IS NULL OR @extschema@._regex_match(coalesce(q.payload->>'message', ''), s.message_regex))
                      ORDER BY s.id LIMIT 1) AS silence_id
             FROM @extschema@.alert_queue q
             WHERE q.dead_at IS NULL AND q.next_attempt_at <= now()

@@ -43,6 +43,7 @@ static emit_log_hook_type prev_emit_log_hook = NULL;
 static const char *const secret_markers[] = {
 	"logagg.s3_secret_access_key",
 	"logagg.s3_access_key_id",
+	"logagg.metrics_token",
 	"add_destination",
 	"logagg.destinations",
 };
