@@ -40,7 +40,8 @@ is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extn
 	$newest, "updated to $newest");
 
 # A description of every member of the extension: what pg_dump would write
-# for it if it were not an extension member, plus comments and ACLs.
+# for it if it were not an extension member, plus comments, ACLs and the
+# initial privileges pg_dump compares them with.
 my $describe = q{
 WITH m AS (
   SELECT d.classid, d.objid, d.objsubid
@@ -91,6 +92,11 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
     FROM m JOIN pg_type t ON m.classid = 'pg_type'::regclass AND t.oid = m.objid
     JOIN pg_enum e ON e.enumtypid = t.oid
    GROUP BY t.oid
+  UNION ALL
+  -- what pg_dump compares ACLs against: the privileges the script left
+  SELECT 'init privs ' || pg_describe_object(ip.classoid, ip.objoid, ip.objsubid) || ' '
+         || ip.privtype::text || ' ' || ip.initprivs::text
+    FROM m JOIN pg_init_privs ip ON ip.classoid = m.classid AND ip.objoid = m.objid
   UNION ALL
   SELECT 'schema acl ' || coalesce(n.nspacl::text, '') FROM pg_namespace n WHERE n.nspname = 'logagg'
   UNION ALL
