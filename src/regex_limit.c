@@ -143,8 +143,16 @@ logagg_regex_match(text *pattern, const char *subject, int len, Oid collation,
 	}
 	PG_CATCH();
 	{
+		int			code = geterrcode();
+
 		logagg_sigterm_interrupts = false;
-		if (!regex_timer_fired || geterrcode() != ERRCODE_QUERY_CANCELED)
+
+		/*
+		 * Ours when the timer fired and the error is the cancel, or the
+		 * engine's "operation cancelled" when interrupts were held off.
+		 */
+		if (!regex_timer_fired ||
+			(code != ERRCODE_QUERY_CANCELED && code != ERRCODE_INVALID_REGULAR_EXPRESSION))
 		{
 			logagg_regex_budget_end();
 			PG_RE_THROW();

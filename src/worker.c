@@ -278,6 +278,14 @@ logagg_run_in_transaction(void (*fn) (void *arg), void *arg, const char *what)
 	MemoryContext oldcxt = CurrentMemoryContext;
 	bool		exists;
 
+	/*
+	 * Still the superuser (a database at 1.0): become logagg_owner as soon
+	 * as ALTER EXTENSION UPDATE has handed it the objects.  In a committed
+	 * transaction of its own, so that fn's failing cannot undo it.
+	 */
+	if (!running_as_owner)
+		(void) check_extension_in_transaction();
+
 	PG_TRY();
 	{
 		SetCurrentStatementStartTimestamp();

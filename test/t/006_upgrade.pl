@@ -127,6 +127,13 @@ else
 	fail('upgraded schema equals a fresh install of the newest version');
 }
 
+# the workers, superuser while the objects were the installer's, now run as
+# the role that owns them
+ok( $node->poll_query_until('postgres', q{
+SELECT count(*) >= 4 AND bool_and(usename = 'logagg_owner')
+  FROM pg_stat_activity WHERE backend_type LIKE 'logagg%'}),
+	'after the update every worker runs as logagg_owner');
+
 # data and configuration survived, and the workers carry on with them
 is($node->safe_psql('postgres', q{SELECT count(*) FROM logagg.logs WHERE source = 'svc-up'}),
 	'1', 'rows written under 1.0 are there');

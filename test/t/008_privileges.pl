@@ -20,43 +20,12 @@ my $node = new_node('privileges', "logagg.partition_interval = '1 day'\n");
 start_with_extension($node);
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
-# ---- the owner role ----
-is(sql(q{SELECT rolsuper, rolcanlogin, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = 'logagg_owner'}),
-	'f|f|f|f', 'logagg_owner exists: not a superuser, NOLOGIN, cannot create roles, no BYPASSRLS');
-is(sql(q{SELECT count(*) FROM pg_auth_members WHERE roleid = 'logagg_owner'::regrole}),
-	'0', 'no role is a member of logagg_owner');
-is(sql(q{SELECT pg_has_role('logagg_admin', 'logagg_owner', 'USAGE')}), 'f',
-	'logagg_admin does not have the rights of logagg_owner');
-
-sql(q{SELECT logagg.maintain()});
-is(sql(q{
-SELECT string_agg(what, ', ' ORDER BY what) FROM (
-  SELECT pg_describe_object(d.classid, d.objid, 0) AS what,
-         CASE WHEN d.classid = 'pg_class'::regclass THEN (SELECT relowner FROM pg_class WHERE oid = d.objid)
-              WHEN d.classid = 'pg_proc'::regclass THEN (SELECT proowner FROM pg_proc WHERE oid = d.objid)
-              WHEN d.classid = 'pg_type'::regclass THEN (SELECT typowner FROM pg_type WHERE oid = d.objid) END AS owner
-    FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
-   WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND e.extname = 'logagg'
-  UNION ALL
-  SELECT 'partition ' || inhrelid::regclass, (SELECT relowner FROM pg_class WHERE oid = inhrelid)
-    FROM pg_inherits WHERE inhparent = 'logagg.logs'::regclass) o
-WHERE owner IS DISTINCT FROM 'logagg_owner'::regrole}), '',
-	'every member of the extension and every partition of logs is owned by logagg_owner');
-ok(sql(q{SELECT count(*) FROM logagg.partitions WHERE NOT is_default}) >= 2,
-	'maintain() (SECURITY DEFINER) created time partitions');
-
-# ---- the workers run as logagg_owner ----
-ok( $node->poll_query_until('postgres', q{
-SELECT count(*) >= 4 AND bool_and(usename = 'logagg_owner')
-  FROM pg_stat_activity WHERE backend_type LIKE 'logagg%'}),
-	'every logagg worker backend runs as logagg_owner (pg_stat_activity.usename)');
-
 # ---- logagg_admin: configure, yes; triggers, schema objects, owner: no ----
 sql(q{CREATE ROLE attacker LOGIN IN ROLE logagg_admin; CREATE ROLE w LOGIN IN ROLE logagg_writer});
 sub as_attacker
 {
-	my ($query) = @_;
-	my ($ret, $out, $err) = $node->psql('postgres', $query, extra_params => [ '-U', 'attacker' ]);
+	my ($query, %opts) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', $query, extra_params => [ '-U', 'attacker' ], %opts);
 	return ($ret, $out, $err);
 }
 
@@ -106,18 +75,20 @@ for my $stmt ('TRUNCATE logagg.rejected', 'TRUNCATE logagg.destinations',
 	like($err, qr/permission denied|must be owner/, "... with a privilege error ($stmt)");
 }
 
-# The calls that used to run the attacker's trigger as superuser.
+# The calls that used to run the attacker's trigger as superuser, each in
+# the session that tried to create the trigger (its pg_temp function lives
+# only as long as the session).
 my $token = sql(q{SELECT logagg.create_source('svc')});
-for my $call (q{SELECT logagg.add_destination('hook2', 'webhook', '{"url": "http://127.0.0.1:9/h"}')},
-	q{SELECT logagg.maintain()}, q{SELECT logagg.sync_now()})
+for my $call (q{SELECT logagg.add_destination('hook2', 'webhook', '{"url": "http://127.0.0.1:9/h"}');},
+	q{SELECT logagg.maintain();}, q{SELECT logagg.sync_now();})
 {
 	as_attacker(q{
 CREATE FUNCTION pg_temp.evil() RETURNS trigger LANGUAGE plpgsql AS
   $$BEGIN ALTER ROLE attacker SUPERUSER; RETURN NEW; END$$;
 CREATE TRIGGER evil BEFORE INSERT ON logagg.destinations FOR EACH ROW EXECUTE FUNCTION pg_temp.evil();
 CREATE TRIGGER evil BEFORE INSERT ON logagg.logs FOR EACH ROW EXECUTE FUNCTION pg_temp.evil();
-});
-	as_attacker($call);
+CREATE TRIGGER evil BEFORE INSERT ON logagg.sync_log FOR EACH ROW EXECUTE FUNCTION pg_temp.evil();
+} . $call, on_error_stop => 0);
 }
 my $base = "ws://127.0.0.1:$node->{logagg_port}";
 ws_probe($base, "open:c:/ingest:$token", 'send:c:this is not json', 'recv:c');
@@ -179,6 +150,37 @@ is(sql(q{SELECT cur, super, climbed FROM public.probe WHERE via = 'rejected'}),
 	'logagg_owner|off|f', 'inside logagg.ingest() (SECURITY DEFINER) the trigger runs as logagg_owner and cannot climb');
 is(sql(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'attacker'}), 'f', 'attacker is still not a superuser');
 sql(q{DROP TRIGGER probe ON logagg.rejected});
+
+# ---- the owner role ----
+is(sql(q{SELECT rolsuper, rolcanlogin, rolcreaterole, rolbypassrls FROM pg_roles WHERE rolname = 'logagg_owner'}),
+	'f|f|f|f', 'logagg_owner exists: not a superuser, NOLOGIN, cannot create roles, no BYPASSRLS');
+is(sql(q{SELECT count(*) FROM pg_auth_members WHERE roleid = 'logagg_owner'::regrole}),
+	'0', 'no role is a member of logagg_owner');
+is(sql(q{SELECT pg_has_role('logagg_admin', 'logagg_owner', 'USAGE')}), 'f',
+	'logagg_admin does not have the rights of logagg_owner');
+
+sql(q{SELECT logagg.maintain()});
+is(sql(q{
+SELECT string_agg(what, ', ' ORDER BY what) FROM (
+  SELECT pg_describe_object(d.classid, d.objid, 0) AS what,
+         CASE WHEN d.classid = 'pg_class'::regclass THEN (SELECT relowner FROM pg_class WHERE oid = d.objid)
+              WHEN d.classid = 'pg_proc'::regclass THEN (SELECT proowner FROM pg_proc WHERE oid = d.objid)
+              WHEN d.classid = 'pg_type'::regclass THEN (SELECT typowner FROM pg_type WHERE oid = d.objid) END AS owner
+    FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
+   WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e' AND e.extname = 'logagg'
+  UNION ALL
+  SELECT 'partition ' || inhrelid::regclass, (SELECT relowner FROM pg_class WHERE oid = inhrelid)
+    FROM pg_inherits WHERE inhparent = 'logagg.logs'::regclass) o
+WHERE owner IS DISTINCT FROM 'logagg_owner'::regrole}), '',
+	'every member of the extension and every partition of logs is owned by logagg_owner');
+ok(sql(q{SELECT count(*) FROM logagg.partitions WHERE NOT is_default}) >= 2,
+	'maintain() (SECURITY DEFINER) created time partitions');
+
+# ---- the workers run as logagg_owner ----
+ok( $node->poll_query_until('postgres', q{
+SELECT count(*) >= 4 AND bool_and(usename = 'logagg_owner')
+  FROM pg_stat_activity WHERE backend_type LIKE 'logagg%'}),
+	'every logagg worker backend runs as logagg_owner (pg_stat_activity.usename)');
 
 # ---- and the workers still do their work as logagg_owner ----
 $out = ws_probe($base, "open:c:/ingest:$token", 'send:c:{"message":"hello","status":200}', 'recv:c');
