@@ -86,6 +86,15 @@ logagg_worker_setup(LogaggWorkerKind kind, int index)
 	logagg_slot_attach(kind, index);
 
 	BackgroundWorkerInitializeConnection(logagg_database, NULL, 0);
+
+	/*
+	 * Every name in the workers' SQL is schema-qualified or built in.  With
+	 * only pg_catalog on the path, a function or operator that somebody
+	 * created in public (or in a schema named like a role) can never be
+	 * picked instead of a built-in one for a closer argument type, and run
+	 * inside a worker.  Set above anything SQL can set.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void

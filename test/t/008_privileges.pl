@@ -100,10 +100,10 @@ is(sql(q{SELECT rolsuper FROM pg_roles WHERE rolname = 'attacker'}), 'f',
 # SUPERUSER, and SET SESSION AUTHORIZATION back to the bootstrap superuser.
 my $su = sql(q{SELECT rolname FROM pg_roles WHERE oid = 10});
 sql(qq{
-CREATE TABLE public.probe (via text, cur text, sess text, super text, climbed boolean, sess_after text);
+CREATE TABLE public.probe (via text, cur text, sess text, super text, climbed boolean, sess_after text,
+                           path text);
 GRANT INSERT ON public.probe TO PUBLIC;
-CREATE FUNCTION public.probe() RETURNS trigger LANGUAGE plpgsql
-SET search_path = pg_catalog AS \$\$
+CREATE FUNCTION public.probe() RETURNS trigger LANGUAGE plpgsql AS \$\$
 DECLARE
     climbed boolean := true;
     sess_after text;
@@ -120,7 +120,8 @@ BEGIN
     END;
     sess_after := session_user;
     INSERT INTO public.probe VALUES (TG_ARGV[0], current_user, session_user,
-                                     current_setting('is_superuser'), climbed, sess_after);
+                                     current_setting('is_superuser'), climbed, sess_after,
+                                     current_setting('search_path'));
     RETURN NEW;
 END
 \$\$;
@@ -134,6 +135,8 @@ ok(poll_until(sub { sql(q{SELECT count(*) FROM public.probe WHERE via = 'rejecte
 is(sql(q{SELECT cur, sess, super, climbed, sess_after FROM public.probe WHERE via = 'rejected'}),
 	'logagg_owner|logagg_owner|off|f|logagg_owner',
 	'in the ingest worker the trigger runs as logagg_owner, cannot ALTER ROLE, cannot switch back to superuser');
+is(sql(q{SELECT path FROM public.probe WHERE via = 'rejected'}), 'pg_catalog, pg_temp',
+	'the worker resolves names in pg_catalog only (nothing in public can stand in for a built-in)');
 
 ($ret, $out, $err) = as_attacker(q{SELECT logagg.add_destination('hook3', 'webhook', '{"url": "http://127.0.0.1:9/h"}')});
 is($ret, 0, 'add_destination as logagg_admin') or diag($err);
