@@ -26,6 +26,7 @@
 #include "miscadmin.h"
 #include "regex/regex.h"
 #include "storage/latch.h"
+#include "common/hashfn.h"
 #include "utils/builtins.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
@@ -41,7 +42,8 @@ static TimeoutId regex_timeout_id = MAX_TIMEOUTS;	/* not registered */
 static volatile sig_atomic_t regex_timer_fired = false;
 static bool regex_timer_on = false;
 
-/* Timed-out evaluations since the last WARNING, and when that was. */
+/* Timed-out evaluations: in all, since the last WARNING, and when that was. */
+static uint64 timeouts_total = 0;
 static uint64 timeouts_unreported = 0;
 static TimestampTz last_warning_at = 0;
 
@@ -100,6 +102,7 @@ report_timeout(const char *what)
 	TimestampTz now = GetCurrentTimestamp();
 
 	logagg_count(LC_REGEX_TIMEOUTS, 1);
+	timeouts_total++;
 	timeouts_unreported++;
 	if (last_warning_at != 0 &&
 		!TimestampDifferenceExceeds(last_warning_at, now, REGEX_WARNING_INTERVAL_MS))
@@ -177,6 +180,42 @@ logagg_regex_match(text *pattern, const char *subject, int len, Oid collation,
 }
 
 /*
+ * Patterns that ran out of time at one call site of logagg._regex_match()
+ * during one query (fn_extra).  One claim of the dispatch worker checks up
+ * to 1000 alerts against every silence: a pattern that keeps running out
+ * of time is skipped (no match) after MAX_TIMEOUTS_PER_PATTERN, so that a
+ * claim costs at most that many budgets per silence, not one per alert.
+ */
+#define MAX_TIMEOUTS_PER_PATTERN 2
+#define MAX_TRACKED_PATTERNS 32
+
+typedef struct SlowPatterns
+{
+	int			n;
+	uint32		hash[MAX_TRACKED_PATTERNS];
+	int			timeouts[MAX_TRACKED_PATTERNS];
+} SlowPatterns;
+
+static int *
+slow_pattern_count(FunctionCallInfo fcinfo, text *pattern)
+{
+	SlowPatterns *sp = (SlowPatterns *) fcinfo->flinfo->fn_extra;
+	uint32		h = hash_bytes((const unsigned char *) VARDATA_ANY(pattern),
+							   VARSIZE_ANY_EXHDR(pattern));
+
+	if (sp == NULL)
+		sp = fcinfo->flinfo->fn_extra =
+			MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof(SlowPatterns));
+	for (int i = 0; i < sp->n; i++)
+		if (sp->hash[i] == h)
+			return &sp->timeouts[i];
+	if (sp->n == MAX_TRACKED_PATTERNS)
+		return NULL;
+	sp->hash[sp->n] = h;
+	return &sp->timeouts[sp->n++];
+}
+
+/*
  * logagg._regex_match(subject text, pattern text) -> boolean: subject ~
  * pattern, under logagg.regex_timeout (false when it runs out).  Used for
  * silences' message_regex in logagg._claim_alerts().
@@ -187,11 +226,17 @@ logagg_regex_match_sql(PG_FUNCTION_ARGS)
 {
 	text	   *subject = PG_GETARG_TEXT_PP(0);
 	text	   *pattern = PG_GETARG_TEXT_PP(1);
+	int		   *timeouts = slow_pattern_count(fcinfo, pattern);
+	uint64		before = timeouts_total;
 	bool		result;
 
+	if (timeouts != NULL && *timeouts >= MAX_TIMEOUTS_PER_PATTERN)
+		PG_RETURN_BOOL(false);
 	result = logagg_regex_match(pattern, VARDATA_ANY(subject),
 								VARSIZE_ANY_EXHDR(subject),
 								PG_GET_COLLATION(), "logagg.silences");
 	logagg_regex_budget_end();
+	if (timeouts != NULL && timeouts_total != before)
+		(*timeouts)++;
 	PG_RETURN_BOOL(result);
 }
