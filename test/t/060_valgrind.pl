@@ -44,6 +44,10 @@ my $pg = IPC::Run::start(
 	  '--suppressions=' . src_dir() . '/test/valgrind.supp', "--log-file=$vgdir/vg.%p.log",
 	  "$bindir/postgres", '-D', $node->data_dir ],
 	'<', \undef, '>', "$vgdir/postgres.log", '2>&1');
+# psql started before the postmaster listens exits at once, and writing
+# the query to it then dies with EPIPE: wait for the server's own word first
+ok(poll_until(sub { -s "$vgdir/postgres.log" && slurp_file("$vgdir/postgres.log") =~ /ready to accept connections/ }, 300),
+	'the postmaster started under valgrind');
 ok($node->poll_query_until('postgres', 'SELECT true'), 'the server is up under valgrind');
 $node->safe_psql('postgres', 'CREATE EXTENSION logagg');
 wait_workers_ready($node);
