@@ -4,8 +4,8 @@
  *		User-written regular expressions (logagg.rules.message_regex,
  *		logagg.silences.message_regex) evaluated under a time limit.
  *
- * PostgreSQL's regex engine is backtracking for back-references: a pattern
- * like (a*)*\1\1b\1 takes tens of seconds on a 30 kB message.  In a
+ * PostgreSQL's regex engine backtracks for back-references: a pattern like
+ * (a*)*\1\1b\1 on 30 kB of "a" and a "b" was still running after minutes.  In a
  * client backend statement_timeout bounds that; the background workers
  * have no statement timeout and ignore SIGTERM until their loop looks.
  * Here every evaluation for one record (all the rules it reaches) or one
@@ -22,11 +22,11 @@
  */
 #include "postgres.h"
 
+#include "common/hashfn.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "regex/regex.h"
 #include "storage/latch.h"
-#include "common/hashfn.h"
 #include "utils/builtins.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
