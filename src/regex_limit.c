@@ -4,10 +4,11 @@
  *		User-written regular expressions (logagg.rules.message_regex,
  *		logagg.silences.message_regex) evaluated under a time limit.
  *
- * PostgreSQL's regex engine backtracks for back-references: a pattern like
- * (a*)*\1\1b\1 on 30 kB of "a" and a "b" was still running after minutes.  In a
- * client backend statement_timeout bounds that; the background workers
- * have no statement timeout and ignore SIGTERM until their loop looks.
+ * PostgreSQL's regex engine backtracks for back-references: a pattern
+ * like (a*)*\1\1b\1 on 30 kB of "a" and a "b" was still running after
+ * minutes.  In a client backend statement_timeout bounds that; the
+ * background workers have no statement timeout and ignore SIGTERM until
+ * their loop looks.
  * Here every evaluation for one record (all the rules it reaches) or one
  * alert (one silence) gets at most logagg.regex_timeout: a timer of our
  * own raises a query-cancel interrupt, which the regex engine polls; it
