@@ -6,8 +6,22 @@
 \echo Use "CREATE EXTENSION logagg" to load this file. \quit
 
 -- Roles are cluster-wide, so a second database's CREATE EXTENSION finds them.
+-- logagg_owner owns every object of the extension; the background workers
+-- and the SECURITY DEFINER functions run as it (docs/security.md).  It must
+-- never be a superuser nor granted to any role: whoever could act as it
+-- could run code inside the workers.
 DO $roles$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'logagg_owner') THEN
+        CREATE ROLE logagg_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'logagg_owner'
+                  AND (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls
+                       OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid))) THEN
+        RAISE EXCEPTION 'role "logagg_owner" is a superuser, can create roles, bypasses row security or is granted to other roles'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'logagg runs its workers as logagg_owner: make it NOSUPERUSER NOCREATEROLE NOBYPASSRLS and revoke it from every role.';
+    END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'logagg_admin') THEN
         CREATE ROLE logagg_admin NOLOGIN;
     END IF;

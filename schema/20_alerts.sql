@@ -246,6 +246,16 @@ CREATE FUNCTION @extschema@._utc(t timestamptz) RETURNS text
 COMMENT ON FUNCTION @extschema@._utc(timestamptz) IS
     'Internal: timestamp as ISO 8601 UTC text, as used in notification payloads.';
 
+-- A silence's message_regex is the user's pattern: evaluated under
+-- logagg.regex_timeout (src/regex_limit.c) so that no pattern can stall a
+-- dispatch worker; one that runs out of time does not match (the alert is
+-- sent rather than silenced) and is reported as a WARNING.
+CREATE FUNCTION @extschema@._regex_match(subject text, pattern text) RETURNS boolean
+    LANGUAGE c STABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'logagg_regex_match_sql';
+COMMENT ON FUNCTION @extschema@._regex_match(text, text) IS
+    'Internal: subject ~ pattern, under logagg.regex_timeout (false when the pattern runs out of time).';
+
 -- Take up to p_limit due alerts for dispatch worker p_worker, most severe
 -- first, skipping rows another dispatcher (or an ingest transaction adding
 -- to a summary) holds.  A taken row is leased: its next_attempt_at moves
@@ -280,7 +290,7 @@ BEGIN
                      WHERE now() >= s.starts_at AND now() < s.ends_at
                        AND (s.source IS NULL OR s.source = q.source)
                        AND (s.fingerprint IS NULL OR s.fingerprint = q.fingerprint)
-                       AND (s.message_regex IS NULL OR coalesce(q.payload->>'message', '') ~ s.message_regex)
+                       AND (s.message_regex IS NULL OR @extschema@._regex_match(coalesce(q.payload->>'message', ''), s.message_regex))
                      ORDER BY s.id LIMIT 1) AS silence_id
             FROM @extschema@.alert_queue q
             WHERE q.dead_at IS NULL AND q.next_attempt_at <= now()

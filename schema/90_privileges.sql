@@ -1,8 +1,69 @@
 -- logagg privileges.  Kept last so that it sees every object.
 --
+-- logagg_owner:  owns every object below; the background workers and the
+--                SECURITY DEFINER functions run as it.  Not a superuser,
+--                NOLOGIN, granted to nobody (schema/00_core.sql).
 -- logagg_reader: read logs, queues and history, never secrets.
 -- logagg_writer: ingest through SQL.
--- logagg_admin:  configure everything (and read secrets).
+-- logagg_admin:  configure everything (and read secrets): read and write
+--                the tables, never TRIGGER, TRUNCATE or REFERENCES, which
+--                would let it run code as (or lock out) the workers.
+-- docs/security.md describes the model.
+
+-- Every member of the extension (and every partition of logs) goes to
+-- logagg_owner before any GRANT, so that the grants are recorded with it
+-- as grantor (pg_init_privs, what pg_dump compares against, included).
+-- Indexes and the sequences owned by a column follow their table.
+DO $owner$
+DECLARE
+    m record;
+BEGIN
+    FOR m IN
+        SELECT d.classid, d.objid, c.relkind
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+          LEFT JOIN pg_catalog.pg_class c
+                 ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.oid = d.objid
+         WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND d.deptype = 'e' AND e.extname = 'logagg'
+        UNION ALL
+        SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, i.inhrelid, 'r'
+          FROM pg_catalog.pg_inherits i
+         WHERE i.inhparent = '@extschema@.logs'::pg_catalog.regclass
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                            WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                              AND d.objid = i.inhrelid AND d.deptype = 'e')
+        ORDER BY 1, 2
+    LOOP
+        IF m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass THEN
+            EXECUTE pg_catalog.format('ALTER ROUTINE %s OWNER TO logagg_owner',
+                                      m.objid::pg_catalog.regprocedure);
+        ELSIF m.classid = 'pg_catalog.pg_type'::pg_catalog.regclass THEN
+            EXECUTE pg_catalog.format('ALTER TYPE %s OWNER TO logagg_owner',
+                                      m.objid::pg_catalog.regtype);
+        ELSIF m.relkind IN ('r', 'p') THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO logagg_owner',
+                                      m.objid::pg_catalog.regclass);
+        ELSIF m.relkind = 'v' THEN
+            EXECUTE pg_catalog.format('ALTER VIEW %s OWNER TO logagg_owner',
+                                      m.objid::pg_catalog.regclass);
+        ELSIF m.relkind = 'S' AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_depend d
+                 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                   AND d.objid = m.objid AND d.deptype IN ('a', 'i')
+                   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass) THEN
+            EXECUTE pg_catalog.format('ALTER SEQUENCE %s OWNER TO logagg_owner',
+                                      m.objid::pg_catalog.regclass);
+        END IF;
+    END LOOP;
+END
+$owner$;
+
+-- The workers create and drop partitions of logs at run time.
+GRANT USAGE, CREATE ON SCHEMA @extschema@ TO logagg_owner;
+-- add_destination sets log_min_error_statement (a superuser parameter)
+-- for its call, as its owner.
+GRANT SET ON PARAMETER log_min_error_statement TO logagg_owner;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
 
@@ -16,8 +77,8 @@ GRANT SELECT (name, enabled, created_at, revoked_at) ON @extschema@.sources TO l
 GRANT SELECT (name, kind, enabled, created_at, updated_at) ON @extschema@.destinations TO logagg_reader;
 
 GRANT logagg_reader, logagg_writer TO logagg_admin;
-GRANT ALL ON ALL TABLES IN SCHEMA @extschema@ TO logagg_admin;
-GRANT ALL ON ALL SEQUENCES IN SCHEMA @extschema@ TO logagg_admin;
+GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA @extschema@ TO logagg_admin;
+GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA @extschema@ TO logagg_admin;
 
 GRANT EXECUTE ON FUNCTION @extschema@.classify(int, text, text, text),
                           @extschema@.normalize_level(text),

@@ -8,6 +8,7 @@ PACKAGES=(
   build-essential pkg-config
   postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
   libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
+  libdbd-pg-perl
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
   libcurl4-openssl-dev zlib1g-dev libssl-dev
   python3 python3-websockets python3-aiosmtpd

@@ -31,6 +31,22 @@ SELECT logagg.create_source('regress-admin-src') IS NOT NULL AS admin_can_create
 SELECT logagg.maintain();
 RESET ROLE;
 
+-- logagg_owner owns everything and is no superuser; logagg_admin can
+-- neither attach code to the tables nor act as the owner.
+SELECT rolsuper, rolcanlogin, rolcreaterole FROM pg_roles WHERE rolname = 'logagg_owner';
+SELECT count(*) AS members_of_owner FROM pg_auth_members WHERE roleid = 'logagg_owner'::regrole;
+SELECT relowner::regrole AS logs_owner FROM pg_class WHERE oid = 'logagg.logs'::regclass;
+SELECT proowner::regrole AS add_destination_owner, prosecdef
+FROM pg_proc WHERE oid = 'logagg.add_destination(text, text, jsonb)'::regprocedure;
+SET ROLE regress_logagg_admin;
+CREATE FUNCTION pg_temp.t() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RETURN NEW; END$$;
+CREATE TRIGGER t BEFORE INSERT ON logagg.destinations FOR EACH ROW EXECUTE FUNCTION pg_temp.t();
+CREATE TRIGGER t BEFORE INSERT ON logagg.rejected FOR EACH ROW EXECUTE FUNCTION pg_temp.t();
+TRUNCATE logagg.rejected;
+CREATE FUNCTION logagg.mine() RETURNS int LANGUAGE sql RETURN 1;
+DROP FUNCTION pg_temp.t();
+RESET ROLE;
+
 DELETE FROM logagg.destinations WHERE name = 'regress-hook';
 DELETE FROM logagg.sources WHERE name IN ('regress-src', 'regress-admin-src');
 DROP ROLE regress_logagg_reader, regress_logagg_nobody, regress_logagg_admin;

@@ -25,7 +25,6 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "regex/regex.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/inval.h"
@@ -275,9 +274,10 @@ rule_matches(const ClassifyRule *r, int status, bool has_status,
 	}
 	if (r->message_regex)
 	{
+		/* under logagg.regex_timeout for the whole record (regex_limit.c) */
 		if (message == NULL ||
-			!RE_compile_and_execute(r->message_regex, (char *) message, strlen(message),
-									REG_ADVANCED, C_COLLATION_OID, 0, NULL))
+			!logagg_regex_match(r->message_regex, message, strlen(message),
+								C_COLLATION_OID, "logagg.rules"))
 			return false;
 	}
 	return true;
@@ -292,11 +292,17 @@ LogaggSeverity
 logagg_classify_record(int status, bool has_status, const char *level,
 					   const char *source, const char *message)
 {
+	LogaggSeverity result = LOGAGG_SEV_LOW;
+
 	logagg_rules_ensure_loaded();
 	for (int i = 0; i < nrules; i++)
 		if (rule_matches(&rules[i], status, has_status, level, source, message))
-			return rules[i].severity;
-	return LOGAGG_SEV_LOW;
+		{
+			result = rules[i].severity;
+			break;
+		}
+	logagg_regex_budget_end();
+	return result;
 }
 
 static Datum

@@ -321,6 +321,12 @@ logagg_define_gucs(void)
 							   NULL, &logagg_s3_secret_access_key, "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY | GUC_NO_SHOW_ALL, NULL, NULL, NULL);
 
+	DefineCustomIntVariable("logagg.regex_timeout",
+							"Longest the message_regex patterns of logagg.rules may run on one record (and a silence's on one alert); 0 = no limit.",
+							"A pattern that runs out of time counts as not matching; the record is stored all the same.",
+							&logagg_regex_timeout_ms, 100, 0, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+
 	logagg_define_sync_gucs();	/* sync.c: sync_grace, sync_part_size, ... */
 
 	MarkGUCPrefixReserved("logagg");

@@ -916,21 +916,26 @@ static bool store_active = false;
  * store_records_isolated); other errors propagate (the caller's
  * transaction then rolls back whole).
  */
-void
-ingest_batch_store(IngestBatch *batch, IngestResult *result)
+/*
+ * The COPY state is per process: a store started while one runs (a trigger
+ * on logagg.logs calling logagg.ingest()) would overwrite it under the
+ * running COPY.
+ */
+static void
+refuse_reentry(void)
 {
-	/*
-	 * The COPY state is per process: a store started while one runs (a
-	 * trigger on logagg.logs calling logagg.ingest()) would overwrite it
-	 * under the running COPY.
-	 */
 	if (store_active)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("logagg.ingest() cannot be called while logagg is storing log records"),
 				 errdetail("It was called from inside the storing of a batch, for example by a trigger on logagg.logs."),
 				 errhint("Do not call logagg.ingest() from triggers or functions that run while records are stored; store what they need in a table of their own.")));
+}
 
+void
+ingest_batch_store(IngestBatch *batch, IngestResult *result)
+{
+	refuse_reentry();
 	memset(result, 0, sizeof(*result));
 	store_active = true;
 	PG_TRY();
@@ -1115,11 +1120,15 @@ Datum
 logagg_ingest_sql(PG_FUNCTION_ARGS)
 {
 	Jsonb	   *j = PG_GETARG_JSONB_P(0);
-	char	   *text = JsonbToCString(NULL, &j->root, VARSIZE(j));
-	IngestBatch *batch = ingest_batch_create(CurrentMemoryContext);
+	char	   *text;
+	IngestBatch *batch;
 	IngestOrigin origin;
 	IngestResult res;
 
+	/* before anything else: re-entry is refused whoever the caller is */
+	refuse_reentry();
+	text = JsonbToCString(NULL, &j->root, VARSIZE(j));
+	batch = ingest_batch_create(CurrentMemoryContext);
 	memset(&origin, 0, sizeof(origin));
 	origin.peer = "sql";
 	origin.received_at = GetCurrentTimestamp();

@@ -19,6 +19,8 @@
 #include "utils/timestamp.h"
 
 #define LOGAGG_SCHEMA			"logagg"
+/* Owns the extension's objects; the background workers run as it. */
+#define LOGAGG_OWNER_ROLE		"logagg_owner"
 #define LOGAGG_MAX_DISPATCH		64
 
 /* ---- GUC variables (guc.c) ---- */
@@ -80,6 +82,7 @@ typedef enum LogaggCounter
 	LC_PARTITIONS_CREATED,
 	LC_PARTITIONS_DROPPED,
 	LC_RELOADS,					/* SIGHUPs processed */
+	LC_REGEX_TIMEOUTS,			/* rule/silence regexes out of time */
 	LC_NUM_COUNTERS
 } LogaggCounter;
 
@@ -121,6 +124,7 @@ extern void logagg_wake_workers(LogaggWorkerKind kind);
 /* ---- common worker machinery (worker.c) ---- */
 extern volatile sig_atomic_t logagg_got_sighup;
 extern volatile sig_atomic_t logagg_got_sigterm;
+extern volatile sig_atomic_t logagg_sigterm_interrupts;
 extern void logagg_worker_setup(LogaggWorkerKind kind, int index);
 extern bool logagg_wait_for_extension(void);
 extern void logagg_worker_reload_if_needed(void);
@@ -151,6 +155,12 @@ extern LogaggSeverity logagg_classify_record(int status, bool has_status,
 											 const char *source,
 											 const char *message);
 extern void logagg_rules_ensure_loaded(void);
+
+/* regex_limit.c */
+extern int	logagg_regex_timeout_ms;
+extern bool logagg_regex_match(text *pattern, const char *subject, int len,
+							   Oid collation, const char *what);
+extern void logagg_regex_budget_end(void);
 
 /* ---- alert fingerprints (fingerprint.c) ---- */
 #define LOGAGG_FINGERPRINT_LEN 16

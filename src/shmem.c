@@ -36,7 +36,7 @@ static const char *const counter_names[LC_NUM_COUNTERS] = {
 	"connections", "connections_total", "rows", "batches", "rejects",
 	"duplicates", "alerts_queued", "alerts_sent", "alerts_failed",
 	"sync_objects", "sync_bytes", "partitions_created", "partitions_dropped",
-	"reloads"
+	"reloads", "regex_timeouts"
 };
 
 /* ingest + dispatch workers + maintenance */

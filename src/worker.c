@@ -3,8 +3,9 @@
  * worker.c
  *		What every logagg background worker does the same way: signal
  *		handling, connecting to logagg.database, claiming its shared-memory
- *		slot, waiting quietly until CREATE EXTENSION logagg has run,
- *		running a unit of work in its own transaction (an error becomes
+ *		slot, waiting quietly until CREATE EXTENSION logagg has run, then
+ *		dropping superuser rights for good to run as logagg_owner, running
+ *		a unit of work in its own transaction (an error becomes
  *		last_error), and exiting after DROP EXTENSION.
  *
  *-------------------------------------------------------------------------
@@ -13,6 +14,7 @@
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "executor/spi.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
@@ -22,13 +24,19 @@
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/backend_status.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 
 #include "logagg.h"
 
 volatile sig_atomic_t logagg_got_sighup = false;
 volatile sig_atomic_t logagg_got_sigterm = false;
+/* Set while a user-written regex runs (regex_limit.c): SIGTERM acts at once. */
+volatile sig_atomic_t logagg_sigterm_interrupts = false;
 
 /* How often a worker re-checks for the extension while it is absent. */
 #define EXTENSION_POLL_MS 2000
@@ -49,6 +57,15 @@ logagg_sigterm(SIGNAL_ARGS)
 	int			save_errno = errno;
 
 	logagg_got_sigterm = true;
+	/*
+	 * A regex can run for long between two checks of the flag; the regex
+	 * engine polls interrupts, so ask for the exit die() would give.
+	 */
+	if (logagg_sigterm_interrupts)
+	{
+		ProcDiePending = true;
+		InterruptPending = true;
+	}
 	SetLatch(MyLatch);
 	errno = save_errno;
 }
@@ -58,7 +75,8 @@ logagg_sigterm(SIGNAL_ARGS)
  *
  * SIGTERM only sets a flag: each worker's loop checks it between units of
  * work so that a batch in progress is either committed or not started,
- * never abandoned half-way inside a library callback.
+ * never abandoned half-way inside a library callback -- except while a
+ * user-written regex runs, where it terminates the process at once.
  */
 void
 logagg_worker_setup(LogaggWorkerKind kind, int index)
@@ -70,6 +88,15 @@ logagg_worker_setup(LogaggWorkerKind kind, int index)
 	logagg_slot_attach(kind, index);
 
 	BackgroundWorkerInitializeConnection(logagg_database, NULL, 0);
+
+	/*
+	 * Every name in the workers' SQL is schema-qualified or built in.  With
+	 * only pg_catalog on the path, a function or operator that somebody
+	 * created in public (or in a schema named like a role) can never be
+	 * picked instead of a built-in one for a closer argument type, and run
+	 * inside a worker.  Set above anything SQL can set.
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
 void
@@ -93,6 +120,97 @@ logagg_extension_exists(void)
 	return OidIsValid(get_extension_oid("logagg", true));
 }
 
+/* Set once this process runs as logagg_owner. */
+static bool running_as_owner = false;
+
+/*
+ * Does logagg_owner own logagg.logs?  True from version 1.1 on; a database
+ * still at 1.0 (its objects owned by the superuser that installed it)
+ * keeps the workers running as superuser until ALTER EXTENSION UPDATE.
+ * Needs a transaction.
+ */
+static bool
+owner_role_in_charge(void)
+{
+	Oid			owner = get_role_oid(LOGAGG_OWNER_ROLE, true);
+	Oid			nsp = get_namespace_oid(LOGAGG_SCHEMA, true);
+	Oid			logs;
+	HeapTuple	tup;
+	bool		result;
+
+	if (!OidIsValid(owner) || !OidIsValid(nsp))
+		return false;
+	logs = get_relname_relid("logs", nsp);
+	if (!OidIsValid(logs))
+		return false;
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(logs));
+	if (!HeapTupleIsValid(tup))
+		return false;
+	result = ((Form_pg_class) GETSTRUCT(tup))->relowner == owner;
+	ReleaseSysCache(tup);
+	return result;
+}
+
+/*
+ * Become logagg_owner for the rest of the process's life.
+ *
+ * Everything a worker does after this runs with the rights of the role that
+ * owns the extension's objects and nothing more: a trigger or function that
+ * somebody managed to attach to a table the worker writes runs as that
+ * non-superuser role, never as a superuser.  PostgreSQL 15 lets a
+ * background worker connect only as a role with LOGIN, and logagg_owner has
+ * none (nobody should log in as it), so the worker connects as the
+ * bootstrap superuser -- used only to wait for the extension -- and then
+ * takes on logagg_owner the way SET SESSION AUTHORIZATION does.  It then
+ * marks the user id as locally changed, as a SECURITY DEFINER function call
+ * does: PostgreSQL refuses SET SESSION AUTHORIZATION and SET ROLE there, so
+ * no statement run later in this process can switch back to the superuser
+ * it connected as.  pg_stat_activity shows the new role.  Needs a
+ * transaction (the role is looked up in the catalogs); every later
+ * transaction starts, and after an abort resumes, with this identity.
+ */
+static void
+become_owner_role(void)
+{
+	static bool warned = false;
+
+	if (running_as_owner)
+		return;
+	if (!owner_role_in_charge())
+	{
+		if (!warned)
+			ereport(WARNING,
+					(errmsg("%s: running as superuser: the objects of extension \"logagg\" are not owned by role \"%s\"",
+							MyBgworkerEntry->bgw_name, LOGAGG_OWNER_ROLE),
+					 errhint("Run ALTER EXTENSION logagg UPDATE; in database \"%s\".",
+							 logagg_database)));
+		warned = true;
+		return;
+	}
+	SetConfigOption("session_authorization", LOGAGG_OWNER_ROLE,
+					PGC_SUSET, PGC_S_OVERRIDE);
+	SetUserIdAndSecContext(GetSessionUserId(), SECURITY_LOCAL_USERID_CHANGE);
+	running_as_owner = true;
+	if (MyBEEntry != NULL)
+	{
+		volatile PgBackendStatus *beentry = MyBEEntry;
+
+		PGSTAT_BEGIN_WRITE_ACTIVITY(beentry);
+		beentry->st_userid = GetSessionUserId();
+		PGSTAT_END_WRITE_ACTIVITY(beentry);
+	}
+	if (superuser())
+		ereport(WARNING,
+				(errmsg("%s: role \"%s\" is a superuser",
+						MyBgworkerEntry->bgw_name, LOGAGG_OWNER_ROLE),
+				 errhint("Run ALTER ROLE %s NOSUPERUSER;", LOGAGG_OWNER_ROLE)));
+}
+
+/*
+ * Does the extension exist?  When it does, the worker also becomes
+ * logagg_owner if it is not yet (right after CREATE EXTENSION, or after
+ * ALTER EXTENSION UPDATE from 1.0 in a running server).
+ */
 static bool
 check_extension_in_transaction(void)
 {
@@ -102,6 +220,8 @@ check_extension_in_transaction(void)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	exists = logagg_extension_exists();
+	if (exists)
+		become_owner_role();
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 	return exists;
@@ -109,7 +229,8 @@ check_extension_in_transaction(void)
 
 /*
  * Wait, without filling the log, until the extension exists in our
- * database.  Returns false if SIGTERM arrived first.  One LOG line says
+ * database (and become logagg_owner).  Returns false if SIGTERM arrived
+ * first.  One LOG line says
  * what we are waiting for, so an operator who preloaded the library but
  * forgot CREATE EXTENSION can tell why nothing happens.
  */
@@ -167,6 +288,14 @@ logagg_run_in_transaction(void (*fn) (void *arg), void *arg, const char *what)
 {
 	MemoryContext oldcxt = CurrentMemoryContext;
 	bool		exists;
+
+	/*
+	 * Still the superuser (a database at 1.0): become logagg_owner as soon
+	 * as ALTER EXTENSION UPDATE has handed it the objects.  In a committed
+	 * transaction of its own, so that fn's failing cannot undo it.
+	 */
+	if (!running_as_owner)
+		(void) check_extension_in_transaction();
 
 	PG_TRY();
 	{

@@ -1,7 +1,7 @@
 -- pgTAP: CREATE EXTENSION logagg creates every fixed object of
 -- docs/design.md §3 with the documented columns and types.
 BEGIN;
-SELECT plan(102);
+SELECT plan(112);
 
 SELECT has_schema('logagg');
 SELECT has_type('logagg', 'severity', 'severity type');
@@ -113,6 +113,16 @@ SELECT has_column('logagg', 'sync_log', 'status', 'sync_log.status');
 SELECT has_role('logagg_admin');
 SELECT has_role('logagg_reader');
 SELECT has_role('logagg_writer');
+SELECT has_role('logagg_owner');
+SELECT is((SELECT rolsuper OR rolcanlogin FROM pg_roles WHERE rolname = 'logagg_owner'), false,
+          'logagg_owner is neither a superuser nor able to log in');
+SELECT table_owner_is('logagg', 'logs', 'logagg_owner', 'logagg_owner owns logs');
+SELECT function_owner_is('logagg', 'add_destination', ARRAY['text', 'text', 'jsonb'], 'logagg_owner',
+                         'logagg_owner owns the SECURITY DEFINER functions');
+SELECT is((SELECT count(*)::int FROM pg_class c, unnest(ARRAY['TRIGGER', 'TRUNCATE', 'REFERENCES']) p
+           WHERE c.relnamespace = 'logagg'::regnamespace AND c.relkind IN ('r', 'p', 'v')
+             AND has_table_privilege('logagg_admin', c.oid, p)), 0,
+          'logagg_admin has no TRIGGER, TRUNCATE or REFERENCES on any table');
 
 -- fixed SQL API signatures
 SELECT function_returns('logagg', 'classify', ARRAY['integer', 'text', 'text', 'text'], 'logagg.severity', 'classify(int, text, text, text) -> severity');

@@ -48,7 +48,8 @@ is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extn
 	$newest, "updated to $newest");
 
 # A description of every member of the extension: what pg_dump would write
-# for it if it were not an extension member, plus comments and ACLs.
+# for it if it were not an extension member, plus comments, ACLs and the
+# initial privileges pg_dump compares them with.
 my $describe = q{
 WITH m AS (
   SELECT d.classid, d.objid, d.objsubid
@@ -100,6 +101,11 @@ SELECT string_agg(line, E'\n' ORDER BY line) FROM (
     JOIN pg_enum e ON e.enumtypid = t.oid
    GROUP BY t.oid
   UNION ALL
+  -- what pg_dump compares ACLs against: the privileges the script left
+  SELECT 'init privs ' || pg_describe_object(ip.classoid, ip.objoid, ip.objsubid) || ' '
+         || ip.privtype::text || ' ' || ip.initprivs::text
+    FROM m JOIN pg_init_privs ip ON ip.classoid = m.classid AND ip.objoid = m.objid
+  UNION ALL
   SELECT 'schema acl ' || coalesce(n.nspacl::text, '') FROM pg_namespace n WHERE n.nspname = 'logagg'
   UNION ALL
   SELECT 'config dump ' || c.cfg::regclass || ' ' || coalesce(c.cond, '')
@@ -128,6 +134,13 @@ else
 	diag("only in a fresh install:\n  " . join("\n  ", @only_f[0 .. ($#only_f < 40 ? $#only_f : 40)])) if @only_f;
 	fail('upgraded schema equals a fresh install of the newest version');
 }
+
+# the workers, superuser while the objects were the installer's, now run as
+# the role that owns them
+ok( $node->poll_query_until('postgres', q{
+SELECT count(*) >= 4 AND bool_and(usename = 'logagg_owner')
+  FROM pg_stat_activity WHERE backend_type LIKE 'logagg%'}),
+	'after the update every worker runs as logagg_owner');
 
 # data and configuration survived, and the workers carry on with them
 is($node->safe_psql('postgres', q{SELECT count(*) FROM logagg.logs WHERE source = 'svc-up'}),

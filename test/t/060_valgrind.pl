@@ -129,6 +129,20 @@ is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1, 'every acked record is
 is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + ($stdin_rejected // 0),
 	'every rejected record is in logagg.rejected');
 
+# a rule regex that runs out of time (logagg.regex_timeout), in the ingest
+# worker and in a backend: no match, the record stored, nothing leaked
+$node->safe_psql('postgres', q{
+INSERT INTO logagg.rules (rule_order, message_regex, severity) VALUES (2, '(a*)*\1\1b\1', 'high')});
+my $long = ('a' x 3000) . 'b';
+like(ws_probe("ws://127.0.0.1:$node->{logagg_port}", "open:c:/ingest:$token",
+		qq(send:c:{"message":"$long","status":200}), 'recv:c:120'),
+	qr/ack_count": 1/, 'a record whose rule regex runs out of time is acked');
+is($node->safe_psql('postgres', qq{SELECT logagg.classify(200, NULL, NULL, '$long')}), 'low',
+	'logagg.classify(): the timed-out rule does not match');
+ok($node->safe_psql('postgres', q{SELECT (counters->>'regex_timeouts')::int FROM logagg.status() WHERE kind = 'ingest'}) >= 1,
+	'the ingest worker counted the timeout');
+$node->safe_psql('postgres', q{DELETE FROM logagg.rules WHERE rule_order = 2});
+
 # cloud sync of a closed window, in this backend
 $node->safe_psql('postgres', q{
 INSERT INTO logagg.logs (ts, source, level, severity, status, message, attrs)
