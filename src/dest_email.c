@@ -199,6 +199,13 @@ logagg_dest_email(LogaggDelivery *d)
 		((username || password) && logagg_url_is_cleartext(url) &&
 		 !logagg_cfg_bool(a->config, "allow_insecure", false)))
 		curl_easy_setopt(t->easy, CURLOPT_USE_SSL, (long) CURLUSESSL_ALL);
+	/*
+	 * A fresh session for every mail: a pooled connection may have been
+	 * opened under another config (without STARTTLS, as another user), and
+	 * reusing it would skip the TLS upgrade asked for above.
+	 */
+	curl_easy_setopt(t->easy, CURLOPT_FRESH_CONNECT, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_FORBID_REUSE, 1L);
 	if (logagg_cfg_bool(a->config, "insecure_tls", false))
 	{
 		curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, 0L);
