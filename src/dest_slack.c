@@ -27,9 +27,10 @@
  * Log text in a Slack message: Slack reads "<...>" as a link or mention
  * (<!channel>, <https://evil|click here>) and "&..." as an entity, so
  * &, < and > become &amp; &lt; &gt; in every text field, mrkdwn or not,
- * as Slack's formatting rules ask.  A backquote becomes ' so the sample's code block stays closed.  At most
- * maxchars characters of output (-1: no limit), cut between characters
- * and never inside an entity.  The result is then JSON-escaped.
+ * as Slack's formatting rules ask.  A backquote becomes ' so that the
+ * sample's code block stays closed.  At most maxchars characters of output
+ * (-1: no limit), cut between characters and never inside an entity.  The
+ * result is then JSON-escaped.
  */
 static char *
 slack_escape_max(const char *s, int maxchars)

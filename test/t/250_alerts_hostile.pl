@@ -6,7 +6,9 @@
 #    huge bodies: alert_log.error and last_error stay valid text;
 #  - add_destination refuses out-of-range numbers (timeout_ms 1e10), and a
 #    config written around it (UPDATE as superuser) is clamped at send time;
-#  - a queued payload with an out-of-range status does not break the claim.
+#  - a queued payload with an out-of-range status does not break the claim;
+#  - an outcome that still fails to record is recorded without the
+#    receiver's details, the rest of its batch normally.
 # Throughout, the dispatchers keep their PIDs and a second, healthy
 # destination gets each of its alerts exactly once.
 use strict;
@@ -110,6 +112,26 @@ healthy_alert();
 wait_outcome($id, "outcome = 'delivered' AND http_status = 200 AND latency_ms < 4000",
 	'a 30 MB success answer: delivered without reading it all');
 
+# ---- an outcome that cannot be recorded ----
+# (a superuser's trigger stands in for any error recording one outcome
+# could still raise: the others of the batch are recorded, this one
+# without the receiver's details, and the dispatcher carries on)
+q1(q{CREATE FUNCTION public.poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.error LIKE '%poison%' THEN RAISE EXCEPTION 'poisoned outcome'; END IF;
+    RETURN NEW;
+END$$;
+CREATE TRIGGER poison BEFORE INSERT ON logagg.alert_log
+    FOR EACH ROW EXECUTE FUNCTION public.poison();});
+AlertReceivers::control($bad, 'answer?n=1&status=400&body_hex=' . unpack('H*', 'poison'));
+$id = q1("SELECT logagg.test_destination('hostile')");
+healthy_alert();
+wait_outcome($id, "outcome = 'dead' AND http_status = 400 AND error = 'delivery failed (its details could not be recorded)'",
+	'an outcome that fails to record is recorded without the receiver\'s details');
+is(q1("SELECT last_error FROM logagg.alert_queue WHERE id = $id"),
+	'delivery failed (its details could not be recorded)', 'and so is last_error');
+q1("DROP TRIGGER poison ON logagg.alert_log; DROP FUNCTION public.poison(); DELETE FROM logagg.alert_queue WHERE id = $id");
+
 # ---- numeric config ranges ----
 for my $cfg ('"timeout_ms": 1e10', '"timeout_ms": 0', '"retry_base_ms": 1e300',
 	'"retry_max_ms": -5', '"retry_base_ms": 1.5', '"timeout_ms": "100"')
@@ -154,6 +176,9 @@ is(dispatcher_pids(), $pids, 'dispatchers kept their PIDs');
 # (before shutdown, when every worker exits with code 1)
 my $log = slurp_file($node->logfile);
 unlike($log, qr/logagg dispatch \d+.*exited with exit code/, 'no dispatcher exit in the server log');
-unlike($log, qr/could not record delivery outcomes/, 'every outcome was recorded at the first try');
+like($log, qr/WARNING:  logagg: could not record delivery outcomes: poisoned outcome/,
+	'the poisoned outcome was logged');
+unlike($log, qr/could not record delivery outcomes: (?!poisoned outcome)/,
+	'every other outcome was recorded at the first try');
 $node->stop;
 done_testing();
