@@ -132,6 +132,18 @@ is(q1("SELECT last_error FROM logagg.alert_queue WHERE id = $id"),
 	'delivery failed (its details could not be recorded)', 'and so is last_error');
 q1("DROP TRIGGER poison ON logagg.alert_log; DROP FUNCTION public.poison(); DELETE FROM logagg.alert_queue WHERE id = $id");
 
+# ---- a destination timeout longer than logagg.alert_timeout ----
+# the lease covers it: no other dispatcher takes the alert while it waits
+q1(qq{SELECT logagg.add_destination('patient', 'webhook', '{"url": "$bad->{url}/p", "timeout_ms": 120000}')});
+AlertReceivers::control($bad, 'pause');
+$id = q1("SELECT logagg.test_destination('patient')");
+ok($node->poll_query_until('postgres', "SELECT claimed_by IS NOT NULL FROM logagg.alert_queue WHERE id = $id"),
+	'patient: being sent');
+cmp_ok(q1("SELECT extract(epoch FROM next_attempt_at - claimed_at) FROM logagg.alert_queue WHERE id = $id"),
+	'>=', 120, 'its lease outlasts its own 120 s timeout');
+AlertReceivers::control($bad, 'resume');
+wait_outcome($id, "outcome = 'delivered'", 'patient: delivered once the receiver answers');
+
 # ---- numeric config ranges ----
 for my $cfg ('"timeout_ms": 1e10', '"timeout_ms": 0', '"retry_base_ms": 1e300',
 	'"retry_max_ms": -5', '"retry_base_ms": 1.5', '"timeout_ms": "100"')

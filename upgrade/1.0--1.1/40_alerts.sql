@@ -78,7 +78,15 @@ BEGIN
            SET attempts = q.attempts + 1,
                claimed_by = p_worker,
                claimed_at = clock_timestamp(),
-               next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
+               -- a destination's own timeout_ms may be longer than the
+               -- dispatcher's lease: then the lease covers it (plus the
+               -- dispatcher's 30 s margin), else a second dispatcher would
+               -- take and send the alert while the first still waits
+               next_attempt_at = now() + make_interval(secs => greatest(p_lease_ms,
+                   (SELECT least(greatest((d.config->'timeout_ms')::numeric, 1), 600000) + 30000
+                      FROM @extschema@.destinations d
+                     WHERE d.name = q.destination
+                       AND jsonb_typeof(d.config->'timeout_ms') = 'number')) / 1000.0)
          WHERE q.id = ANY (ARRAY(SELECT due.qid FROM due))
         RETURNING q.*
     )
@@ -102,7 +110,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._claim_alerts(int, int, int) IS
-    'Internal: dispatch worker p_worker takes up to p_limit due alerts (ORDER BY severity, next_attempt_at, id FOR UPDATE SKIP LOCKED), leased for p_lease_ms; silenced ones are logged and removed.';
+    'Internal: dispatch worker p_worker takes up to p_limit due alerts (ORDER BY severity, next_attempt_at, id FOR UPDATE SKIP LOCKED), leased for p_lease_ms (longer when the destination''s timeout_ms needs it); silenced ones are logged and removed.';
 
 CREATE OR REPLACE FUNCTION @extschema@._backoff(attempts int, config jsonb) RETURNS interval
     LANGUAGE sql VOLATILE
