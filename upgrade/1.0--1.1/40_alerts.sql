@@ -1,9 +1,10 @@
--- Alert delivery hardening (schema/20_alerts.sql): a receiver's answer or a
--- stored config can no longer fail the dispatcher's transaction
--- (_claim_alerts, _backoff), add_destination checks ranges, control
--- characters and credentials over cleartext (_validate_destination), and
+-- Alert delivery hardening (schema/20_alerts.sql): a queued payload or a
+-- stored config can no longer fail the dispatcher's transaction, and a
+-- destination's own timeout_ms is covered by its lease (_claim_alerts,
+-- _backoff); add_destination checks ranges, control characters,
+-- credentials over cleartext and signature_version (_validate_destination);
 -- destinations_public shows URLs cut to scheme://host[:port]
--- (_redact_config).
+-- (_redact_config); webhooks with a secret from 1.0 keep their signature.
 
 CREATE OR REPLACE FUNCTION @extschema@._claim_alerts(p_limit int, p_worker int, p_lease_ms int)
     RETURNS TABLE (id bigint, severity text, source text, fingerprint text,
