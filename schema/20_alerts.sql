@@ -16,7 +16,7 @@ CREATE TABLE @extschema@.destinations (
 COMMENT ON TABLE @extschema@.destinations IS
     'Where alerts go. config holds URLs and credentials and is readable only by superusers and logagg_admin (others use logagg.destinations_public). enabled = false pauses delivery: alerts wait in the queue.';
 COMMENT ON COLUMN @extschema@.destinations.config IS
-    'Kind-specific settings, secrets included (webhook: url, secret, headers; slack: webhook_url; email: smtp_url, from, to, username, password; sms: base_url, account_sid, auth_token, from, to; pagerduty: url, routing_key). Every kind also takes retry_base_ms, retry_max_ms and timeout_ms.';
+    'Kind-specific settings, secrets included (webhook: url, secret, signature_version, headers; slack: webhook_url; email: smtp_url, from, to, username, password, starttls, insecure_tls; sms: base_url, account_sid, auth_token, from, to; pagerduty: url, routing_key). Every kind also takes retry_base_ms, retry_max_ms, timeout_ms and allow_insecure.';
 
 CREATE TABLE @extschema@.routes (
     id           serial PRIMARY KEY,
@@ -294,7 +294,7 @@ BEGIN
                      ORDER BY s.id LIMIT 1) AS silence_id
             FROM @extschema@.alert_queue q
             WHERE q.dead_at IS NULL AND q.next_attempt_at <= now()
-              AND NOT coalesce((q.payload->>'test')::boolean, false)
+              AND NOT coalesce(q.payload->'test' = 'true'::jsonb, false)
             ORDER BY q.severity, q.next_attempt_at, q.id
             FOR UPDATE OF q SKIP LOCKED
             LIMIT 1000
@@ -335,7 +335,15 @@ BEGIN
            SET attempts = q.attempts + 1,
                claimed_by = p_worker,
                claimed_at = clock_timestamp(),
-               next_attempt_at = now() + make_interval(secs => p_lease_ms / 1000.0)
+               -- a destination's own timeout_ms may be longer than the
+               -- dispatcher's lease: then the lease covers it (plus the
+               -- dispatcher's 30 s margin), else a second dispatcher would
+               -- take and send the alert while the first still waits
+               next_attempt_at = now() + make_interval(secs => greatest(p_lease_ms,
+                   (SELECT least(greatest((d.config->'timeout_ms')::numeric, 1), 600000) + 30000
+                      FROM @extschema@.destinations d
+                     WHERE d.name = q.destination
+                       AND jsonb_typeof(d.config->'timeout_ms') = 'number')) / 1000.0)
          WHERE q.id = ANY (ARRAY(SELECT due.qid FROM due))
         RETURNING q.*
     )
@@ -344,10 +352,13 @@ BEGIN
     -- here cost a jsonb_build_object and four _utc() calls per alert
     SELECT t.id, t.severity::text, t.source, t.fingerprint, t.count,
            t.first_seen, t.last_seen,
+           -- nothing in a payload may fail the claim (and with it every
+           -- other alert of the cycle): out-of-range values are dropped
            CASE WHEN jsonb_typeof(t.payload->'status') = 'number'
-                THEN (t.payload->>'status')::numeric::int END,
+                     AND (t.payload->'status')::numeric BETWEEN -2147483648 AND 2147483647
+                THEN (t.payload->'status')::numeric::int END,
            t.payload->>'level', t.payload->>'message', t.destination, d.kind, d.config,
-           t.attempts, coalesce((t.payload->>'test')::boolean, false),
+           t.attempts, coalesce(t.payload->'test' = 'true'::jsonb, false),
            t.payload
     FROM taken t
     JOIN due ON due.qid = t.id
@@ -356,18 +367,24 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._claim_alerts(int, int, int) IS
-    'Internal: dispatch worker p_worker takes up to p_limit due alerts (ORDER BY severity, next_attempt_at, id FOR UPDATE SKIP LOCKED), leased for p_lease_ms; silenced ones are logged and removed.';
+    'Internal: dispatch worker p_worker takes up to p_limit due alerts (ORDER BY severity, next_attempt_at, id FOR UPDATE SKIP LOCKED), leased for p_lease_ms (longer when the destination''s timeout_ms needs it); silenced ones are logged and removed.';
 
 -- Backoff before retry number `attempts + 1`: exponential from the
 -- destination's retry_base_ms (default 1 s) up to retry_max_ms (default
 -- 5 min), with jitter in [50 %, 100 %] so that a receiver recovering from
--- an outage is not hit by every retry at the same instant.
+-- an outage is not hit by every retry at the same instant.  The config
+-- values are clamped to the range add_destination allows (1 ms to a day),
+-- so that no stored config can make this fail inside _finish_alerts.
 CREATE FUNCTION @extschema@._backoff(attempts int, config jsonb) RETURNS interval
     LANGUAGE sql VOLATILE
     SET search_path = pg_catalog, pg_temp
     RETURN make_interval(secs =>
-        least(coalesce((config->>'retry_max_ms')::float8, 300000),
-              coalesce((config->>'retry_base_ms')::float8, 1000)
+        least(CASE WHEN jsonb_typeof(config->'retry_max_ms') = 'number'
+                   THEN least(greatest((config->'retry_max_ms')::numeric, 1), 86400000)::float8
+                   ELSE 300000 END,
+              CASE WHEN jsonb_typeof(config->'retry_base_ms') = 'number'
+                   THEN least(greatest((config->'retry_base_ms')::numeric, 1), 86400000)::float8
+                   ELSE 1000 END
                 * power(2, least(greatest(attempts, 1) - 1, 30)))
         * (0.5 + random() * 0.5) / 1000.0);
 COMMENT ON FUNCTION @extschema@._backoff(int, jsonb) IS
@@ -512,7 +529,12 @@ COMMENT ON FUNCTION @extschema@._expire_groups() IS
 -- ---------------------------------------------------------------------------
 
 -- Check a destination config; raises with the offending key's name (never
--- its value: the values may be secrets).
+-- its value: the values may be secrets).  Besides keys and types it checks
+-- what the dispatcher relies on: numbers within the range it applies
+-- (docs/alerts.md "Limits"), no control characters in any string (a line
+-- break in a header value or an e-mail address would start a header of the
+-- sender's choosing), and no credential sent over a cleartext connection
+-- unless the admin says so with "allow_insecure": true.
 CREATE FUNCTION @extschema@._validate_destination(kind text, config jsonb) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -522,7 +544,9 @@ DECLARE
     required text[];
     k        text;
     v        jsonb;
-    common   text[] := ARRAY['retry_base_ms', 'retry_max_ms', 'timeout_ms'];
+    v_max    numeric;
+    v_clear  text;
+    common   text[] := ARRAY['retry_base_ms', 'retry_max_ms', 'timeout_ms', 'allow_insecure'];
 BEGIN
     IF config IS NULL OR jsonb_typeof(config) <> 'object' THEN
         RAISE EXCEPTION 'destination config must be a JSON object'
@@ -531,7 +555,7 @@ BEGIN
     CASE kind
         WHEN 'webhook' THEN
             required := ARRAY['url'];
-            allowed := ARRAY['url', 'secret', 'headers'];
+            allowed := ARRAY['url', 'secret', 'signature_version', 'headers'];
         WHEN 'slack' THEN
             required := ARRAY['webhook_url'];
             allowed := ARRAY['webhook_url', 'channel', 'username'];
@@ -573,6 +597,13 @@ BEGIN
                 RAISE EXCEPTION '"to" in % destination config must be a non-empty array of strings', kind
                     USING ERRCODE = 'invalid_parameter_value';
             END IF;
+            IF EXISTS (SELECT 1 FROM jsonb_array_elements_text(
+                           CASE jsonb_typeof(v) WHEN 'array' THEN v ELSE jsonb_build_array(v) END) x
+                       WHERE x = '' OR x ~ '[\x01-\x1f\x7f]') THEN
+                RAISE EXCEPTION '"to" in % destination config must not contain empty strings, line breaks or other control characters', kind
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Give one address (or phone number) per array element.';
+            END IF;
         ELSIF k = 'headers' THEN
             IF jsonb_typeof(v) <> 'object' OR EXISTS (SELECT 1 FROM jsonb_each(v) h
                                                       WHERE jsonb_typeof(h.value) <> 'string'
@@ -580,18 +611,36 @@ BEGIN
                 RAISE EXCEPTION '"headers" in webhook destination config must be an object of header names to string values'
                     USING ERRCODE = 'invalid_parameter_value';
             END IF;
+            -- a tab is allowed in a field value (RFC 9110), no other control character
+            IF EXISTS (SELECT 1 FROM jsonb_each_text(v) h WHERE h.value ~ '[\x01-\x08\x0a-\x1f\x7f]') THEN
+                RAISE EXCEPTION 'a header value in webhook destination config contains a line break or another control character'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Header values are single lines: remove CR, LF and other control characters.';
+            END IF;
         ELSIF k IN ('retry_base_ms', 'retry_max_ms', 'timeout_ms') THEN
-            IF jsonb_typeof(v) <> 'number' OR (v::text)::numeric < 1 THEN
-                RAISE EXCEPTION '"%" in destination config must be a positive number of milliseconds', k
+            v_max := CASE k WHEN 'timeout_ms' THEN 600000 ELSE 86400000 END;
+            IF jsonb_typeof(v) <> 'number' OR v::numeric < 1 OR v::numeric > v_max
+               OR v::numeric <> trunc(v::numeric) THEN
+                RAISE EXCEPTION '"%" in destination config must be a whole number of milliseconds from 1 to %', k, v_max
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'timeout_ms takes at most 600000 (10 minutes); retry_base_ms and retry_max_ms at most 86400000 (a day).';
+            END IF;
+        ELSIF k IN ('starttls', 'insecure_tls', 'allow_insecure') THEN
+            IF jsonb_typeof(v) <> 'boolean' THEN
+                RAISE EXCEPTION '"%" in % destination config must be true or false', k, kind
                     USING ERRCODE = 'invalid_parameter_value';
             END IF;
-        ELSIF k IN ('starttls', 'insecure_tls') THEN
-            IF jsonb_typeof(v) <> 'boolean' THEN
-                RAISE EXCEPTION '"%" in email destination config must be true or false', k
-                    USING ERRCODE = 'invalid_parameter_value';
+        ELSIF k = 'signature_version' THEN
+            IF v NOT IN ('1', '2') THEN
+                RAISE EXCEPTION '"signature_version" in webhook destination config must be 1 or 2'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = '2 (the default) signs the timestamp with the body; 1 is the older body-only signature.';
             END IF;
         ELSIF jsonb_typeof(v) <> 'string' OR v #>> '{}' = '' THEN
             RAISE EXCEPTION '"%" in % destination config must be a non-empty string', k, kind
+                USING ERRCODE = 'invalid_parameter_value';
+        ELSIF v #>> '{}' ~ '[\x01-\x1f\x7f]' THEN
+            RAISE EXCEPTION '"%" in % destination config contains a line break or another control character', k, kind
                 USING ERRCODE = 'invalid_parameter_value';
         ELSIF k IN ('url', 'webhook_url', 'base_url') AND v #>> '{}' !~* '^https?://[^/?#]+' THEN
             RAISE EXCEPTION '"%" in % destination config must be an http:// or https:// URL', k, kind
@@ -602,10 +651,39 @@ BEGIN
                       HINT = 'Use smtp://host:587 with "starttls": true, smtps://host:465, or smtp://host:25.';
         END IF;
     END LOOP;
+
+    -- credentials only over TLS, unless the admin allows otherwise
+    IF NOT coalesce(config->'allow_insecure' = 'true'::jsonb, false) THEN
+        IF kind = 'email' AND (config ? 'username' OR config ? 'password')
+           AND config->>'smtp_url' ~* '^smtp://'
+           AND NOT coalesce(config->'starttls' = 'true'::jsonb, false) THEN
+            RAISE EXCEPTION 'email destination config would send its SMTP credentials unencrypted over smtp:// without STARTTLS'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use smtps://, or set "starttls": true, or set "allow_insecure": true if the network path is trusted.';
+        END IF;
+        v_clear := CASE
+            WHEN kind = 'sms' AND config->>'base_url' ~* '^http://' THEN 'auth_token'
+            WHEN kind = 'pagerduty' AND config->>'url' ~* '^http://' THEN 'routing_key'
+            WHEN kind = 'slack' AND config->>'webhook_url' ~* '^http://' THEN 'webhook_url'
+            WHEN kind = 'webhook' AND config->>'url' ~* '^http://'
+                 AND EXISTS (SELECT 1 FROM jsonb_object_keys(
+                                 CASE jsonb_typeof(config->'headers') WHEN 'object' THEN config->'headers' ELSE '{}' END) h
+                             WHERE lower(h) IN ('authorization', 'proxy-authorization', 'cookie')) THEN 'headers'
+            WHEN EXISTS (SELECT 1 FROM jsonb_each_text(config) e
+                         WHERE e.key IN ('url', 'webhook_url', 'base_url', 'smtp_url')
+                           AND e.value ~* '^(http|smtp)://[^/?#]*@') THEN 'user:password@ of its URL'
+        END;
+        IF v_clear IS NOT NULL THEN
+            RAISE EXCEPTION '% destination config would send % unencrypted over a cleartext URL',
+                kind, CASE WHEN v_clear LIKE '%@%' THEN v_clear ELSE '"' || v_clear || '"' END
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use an https:// (or smtps://) URL, or set "allow_insecure": true if the network path is trusted.';
+        END IF;
+    END IF;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._validate_destination(text, jsonb) IS
-    'Internal: checks a destination config for its kind; errors name the key, never the value.';
+    'Internal: checks a destination config for its kind (keys, types, ranges, no control characters, no credentials over cleartext without allow_insecure); errors name the key, never the value.';
 
 -- SECURITY DEFINER so that log_min_error_statement can be raised for the
 -- call: a rejected call must not copy its config (secrets) into the server
@@ -851,25 +929,32 @@ CREATE FUNCTION @extschema@._wake_dispatchers_at_commit() RETURNS void
 COMMENT ON FUNCTION @extschema@._wake_dispatchers_at_commit() IS
     'Internal: wakes the dispatch workers when the current transaction commits.';
 
--- Config with secrets replaced, for logagg_reader and dashboards.
+-- Config with secrets replaced, for logagg_reader and dashboards.  URLs
+-- keep only scheme://host[:port]: user:password@ becomes ********@ and any
+-- path, query or fragment becomes /******** (Slack, Teams and many other
+-- incoming webhooks carry their token in the path, others in the query).
 CREATE FUNCTION @extschema@._redact_config(config jsonb) RETURNS jsonb
     LANGUAGE sql IMMUTABLE
     SET search_path = pg_catalog, pg_temp
     RETURN (
         SELECT coalesce(jsonb_object_agg(k,
             CASE
-                WHEN k IN ('secret', 'password', 'auth_token', 'routing_key', 'webhook_url')
+                WHEN k IN ('secret', 'password', 'auth_token', 'routing_key')
                     THEN to_jsonb('********'::text)
                 WHEN k = 'headers' AND jsonb_typeof(v) = 'object'
                     THEN (SELECT coalesce(jsonb_object_agg(h.key, '********'), '{}') FROM jsonb_each(v) h)
-                WHEN jsonb_typeof(v) = 'string' AND k IN ('url', 'base_url', 'smtp_url')
-                    -- user:password@ in a URL
-                    THEN to_jsonb(regexp_replace(v #>> '{}', '^([a-z]+://)[^/@]*@', '\1********@', 'i'))
+                WHEN k IN ('url', 'webhook_url', 'base_url', 'smtp_url')
+                    THEN to_jsonb(coalesce(
+                        (SELECT m[1] || CASE WHEN m[2] <> '' THEN '********@' ELSE '' END || m[3]
+                                || CASE WHEN m[4] IN ('', '/') THEN m[4] ELSE '/********' END
+                           FROM regexp_match(v #>> '{}',
+                                             '^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*@)?([^/?#]*)(.*)$') AS m),
+                        '********'))
                 ELSE v
             END), '{}')
         FROM jsonb_each(config) AS e(k, v));
 COMMENT ON FUNCTION @extschema@._redact_config(jsonb) IS
-    'Internal: a destination config with secrets, header values and URL credentials replaced by ********.';
+    'Internal: a destination config with secrets and header values replaced by ********, and URLs cut to scheme://host[:port] (credentials, path and query replaced).';
 
 CREATE VIEW @extschema@.destinations_public AS
 SELECT d.name, d.kind, @extschema@._redact_config(d.config) AS config, d.enabled,

@@ -80,8 +80,19 @@ typedef struct LogaggTransfer
 	double		retry_after;
 	char		response[201];	/* start of the response body, for errors */
 	size_t		response_len;
+	size_t		response_read;	/* body bytes received in all */
+	bool		response_capped;	/* we stopped reading an overlong body */
+	bool		refused;		/* a header was refused: never start it */
 	char		errbuf[CURL_ERROR_SIZE];
 } LogaggTransfer;
+
+/*
+ * Limits applied to what destinations' configs and receivers' answers say
+ * (docs/alerts.md "Limits"); add_destination enforces the same ranges.
+ */
+#define LOGAGG_RETRY_AFTER_MAX_S 86400	/* Retry-After honoured up to a day */
+#define LOGAGG_TIMEOUT_MS_MAX 600000	/* timeout_ms: at most 10 minutes */
+#define LOGAGG_RETRY_MS_MAX 86400000	/* retry_base_ms, retry_max_ms: a day */
 
 /* ---- curl_multi.c ---- */
 extern void logagg_curlm_init(void);
@@ -95,6 +106,9 @@ extern void logagg_transfer_set_post(LogaggTransfer *t, char *body, size_t len,
 									 const char *content_type);
 extern void logagg_transfer_start(LogaggTransfer *t);
 extern void logagg_delivery_fail(LogaggDelivery *d, bool permanent, const char *fmt,...) pg_attribute_printf(3, 4);
+extern bool logagg_url_is_cleartext(const char *url);
+extern bool logagg_refuse_cleartext(LogaggDelivery *d, LogaggTransfer *t, const char *what);
+extern void logagg_clean_text(char *dst, size_t dstsize, const char *src, size_t srclen);
 
 /* ---- dispatcher.c ---- */
 extern int	logagg_dispatch_inflight;
@@ -104,7 +118,7 @@ extern void logagg_dispatcher_housekeeping(void);
 extern char *logagg_cfg_text(Jsonb *config, const char *key);
 extern List *logagg_cfg_text_list(Jsonb *config, const char *key);
 extern List *logagg_cfg_object_pairs(Jsonb *config, const char *key);
-extern int	logagg_cfg_int(Jsonb *config, const char *key, int dflt);
+extern int	logagg_cfg_int(Jsonb *config, const char *key, int dflt, int min, int max);
 extern bool logagg_cfg_bool(Jsonb *config, const char *key, bool dflt);
 extern char *logagg_alert_headline(LogaggAlert *a);
 

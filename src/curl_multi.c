@@ -27,6 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 
 #include "alerts.h"
@@ -127,6 +128,15 @@ logagg_curlm_timeout_ms(void)
 
 /* ---- per-transfer callbacks: copy bytes only ---- */
 
+/*
+ * Only the start of a receiver's answer is kept (for alert_log.error); the
+ * rest is read and dropped up to RESPONSE_READ_MAX, after which the
+ * transfer is cut short: its status line has long been seen, and a
+ * receiver streaming an endless body must not hold a concurrency slot
+ * until the timeout.
+ */
+#define RESPONSE_READ_MAX (64 * 1024)
+
 static size_t
 write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 {
@@ -142,7 +152,51 @@ write_cb(char *ptr, size_t size, size_t nmemb, void *userdata)
 		t->response_len += c;
 		t->response[t->response_len] = '\0';
 	}
+	t->response_read += n;
+	if (t->response_read > RESPONSE_READ_MAX)
+	{
+		t->response_capped = true;
+		return 0;				/* CURLE_WRITE_ERROR: see finish_transfer */
+	}
 	return n;
+}
+
+/*
+ * Retry-After (RFC 9110 10.2.3): delay-seconds (1*DIGIT) or an HTTP-date.
+ * Anything else ("inf", "-1", "1e308", "1.5", garbage) is ignored, so the
+ * usual backoff applies; a value beyond LOGAGG_RETRY_AFTER_MAX_S is
+ * clamped to it, a date in the past means "now".  Returns seconds, or -1.
+ */
+static double
+parse_retry_after(const char *v)
+{
+	static const char *const days[] = {"Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"};
+	bool		is_date = false;
+
+	if (*v >= '0' && *v <= '9')
+	{
+		double		secs = 0;
+
+		for (; *v >= '0' && *v <= '9'; v++)
+			secs = Min(secs * 10 + (*v - '0'), (double) LOGAGG_RETRY_AFTER_MAX_S);
+		return *v == '\0' ? secs : -1;
+	}
+	/* every HTTP-date form (IMF-fixdate, RFC 850, asctime) starts with a day */
+	for (int i = 0; i < lengthof(days); i++)
+		if (pg_strncasecmp(v, days[i], 3) == 0)
+			is_date = true;
+	if (is_date)
+	{
+		time_t		when = curl_getdate(v, NULL);
+
+		if (when != (time_t) -1)
+		{
+			double		secs = difftime(when, time(NULL));
+
+			return Min(Max(secs, 0), (double) LOGAGG_RETRY_AFTER_MAX_S);
+		}
+	}
+	return -1;
 }
 
 static size_t
@@ -158,29 +212,16 @@ header_cb(char *buf, size_t size, size_t nitems, void *userdata)
 		size_t		vlen = Min(n - (sizeof(name) - 1), sizeof(val) - 1);
 		char	   *p;
 		char	   *end;
-		double		secs;
 
 		memcpy(val, buf + sizeof(name) - 1, vlen);
 		val[vlen] = '\0';
 		p = val;
 		while (*p == ' ' || *p == '\t')
 			p++;
-		for (end = p + strlen(p); end > p && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '); end--)
+		for (end = p + strlen(p); end > p && (end[-1] == '\r' || end[-1] == '\n' ||
+											  end[-1] == ' ' || end[-1] == '\t'); end--)
 			*(end - 1) = '\0';
-		secs = strtod(p, &end);
-		if (end != p && *end == '\0')
-			t->retry_after = secs < 0 ? 0 : secs;
-		else
-		{
-			/* HTTP-date form */
-			time_t		when = curl_getdate(p, NULL);
-
-			if (when != (time_t) -1)
-			{
-				secs = difftime(when, time(NULL));
-				t->retry_after = secs < 0 ? 0 : secs;
-			}
-		}
+		t->retry_after = parse_retry_after(p);
 	}
 	return n;
 }
@@ -198,21 +239,129 @@ read_cb(char *buffer, size_t size, size_t nitems, void *userdata)
 	return c;
 }
 
+/*
+ * Copy src (srclen bytes, not necessarily terminated) into dst as text the
+ * database can store: in a UTF8 database every well-formed character is
+ * kept and every malformed byte becomes U+FFFD; in any other encoding only
+ * printable ASCII is kept and other bytes become '?'.  Control characters
+ * become spaces.  The copy ends at a character boundary: a character that
+ * does not fit in dst (or a sequence that src itself cuts short at its end)
+ * is left out whole, never cut.
+ */
+void
+logagg_clean_text(char *dst, size_t dstsize, const char *src, size_t srclen)
+{
+	const unsigned char *s = (const unsigned char *) src;
+	const unsigned char *end = s + srclen;
+	bool		utf8 = GetDatabaseEncoding() == PG_UTF8;
+	size_t		o = 0;
+
+	if (dstsize == 0)
+		return;
+	while (s < end && *s != '\0')
+	{
+		const char *out;
+		int			inlen;
+		int			outlen;
+		char		one;
+
+		if (*s < 0x80)
+		{
+			one = (*s < 0x20 || *s == 0x7f) ? ' ' : (char) *s;
+			out = &one;
+			inlen = outlen = 1;
+		}
+		else if (utf8)
+		{
+			inlen = pg_utf_mblen(s);
+			if (end - s < inlen)
+				break;			/* cut off by whoever gave us src */
+			if (pg_utf8_islegal(s, inlen))
+			{
+				out = (const char *) s;
+				outlen = inlen;
+			}
+			else
+			{
+				out = "\xEF\xBF\xBD";	/* U+FFFD */
+				outlen = 3;
+				inlen = 1;
+			}
+		}
+		else
+		{
+			one = '?';
+			out = &one;
+			inlen = outlen = 1;
+		}
+		if (o + outlen >= dstsize)
+			break;
+		memcpy(dst + o, out, outlen);
+		o += outlen;
+		s += inlen;
+	}
+	dst[o] = '\0';
+}
+
 /* Record a failure of the delivery; the first message is kept. */
 void
 logagg_delivery_fail(LogaggDelivery *d, bool permanent, const char *fmt,...)
 {
 	if (!d->failed)
 	{
+		char		buf[1024];
 		va_list		ap;
 
 		va_start(ap, fmt);
-		vsnprintf(d->error, sizeof(d->error), fmt, ap);
+		vsnprintf(buf, sizeof(buf), fmt, ap);
 		va_end(ap);
+		/* receivers' answers and libcurl messages: keep them valid text */
+		logagg_clean_text(d->error, sizeof(d->error), buf, strlen(buf));
 	}
 	d->failed = true;
 	if (permanent)
 		d->permanent = true;
+}
+
+/* http:// or smtp://: nothing on the connection is encrypted (no STARTTLS asked) */
+bool
+logagg_url_is_cleartext(const char *url)
+{
+	return pg_strncasecmp(url, "http://", 7) == 0 || pg_strncasecmp(url, "smtp://", 7) == 0;
+}
+
+/* user:password@ in the URL's authority */
+static bool
+url_has_userinfo(const char *url)
+{
+	const char *p = strstr(url, "://");
+	size_t		auth;
+
+	if (p == NULL)
+		return false;
+	p += 3;
+	auth = strcspn(p, "/?#");
+	return memchr(p, '@', auth) != NULL;
+}
+
+/*
+ * Credentials (what) must not cross a cleartext connection unless the
+ * destination's config says "allow_insecure": true.  add_destination
+ * refuses such configs; this is the same rule at send time, for a config
+ * written around it.  Returns true when refused: the delivery has failed
+ * permanently and t (if given) will not be started.
+ */
+bool
+logagg_refuse_cleartext(LogaggDelivery *d, LogaggTransfer *t, const char *what)
+{
+	if (logagg_cfg_bool(d->alert.config, "allow_insecure", false))
+		return false;
+	logagg_delivery_fail(d, true,
+						 "refusing to send %s over a cleartext connection: use https:// (or smtps://, or STARTTLS), or set \"allow_insecure\": true",
+						 what);
+	if (t)
+		t->refused = true;
+	return true;
 }
 
 /*
@@ -224,7 +373,8 @@ LogaggTransfer *
 logagg_transfer_new(LogaggDelivery *d, const char *url)
 {
 	LogaggTransfer *t = MemoryContextAllocZero(d->cxt, sizeof(LogaggTransfer));
-	int			timeout = logagg_cfg_int(d->alert.config, "timeout_ms", logagg_alert_timeout_ms);
+	int			timeout = logagg_cfg_int(d->alert.config, "timeout_ms", logagg_alert_timeout_ms,
+										 1, LOGAGG_TIMEOUT_MS_MAX);
 
 	t->delivery = d;
 	t->retry_after = -1;
@@ -234,6 +384,8 @@ logagg_transfer_new(LogaggDelivery *d, const char *url)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("logagg: could not create a libcurl handle")));
 	t->is_smtp = pg_strncasecmp(url, "smtp", 4) == 0;
+	if (logagg_url_is_cleartext(url) && url_has_userinfo(url))
+		(void) logagg_refuse_cleartext(d, t, "the user:password of its URL");
 	curl_easy_setopt(t->easy, CURLOPT_URL, url);
 	curl_easy_setopt(t->easy, CURLOPT_PRIVATE, t);
 	curl_easy_setopt(t->easy, CURLOPT_NOSIGNAL, 1L);
@@ -257,15 +409,32 @@ logagg_transfer_new(LogaggDelivery *d, const char *url)
 	return t;
 }
 
+/*
+ * Add one request header.  A line break in it would end the header early
+ * and start another one of the sender's choosing (add_destination refuses
+ * such values; this catches a config written around it): the transfer is
+ * then refused and the delivery fails permanently.
+ */
 void
 logagg_transfer_add_header(LogaggTransfer *t, const char *fmt,...)
 {
 	char		buf[8192];
 	va_list		ap;
+	int			n;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	if (n < 0 || n >= (int) sizeof(buf) || strpbrk(buf, "\r\n") != NULL)
+	{
+		const char *colon = strchr(buf, ':');
+
+		logagg_delivery_fail(t->delivery, true,
+							 "refusing to send header \"%.*s\": its value is too long or contains a line break",
+							 colon ? (int) Min(colon - buf, 64) : 0, buf);
+		t->refused = true;
+		return;
+	}
 	t->headers = curl_slist_append(t->headers, buf);
 }
 
@@ -287,6 +456,14 @@ logagg_transfer_start(LogaggTransfer *t)
 {
 	CURLMcode	rc;
 
+	if (t->refused)
+	{
+		/* the delivery has failed already; nothing goes on the wire */
+		curl_slist_free_all(t->headers);
+		curl_slist_free_all(t->recipients);
+		curl_easy_cleanup(t->easy);
+		return;
+	}
 	if (t->is_smtp)
 	{
 		curl_easy_setopt(t->easy, CURLOPT_READFUNCTION, read_cb);
@@ -312,15 +489,6 @@ logagg_transfer_start(LogaggTransfer *t)
 	running_transfers++;
 }
 
-/* Copy printable characters of a receiver's answer for alert_log.error. */
-static void
-printable(char *s)
-{
-	for (; *s; s++)
-		if ((unsigned char) *s < 0x20 || (unsigned char) *s == 0x7f)
-			*s = ' ';
-}
-
 static void
 finish_transfer(CURL *easy, CURLcode res, dlist_head *done)
 {
@@ -334,12 +502,20 @@ finish_transfer(CURL *easy, CURLcode res, dlist_head *done)
 	if (code != 0)
 		d->http_status = code;
 
+	/* we cut an overlong answer short: the response itself was complete */
+	if (res == CURLE_WRITE_ERROR && t->response_capped && code != 0)
+		res = CURLE_OK;
+
 	if (res != CURLE_OK)
 	{
-		/* errbuf names host and port at most, never credentials */
+		/*
+		 * errbuf names host and port at most, never credentials.  A server
+		 * without STARTTLS where credentials require it stays so.
+		 */
 		bool		permanent = (res == CURLE_UNSUPPORTED_PROTOCOL ||
 								 res == CURLE_URL_MALFORMAT ||
-								 res == CURLE_LOGIN_DENIED);
+								 res == CURLE_LOGIN_DENIED ||
+								 res == CURLE_USE_SSL_FAILED);
 
 		logagg_delivery_fail(d, permanent, "%s%s%s", curl_easy_strerror(res),
 							 t->errbuf[0] ? ": " : "", t->errbuf);
@@ -354,7 +530,6 @@ finish_transfer(CURL *easy, CURLcode res, dlist_head *done)
 		bool		permanent = code >= 400 && code < 500 &&
 			code != 408 && code != 409 && code != 425 && code != 429;
 
-		printable(t->response);
 		logagg_delivery_fail(d, permanent, "HTTP %ld%s%s", code,
 							 t->response_len ? ": " : "", t->response);
 		if ((code == 429 || code == 503) && t->retry_after >= 0)

@@ -6,7 +6,9 @@
  *
  * Config: {"smtp_url": "smtp://host:25" | "smtp://host:587" (with
  * "starttls": true) | "smtps://host:465", "from": "Alerts <a@x>",
- * "to": ["b@x", ...], "username", "password", "insecure_tls": false}.
+ * "to": ["b@x", ...], "username", "password", "insecure_tls": false,
+ * "allow_insecure": false}.  Credentials over smtp:// always ask for
+ * STARTTLS unless allow_insecure is true.
  * Subject: "[CRITICAL] service-a: 503 GET /api/orders ×123" (RFC 2047
  * encoded when not ASCII); the body lists every fixed field.  The
  * Message-ID is derived from alert_id, so a mail resent after a lost
@@ -33,6 +35,12 @@ bare_address(const char *s)
 	if (lt && (gt = strchr(lt, '>')) != NULL)
 		return pnstrdup(lt + 1, gt - lt - 1);
 	return pstrdup(s);
+}
+
+static bool
+has_line_break(const char *s)
+{
+	return strpbrk(s, "\r\n") != NULL;
 }
 
 /* Header lines must not be broken by CR/LF in user data. */
@@ -113,6 +121,22 @@ logagg_dest_email(LogaggDelivery *d)
 							 a->destination);
 		return;
 	}
+	/* a line break would add headers (or SMTP commands) of its own */
+	if (has_line_break(from))
+	{
+		logagg_delivery_fail(d, true, "refusing to send: \"from\" of email destination \"%s\" contains a line break",
+							 a->destination);
+		return;
+	}
+	foreach(lc, to)
+	{
+		if (has_line_break((char *) lfirst(lc)))
+		{
+			logagg_delivery_fail(d, true, "refusing to send: \"to\" of email destination \"%s\" contains a line break",
+								 a->destination);
+			return;
+		}
+	}
 
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
@@ -166,8 +190,22 @@ logagg_dest_email(LogaggDelivery *d)
 		curl_easy_setopt(t->easy, CURLOPT_PASSWORD, password);
 		explicit_bzero(password, strlen(password));	/* curl copied it */
 	}
-	if (logagg_cfg_bool(a->config, "starttls", false))
+	/*
+	 * STARTTLS when asked for, and always when credentials would otherwise
+	 * cross smtp:// in clear (unless allow_insecure): the transfer then fails
+	 * on a server that does not offer it, before AUTH.
+	 */
+	if (logagg_cfg_bool(a->config, "starttls", false) ||
+		((username || password) && logagg_url_is_cleartext(url) &&
+		 !logagg_cfg_bool(a->config, "allow_insecure", false)))
 		curl_easy_setopt(t->easy, CURLOPT_USE_SSL, (long) CURLUSESSL_ALL);
+	/*
+	 * A fresh session for every mail: a pooled connection may have been
+	 * opened under another config (without STARTTLS, as another user), and
+	 * reusing it would skip the TLS upgrade asked for above.
+	 */
+	curl_easy_setopt(t->easy, CURLOPT_FRESH_CONNECT, 1L);
+	curl_easy_setopt(t->easy, CURLOPT_FORBID_REUSE, 1L);
 	if (logagg_cfg_bool(a->config, "insecure_tls", false))
 	{
 		curl_easy_setopt(t->easy, CURLOPT_SSL_VERIFYPEER, 0L);

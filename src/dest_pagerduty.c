@@ -4,7 +4,8 @@
  *		"pagerduty" destinations: PagerDuty Events API v2 "trigger" events.
  *
  * Config: {"routing_key": "...", "url": default
- * https://events.pagerduty.com/v2/enqueue}.  dedup_key is the alert's
+ * https://events.pagerduty.com/v2/enqueue}; an http:// url is refused (the
+ * routing key in clear) unless "allow_insecure": true.  dedup_key is the alert's
  * fingerprint, so PagerDuty folds every notification of one group into one
  * incident; the fixed fields travel in payload.custom_details.
  *
@@ -40,6 +41,12 @@ logagg_dest_pagerduty(LogaggDelivery *d)
 	}
 	if (url == NULL)
 		url = PAGERDUTY_DEFAULT_URL;
+	if (logagg_url_is_cleartext(url) &&
+		logagg_refuse_cleartext(d, NULL, "the PagerDuty routing_key"))
+	{
+		explicit_bzero(key, strlen(key));
+		return;
+	}
 
 	/* PagerDuty knows critical, error, warning, info */
 	if (strcmp(a->severity, "critical") == 0)

@@ -9,7 +9,9 @@
  * severity, source, count, status fields; the sample message; the time
  * range and fingerprint), and "metadata" {"event_type": "logagg_alert",
  * "event_payload": <the fixed fields>} so that bots get the same fields
- * as webhook receivers.
+ * as webhook receivers.  Log text (source, level, message, the headline
+ * made of them) is escaped for Slack wherever it is rendered.  An http://
+ * webhook_url is refused unless "allow_insecure": true.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,27 +23,61 @@
 #include "alerts.h"
 #include "logagg.h"
 
-/* Slack mrkdwn needs &, < and > escaped; the result is then JSON-escaped. */
+/*
+ * Log text in a Slack message: Slack reads "<...>" as a link or mention
+ * (<!channel>, <https://evil|click here>) and "&..." as an entity, so
+ * &, < and > become &amp; &lt; &gt; in every text field, mrkdwn or not,
+ * as Slack's formatting rules ask.  A backquote becomes ' so that the
+ * sample's code block stays closed.  At most maxchars characters of output
+ * (-1: no limit), cut between characters and never inside an entity.  The
+ * result is then JSON-escaped.
+ */
+static char *
+slack_escape_max(const char *s, int maxchars)
+{
+	StringInfoData b;
+	int			chars = 0;
+
+	initStringInfo(&b);
+	while (*s)
+	{
+		const char *rep = NULL;
+		int			inlen = 1;
+		int			outchars = 1;
+
+		if (*s == '&')
+			rep = "&amp;";
+		else if (*s == '<')
+			rep = "&lt;";
+		else if (*s == '>')
+			rep = "&gt;";
+		else if (*s == '`')
+			rep = "'";
+		else
+			inlen = pg_mblen(s);
+		if (rep)
+			outchars = strlen(rep);
+		if (maxchars >= 0 && chars + outchars > maxchars)
+			break;
+		if (rep)
+			appendStringInfoString(&b, rep);
+		else
+		{
+			/* a sequence cut short by the end of s is left out */
+			if ((int) strnlen(s, inlen) < inlen)
+				break;
+			appendBinaryStringInfo(&b, s, inlen);
+		}
+		chars += outchars;
+		s += inlen;
+	}
+	return b.data;
+}
+
 static char *
 slack_escape(const char *s)
 {
-	StringInfoData b;
-
-	initStringInfo(&b);
-	for (; *s; s++)
-	{
-		if (*s == '&')
-			appendStringInfoString(&b, "&amp;");
-		else if (*s == '<')
-			appendStringInfoString(&b, "&lt;");
-		else if (*s == '>')
-			appendStringInfoString(&b, "&gt;");
-		else if (*s == '`')
-			appendStringInfoChar(&b, '\'');		/* keep the code block closed */
-		else
-			appendStringInfoChar(&b, *s);
-	}
-	return b.data;
+	return slack_escape_max(s, -1);
 }
 
 static void
@@ -70,7 +106,6 @@ logagg_dest_slack(LogaggDelivery *d)
 	StringInfoData b;
 	StringInfoData tmp;
 	char		num[32];
-	int			hlen;
 	LogaggTransfer *t;
 
 	if (url == NULL)
@@ -81,12 +116,11 @@ logagg_dest_slack(LogaggDelivery *d)
 	}
 
 	/* header blocks take plain text of at most 150 characters */
-	hlen = strlen(headline);
-	header = pnstrdup(headline, pg_mbcharcliplen(headline, hlen, 150));
+	header = slack_escape_max(headline, 150);
 
 	initStringInfo(&b);
 	appendStringInfoString(&b, "{\"text\":");
-	escape_json(&b, headline);
+	escape_json(&b, slack_escape(headline));
 	if (channel)
 	{
 		appendStringInfoString(&b, ",\"channel\":");
@@ -100,7 +134,7 @@ logagg_dest_slack(LogaggDelivery *d)
 	appendStringInfoString(&b, ",\"blocks\":[{\"type\":\"header\",\"text\":{\"type\":\"plain_text\",\"text\":");
 	escape_json(&b, header);
 	appendStringInfoString(&b, "}},{\"type\":\"section\",\"fields\":[");
-	field(&b, "Severity", a->severity, true);
+	field(&b, "Severity", slack_escape(a->severity), true);
 	field(&b, "Source", slack_escape(a->source), true);
 	snprintf(num, sizeof(num), INT64_FORMAT, a->count);
 	field(&b, "Count", num, true);
@@ -111,18 +145,22 @@ logagg_dest_slack(LogaggDelivery *d)
 	field(&b, "Status", num, false);
 	appendStringInfoString(&b, "]},{\"type\":\"section\",\"text\":{\"type\":\"mrkdwn\",\"text\":");
 	initStringInfo(&tmp);
-	appendStringInfo(&tmp, "*Sample* (%s)\n```%s```", a->level[0] ? a->level : "no level",
+	appendStringInfo(&tmp, "*Sample* (%s)\n```%s```",
+					 a->level[0] ? slack_escape(a->level) : "no level",
 					 slack_escape(a->message));
 	escape_json(&b, tmp.data);
 	appendStringInfoString(&b, "}},{\"type\":\"context\",\"elements\":[{\"type\":\"mrkdwn\",\"text\":");
 	resetStringInfo(&tmp);
 	appendStringInfo(&tmp, "%s \xE2\x86\x92 %s \xC2\xB7 fingerprint %s \xC2\xB7 alert %lld",
-					 a->first_seen, a->last_seen, a->fingerprint, (long long) a->id);
+					 a->first_seen, a->last_seen, slack_escape(a->fingerprint), (long long) a->id);
 	escape_json(&b, tmp.data);
 	appendStringInfoString(&b, "}]}],\"metadata\":{\"event_type\":\"logagg_alert\",\"event_payload\":");
 	appendStringInfoString(&b, a->payload);
 	appendStringInfoString(&b, "}}");
 
+	if (logagg_url_is_cleartext(url) &&
+		logagg_refuse_cleartext(d, NULL, "the Slack webhook URL (its path is the secret)"))
+		return;
 	t = logagg_transfer_new(d, url);
 	logagg_transfer_set_post(t, b.data, b.len, "application/json");
 	logagg_transfer_start(t);

@@ -5,7 +5,8 @@
  *		recipient.
  *
  * Config: {"base_url": default https://api.twilio.com, "account_sid",
- * "auth_token", "from": "+1555...", "to": ["+1555...", ...]}.
+ * "auth_token", "from": "+1555...", "to": ["+1555...", ...]}.  An http://
+ * base_url is refused (basic auth in clear) unless "allow_insecure": true.
  * Request: POST {base_url}/2010-04-01/Accounts/{account_sid}/Messages.json
  * with HTTP basic auth account_sid:auth_token and the form fields To, From
  * and Body (the headline, at most 320 characters).  The alert counts as
@@ -59,6 +60,12 @@ logagg_dest_sms(LogaggDelivery *d)
 	}
 	if (base == NULL)
 		base = pstrdup(SMS_DEFAULT_BASE_URL);
+	if (logagg_url_is_cleartext(base) &&
+		logagg_refuse_cleartext(d, NULL, "the SMS auth_token (basic auth)"))
+	{
+		explicit_bzero(token, strlen(token));
+		return;
+	}
 	blen = strlen(base);
 	while (blen > 0 && base[blen - 1] == '/')
 		base[--blen] = '\0';

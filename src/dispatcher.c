@@ -24,6 +24,9 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "mb/pg_wchar.h"
@@ -31,6 +34,8 @@
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/resowner.h"
 #include "utils/timestamp.h"
 
 #include "alerts.h"
@@ -83,15 +88,30 @@ logagg_cfg_text(Jsonb *config, const char *key)
 	return pnstrdup(v.val.string.val, v.val.string.len);
 }
 
+/*
+ * Integer value of key within [min, max]; dflt if absent or not a number.
+ * add_destination checks the range, but a config written around it (or by
+ * an older version) must not fail the dispatcher's transaction: out of
+ * range values are clamped, never cast with an error.
+ */
 int
-logagg_cfg_int(Jsonb *config, const char *key, int dflt)
+logagg_cfg_int(Jsonb *config, const char *key, int dflt, int min, int max)
 {
 	JsonbValue	v;
+	double		f;
 
-	if (!cfg_get(config, key, &v) || v.type != jbvNumeric)
+	if (!cfg_get(config, key, &v) || v.type != jbvNumeric ||
+		numeric_is_nan(v.val.numeric))
 		return dflt;
-	return DatumGetInt32(DirectFunctionCall1(numeric_int4,
-											 NumericGetDatum(v.val.numeric)));
+	f = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+										   NumericGetDatum(v.val.numeric)));
+	if (isnan(f))
+		return dflt;
+	if (f <= min)
+		return min;
+	if (f >= max)
+		return max;
+	return (int) rint(f);
 }
 
 bool
@@ -243,12 +263,91 @@ typedef struct CycleArgs
 	dlist_head	failed_at_start;
 } CycleArgs;
 
+/*
+ * One outcome as _finish_alerts takes it.  Every number is finite and in
+ * range whatever the receiver said, and the error is valid text
+ * (logagg_delivery_fail cleaned it).  minimal leaves out everything the
+ * receiver supplied: the fallback when recording the full outcome failed.
+ */
+static void
+append_outcome(StringInfo js, LogaggDelivery *d, bool minimal)
+{
+	double		latency = d->latency_ms;
+
+	if (isnan(latency) || latency < 0)
+		latency = 0;
+	latency = Min(latency, 1e9);
+	appendStringInfo(js, "{\"id\":" INT64_FORMAT ",\"ok\":%s,\"latency_ms\":%.3f",
+					 d->alert.id, d->failed ? "false" : "true", latency);
+	if (d->http_status > 0 && d->http_status < 1000)
+		appendStringInfo(js, ",\"http_status\":%ld", d->http_status);
+	if (d->failed)
+	{
+		appendStringInfo(js, ",\"permanent\":%s,\"error\":",
+						 d->permanent ? "true" : "false");
+		escape_json(js, minimal ? "delivery failed (its details could not be recorded)" : d->error);
+		if (!minimal && d->retry_after >= 0 && !isnan(d->retry_after))
+			appendStringInfo(js, ",\"retry_after\":%.3f",
+							 Min(d->retry_after, (double) LOGAGG_RETRY_AFTER_MAX_S));
+	}
+	appendStringInfoChar(js, '}');
+}
+
+static void
+run_finish(const char *json)
+{
+	Datum		args[2];
+
+	args[0] = CStringGetTextDatum(json);
+	args[1] = Int32GetDatum(logagg_alert_max_attempts);
+	if (SPI_execute_plan(finish_plan, args, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "logagg: _finish_alerts failed");
+}
+
+/*
+ * _finish_alerts in a subtransaction: true if it worked.  On an error the
+ * subtransaction is rolled back and the error logged, and the cycle goes
+ * on: no receiver's answer may make the dispatcher exit (which would
+ * resend every alert in flight).
+ */
+static bool
+finish_in_subxact(const char *json)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+	volatile bool ok = true;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		run_finish(json);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(WARNING,
+				(errmsg("logagg: could not record delivery outcomes: %s", edata->message)));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+	return ok;
+}
+
 static void
 finish_deliveries(dlist_head *done)
 {
 	StringInfoData js;
 	dlist_mutable_iter it;
-	Datum		args[2];
 	Oid			types[2] = {TEXTOID, INT4OID};
 	int			nsent = 0,
 				nfailed = 0;
@@ -266,29 +365,38 @@ finish_deliveries(dlist_head *done)
 		if (!first)
 			appendStringInfoChar(&js, ',');
 		first = false;
-		appendStringInfo(&js, "{\"id\":" INT64_FORMAT ",\"ok\":%s,\"latency_ms\":%.3f",
-						 d->alert.id, d->failed ? "false" : "true", d->latency_ms);
-		if (d->http_status > 0)
-			appendStringInfo(&js, ",\"http_status\":%ld", d->http_status);
+		append_outcome(&js, d, false);
 		if (d->failed)
-		{
-			appendStringInfo(&js, ",\"permanent\":%s,\"error\":",
-							 d->permanent ? "true" : "false");
-			escape_json(&js, d->error);
-			if (d->retry_after >= 0)
-				appendStringInfo(&js, ",\"retry_after\":%.3f", d->retry_after);
 			nfailed++;
-		}
 		else
 			nsent++;
-		appendStringInfoChar(&js, '}');
 	}
 	appendStringInfoChar(&js, ']');
 
-	args[0] = CStringGetTextDatum(js.data);
-	args[1] = Int32GetDatum(logagg_alert_max_attempts);
-	if (SPI_execute_plan(finish_plan, args, NULL, false, 1) != SPI_OK_SELECT)
-		elog(ERROR, "logagg: _finish_alerts failed");
+	if (!finish_in_subxact(js.data))
+	{
+		/*
+		 * Something in one outcome broke the batch: record them one by one,
+		 * an outcome that still fails without the receiver's details is left
+		 * leased (its row is retried after the lease, same alert_id).
+		 */
+		dlist_foreach_modify(it, done)
+		{
+			LogaggDelivery *d = dlist_container(LogaggDelivery, node, it.cur);
+
+			resetStringInfo(&js);
+			appendStringInfoChar(&js, '[');
+			append_outcome(&js, d, false);
+			appendStringInfoChar(&js, ']');
+			if (finish_in_subxact(js.data))
+				continue;
+			resetStringInfo(&js);
+			appendStringInfoChar(&js, '[');
+			append_outcome(&js, d, true);
+			appendStringInfoChar(&js, ']');
+			(void) finish_in_subxact(js.data);
+		}
+	}
 
 	/* the outcomes are in this transaction now; free the deliveries */
 	dlist_foreach_modify(it, done)

@@ -2,6 +2,7 @@
 # logagg's TAP tests (test/t/2xx_*.pl) and read what they recorded.
 #
 #   my $r = AlertReceivers::http_receiver($node);   # {port, control_port, url, out}
+#   my $v = AlertReceivers::http_receiver($node, undef, verify_secret => 's');
 #   AlertReceivers::control($r, 'fail?n=3');
 #   my @reqs = AlertReceivers::records($r);          # decoded JSON lines
 #   my $m = AlertReceivers::smtp_receiver($node, auth => 'u:p');
@@ -49,7 +50,7 @@ sub _start
 # An HTTP receiver on free loopback ports.
 sub http_receiver
 {
-	my ($node, $name) = @_;
+	my ($node, $name, %opt) = @_;
 	$name //= 'http_receiver' . ++$seq;
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
 	my $cport = PostgreSQL::Test::Cluster::get_free_port();
@@ -59,7 +60,8 @@ sub http_receiver
 	my $h = _start($name,
 		[ '/usr/bin/python3', "$src/test/receivers/http_receiver.py",
 		  '--port', $port, '--control-port', $cport, '--out', $out,
-		  '--ready-file', $ready ], $ready);
+		  '--ready-file', $ready,
+		  ($opt{verify_secret} ? ('--verify-secret', $opt{verify_secret}) : ()) ], $ready);
 	return { name => $name, port => $port, control_port => $cport,
 		url => "http://127.0.0.1:$port", out => $out, handle => $h };
 }

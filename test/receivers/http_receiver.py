@@ -10,14 +10,27 @@ PagerDuty, Twilio-style SMS) and appends one JSON line per request to OUT:
 
 A second listener on 127.0.0.1:CONTROL_PORT takes commands (GET or POST):
   /fail?n=N&status=500       answer the next N requests with STATUS
+  /answer?n=N&status=S&body_hex=HEX&repeat=K&retry_after=V
+                             answer the next N with STATUS, the body bytes
+                             HEX repeated K times, and Retry-After: V (sent
+                             verbatim) when given
+  /clock?offset=S            shift this receiver's clock by S seconds (to
+                             check signatures as if the request came later)
   /ratelimit?n=N&retry_after=S   answer the next N with 429 + Retry-After: S
   /slow?ms=MS                delay every answer by MS (0 = off)
   /pause   /resume           hold answers until resumed
   /refuse  /accept           close the listener (connections refused) / listen again
   /reset                     clear every mode
   /stats                     JSON: requests, acted, duplicates, modes
+With --verify-secret SECRET every request is checked as docs/alerts.md
+tells receivers to: X-Logagg-Signature must be v2=hex(HMAC-SHA256(SECRET,
+X-Logagg-Timestamp + "." + body)) and the timestamp within --max-skew
+seconds (default 300) of now; otherwise it is answered 401 and recorded
+with "verified": false and "verify_error".
 Standard library only (asyncio); loopback only.
 """
+import hashlib
+import hmac
 import argparse
 import asyncio
 import json
@@ -30,6 +43,9 @@ class State:
     def __init__(self):
         self.fail_n = 0
         self.fail_status = 500
+        self.answer_n = 0
+        self.answer = None         # (status, body bytes, retry_after or None)
+        self.clock_offset = 0.0
         self.rl_n = 0
         self.rl_after = 1
         self.slow_ms = 0
@@ -66,9 +82,10 @@ async def read_request(reader):
 
 
 def response(status, body, extra=None, close=False):
-    reason = {200: 'OK', 201: 'Created', 202: 'Accepted', 429: 'Too Many Requests',
-              500: 'Internal Server Error', 503: 'Service Unavailable'}.get(status, 'Status')
-    b = body.encode()
+    reason = {200: 'OK', 201: 'Created', 202: 'Accepted', 401: 'Unauthorized',
+              429: 'Too Many Requests', 500: 'Internal Server Error',
+              503: 'Service Unavailable'}.get(status, 'Status')
+    b = body if isinstance(body, bytes) else body.encode()
     head = 'HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n' % (status, reason, len(b))
     for k, v in (extra or {}).items():
         head += '%s: %s\r\n' % (k, v)
@@ -77,7 +94,23 @@ def response(status, body, extra=None, close=False):
     return head.encode() + b'\r\n' + b
 
 
-def make_data_handler(st, out):
+def verify(secret, max_skew, now, headers, body):
+    """None if the signature and timestamp check out, else the reason."""
+    ts = headers.get('x-logagg-timestamp', '')
+    sig = headers.get('x-logagg-signature', '')
+    if not ts.isdigit():
+        return 'missing or malformed X-Logagg-Timestamp'
+    if not sig.startswith('v2='):
+        return 'missing or not a v2 signature'
+    want = hmac.new(secret.encode(), ts.encode() + b'.' + body, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(sig[3:], want):
+        return 'bad signature'
+    if abs(now - int(ts)) > max_skew:
+        return 'timestamp too old or in the future'
+    return None
+
+
+def make_data_handler(st, out, args):
     async def handle(reader, writer):
         st.writers.add(writer)
         try:
@@ -95,7 +128,18 @@ def make_data_handler(st, out):
                     break
                 extra = {}
                 key = headers.get('idempotency-key')
-                if st.fail_n > 0:
+                verify_error = None
+                if args.verify_secret is not None:
+                    verify_error = verify(args.verify_secret, args.max_skew,
+                                          time.time() + st.clock_offset, headers, body)
+                if verify_error is not None:
+                    status, rbody = 401, json.dumps({'error': verify_error})
+                elif st.answer_n > 0:
+                    st.answer_n -= 1
+                    status, rbody, ra = st.answer
+                    if ra is not None:
+                        extra['Retry-After'] = ra
+                elif st.fail_n > 0:
                     st.fail_n -= 1
                     status, rbody = st.fail_status, '{"error":"injected failure"}'
                 elif st.rl_n > 0:
@@ -117,6 +161,9 @@ def make_data_handler(st, out):
                 rec = {'t': time.time(), 't_recv': t_recv, 'method': method, 'path': target,
                        'headers': headers, 'body': body.decode('utf-8', 'replace'),
                        'key': key, 'status': status, 'acted': acted, 'duplicate': dup}
+                if args.verify_secret is not None:
+                    rec['verified'] = verify_error is None
+                    rec['verify_error'] = verify_error
                 out.write(json.dumps(rec) + '\n')
                 out.flush()
                 writer.write(response(status, rbody, extra))
@@ -130,7 +177,7 @@ def make_data_handler(st, out):
 
 
 async def start_listener(st, args, out):
-    st.server = await asyncio.start_server(make_data_handler(st, out), '127.0.0.1', args.port,
+    st.server = await asyncio.start_server(make_data_handler(st, out, args), '127.0.0.1', args.port,
                                            reuse_address=True, backlog=1024)
 
 
@@ -147,6 +194,13 @@ def make_control_handler(st, args, out):
             if cmd == 'fail':
                 st.fail_n = int(q.get('n', 1))
                 st.fail_status = int(q.get('status', 500))
+            elif cmd == 'answer':
+                st.answer_n = int(q.get('n', 1))
+                st.answer = (int(q.get('status', 200)),
+                             bytes.fromhex(q.get('body_hex', '')) * int(q.get('repeat', 1)),
+                             q.get('retry_after'))
+            elif cmd == 'clock':
+                st.clock_offset = float(q.get('offset', 0))
             elif cmd == 'ratelimit':
                 st.rl_n = int(q.get('n', 1))
                 st.rl_after = q.get('retry_after', '1')
@@ -168,7 +222,8 @@ def make_control_handler(st, args, out):
                     st.refusing = False
                     await start_listener(st, args, out)
             elif cmd == 'reset':
-                st.fail_n = st.rl_n = st.slow_ms = 0
+                st.fail_n = st.rl_n = st.slow_ms = st.answer_n = 0
+                st.clock_offset = 0.0
                 st.paused.set()
                 if st.refusing:
                     st.refusing = False
@@ -177,7 +232,7 @@ def make_control_handler(st, args, out):
                 writer.write(response(404, '{"error":"unknown command"}', close=True))
                 return
             stats = {'requests': st.requests, 'acted': len(st.acted), 'duplicates': st.duplicates,
-                     'fail_n': st.fail_n, 'ratelimit_n': st.rl_n, 'slow_ms': st.slow_ms,
+                     'fail_n': st.fail_n, 'ratelimit_n': st.rl_n, 'answer_n': st.answer_n, 'slow_ms': st.slow_ms,
                      'paused': not st.paused.is_set(), 'refusing': st.refusing}
             writer.write(response(200, json.dumps(stats), close=True))
             await writer.drain()
@@ -192,6 +247,8 @@ async def main():
     ap.add_argument('--control-port', type=int, required=True)
     ap.add_argument('--out', required=True, help='JSON-lines file of received requests')
     ap.add_argument('--ready-file', help='written once both listeners are up')
+    ap.add_argument('--verify-secret', help='check every request\'s v2 signature with this secret')
+    ap.add_argument('--max-skew', type=int, default=300, help='seconds a signed timestamp may be off')
     args = ap.parse_args()
     st = State()
     out = open(args.out, 'a', buffering=1)

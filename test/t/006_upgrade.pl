@@ -147,6 +147,8 @@ is($node->safe_psql('postgres', q{SELECT count(*) FROM logagg.logs WHERE source 
 	'1', 'rows written under 1.0 are there');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM logagg.rules WHERE comment = 'added before the upgrade'}),
 	'1', 'a rule added under 1.0 is there');
+is($node->safe_psql('postgres', q{SELECT config->'signature_version' FROM logagg.destinations WHERE name = 'hook'}),
+	'1', 'a 1.0 webhook with a secret keeps its body-only signature (signature_version 1)');
 wait_workers_ready($node);
 my $base = "ws://127.0.0.1:$node->{logagg_port}";
 my $out = ws_probe($base, "open:c:/ingest:$token",

@@ -1,6 +1,7 @@
 # 200_alerts_webhook.pl — end to end: a 503 record sent through the
 # WebSocket (logagg-emit --stdin) reaches the local webhook receiver with
-# every fixed field, the HMAC signature verifies, alert_log says delivered.
+# every fixed field, the HMAC signature over timestamp.body verifies,
+# alert_log says delivered.
 # Also: test_destination, the SQL ingest path, custom headers, config
 # validation, and the redacted destinations_public view.
 use strict;
@@ -57,9 +58,12 @@ is($p->{fingerprint},
 	$node->safe_psql('postgres', q{SELECT logagg.fingerprint('service-a', 'critical', 503, '503 GET /api/orders upstream timeout')}),
 	'fingerprint is logagg.fingerprint of the record');
 is($r->{headers}{'idempotency-key'}, "$p->{alert_id}", 'Idempotency-Key header = alert_id');
-is($r->{headers}{'x-logagg-signature'}, 'sha256=' . hmac_sha256_hex($r->{body}, $secret),
-	'X-Logagg-Signature verifies with the secret');
-isnt($r->{headers}{'x-logagg-signature'}, 'sha256=' . hmac_sha256_hex($r->{body}, 'wrong'),
+my $ts = $r->{headers}{'x-logagg-timestamp'} // '';
+like($ts, qr/^\d+$/, 'X-Logagg-Timestamp is Unix seconds');
+cmp_ok(abs($ts - time()), '<', 300, 'and recent');
+is($r->{headers}{'x-logagg-signature'}, 'v2=' . hmac_sha256_hex("$ts.$r->{body}", $secret),
+	'X-Logagg-Signature verifies with the secret over timestamp.body');
+isnt($r->{headers}{'x-logagg-signature'}, 'v2=' . hmac_sha256_hex("$ts.$r->{body}", 'wrong'),
 	'and not with another secret');
 is($r->{headers}{'x-team'}, 'payments', 'custom header sent');
 like($r->{headers}{'content-type'}, qr{application/json}, 'JSON content type');

@@ -2,7 +2,9 @@
 # with its documented shape: e-mail through a real SMTP server (aiosmtpd,
 # with AUTH), Slack incoming-webhook blocks, Twilio-style SMS form posts
 # with basic auth, PagerDuty Events v2.  Then the secrets check: none of
-# them is readable by logagg_reader, and none is in the server log.
+# them is readable by logagg_reader, and none is in the server log.  The
+# receivers are plain-text loopback servers: the destinations that send
+# credentials say "allow_insecure": true.
 use strict;
 use warnings;
 use JSON::PP;
@@ -33,14 +35,14 @@ SET log_statement = 'none';
 SELECT logagg.add_destination('mail', 'email', jsonb_build_object(
   'smtp_url', '$smtp->{url}', 'from', 'logagg <alerts\@example.com>',
   'to', jsonb_build_array('oncall\@example.com', 'Team <team\@example.com>'),
-  'username', 'alerts', 'password', '$secret{smtp}'));
+  'username', 'alerts', 'password', '$secret{smtp}', 'allow_insecure', true));
 SELECT logagg.add_destination('slack', 'slack', jsonb_build_object(
-  'webhook_url', '$http->{url}/services/$secret{slack}'));
+  'webhook_url', '$http->{url}/services/$secret{slack}', 'allow_insecure', true));
 SELECT logagg.add_destination('sms', 'sms', jsonb_build_object(
   'base_url', '$http->{url}/twilio/', 'account_sid', 'AC123', 'auth_token', '$secret{sms}',
-  'from', '+15550001', 'to', jsonb_build_array('+15550002', '+15550003')));
+  'from', '+15550001', 'to', jsonb_build_array('+15550002', '+15550003'), 'allow_insecure', true));
 SELECT logagg.add_destination('pd', 'pagerduty', jsonb_build_object(
-  'url', '$http->{url}/v2/enqueue', 'routing_key', '$secret{pd}'));
+  'url', '$http->{url}/v2/enqueue', 'routing_key', '$secret{pd}', 'allow_insecure', true));
 SELECT logagg.add_destination('hook', 'webhook', jsonb_build_object(
   'url', '$http->{url}/hook', 'secret', '$secret{webhook}'));
 SELECT logagg.add_route(d, 'critical', 'service-a', '1 min') FROM unnest(ARRAY['mail','slack','sms','pd','hook']) d;
