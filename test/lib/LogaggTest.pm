@@ -14,7 +14,8 @@ use Time::HiRes qw(time usleep);
 use IPC::Run ();
 
 our @EXPORT = qw(new_node start_with_extension wait_workers_ready src_dir
-  poll_until emitter_path ws_probe);
+  poll_until emitter_path ws_probe
+  clear_of_hour_boundary clear_of_day_boundary);
 
 sub src_dir { return $ENV{LOGAGG_SRC} // '.'; }
 
@@ -90,6 +91,24 @@ sub poll_until
 		usleep(50_000);
 	}
 	return 0;
+}
+
+# clear_of_hour_boundary(SECONDS), clear_of_day_boundary(SECONDS): tests
+# that reason about closed and open hourly windows, or about which days
+# have partitions (date_trunc(...) over several statements), must not see
+# the hour or the UTC day turn half-way; when fewer than SECONDS are left,
+# wait for the next hour or day to begin.
+sub clear_of_hour_boundary { _clear_of_boundary(3600, @_); }
+sub clear_of_day_boundary  { _clear_of_boundary(86400, @_); }
+
+sub _clear_of_boundary
+{
+	my ($period, $need) = @_;
+	my $left = $period - (int(time()) % $period);
+	return if $left > $need;
+	note("waiting ${left} s for the next period to begin, so that none ends during the test");
+	usleep(($left + 1) * 1_000_000);
+	return;
 }
 
 1;

@@ -12,6 +12,9 @@ use Test::More;
 use IPC::Run;
 use LogaggTest;
 
+# the test counts partitions by UTC day
+clear_of_day_boundary(120);
+
 my $node = new_node('partition_race', qq{
 logagg.dispatch_workers = 0
 });

@@ -19,6 +19,9 @@ use lib "$ENV{LOGAGG_SRC}/test/lib";
 use LogaggTest;
 use LogaggSyncTest qw(gunzip_bytes);
 
+# the test reasons about which hourly windows are closed
+clear_of_hour_boundary(120);
+
 my $dir = "$PostgreSQL::Test::Utils::tmp_check/export";
 my $node = new_node('sync_file', qq{
 logagg.sync_url = 'file://$dir'

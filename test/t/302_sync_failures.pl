@@ -13,6 +13,9 @@ use lib "$ENV{LOGAGG_SRC}/test/lib";
 use LogaggTest;
 use LogaggSyncTest;
 
+# the test reasons about which hourly windows are closed
+clear_of_hour_boundary(120);
+
 my $s3 = start_s3('fail', 'fail-bucket');
 my $node = new_node('sync_fail', sync_conf($s3, 'x') . q{
 logagg.partition_interval = '1h'

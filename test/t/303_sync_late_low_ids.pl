@@ -26,6 +26,9 @@ use lib "$ENV{LOGAGG_SRC}/test/lib";
 use LogaggTest;
 use LogaggSyncTest qw(gunzip_bytes);
 
+# the test reasons about which hourly windows are closed
+clear_of_hour_boundary(120);
+
 my $dir = "$PostgreSQL::Test::Utils::tmp_check/export_low";
 my $node = new_node('sync_low_ids', qq{
 logagg.sync_url = 'file://$dir'

@@ -16,6 +16,9 @@ use Test::More;
 use lib "$ENV{LOGAGG_SRC}/test/lib";
 use LogaggTest;
 
+# the test reasons about which hourly windows are closed
+clear_of_hour_boundary(60);
+
 my $tmp = $PostgreSQL::Test::Utils::tmp_check;
 my $real = "$tmp/export-real";
 my $dir = "$tmp/export-link";	# the configured directory: a link to $real
