@@ -68,11 +68,12 @@ static struct
 	long		stall_ms;
 	int			hostile_permille;
 	int			quiet;
+	int			no_hostile_first;
 	int			nreplay;
 	char	  **replay;
 } opt = {
 	"127.0.0.1", 7480, NULL, NULL, "test/fuzz/corpus", NULL, 100000, 1, 4, 2,
-	1000000, 0, 5000, 2, 0, 0, NULL
+	1000000, 0, 5000, 2, 0, 0, 0, NULL
 };
 
 /* ---------------------------------------------------------------- findings */
@@ -1108,6 +1109,7 @@ usage(FILE *f)
 			"  --mem-limit-mb MB    bound on the worker's RssAnon (default: report only)\n"
 			"  --stall-ms MS        a message must be answered within (default 5000)\n"
 			"  --hostile-permille N hostile whole messages per 1000 (default 2)\n"
+			"  --no-hostile-first   don't send every hostile message first\n"
 			"  --save DIR           save inputs behind findings here\n"
 			"  --replay             send each FILE argument as one message, report each\n"
 			"  --write-specials DIR write the hostile messages built in code as files\n"
@@ -1146,7 +1148,7 @@ parse_args(int argc, char **argv)
 		{"max-message", 1, 0, 'm'}, {"mem-limit-mb", 1, 0, 'M'},
 		{"stall-ms", 1, 0, 'S'}, {"hostile-permille", 1, 0, 'x'},
 		{"save", 1, 0, 'o'}, {"replay", 0, 0, 'r'}, {"quiet", 0, 0, 'q'},
-		{"write-specials", 1, 0, 'W'},
+		{"write-specials", 1, 0, 'W'}, {"no-hostile-first", 0, 0, 'N'},
 		{"help", 0, 0, '?'}, {0, 0, 0, 0}
 	};
 	int			ch;
@@ -1171,6 +1173,7 @@ parse_args(int argc, char **argv)
 			case 'o': opt.save_dir = optarg; break;
 			case 'r': replay = 1; break;
 			case 'q': opt.quiet = 1; break;
+			case 'N': opt.no_hostile_first = 1; break;
 			case 'W': write_specials(optarg); exit(0);
 			default: usage(ch == '?' && optopt == 0 ? stdout : stderr); exit(ch == '?' && optopt == 0 ? 0 : 2);
 		}
@@ -1309,7 +1312,8 @@ main(int argc, char **argv)
 	if (opt.nreplay)
 		return replay_files();
 
-	queue_hostile();
+	if (!opt.no_hostile_first)
+		queue_hostile();
 	setup_conns(opt.ws_conns, opt.http_conns);
 	findings = run();
 	secs = (now_ms() - t_start) / 1000.0;
