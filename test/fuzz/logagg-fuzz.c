@@ -99,8 +99,12 @@ static struct
 				hi_sent;		/* records all messages sent hold, at most */
 	long		peak_rss_kb,
 				base_rss_kb,
-				max_settle_ms;
+				max_settle_ms,
+				summaries;
 } st;
+
+/* The last time the server answered anything, on any connection. */
+static long last_progress;
 
 static long
 now_ms(void)
@@ -167,7 +171,11 @@ typedef struct Msg
 				hi;
 	long		sync;			/* sync number, 0 for a fuzz message */
 	int64_t		lo_counted;		/* lo without records a client can't count */
-	int64_t		lo_upto;		/* a sync's: lo_counted of it and all before */
+	/* a sync's: */
+	int64_t		lo_upto;		/* lo_counted of it and everything before */
+	int64_t		need;			/* answered by the time its answer arrives */
+	long		need_sync;		/* the sync that need is the lo_upto of */
+	int			answered;
 	long		sent_at;
 } Msg;
 
@@ -196,12 +204,13 @@ typedef struct Conn
 	int64_t		lo_sent,		/* sum of lo_counted */
 				hi_sent,
 				received;		/* ack_count + error frames on this conn */
-	long		next_sync,
-				sync_out;		/* outstanding sync number, 0 = none */
-	long		sync_sent_at;
-	int			sync_stalled;
+	long		next_sync;
+	int			syncs_out;		/* syncs sent, not answered, not given up */
+	long		sync_sent_at;	/* of the newest sync */
+	int64_t		resolved_lo;	/* lo_upto of the newest answered sync */
+	long		resolved_sync;
 	int			finishing,
-				finals;
+				all_answered;
 	int64_t		max_deficit;
 
 	/* HTTP: one request per connection */
@@ -247,8 +256,9 @@ conn_close(Conn *c)
 	c->nmsgs = 0;
 	c->unsettled_bytes = 0;
 	c->lo_sent = c->hi_sent = c->received = 0;
-	c->sync_out = 0;
-	c->finals = 0;
+	c->syncs_out = 0;
+	c->resolved_lo = c->resolved_sync = 0;
+	c->all_answered = 0;
 	c->max_deficit = 0;
 	buf_free(&c->req.bytes);
 }
@@ -347,27 +357,36 @@ push_msg(Conn *c)
 	return &c->msgs[c->nmsgs++];
 }
 
+/*
+ * A sync record: refused (its status is not a number) with a seq reserved
+ * for this connection, so its error line says exactly where the server's
+ * answers are.  It is sent when no sync is outstanding, and at once after
+ * a summary line (error lines the server dropped and only counted, which
+ * may include an outstanding sync's).
+ */
 static void
 ws_send_sync(Conn *c)
 {
 	char		rec[96];
 	int			n;
 	Msg		   *m;
+	long		k = ++c->next_sync;
 
-	c->sync_out = ++c->next_sync;
 	syncs_total++;
 	n = snprintf(rec, sizeof(rec), "{\"seq\":%lld,\"status\":\"fuzz-sync\"}",
-				 (long long) sync_seq(c, c->sync_out));
+				 (long long) sync_seq(c, k));
 	ws_frame(c, 1, 1, rec, n);
 	c->lo_sent++;
 	c->hi_sent++;
 	m = push_msg(c);
 	m->lo = m->hi = m->lo_counted = 1;
 	st.hi_sent++;
-	m->sync = c->sync_out;
+	m->sync = k;
 	m->lo_upto = c->lo_sent;
+	m->need = c->resolved_lo;
+	m->need_sync = c->resolved_sync;
 	m->sent_at = c->sync_sent_at = now_ms();
-	c->sync_stalled = 0;
+	c->syncs_out++;
 }
 
 /* The next message to send: a forced one (hostile seeds) first. */
@@ -427,15 +446,10 @@ ws_fill(Conn *c)
 		st.messages++;
 		st.bytes += b.len;
 	}
-	if (c->state == C_OPEN && c->sync_out == 0)
+	if (c->state == C_OPEN && c->syncs_out == 0)
 	{
-		if (!c->finishing)
+		if (!c->all_answered)
 			ws_send_sync(c);
-		else if (c->finals < 2)
-		{
-			c->finals++;
-			ws_send_sync(c);
-		}
 		else
 		{
 			/* everything answered: the totals must fit the bounds */
@@ -454,42 +468,71 @@ ws_fill(Conn *c)
 }
 
 /*
- * Sync k has been answered.  The server answers in order per connection
- * and sends a batch's error frames before its ack_count, so the answers to
- * everything up to sync k-1 have all arrived by now: at least their lower
- * bound must have been answered.  Messages up to sync k-1 are settled.
+ * Sync k has been answered.  The server answers in order per connection,
+ * and a batch's error lines before its ack_count.  Sync k was sent after
+ * the answer to sync need_sync had arrived, so k is in a later batch, and
+ * by now every answer to what was sent up to need_sync has arrived: at
+ * least m->need records.  Those messages are settled.
  */
 static void
 settle_sync(Conn *c, long k)
 {
-	int64_t		need = 0;
-	int			cut = 0;
-	long		latency = now_ms() - c->sync_sent_at;
+	Msg		   *m = NULL;
+	int			mi = 0,
+				cut = 0;
+	long		latency;
 
+	for (int i = 0; i < c->nmsgs && m == NULL; i++)
+		if (c->msgs[i].sync == k)
+		{
+			m = &c->msgs[i];
+			mi = i;
+		}
+	if (m == NULL)
+		return;					/* older than what is settled already */
+	if (m->answered)
+	{
+		st.bad_replies++;
+		note("conn %d: sync %ld answered twice", c->id, k);
+		return;
+	}
+	m->answered = 1;
+	latency = now_ms() - m->sent_at;
 	if (latency > st.max_settle_ms)
 		st.max_settle_ms = latency;
+	if (c->syncs_out > 0)
+		c->syncs_out--;
 	if (c->received > c->hi_sent)
 	{
 		st.accounting++;
 		note("conn %d: %lld records answered, but at most %lld sent",
 			 c->id, (long long) c->received, (long long) c->hi_sent);
 	}
-	for (int i = 0; i < c->nmsgs; i++)
-		if (c->msgs[i].sync == k - 1)
-		{
-			cut = i + 1;
-			need = c->msgs[i].lo_upto;
-		}
-	if (need - c->received > c->max_deficit)
+	if (m->need - c->received > c->max_deficit)
 	{
 		st.accounting++;
-		note("conn %d: only %lld records answered by sync %ld, at least %lld expected",
-			 c->id, (long long) c->received, k, (long long) need);
-		for (int i = 0; i < cut; i++)
+		if (st.accounting <= 20)
+			note("conn %d: only %lld records answered by sync %ld, at least %lld expected",
+				 c->id, (long long) c->received, k, (long long) m->need);
+		c->max_deficit = m->need - c->received;
+		for (int i = 0; i < c->nmsgs && c->msgs[i].sync != m->need_sync; i++)
 			if (c->msgs[i].bytes.len)
 				save_input("accounting", c->msgs[i].bytes.data, c->msgs[i].bytes.len);
-		c->max_deficit = need - c->received;
 	}
+	/* the last thing sent, right after a sync answered before it was sent */
+	if (c->finishing && mi == c->nmsgs - 1 &&
+		(mi == 0 || (c->msgs[mi - 1].sync != 0 && c->msgs[mi - 1].sync == m->need_sync)))
+		c->all_answered = 1;
+	if (m->lo_upto > c->resolved_lo)
+	{
+		c->resolved_lo = m->lo_upto;
+		c->resolved_sync = k;
+	}
+	/* settle everything up to and including sync need_sync */
+	if (m->need_sync)
+		for (int i = 0; i < c->nmsgs; i++)
+			if (c->msgs[i].sync == m->need_sync)
+				cut = i + 1;
 	for (int i = 0; i < cut; i++)
 	{
 		st.lo_settled += c->msgs[i].lo;
@@ -498,7 +541,6 @@ settle_sync(Conn *c, long k)
 	}
 	memmove(c->msgs, c->msgs + cut, sizeof(Msg) * (c->nmsgs - cut));
 	c->nmsgs -= cut;
-	c->sync_out = 0;
 }
 
 /* One line of a server answer: {"ack_count": N}, {"ack": S}, {"error": ...}. */
@@ -511,6 +553,7 @@ ws_answer_line(Conn *c, const char *p, size_t n)
 
 	if (n == 0)
 		return;
+	last_progress = now_ms();
 	if (n >= sizeof(line))
 		n = sizeof(line) - 1;
 	memcpy(line, p, n);
@@ -526,18 +569,32 @@ ws_answer_line(Conn *c, const char *p, size_t n)
 	{
 		c->received++;
 		st.acked_rejects++;
-		if ((seqp = strstr(line, ", \"seq\": ")) != NULL &&
-			sscanf(seqp, ", \"seq\": %lld}", &v) == 1 &&
-			v > sync_seq(c, 0) && v < sync_seq(c, SYNC_SPAN))
+		if ((seqp = strstr(line, ", \"count\": ")) != NULL &&
+			sscanf(seqp, ", \"count\": %lld}", &v) == 1 && v > 0)
 		{
-			if (v != sync_seq(c, c->sync_out))
+			/*
+			 * Error lines the server dropped and only counted: an
+			 * outstanding sync may be among them.  Give up waiting for
+			 * them, and sync again from here.
+			 */
+			c->received += v - 1;
+			st.acked_rejects += v - 1;
+			st.summaries++;
+			c->syncs_out = 0;
+			if (c->state == C_OPEN)
+				ws_send_sync(c);
+		}
+		else if ((seqp = strstr(line, ", \"seq\": ")) != NULL &&
+				 sscanf(seqp, ", \"seq\": %lld", &v) == 1 &&
+				 v > sync_seq(c, 0) && v < sync_seq(c, SYNC_SPAN))
+		{
+			if (v > sync_seq(c, c->next_sync))
 			{
 				st.bad_replies++;
-				note("conn %d: answer to sync %lld while %ld is outstanding",
-					 c->id, v - sync_seq(c, 0), c->sync_out);
+				note("conn %d: answer to sync %lld, never sent", c->id, v - sync_seq(c, 0));
 			}
 			else
-				settle_sync(c, c->sync_out);
+				settle_sync(c, v - sync_seq(c, 0));
 		}
 	}
 	else
@@ -705,6 +762,7 @@ http_answer(Conn *c, int eof)
 
 	if (hdr_end == NULL && !eof)
 		return 0;
+	last_progress = now_ms();
 	if (hdr_end && (cl = strcasestr(c->in.data, "\r\nContent-Length: ")) != NULL && cl < hdr_end &&
 		!eof && c->in.len < (size_t) (hdr_end + 4 - c->in.data) + atol(cl + 18))
 		return 0;
@@ -806,6 +864,7 @@ worker_exited(void)
 		if (conns[i].state != C_DONE)
 			abandon(&conns[i], "exit");
 	wait_new_worker(old);
+	last_progress = now_ms();
 	note("new ingest worker %d", (int) ps.ingest);
 }
 
@@ -971,31 +1030,56 @@ conn_io(Conn *c, short revents)
 	}
 }
 
+/*
+ * A stall: work outstanding and no answer at all, on any connection, for
+ * --stall-ms (a blocked event loop, a hung transaction).  A connection
+ * without any answer to its newest sync or request for 60 s is dropped.
+ */
 static void
-check_timeouts(Conn *c)
+check_stall(void)
 {
+	static int	stalled;
 	long		now = now_ms();
+	int			busy = 0;
 
-	if (c->http && c->state == C_OPEN && now - c->req.sent_at > opt.stall_ms)
+	for (int i = 0; i < nconns; i++)
 	{
-		st.stalls++;
-		note("STALL: http %d: no answer in %ld ms (%s, %zu bytes)", c->id, opt.stall_ms,
-			 c->req_chunked ? "chunked" : "plain", c->req.bytes.len);
-		abandon(c, "stall");
-	}
-	else if (!c->http && c->state == C_OPEN && c->sync_out)
-	{
-		if (now - c->sync_sent_at > opt.stall_ms && !c->sync_stalled)
+		Conn	   *c = &conns[i];
+
+		if (c->state != C_OPEN)
+			continue;
+		busy |= c->http || c->syncs_out > 0;
+		if (c->http && now - c->req.sent_at > HARD_TIMEOUT_MS)
 		{
 			st.stalls++;
-			c->sync_stalled = 1;
-			note("STALL: conn %d: sync %ld unanswered after %ld ms", c->id, c->sync_out, opt.stall_ms);
-			for (int i = 0; i < c->nmsgs && i < 8; i++)
-				if (c->msgs[i].bytes.len)
-					save_input("stall", c->msgs[i].bytes.data, c->msgs[i].bytes.len);
+			note("STALL: http %d: no answer in %d ms (%s, %zu bytes)", c->id, HARD_TIMEOUT_MS,
+				 c->req_chunked ? "chunked" : "plain", c->req.bytes.len);
+			abandon(c, "stall");
 		}
-		if (now - c->sync_sent_at > HARD_TIMEOUT_MS)
+		else if (!c->http && c->syncs_out > 0 && now - c->sync_sent_at > HARD_TIMEOUT_MS)
 			conn_lost(c, "no answer for 60 s");
+	}
+	if (!busy || now - last_progress <= opt.stall_ms)
+	{
+		stalled = 0;
+		return;
+	}
+	if (stalled)
+		return;
+	stalled = 1;
+	st.stalls++;
+	note("STALL: no answer on any connection for %ld ms", now - last_progress);
+	for (int i = 0; i < nconns; i++)
+	{
+		Conn	   *c = &conns[i];
+
+		if (c->state != C_OPEN)
+			continue;
+		if (c->http)
+			save_input("stall", c->req.bytes.data, c->req.bytes.len);
+		for (int k = 0; !c->http && k < c->nmsgs && k < 8; k++)
+			if (c->msgs[k].bytes.len)
+				save_input("stall", c->msgs[k].bytes.data, c->msgs[k].bytes.len);
 	}
 }
 
@@ -1066,9 +1150,7 @@ run(void)
 			if (pfd[i].fd >= 0 && pfd[i].revents && pfd[i].fd == conns[i].fd)
 				conn_io(&conns[i], pfd[i].revents);
 		}
-		for (int i = 0; i < nconns; i++)
-			if (conns[i].fd >= 0)
-				check_timeouts(&conns[i]);
+		check_stall();
 		if (now_ms() - last_tick >= 100)
 		{
 			oracle_tick();
@@ -1107,7 +1189,8 @@ usage(FILE *f)
 			"  --http N             concurrent POST requests (default 2)\n"
 			"  --max-message BYTES  never send more (default 1000000)\n"
 			"  --mem-limit-mb MB    bound on the worker's RssAnon (default: report only)\n"
-			"  --stall-ms MS        a message must be answered within (default 5000)\n"
+			"  --stall-ms MS        no answer on any connection for this long, with work\n"
+			"                       outstanding, is a stall (default 5000)\n"
 			"  --hostile-permille N hostile whole messages per 1000 (default 2)\n"
 			"  --no-hostile-first   don't send every hostile message first\n"
 			"  --save DIR           save inputs behind findings here\n"
@@ -1293,7 +1376,7 @@ main(int argc, char **argv)
 
 	parse_args(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
-	t_start = now_ms();
+	t_start = last_progress = now_ms();
 	if (seeds_load(opt.corpus) < 0)
 	{
 		fprintf(stderr, "logagg-fuzz: cannot read the corpus in %s\n", opt.corpus);
@@ -1335,6 +1418,7 @@ main(int argc, char **argv)
 	printf("base_worker_kb    %ld\n", st.base_rss_kb);
 	printf("peak_worker_kb    %ld\n", st.peak_rss_kb);
 	printf("max_settle_ms     %ld\n", st.max_settle_ms);
+	printf("error_summaries   %ld\n", st.summaries);
 	printf("acked_rows        %ld\n", st.acked_rows);
 	printf("acked_rejects     %ld\n", st.acked_rejects);
 	printf("unsettled_max     %ld\n", st.unsettled_hi);
