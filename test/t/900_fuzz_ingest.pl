@@ -9,7 +9,8 @@
 #   - the ingest worker never exited (same PID before and after, none seen
 #     by the fuzzer's /proc watch) and the cluster never reinitialised;
 #   - the worker's private memory (RssAnon) stayed under the bound;
-#   - every message was answered within the stall limit;
+#   - the worker never went 5 s without answering anything (a blocked
+#     event loop), and no connection waited 60 s for an answer;
 #   - accounting: the server answered each record exactly once, and the
 #     database holds what the answers say: every answered reject is in
 #     logagg.rejected, every acked record in logagg.logs, and stored +
@@ -82,7 +83,7 @@ SELECT logagg.add_route('fuzz-hook', 'low', NULL, '1 min');
 	is($r{cluster_restarts}, 0, "$name: the cluster never reinitialised");
 	is($node->safe_psql('postgres', $pid_sql), $pid, "$name: the ingest worker has its PID of before the run");
 	is($r{memory_over}, 0, "$name: the worker's private memory stayed under $mem_mb MB (peak $r{peak_worker_kb} kB)");
-	is($r{stalls}, 0, "$name: every message was answered within 5 s (slowest $r{max_settle_ms} ms)");
+	is($r{stalls}, 0, "$name: the worker never went 5 s without answering (slowest answer $r{max_settle_ms} ms)");
 	is($r{conn_drops}, 0, "$name: the server dropped no connection");
 	is($r{bad_replies} + $r{http_errors}, 0, "$name: every answer was a documented one");
 	is($r{accounting_errors}, 0, "$name: each record was answered once: stored or rejected");
