@@ -1358,10 +1358,12 @@ replay_files(void)
 		run();
 		rej = st.acked_rejects - rej - (syncs_total - syncs);
 		rows = st.acked_rows - rows;
-		printf("%s: %ld stored without seq, %ld rejected (expected %lld..%lld), %ld ms%s%s\n",
-			   opt.replay[f], rows, rej, (long long) lc, (long long) hi,
-			   now_ms() - t0, st.worker_exits > exits ? ", WORKER EXIT" : "",
-			   rows + rej < lc || rows + rej > hi ? ", ACCOUNTING" : "");
+		if (st.worker_exits > exits)
+			printf("%s: WORKER EXIT, %ld ms\n", opt.replay[f], now_ms() - t0);
+		else
+			printf("%s: %ld stored without seq, %ld rejected (expected %lld..%lld), %ld ms%s\n",
+				   opt.replay[f], rows, rej, (long long) lc, (long long) hi, now_ms() - t0,
+				   rows + rej < lc || rows + rej > hi ? ", ACCOUNTING" : "");
 		bad |= st.worker_exits > exits || rows + rej < lc || rows + rej > hi;
 		buf_free(&b);
 	}
