@@ -62,6 +62,7 @@ static struct
 	long		inputs;
 	uint64_t	seed;
 	int			ws_conns;
+	int			stream_conns;
 	int			http_conns;
 	size_t		max_message;
 	long		mem_limit_kb;
@@ -72,7 +73,7 @@ static struct
 	int			nreplay;
 	char	  **replay;
 } opt = {
-	"127.0.0.1", 7480, NULL, NULL, "test/fuzz/corpus", NULL, 100000, 1, 4, 2,
+	"127.0.0.1", 7480, NULL, NULL, "test/fuzz/corpus", NULL, 100000, 1, 4, 1, 2,
 	1000000, 0, 5000, 2, 0, 0, 0, NULL
 };
 
@@ -188,6 +189,8 @@ typedef struct Conn
 {
 	int			id;
 	int			http;
+	int			stream;			/* a WebSocket with ?stream= */
+	int			generation;		/* a new stream id on every reconnect */
 	int			fd;
 	CState		state;
 	Rng			rng;
@@ -389,6 +392,36 @@ ws_send_sync(Conn *c)
 	c->syncs_out++;
 }
 
+/*
+ * On a stream, a record accepted with a seq at or above the syncs' would
+ * make every later sync a duplicate (dropped, no error line).  Such seqs
+ * need 19 digits or an exponent of 18 or more: make those smaller.
+ */
+static void
+keep_seqs_below_syncs(char *p, size_t len)
+{
+	size_t		i = 0;
+
+	while (i < len)
+	{
+		size_t		j = i;
+
+		while (j < len && p[j] >= '0' && p[j] <= '9')
+			j++;
+		if (j - i >= 19)
+			p[i] = '1';
+		if (j > i && j + 2 < len && (p[j] == 'e' || p[j] == 'E'))
+		{
+			size_t		k = j + 1 + (p[j + 1] == '+' || p[j + 1] == '-');
+
+			if (k < len && p[k] >= '1' && p[k] <= '9')
+				p[k] = '0';		/* e18 -> e08, e9 -> e0 */
+			j = k;
+		}
+		i = j > i ? j : i + 1;
+	}
+}
+
 /* The next message to send: a forced one (hostile seeds) first. */
 static int
 next_message(Conn *c, Buf *b, int *binary)
@@ -426,6 +459,8 @@ ws_fill(Conn *c)
 			c->finishing = 1;
 			break;
 		}
+		if (c->stream)
+			keep_seqs_below_syncs(b.data, b.len);
 		ws_send_message(c, b.data ? b.data : "", b.len, binary);
 		m = push_msg(c);
 		count_bounds(b.data, b.len, &m->lo, &m->hi, &m->lo_counted);
@@ -435,6 +470,11 @@ ws_fill(Conn *c)
 			m->lo = m->lo < 1 ? m->lo : 1;
 			m->lo_counted = m->lo_counted < 1 ? m->lo_counted : 1;
 			m->hi = m->hi > 1 ? m->hi : 1;
+		}
+		if (c->stream)
+		{
+			/* duplicates are dropped and acked: only the upper bound holds */
+			m->lo = m->lo_counted = 0;
 		}
 		m->bytes = b;
 		m->sent_at = now_ms();
@@ -565,6 +605,8 @@ ws_answer_line(Conn *c, const char *p, size_t n)
 	}
 	else if (strncmp(line, "{\"ack\": ", 8) == 0)
 		;
+	else if (c->stream && strncmp(line, "{\"resume\": ", 11) == 0)
+		;
 	else if (strncmp(line, "{\"error\": \"", 11) == 0)
 	{
 		c->received++;
@@ -687,12 +729,18 @@ ws_read_frames(Conn *c)
 static void
 ws_handshake(Conn *c)
 {
+	char		query[96] = "";
+
+	/* a stream id of its own: two connections on one stream take over */
+	if (c->stream)
+		snprintf(query, sizeof(query), "?stream=fuzz-%d-%ld-%d-%d",
+				 (int) getpid(), (long) time(NULL), c->id, ++c->generation);
 	c->out.len = c->out_off = 0;
 	buf_printf(&c->out,
-			   "GET /ingest HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+			   "GET /ingest%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
 			   "Connection: Upgrade\r\nSec-WebSocket-Key: bG9nYWdnLWZ1enotMDAwMA==\r\n"
 			   "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
-			   opt.host, opt.port, opt.token ? "Authorization: Bearer " : "",
+			   query, opt.host, opt.port, opt.token ? "Authorization: Bearer " : "",
 			   opt.token ? opt.token : "", opt.token ? "\r\n" : "");
 }
 
@@ -1186,6 +1234,7 @@ usage(FILE *f)
 			"  --inputs N           stop after N inputs (records/lines; default 100000)\n"
 			"  --seed N             PRNG seed (default 1)\n"
 			"  --ws N               WebSocket connections (default 4)\n"
+			"  --streams N          WebSocket connections with ?stream= (default 1)\n"
 			"  --http N             concurrent POST requests (default 2)\n"
 			"  --max-message BYTES  never send more (default 1000000)\n"
 			"  --mem-limit-mb MB    bound on the worker's RssAnon (default: report only)\n"
@@ -1227,7 +1276,7 @@ parse_args(int argc, char **argv)
 	static struct option lo[] = {
 		{"host", 1, 0, 'H'}, {"port", 1, 0, 'p'}, {"token", 1, 0, 't'},
 		{"pgdata", 1, 0, 'D'}, {"corpus", 1, 0, 'c'}, {"inputs", 1, 0, 'n'},
-		{"seed", 1, 0, 's'}, {"ws", 1, 0, 'w'}, {"http", 1, 0, 'h'},
+		{"seed", 1, 0, 's'}, {"ws", 1, 0, 'w'}, {"http", 1, 0, 'h'}, {"streams", 1, 0, 'T'},
 		{"max-message", 1, 0, 'm'}, {"mem-limit-mb", 1, 0, 'M'},
 		{"stall-ms", 1, 0, 'S'}, {"hostile-permille", 1, 0, 'x'},
 		{"save", 1, 0, 'o'}, {"replay", 0, 0, 'r'}, {"quiet", 0, 0, 'q'},
@@ -1248,6 +1297,7 @@ parse_args(int argc, char **argv)
 			case 'n': opt.inputs = atol(optarg); break;
 			case 's': opt.seed = strtoull(optarg, NULL, 10); break;
 			case 'w': opt.ws_conns = atoi(optarg); break;
+			case 'T': opt.stream_conns = atoi(optarg); break;
 			case 'h': opt.http_conns = atoi(optarg); break;
 			case 'm': opt.max_message = atol(optarg); break;
 			case 'M': opt.mem_limit_kb = atol(optarg) * 1024; break;
@@ -1265,7 +1315,8 @@ parse_args(int argc, char **argv)
 		opt.nreplay = argc - optind;
 		opt.replay = argv + optind;
 	}
-	if (opt.ws_conns + opt.http_conns > MAX_CONNS || opt.ws_conns + opt.http_conns < 1 ||
+	if (opt.ws_conns + opt.stream_conns + opt.http_conns > MAX_CONNS ||
+		opt.ws_conns + opt.stream_conns + opt.http_conns < 1 ||
 		opt.max_message < 1024)
 	{
 		usage(stderr);
@@ -1308,15 +1359,16 @@ queue_hostile(void)
 }
 
 static void
-setup_conns(int ws, int http)
+setup_conns(int ws, int streams, int http)
 {
-	nconns = ws + http;
+	nconns = ws + streams + http;
 	for (int i = 0; i < nconns; i++)
 	{
 		memset(&conns[i], 0, sizeof(Conn));
 		conns[i].id = i;
 		conns[i].fd = -1;
-		conns[i].http = i >= ws;
+		conns[i].stream = i >= ws && i < ws + streams;
+		conns[i].http = i >= ws + streams;
 		conns[i].rng.s = opt.seed * 1000003 + i;
 	}
 }
@@ -1354,7 +1406,7 @@ replay_files(void)
 		forced_ws.n = forced_ws.next = 0;
 		queue_add(&forced_ws, b.data ? b.data : "", b.len);
 		stop_generating = 1;
-		setup_conns(1, 0);
+		setup_conns(1, 0, 0);
 		run();
 		rej = st.acked_rejects - rej - (syncs_total - syncs);
 		rows = st.acked_rows - rows;
@@ -1399,7 +1451,7 @@ main(int argc, char **argv)
 
 	if (!opt.no_hostile_first)
 		queue_hostile();
-	setup_conns(opt.ws_conns, opt.http_conns);
+	setup_conns(opt.ws_conns, opt.stream_conns, opt.http_conns);
 	findings = run();
 	secs = (now_ms() - t_start) / 1000.0;
 

@@ -1,6 +1,7 @@
 # 900_fuzz_ingest.pl -- the bounded CI pass of the ingest fuzzer
 # (test/fuzz/README.md): a fixed number of mutated records, from a fixed
-# seed, over WebSocket and HTTP POST into a live ingest worker, with the
+# seed, over WebSocket (one connection on a stream) and HTTP POST into a
+# live ingest worker, with the
 # hostile seeds of test/fuzz/corpus sent first; once on a UTF8 database and
 # once (a fifth of the inputs) on a LATIN1 one.  Each pass asserts:
 #
@@ -9,8 +10,9 @@
 #   - the ingest worker never exited (same PID before and after, none seen
 #     by the fuzzer's /proc watch) and the cluster never reinitialised;
 #   - the worker's private memory (RssAnon) stayed under the bound;
-#   - the worker never went 5 s without answering anything (a blocked
-#     event loop), and no connection waited 60 s for an answer;
+#   - the worker never went 10 s without answering anything (a blocked
+#     event loop; 10 s, not the fuzzer's 5, because CI machines are busy),
+#     and no connection waited 60 s for an answer;
 #   - accounting: the server answered each record exactly once, and the
 #     database holds what the answers say: every answered reject is in
 #     logagg.rejected, every acked record in logagg.logs, and stored +
@@ -64,8 +66,8 @@ SELECT logagg.add_route('fuzz-hook', 'low', NULL, '1 min');
 			[
 				"$src/test/fuzz/logagg-fuzz", '--port', $node->{logagg_port}, '--token', $token,
 				'--pgdata', $node->data_dir, '--corpus', "$src/test/fuzz/corpus",
-				'--inputs', $n_inputs, '--seed', $seed, '--ws', 4, '--http', 2,
-				'--mem-limit-mb', $mem_mb, '--save', $findings
+				'--inputs', $n_inputs, '--seed', $seed, '--ws', 4, '--streams', 1, '--http', 2,
+				'--mem-limit-mb', $mem_mb, '--stall-ms', 10000, '--save', $findings
 			],
 			'>', \$out, '2>', \$err, IPC::Run::timeout(120));
 		$? >> 8;
@@ -83,7 +85,7 @@ SELECT logagg.add_route('fuzz-hook', 'low', NULL, '1 min');
 	is($r{cluster_restarts}, 0, "$name: the cluster never reinitialised");
 	is($node->safe_psql('postgres', $pid_sql), $pid, "$name: the ingest worker has its PID of before the run");
 	is($r{memory_over}, 0, "$name: the worker's private memory stayed under $mem_mb MB (peak $r{peak_worker_kb} kB)");
-	is($r{stalls}, 0, "$name: the worker never went 5 s without answering (slowest answer $r{max_settle_ms} ms)");
+	is($r{stalls}, 0, "$name: the worker never went 10 s without answering (slowest answer $r{max_settle_ms} ms)");
 	is($r{conn_drops}, 0, "$name: the server dropped no connection");
 	is($r{bad_replies} + $r{http_errors}, 0, "$name: every answer was a documented one");
 	is($r{accounting_errors}, 0, "$name: each record was answered once: stored or rejected");
