@@ -10,7 +10,8 @@
  *   - the ingest worker keeps its PID and the cluster never reinitialises
  *     (procwatch.c: /proc, no database connection needed);
  *   - the worker's private memory (RssAnon) stays under --mem-limit-mb;
- *   - every message is answered in time (--stall-ms);
+ *   - the worker keeps answering: with work outstanding, some answer on
+ *     some connection every --stall-ms, and every connection within 60 s;
  *   - accounting: the server answers each record exactly once, stored
  *     (ack_count / "accepted") or rejected (error frame / "rejected"), and
  *     the counts lie within the bounds count_bounds() gives for the bytes
@@ -22,6 +23,10 @@
  * Exit status: 0 nothing found, 1 findings, 2 the harness itself failed
  * (could not connect at all, or sent something it must not, e.g. a message
  * over the size limit: that is a bug of this program, not of the server).
+
+ *
+ * Findings print on stderr as they happen, the summary ("key value" lines)
+ * on stdout at the end.  test/fuzz/README.md has the details.
  */
 #include "mutate.h"
 #include "procwatch.h"
