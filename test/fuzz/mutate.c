@@ -3,9 +3,10 @@
  * protocol's known fields with hostile values, seed records from the corpus
  * mutated at the byte level (flips, inserts, truncation, splicing, deep
  * nesting, huge numbers, escapes, duplicate keys, odd Unicode), messages
- * packed from many such lines, the hostile whole messages from the issue
- * list, and the bounds on how many records the server must answer for a
- * message (the accounting oracle).
+ * packed from many such lines, the big hostile whole messages (depth-check
+ * bypass, 1 MB of tiny lines, 90k attrs in descending order, ...), and the
+ * bounds on how many records the server must answer for a message (the
+ * accounting oracle).
  */
 #include "mutate.h"
 
