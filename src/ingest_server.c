@@ -41,6 +41,7 @@
 #include <libwebsockets.h>
 #include <malloc.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "access/xact.h"
@@ -69,6 +70,18 @@
 #define TRIM_AFTER_CLOSED		100
 /* Token buffer: "lgt_" + 64 hex digits, with room for other token styles. */
 #define MAX_TOKEN_LEN			256
+
+/*
+ * The wss:// listener's ciphers (docs/configuration.md): forward-secret
+ * AEAD suites only -- Mozilla's "intermediate" list for TLS 1.2, and every
+ * TLS 1.3 suite.
+ */
+#define TLS12_CIPHERS \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS13_CIPHERS \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 typedef struct Msg
 {
@@ -1017,6 +1030,11 @@ ingest_server_start(void)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		info.ssl_cert_filepath = logagg_tls_cert_file;
 		info.ssl_private_key_filepath = logagg_tls_key_file;
+		/* TLS 1.2 at least, whatever the system's OpenSSL configuration allows */
+		info.ssl_options_set = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3 |
+			SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_CIPHER_SERVER_PREFERENCE;
+		info.ssl_cipher_list = TLS12_CIPHERS;
+		info.tls1_3_plus_cipher_list = TLS13_CIPHERS;
 	}
 
 	context = lws_create_context(&info);
