@@ -28,6 +28,7 @@ extern int	logagg_port;
 extern int	logagg_auth;			/* LOGAGG_AUTH_* */
 extern char *logagg_tls_cert_file;
 extern char *logagg_tls_key_file;
+extern char *logagg_metrics_token;
 extern int	logagg_max_connections;
 extern int	logagg_max_message_bytes;	/* bytes */
 extern int	logagg_batch_rows;
@@ -102,6 +103,8 @@ typedef struct LogaggShared
 {
 	int			nslots;
 	pg_atomic_uint32 rules_generation;	/* bumped on any rules change */
+	/* pending (not dead) rows of logagg.alert_queue, for /metrics; -1 unknown */
+	pg_atomic_uint64 alert_queue_depth;
 	LogaggWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } LogaggShared;
 
@@ -115,6 +118,8 @@ extern void logagg_slot_attach(LogaggWorkerKind kind, int index);
 extern void logagg_count(LogaggCounter c, uint64 n);
 extern void logagg_set_last_error(const char *msg);
 extern void logagg_wake_workers(LogaggWorkerKind kind);
+extern bool logagg_refresh_alert_queue_depth(bool force);
+extern int64 logagg_alert_queue_depth(void);
 
 /* ---- common worker machinery (worker.c) ---- */
 extern volatile sig_atomic_t logagg_got_sighup;
