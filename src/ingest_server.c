@@ -69,12 +69,14 @@
  * Answers the client has not read yet are bounded: acks are coalesced
  * (only the latest matters), error lines waiting to be written take at
  * most OUT_ERROR_BYTES (the rest are counted and reported as one line),
- * and while OUT_PAUSE_BYTES of them wait, the connection is not read --
- * a client that sends without reading its answers stops being read, and
- * lws's ping timeout closes it.
+ * and while OUT_PAUSE_BYTES of them wait, or lws could not hand the last
+ * frame to the kernel (whose send buffer is SOCKET_SNDBUF_BYTES), the
+ * connection is not read -- a client that sends without reading its
+ * answers stops being read, and lws's ping timeout closes it.
  */
 #define OUT_ERROR_BYTES			(64 * 1024)
 #define OUT_PAUSE_BYTES			(OUT_ERROR_BYTES / 2)
+#define SOCKET_SNDBUF_BYTES		(256 * 1024)
 /*
  * With token authentication and connections open, the worker looks at
  * logagg.sources at least this often, so a revoked token's connections
@@ -1193,6 +1195,17 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_ESTABLISHED:
 			if (c == NULL)
 				return -1;
+			{
+				/*
+				 * Answers are small; a fixed send buffer also bounds what
+				 * the kernel holds for a client that does not read them
+				 * (autotuning would let it grow to megabytes).
+				 */
+				int			sndbuf = SOCKET_SNDBUF_BYTES;
+
+				(void) setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF,
+								  &sndbuf, sizeof(sndbuf));
+			}
 			if (c->need_resume)
 			{
 				/* read nothing until the resume point is sent */
@@ -1247,8 +1260,17 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			}
 			if (c->out_full)
 			{
-				c->out_full = false;
-				conn_flow(c);
+				/*
+				 * Read again once lws has got everything out; until then
+				 * (it keeps what the socket did not take) ask again.
+				 */
+				if (lws_send_pipe_choked(wsi))
+					lws_callback_on_writable(wsi);
+				else
+				{
+					c->out_full = false;
+					conn_flow(c);
+				}
 			}
 			break;
 
