@@ -63,7 +63,8 @@ logagg_refresh_alert_queue_depth(bool force)
 	if (!force && !TimestampDifferenceExceeds(last, now, QUEUE_DEPTH_MIN_MS))
 		return false;
 	last = now;
-	if (SPI_execute("SELECT count(*) FROM logagg.alert_queue WHERE dead_at IS NULL", true, 1) == SPI_OK_SELECT &&
+	/* not read_only: see what this transaction itself queued */
+	if (SPI_execute("SELECT count(*) FROM logagg.alert_queue WHERE dead_at IS NULL", false, 1) == SPI_OK_SELECT &&
 		SPI_processed == 1)
 	{
 		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
