@@ -126,6 +126,7 @@ extern volatile sig_atomic_t logagg_got_sighup;
 extern volatile sig_atomic_t logagg_got_sigterm;
 extern void logagg_worker_setup(LogaggWorkerKind kind, int index);
 extern bool logagg_wait_for_extension(void);
+extern bool logagg_ready_deferred;
 extern void logagg_worker_reload_if_needed(void);
 extern bool logagg_extension_exists(void);
 extern bool logagg_run_in_transaction(void (*fn) (void *arg), void *arg,
