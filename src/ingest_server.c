@@ -542,9 +542,12 @@ close_revoked(void)
 		c->rx.len = 0;
 		if (!c->is_http)
 			conn_kill(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "token revoked");
-		else if (c->http_waiting && c->wsi)
+		else if (c->wsi && (c->http_waiting || (!c->http_body_done && c->http_status == 0)))
 		{
+			/* a body queued or still arriving: refuse it now, then close */
 			c->http_waiting = false;
+			c->http_body_done = true;
+			c->http_close = true;
 			http_reply(c, HTTP_STATUS_UNAUTHORIZED, "application/json",
 					   "{\"error\": \"token revoked\"}");
 		}
