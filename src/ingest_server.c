@@ -1093,6 +1093,7 @@ http_request(struct lws *wsi, SessionData *pss, const char *uri)
 	}
 	c->http_accepted = c->http_rejected = 0;
 	c->rx.len = 0;
+	c->has_token = false;		/* until this request authenticates */
 	c->http_chunked = false;
 	c->http_body_done = false;
 
