@@ -1499,6 +1499,8 @@ ingest_server_start(void)
 
 	batch = ingest_batch_create(TopMemoryContext);
 	CacheRegisterRelcacheCallback(sources_relcache_callback, (Datum) 0);
+	/* publish a queue depth soon, so that /metrics has one from the start */
+	depth_stale = true;
 
 	if (uv_loop_init(&loop) != 0)
 		ereport(ERROR,
