@@ -66,16 +66,20 @@
 /* ... or while all connections together have this much waiting. */
 #define TOTAL_QUEUE_PAUSE_BYTES (64 * 1024 * 1024)
 /*
- * Answers the client has not read yet are bounded: acks are coalesced
- * (only the latest matters), error lines waiting to be written take at
- * most OUT_ERROR_BYTES (the rest are counted and reported as one line),
- * and while OUT_PAUSE_BYTES of them wait, or lws could not hand the last
- * frame to the kernel (whose send buffer is SOCKET_SNDBUF_BYTES), the
- * connection is not read -- a client that sends without reading its
- * answers stops being read, and lws's ping timeout closes it.
+ * Answers the client has not read yet are bounded.  Acks are coalesced
+ * (only the latest matters).  While OUT_PAUSE_BYTES of error lines wait
+ * (in the batch or to be written), or lws could not hand the last frame
+ * to the kernel (whose send buffer is SOCKET_SNDBUF_BYTES), the
+ * connection's input is neither parsed nor read: a client that sends
+ * without reading its answers stops being read, and lws's ping timeout
+ * closes it.  So error lines are only ever dropped -- counted, and
+ * reported as one line with the count -- when a single message makes
+ * more than BATCH_ERROR_BYTES of them, or they would take more than
+ * OUT_ERROR_BYTES waiting to be written.
  */
-#define OUT_ERROR_BYTES			(64 * 1024)
-#define OUT_PAUSE_BYTES			(OUT_ERROR_BYTES / 2)
+#define OUT_PAUSE_BYTES			(32 * 1024)
+#define BATCH_ERROR_BYTES		(128 * 1024)
+#define OUT_ERROR_BYTES			(256 * 1024)
 #define SOCKET_SNDBUF_BYTES		(256 * 1024)
 /*
  * With token authentication and connections open, the worker looks at
@@ -162,7 +166,7 @@ struct Conn
 	bool		batch_has_seq;
 	int64		batch_max_seq;
 	Buf			errors;			/* error lines, released at commit */
-	int64		errors_dropped; /* error lines beyond OUT_ERROR_BYTES */
+	int64		errors_dropped; /* error lines beyond BATCH_ERROR_BYTES */
 
 	/* committed answers not written yet, composed at WRITEABLE */
 	bool		out_resume_due;
@@ -229,6 +233,7 @@ static uint64 flush_count = 0;
 static double flush_sum = 0;
 /* the last batch queued alerts and the published queue depth is behind */
 static bool depth_stale = false;
+static TimestampTz last_flush = 0;
 
 static HTAB *sources = NULL;
 static bool sources_valid = false;
@@ -1604,7 +1609,7 @@ ingest_server_needs_flush(TimestampTz *deadline)
 		/* only the queue depth is behind: count it a little later */
 		if (!depth_stale)
 			return false;
-		*deadline = TimestampTzPlusMilliseconds(last_xact_start, 100);
+		*deadline = TimestampTzPlusMilliseconds(last_flush, 100);
 		return true;
 	}
 	if (pending_since == 0)
@@ -1682,7 +1687,7 @@ cb_rejected(void *arg, const char *reason, bool has_seq, int64 seq)
 	if (has_seq)
 		appendStringInfo(&s, ", \"seq\": " INT64_FORMAT, seq);
 	appendStringInfoChar(&s, '}');
-	if (c->errors.len + s.len + 1 > OUT_ERROR_BYTES)
+	if (c->errors.len + s.len + 1 > BATCH_ERROR_BYTES)
 		c->errors_dropped++;	/* reported as a count */
 	else
 	{
@@ -1733,7 +1738,9 @@ ingest_server_process_input(void)
 				conn_release_if_done(c);
 				continue;
 			}
-			if (m == NULL || c->need_resume)
+			/* answers pile up: parse more once the client has read them */
+			if (m == NULL || c->need_resume || c->out_full ||
+				c->errors.len >= OUT_PAUSE_BYTES)
 				continue;
 			c->inq_head = m->next;
 			if (c->inq_head == NULL)
@@ -1864,7 +1871,7 @@ ingest_server_flush(void)
 			ingest_batch_add_stream(batch, s->id, s->source[0] ? s->source : NULL, s->accepted);
 
 	memset(&res, 0, sizeof(res));
-	last_xact_start = GetCurrentTimestamp();
+	last_xact_start = last_flush = GetCurrentTimestamp();
 	if (!logagg_run_in_transaction(flush_in_transaction, &res, "logagg ingest: storing a batch"))
 		logagg_exit_extension_dropped();
 
@@ -1945,9 +1952,12 @@ ingest_server_flush(void)
 	ingest_batch_reset(batch);
 	pending_since = 0;
 	flush_now = false;
-	/* HTTP bodies still queued (batch was full) need another round */
+	/*
+	 * Input still queued (the batch was full) needs another round -- not
+	 * that of a client that first has to read its answers.
+	 */
 	for (Conn *c = conns; c; c = c->next)
-		if (c->inq_head)
+		if (c->inq_head && !c->out_full)
 			mark_pending(false);
 }
 

@@ -50,7 +50,6 @@ def frame(payload):
 
 
 s = socket.create_connection((host, port))
-s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
 key = base64.b64encode(os.urandom(16)).decode()
 s.sendall(("GET /ingest HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
@@ -102,7 +101,7 @@ buf = b""
 quiet_since = t2 = time.time()
 while (time.time() - quiet_since < 10 and time.time() - t2 < 30
        and errors + count + acks < expected):
-    r, w, _ = select.select([s], [s] if pending else [], [], 0.2)
+    r, w, _ = select.select([s], [s] if pending else [], [], 0.05)
     if w:
         try:
             pending = pending[s.send(pending):]
