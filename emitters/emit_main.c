@@ -27,6 +27,7 @@
 #include "ws_client.h"
 
 #define HOUSEKEEPING_US		(100 * LWS_US_PER_MS)
+#define SIGNAL_REPEAT_US	(500 * LWS_US_PER_MS)
 
 EmitOptions opts;
 EmitState	emit;
@@ -132,13 +133,26 @@ housekeeping(lws_sorted_usec_list_t *sul)
 						 HOUSEKEEPING_US);
 }
 
+/*
+ * First signal: stop producing and drain; a second one: leave now.  A
+ * repeat within SIGNAL_REPEAT_US of the first is the same request
+ * delivered twice, not a second one: timeout(1) and a terminal's ^C send
+ * it both to the process and to its process group.
+ */
 static void
 handle_signal(int signo)
 {
+	static int64_t first_us;
+	int64_t		now = now_us();	/* clock_gettime is async-signal-safe */
+
 	(void) signo;
-	/* first signal: stop producing and drain; second: leave now */
-	if (emit.stop_requested < 2)
-		emit.stop_requested++;
+	if (emit.stop_requested == 0)
+	{
+		first_us = now;
+		emit.stop_requested = 1;
+	}
+	else if (now - first_us > SIGNAL_REPEAT_US)
+		emit.stop_requested = 2;
 }
 
 static void

@@ -374,11 +374,13 @@ typedef struct ServerMsg
 				has_ack,
 				has_ack_count,
 				has_error,
-				has_seq;
+				has_seq,
+				has_count;
 	int64_t		resume,
 				ack,
 				ack_count,
-				seq;
+				seq,
+				count;
 	const char *error;
 	size_t		errorlen;
 } ServerMsg;
@@ -399,6 +401,8 @@ msg_member(void *arg, const char *key, size_t keylen, size_t member_start,
 		m->has_ack_count = json_value_int64(value, value_len, &m->ack_count);
 	else if (KEY_IS("seq"))
 		m->has_seq = json_value_int64(value, value_len, &m->seq);
+	else if (KEY_IS("count"))
+		m->has_count = json_value_int64(value, value_len, &m->count);
 	else if (KEY_IS("error"))
 	{
 		m->has_error = true;
@@ -474,15 +478,18 @@ apply_message(const ServerMsg *m)
 			emit_log("server rejected a record%s: %.*s", seqbuf,
 					 (int) m->errorlen, m->error);
 		}
+		/* "count": N rejected records whose own error lines were dropped */
+		int64_t		n = m->has_count && m->count > 0 ? m->count : 1;
+
 		if (opts.stream)
 		{
 			if (m->has_seq)
 				window_reject_seq(m->seq);
-			else
+			else if (!m->has_count)
 				emit_log("warning: error frame without seq on a --stream connection");
 		}
 		else
-			window_settle_count(1, true);
+			window_settle_count(n, true);
 	}
 
 	if (win.nacked + win.nrejected != before)

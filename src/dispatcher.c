@@ -608,6 +608,8 @@ cycle_in_transaction(void *arg)
 			n++;
 		finish_deliveries(ca->done);
 		logagg_dispatch_inflight -= n;
+		/* the outcomes took rows off the queue: /metrics shows the count */
+		logagg_refresh_alert_queue_depth(false);
 	}
 
 	if (ca->slots > 0)
@@ -676,6 +678,7 @@ housekeeping_in_transaction(void *arg)
 {
 	if (SPI_execute("SELECT logagg._expire_groups()", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "logagg: _expire_groups failed");
+	logagg_refresh_alert_queue_depth(true);
 }
 
 /* Forget ended groups; cheap, run every few seconds. */

@@ -29,6 +29,7 @@ int			logagg_port = 7480;
 int			logagg_auth = LOGAGG_AUTH_TOKEN;
 char	   *logagg_tls_cert_file = NULL;
 char	   *logagg_tls_key_file = NULL;
+char	   *logagg_metrics_token = NULL;
 int			logagg_max_connections = 1000;
 int			logagg_max_message_bytes = 1024 * 1024;
 int			logagg_batch_rows = 5000;
@@ -244,6 +245,10 @@ logagg_define_gucs(void)
 							   "TLS private key for wss://.",
 							   NULL, &logagg_tls_key_file, "",
 							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("logagg.metrics_token",
+							   "Bearer token GET /metrics requires (empty: /metrics is open).",
+							   NULL, &logagg_metrics_token, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomIntVariable("logagg.max_connections",
 							"Maximum concurrent ingest connections; more get HTTP 503.",
 							NULL, &logagg_max_connections, 1000, 1, 100000,

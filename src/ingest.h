@@ -136,8 +136,11 @@ typedef struct IngestOrigin
 	const char *stream;			/* batch-lifetime copy, or NULL */
 	TimestampTz received_at;
 	void	   *arg;			/* for the callbacks */
-	/* seq accepted?  Return false to drop the record as a duplicate. */
-	bool		(*accept_seq) (void *arg, int64 seq);
+	/*
+	 * seq accepted?  Return false to drop the record: as a duplicate, or,
+	 * with *reason set, as a rejected record.
+	 */
+	bool		(*accept_seq) (void *arg, int64 seq, const char **reason);
 	void		(*accepted) (void *arg, const IngestRecord *rec);
 	void		(*rejected) (void *arg, const char *reason, bool has_seq, int64 seq);
 

@@ -887,8 +887,17 @@ finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *stp,
 		add_reject(batch, origin, reason, text, len, has_seq, seq);
 		return;
 	}
-	if (has_seq && origin->accept_seq && !origin->accept_seq(origin->arg, seq))
-		return;					/* duplicate: counted and acked by the caller */
+	if (has_seq && origin->accept_seq)
+	{
+		const char *seq_reason = NULL;
+
+		if (!origin->accept_seq(origin->arg, seq, &seq_reason))
+		{
+			if (seq_reason)
+				add_reject(batch, origin, seq_reason, text, len, has_seq, seq);
+			return;				/* a duplicate is counted and acked by the caller */
+		}
+	}
 
 	/*
 	 * Keep it: its strings must live in the batch's memory.  The scanner

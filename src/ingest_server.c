@@ -41,12 +41,14 @@
 #include <libwebsockets.h>
 #include <malloc.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <uv.h>
 
 #include "access/xact.h"
 #include "catalog/namespace.h"
 #include "executor/spi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
@@ -63,12 +65,46 @@
 #define CONN_QUEUE_PAUSE_BYTES	(256 * 1024)
 /* ... or while all connections together have this much waiting. */
 #define TOTAL_QUEUE_PAUSE_BYTES (64 * 1024 * 1024)
+/*
+ * Answers the client has not read yet are bounded.  Acks are coalesced
+ * (only the latest matters).  While OUT_PAUSE_BYTES of error lines wait
+ * (in the batch or to be written), or lws could not hand the last frame
+ * to the kernel (whose send buffer is SOCKET_SNDBUF_BYTES), the
+ * connection's input is neither parsed nor read: a client that sends
+ * without reading its answers stops being read, and lws's ping timeout
+ * closes it.  So error lines are only ever dropped -- counted, and
+ * reported as one line with the count -- when a single message makes
+ * more than BATCH_ERROR_BYTES of them, or they would take more than
+ * OUT_ERROR_BYTES waiting to be written.
+ */
+#define OUT_PAUSE_BYTES			(32 * 1024)
+#define BATCH_ERROR_BYTES		(128 * 1024)
+#define OUT_ERROR_BYTES			(256 * 1024)
+#define SOCKET_SNDBUF_BYTES		(256 * 1024)
+/*
+ * With token authentication and connections open, the worker looks at
+ * logagg.sources at least this often, so a revoked token's connections
+ * are closed within a second even when nothing else wakes it.
+ */
+#define AUTH_RECHECK_MS			250
 /* Receive chunk size given to lws. */
 #define RX_BUFFER_SIZE			65536
 /* Give freed heap back to the OS after this many connections closed. */
 #define TRIM_AFTER_CLOSED		100
 /* Token buffer: "lgt_" + 64 hex digits, with room for other token styles. */
 #define MAX_TOKEN_LEN			256
+
+/*
+ * The wss:// listener's ciphers (docs/configuration.md): forward-secret
+ * AEAD suites only -- Mozilla's "intermediate" list for TLS 1.2, and every
+ * TLS 1.3 suite.
+ */
+#define TLS12_CIPHERS \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS13_CIPHERS \
+	"TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 typedef struct Msg
 {
@@ -113,6 +149,8 @@ struct Conn
 	const char *close_reason;
 	char		peer[64];
 	char		source[INGEST_MAX_SOURCE_LEN + 1];	/* from the token; "" = trust records */
+	bool		has_token;		/* authenticated with token_hash */
+	uint8		token_hash[LOGAGG_TOKEN_HASH_LEN];
 	StreamState *stream;
 	bool		need_resume;
 	bool		rx_paused;
@@ -122,17 +160,35 @@ struct Conn
 	Msg		   *inq_tail;
 	size_t		inq_bytes;
 
+	bool		revoked;		/* its token was revoked: read no more */
+
 	/* what the current (uncommitted) batch holds for this connection */
 	bool		ack_due;
 	int64		batch_count;	/* records without seq accepted */
 	bool		batch_has_seq;
 	int64		batch_max_seq;
-	Buf			errors;			/* error frames, released at commit */
+	Buf			errors;			/* error lines, released at commit */
+	int64		errors_dropped; /* error lines beyond BATCH_ERROR_BYTES */
+
+	/* committed answers not written yet, composed at WRITEABLE */
+	bool		out_resume_due;
+	int64		out_resume;
+	Buf			out_errors;		/* at most OUT_ERROR_BYTES of error lines */
+	int64		out_errors_dropped; /* error lines that did not fit */
+	bool		out_ack_due;
+	int64		out_ack;		/* latest {"ack": S} */
+	int64		out_ack_count;	/* sum of the {"ack_count": N} deltas */
+	bool		out_full;		/* not read until the client reads */
 
 	Buf			out;			/* LWS_PRE headroom, then the next frame */
 
 	/* HTTP */
-	bool		metrics_wanted; /* GET /metrics, answered from the main loop */
+	bool		http_chunked;	/* the body is chunked: decoded by dechunk() */
+	bool		http_close;		/* close after the reply (see http_request) */
+	bool		http_body_done; /* the whole body is in: ignore what follows */
+	int			ck_state;		/* dechunk() */
+	int			ck_digits;
+	int64		ck_remain;
 	bool		http_waiting;	/* body queued, reply after commit */
 	int64		http_accepted;
 	int64		http_rejected;
@@ -166,6 +222,8 @@ static StreamState *streams = NULL;
 /* when the oldest uncommitted thing arrived (0: nothing waits) */
 static TimestampTz pending_since = 0;
 static bool flush_now = false;
+/* when the newest queued message arrived */
+static TimestampTz latest_received = 0;
 
 /*
  * Flush latency histogram for /metrics (this process's batches; upper
@@ -175,7 +233,9 @@ static const double flush_bounds[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 
 static uint64 flush_buckets[lengthof(flush_bounds)];	/* not cumulative */
 static uint64 flush_count = 0;
 static double flush_sum = 0;
-static bool metrics_waiting = false;
+/* the last batch queued alerts and the published queue depth is behind */
+static bool depth_stale = false;
+static TimestampTz last_flush = 0;
 
 static HTAB *sources = NULL;
 static bool sources_valid = false;
@@ -184,6 +244,8 @@ static TimestampTz last_xact_start = 0;
 
 static int	ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 						void *user, void *in, size_t len);
+static int	http_reply(Conn *c, int status, const char *type, const char *body);
+static void append_metrics(Buf *b, int64 queue_depth);
 
 static const struct lws_protocols protocols[] = {
 	{"logagg", ws_callback, sizeof(SessionData), RX_BUFFER_SIZE, 0, NULL, 0},
@@ -234,23 +296,108 @@ mark_pending(bool urgent)
 		flush_now = true;
 }
 
-/* Queue one JSON text for the client (a frame may carry several, one per line). */
+/*
+ * Read from the connection or not: not while its stream's resume point is
+ * unknown, while its answers wait unread (out_full), after a revoke, or
+ * while too much of its (or everyone's) input waits to be parsed -- with
+ * hysteresis, so that reading resumes only once that is half drained.
+ * Backpressure is flow control: stop reading, never drop.
+ */
 static void
-conn_send(Conn *c, const char *text, size_t len)
+conn_flow(Conn *c)
 {
-	if (c->wsi == NULL || c->is_http)
+	bool		pause;
+
+	if (c->wsi == NULL)
 		return;
-	if (c->out.len == 0)
+	if (c->need_resume || c->out_full || c->revoked)
+		pause = true;
+	else if (c->rx_paused)
+		pause = c->inq_bytes >= CONN_QUEUE_PAUSE_BYTES / 2 ||
+			total_queued >= TOTAL_QUEUE_PAUSE_BYTES / 2;
+	else
+		pause = c->inq_bytes >= CONN_QUEUE_PAUSE_BYTES ||
+			total_queued >= TOTAL_QUEUE_PAUSE_BYTES;
+	if (pause != c->rx_paused)
+	{
+		lws_rx_flow_control(c->wsi, pause ? 0 : 1);
+		c->rx_paused = pause;
+	}
+}
+
+/* Append one line of text to a frame being composed. */
+static void
+frame_line(Buf *frame, const char *text, size_t len)
+{
+	if (frame->len > LWS_PRE)
+		buf_append(frame, "\n", 1);
+	buf_append(frame, text, len);
+}
+
+/*
+ * Compose the answers waiting for a WebSocket client into c->out (LWS_PRE
+ * headroom, then one frame of lines): the resume point first, then error
+ * lines, then the latest ack and the ack_count delta.
+ */
+static void
+conn_compose(Conn *c)
+{
+	char		line[256];
+	int			n;
+
+	c->out.len = 0;
 	{
 		char		pre[LWS_PRE];
 
 		memset(pre, 0, sizeof(pre));
 		buf_append(&c->out, pre, LWS_PRE);
 	}
-	else
-		buf_append(&c->out, "\n", 1);
-	buf_append(&c->out, text, len);
+	if (c->out_resume_due)
+	{
+		n = snprintf(line, sizeof(line), "{\"resume\": " INT64_FORMAT "}", c->out_resume);
+		frame_line(&c->out, line, n);
+		c->out_resume_due = false;
+	}
+	if (c->out_errors.len > 0)
+	{
+		frame_line(&c->out, c->out_errors.data, c->out_errors.len);
+		c->out_errors.len = 0;
+	}
+	if (c->out_errors_dropped > 0)
+	{
+		n = snprintf(line, sizeof(line),
+					 "{\"error\": \"" INT64_FORMAT " more records were rejected; their error lines were dropped because the client was not reading its answers\", \"count\": " INT64_FORMAT "}",
+					 c->out_errors_dropped, c->out_errors_dropped);
+		frame_line(&c->out, line, n);
+		c->out_errors_dropped = 0;
+	}
+	if (c->out_ack_due)
+	{
+		n = snprintf(line, sizeof(line), "{\"ack\": " INT64_FORMAT "}", c->out_ack);
+		frame_line(&c->out, line, n);
+		c->out_ack_due = false;
+	}
+	if (c->out_ack_count > 0)
+	{
+		n = snprintf(line, sizeof(line), "{\"ack_count\": " INT64_FORMAT "}", c->out_ack_count);
+		frame_line(&c->out, line, n);
+		c->out_ack_count = 0;
+	}
+}
+
+/* Something is ready for the client: have lws call us when it can take it. */
+static void
+conn_output_ready(Conn *c)
+{
+	if (c->wsi == NULL || c->is_http)
+		return;
 	lws_callback_on_writable(c->wsi);
+	if (c->out_errors.len >= OUT_PAUSE_BYTES || c->out_errors_dropped > 0)
+	{
+		/* the client is not keeping up with its answers: stop reading */
+		c->out_full = true;
+		conn_flow(c);
+	}
 }
 
 static StreamState *
@@ -262,8 +409,9 @@ stream_find(const char *id)
 	return NULL;
 }
 
+/* Forget input that was received but not parsed yet. */
 static void
-conn_free(Conn *c)
+conn_drop_input(Conn *c)
 {
 	Msg		   *m = c->inq_head;
 
@@ -275,10 +423,19 @@ conn_free(Conn *c)
 		free(m);
 		m = next;
 	}
+	c->inq_head = c->inq_tail = NULL;
+	c->inq_bytes = 0;
+}
+
+static void
+conn_free(Conn *c)
+{
+	conn_drop_input(c);
 	if (c->stream && c->stream->owner == c)
 		c->stream->owner = NULL;
 	buf_free(&c->rx);
 	buf_free(&c->errors);
+	buf_free(&c->out_errors);
 	buf_free(&c->out);
 	closed_since_trim++;
 	if (c->prev)
@@ -368,15 +525,55 @@ sources_load_cb(void *arg)
 }
 
 /*
- * Pick up committed changes to logagg.sources before new connections are
- * authenticated: a transaction start delivers pending invalidations.
+ * Stop taking records from connections whose token is no longer valid
+ * (revoked, deleted, or now naming another source): their unparsed input
+ * is dropped, WebSocket connections are closed (1008), and a waiting
+ * POST gets 401.  What was parsed before stays in the batch: it arrived
+ * before the revocation.
  */
 static void
-refresh_auth_cache(void)
+close_revoked(void)
+{
+	for (Conn *c = conns, *next; c; c = next)
+	{
+		SourceEntry *e;
+
+		next = c->next;
+		if (!c->has_token || c->revoked)
+			continue;
+		e = hash_search(sources, c->token_hash, HASH_FIND, NULL);
+		if (e && e->enabled && strcmp(e->name, c->source) == 0)
+			continue;
+		c->revoked = true;
+		conn_drop_input(c);
+		c->rx.len = 0;
+		if (!c->is_http)
+			conn_kill(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "token revoked");
+		else if (c->wsi && (c->http_waiting || (!c->http_body_done && c->http_status == 0)))
+		{
+			/* a body queued or still arriving: refuse it now, then close */
+			c->http_waiting = false;
+			c->http_body_done = true;
+			c->http_close = true;
+			http_reply(c, HTTP_STATUS_UNAUTHORIZED, "application/json",
+					   "{\"error\": \"token revoked\"}");
+		}
+		conn_flow(c);
+		conn_release_if_done(c);
+	}
+}
+
+/*
+ * Pick up committed changes to logagg.sources: a transaction start
+ * delivers pending invalidations.  Unless forced, at most once a
+ * millisecond (before new connections are authenticated).
+ */
+static void
+refresh_auth_cache(bool force)
 {
 	TimestampTz now = GetCurrentTimestamp();
 
-	if (sources_valid && now - last_xact_start < 1000)
+	if (sources_valid && !force && now - last_xact_start < 1000)
 		return;
 	last_xact_start = now;
 	if (sources_valid)
@@ -384,9 +581,12 @@ refresh_auth_cache(void)
 		StartTransactionCommand();
 		CommitTransactionCommand();
 	}
-	if (!sources_valid &&
-		!logagg_run_in_transaction(sources_load_cb, NULL, "logagg ingest: loading tokens"))
-		logagg_exit_extension_dropped();
+	if (!sources_valid)
+	{
+		if (!logagg_run_in_transaction(sources_load_cb, NULL, "logagg ingest: loading tokens"))
+			logagg_exit_extension_dropped();
+		close_revoked();
+	}
 }
 
 /*
@@ -395,9 +595,8 @@ refresh_auth_cache(void)
  * for any input.
  */
 static const char *
-token_source(const char *token)
+token_source(const char *token, uint8 *hash)
 {
-	uint8		hash[LOGAGG_TOKEN_HASH_LEN];
 	SourceEntry *e;
 
 	if (sources == NULL || token[0] == '\0')
@@ -411,7 +610,7 @@ token_source(const char *token)
 	SHA256((const unsigned char *) token, strlen(token), hash);
 	e = hash_search(sources, hash, HASH_FIND, NULL);
 	/* the hash table compared the key; compare again in constant time */
-	if (e == NULL || !e->enabled || !logagg_timingsafe_equal(e->hash, hash, sizeof(hash)))
+	if (e == NULL || !e->enabled || !logagg_timingsafe_equal(e->hash, hash, LOGAGG_TOKEN_HASH_LEN))
 		return NULL;
 	return e->name;
 }
@@ -441,23 +640,26 @@ request_token(struct lws *wsi, char *token, int size)
 
 /*
  * Check the request's credentials.  Returns 0 if allowed (source filled
- * in, "" under trust), else the HTTP status to refuse with.
+ * in, "" under trust; *has_token and hash say which token it was), else
+ * the HTTP status to refuse with.
  */
 static int
-authenticate(struct lws *wsi, char *source, int size)
+authenticate(struct lws *wsi, char *source, int size, bool *has_token, uint8 *hash)
 {
 	char		token[MAX_TOKEN_LEN];
 	const char *name;
 
 	source[0] = '\0';
+	*has_token = false;
 	if (logagg_auth == LOGAGG_AUTH_TRUST)
 		return 0;
 	request_token(wsi, token, sizeof(token));
-	name = token_source(token);
+	name = token_source(token, hash);
 	explicit_bzero(token, sizeof(token));
 	if (name == NULL)
 		return HTTP_STATUS_UNAUTHORIZED;
 	strlcpy(source, name, size);
+	*has_token = true;
 	return 0;
 }
 
@@ -508,13 +710,81 @@ conn_queue_message(Conn *c, const char *data, size_t len)
 	c->inq_tail = m;
 	c->inq_bytes += len;
 	total_queued += len;
-	if (!c->rx_paused && c->wsi &&
-		(c->inq_bytes >= CONN_QUEUE_PAUSE_BYTES || total_queued >= TOTAL_QUEUE_PAUSE_BYTES))
+	if (m->received_at > latest_received)
+		latest_received = m->received_at;
+	conn_flow(c);
+}
+
+/*
+ * The value of URL argument NAME (e.g. "stream=") into buf: its length,
+ * -1 when absent, -2 when longer than size - 1.  (lws_get_urlarg_by_name
+ * can't tell "absent" from "too long", and stops at the first argument
+ * longer than its buffer.)  lws has URL-decoded the arguments; a decoded
+ * NUL makes the value look longer than its strlen().
+ */
+static int
+url_arg(struct lws *wsi, const char *name, char *buf, int size)
+{
+	int			total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
+	size_t		nlen = strlen(name);
+	char	   *frag;
+	int			result = -1;
+
+	if (total <= 0 || (frag = malloc(total + 1)) == NULL)
+		return -1;
+	for (int i = 0;; i++)
 	{
-		/* backpressure is flow control: stop reading, never drop */
-		lws_rx_flow_control(c->wsi, 0);
-		c->rx_paused = true;
+		int			n = lws_hdr_copy_fragment(wsi, frag, total + 1, WSI_TOKEN_HTTP_URI_ARGS, i);
+
+		if (n < 0)
+			break;
+		if ((size_t) n >= nlen && strncmp(frag, name, nlen) == 0)
+		{
+			n -= nlen;
+			if (n >= size)
+				result = -2;
+			else
+			{
+				memcpy(buf, frag + nlen, n);
+				buf[n] = '\0';
+				result = n;
+			}
+			break;
+		}
 	}
+	free(frag);
+	return result;
+}
+
+/*
+ * ?stream=ID: *stream is set to it (NULL when absent).  Returns NULL, or
+ * why the id is refused: the id goes into text columns, so it must be 1
+ * to INGEST_MAX_STREAM_LEN bytes of valid UTF-8 without control
+ * characters (ASCII in a database that is not UTF-8).
+ */
+static const char *
+stream_arg(struct lws *wsi, char *buf, int size, const char **stream)
+{
+	int			n = url_arg(wsi, "stream=", buf, size);
+
+	*stream = NULL;
+	if (n == -1)
+		return NULL;
+	if (n == -2 || n == 0)
+		return "stream id must be 1 to 128 bytes";
+	for (int i = 0; i < n; i++)
+	{
+		unsigned char ch = (unsigned char) buf[i];
+
+		if (ch < 0x20 || ch == 0x7f)
+			return "stream id must not contain control characters";
+		if (ch >= 0x80 && GetDatabaseEncoding() != PG_UTF8)
+			return "stream id must be ASCII (the database is not UTF-8)";
+	}
+	if (!pg_verify_mbstr(PG_UTF8, buf, n, true))
+		return "stream id must be valid UTF-8";
+	*stream = buf;
+	return NULL;
 }
 
 /* Validate ?stream=ID and attach the connection to the stream. */
@@ -523,10 +793,13 @@ ws_filter(struct lws *wsi, SessionData *pss)
 {
 	char		uri[256];
 	char		source[sizeof(((Conn *) NULL)->source)];
-	char		sbuf[INGEST_MAX_STREAM_LEN + 16];
-	const char *stream;
+	char		sbuf[INGEST_MAX_STREAM_LEN + 1];
+	const char *stream = NULL;
+	const char *bad_stream;
 	StreamState *s = NULL;
 	int			status;
+	bool		has_token;
+	uint8		hash[LOGAGG_TOKEN_HASH_LEN];
 	Conn	   *c;
 
 	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
@@ -535,7 +808,7 @@ ws_filter(struct lws *wsi, SessionData *pss)
 		lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "WebSocket endpoint is /ingest");
 		return -1;
 	}
-	if ((status = authenticate(wsi, source, sizeof(source))) != 0)
+	if ((status = authenticate(wsi, source, sizeof(source), &has_token, hash)) != 0)
 	{
 		lws_return_http_status(wsi, status, "missing, unknown or revoked token");
 		return -1;
@@ -546,10 +819,9 @@ ws_filter(struct lws *wsi, SessionData *pss)
 							   "too many connections (logagg.max_connections)");
 		return -1;
 	}
-	stream = lws_get_urlarg_by_name(wsi, "stream=", sbuf, sizeof(sbuf));
-	if (stream && (stream[0] == '\0' || strlen(stream) > INGEST_MAX_STREAM_LEN))
+	if ((bad_stream = stream_arg(wsi, sbuf, sizeof(sbuf), &stream)) != NULL)
 	{
-		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, "stream id must be 1 to 128 characters");
+		lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST, bad_stream);
 		return -1;
 	}
 	if (stream && (s = stream_find(stream)) != NULL &&
@@ -570,6 +842,8 @@ ws_filter(struct lws *wsi, SessionData *pss)
 	}
 	if ((c = conn_new(wsi, false, source)) == NULL)
 		return -1;
+	c->has_token = has_token;
+	memcpy(c->token_hash, hash, sizeof(c->token_hash));
 	pss->conn = c;
 	if (s)
 	{
@@ -599,6 +873,210 @@ http_reply(Conn *c, int status, const char *type, const char *body)
 }
 
 
+/*
+ * GET /metrics is open while logagg.metrics_token is empty; otherwise it
+ * needs "Authorization: Bearer TOKEN".  Both sides are hashed first, so
+ * the comparison takes the same time whatever the lengths and contents.
+ */
+static bool
+metrics_authorized(struct lws *wsi)
+{
+	char		hdr[MAX_TOKEN_LEN + 16];
+	const char *t;
+	uint8		want[SHA256_DIGEST_LENGTH];
+	uint8		got[SHA256_DIGEST_LENGTH];
+	bool		ok;
+
+	if (logagg_metrics_token == NULL || logagg_metrics_token[0] == '\0')
+		return true;
+	if (lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION) <= 0 ||
+		pg_strncasecmp(hdr, "Bearer ", 7) != 0)
+		return false;
+	for (t = hdr + 7; *t == ' '; t++)
+		;
+	SHA256((const unsigned char *) logagg_metrics_token, strlen(logagg_metrics_token), want);
+	SHA256((const unsigned char *) t, strlen(t), got);
+	ok = logagg_timingsafe_equal(want, got, sizeof(want));
+	explicit_bzero(hdr, sizeof(hdr));
+	return ok;
+}
+
+/* ---- chunked request bodies ---- */
+
+enum
+{
+	CK_SIZE,					/* hex digits of a chunk size */
+	CK_EXT,						/* ";ext" after the size, ignored */
+	CK_SIZE_LF,
+	CK_DATA,
+	CK_DATA_CR,
+	CK_DATA_LF,
+	CK_TRAILER_START,			/* after the last chunk: a trailer or CRLF */
+	CK_TRAILER_LINE,
+	CK_FINAL_LF,
+	CK_DONE
+};
+
+static int
+hex_value(unsigned char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/*
+ * Decode part of a "Transfer-Encoding: chunked" body (RFC 9112 7.1) into
+ * c->rx.  lws 4.1 does not decode chunked requests: it hands the raw
+ * stream to HTTP_BODY and waits for a body of 100 MB, so without this a
+ * chunked POST would get no answer until lws's timeout.  Returns 0 while
+ * more is expected, 1 once the last chunk and the trailers are in, or the
+ * HTTP status to refuse the body with.
+ */
+static int
+dechunk(Conn *c, const unsigned char *in, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+	{
+		unsigned char ch = in[i];
+		int			h;
+
+		switch (c->ck_state)
+		{
+			case CK_SIZE:
+				if ((h = hex_value(ch)) >= 0)
+				{
+					c->ck_remain = c->ck_remain * 16 + h;
+					c->ck_digits++;
+					if (c->rx.len + c->ck_remain > (size_t) logagg_max_message_bytes)
+						return HTTP_STATUS_REQ_ENTITY_TOO_LARGE;
+				}
+				else if (c->ck_digits > 0 && (ch == ';' || ch == ' ' || ch == '\t'))
+					c->ck_state = CK_EXT;
+				else if (c->ck_digits > 0 && ch == '\r')
+					c->ck_state = CK_SIZE_LF;
+				else
+					return HTTP_STATUS_BAD_REQUEST;
+				break;
+			case CK_EXT:
+				if (ch == '\r')
+					c->ck_state = CK_SIZE_LF;
+				break;
+			case CK_SIZE_LF:
+				if (ch != '\n')
+					return HTTP_STATUS_BAD_REQUEST;
+				c->ck_state = c->ck_remain == 0 ? CK_TRAILER_START : CK_DATA;
+				break;
+			case CK_DATA:
+				{
+					size_t		n = Min(len - i, (size_t) c->ck_remain);
+
+					if (!buf_append(&c->rx, in + i, n))
+						return HTTP_STATUS_INTERNAL_SERVER_ERROR;
+					c->ck_remain -= n;
+					i += n - 1;
+					if (c->ck_remain == 0)
+						c->ck_state = CK_DATA_CR;
+				}
+				break;
+			case CK_DATA_CR:
+				if (ch != '\r')
+					return HTTP_STATUS_BAD_REQUEST;
+				c->ck_state = CK_DATA_LF;
+				break;
+			case CK_DATA_LF:
+				if (ch != '\n')
+					return HTTP_STATUS_BAD_REQUEST;
+				c->ck_state = CK_SIZE;
+				c->ck_digits = 0;
+				c->ck_remain = 0;
+				break;
+			case CK_TRAILER_START:
+				c->ck_state = ch == '\r' ? CK_FINAL_LF : CK_TRAILER_LINE;
+				break;
+			case CK_TRAILER_LINE:
+				if (ch == '\n')
+					c->ck_state = CK_TRAILER_START;
+				break;
+			case CK_FINAL_LF:
+				if (ch != '\n')
+					return HTTP_STATUS_BAD_REQUEST;
+				c->ck_state = CK_DONE;
+				return 1;
+			case CK_DONE:
+				return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * How the body of POST /ingest is framed.  Returns 0 when it can be read
+ * (Content-Length, or chunked: then decoded here), else the HTTP status to
+ * refuse it with at once.
+ */
+static int
+body_framing(struct lws *wsi, Conn *c, const char **why)
+{
+	char		te[64];
+	bool		has_length = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+	char	   *v;
+	int			n;
+
+	if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0)
+	{
+		if (has_length)
+			return 0;
+		*why = "{\"error\": \"POST /ingest needs Content-Length or Transfer-Encoding: chunked\"}";
+		return HTTP_STATUS_LENGTH_REQUIRED;
+	}
+	if (has_length)
+	{
+		/* two lengths that may disagree: the way to smuggle requests */
+		c->http_close = true;
+		*why = "{\"error\": \"Content-Length and Transfer-Encoding must not both be set\"}";
+		return HTTP_STATUS_BAD_REQUEST;
+	}
+	n = lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+	v = te;
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		v[--n] = '\0';
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (n <= 0 || pg_strcasecmp(v, "chunked") != 0)
+	{
+		*why = "{\"error\": \"only Transfer-Encoding: chunked is supported\"}";
+		return HTTP_STATUS_NOT_IMPLEMENTED;
+	}
+	c->http_chunked = true;
+	c->ck_state = CK_SIZE;
+	c->ck_digits = 0;
+	c->ck_remain = 0;
+	return 0;
+}
+
+/* The whole body is in: queue it for the main loop, or refuse it. */
+static int
+http_body_complete(Conn *c)
+{
+	c->http_body_done = true;
+	if (c->revoked)
+	{
+		c->rx.len = 0;
+		return http_reply(c, HTTP_STATUS_UNAUTHORIZED, "application/json",
+						  "{\"error\": \"token revoked\"}");
+	}
+	conn_queue_message(c, c->rx.data ? c->rx.data : "", c->rx.len);
+	c->rx.len = 0;
+	c->http_waiting = true;
+	mark_pending(false);
+	return 0;
+}
+
 /* LWS_CALLBACK_HTTP: a plain HTTP request (not an upgrade). */
 static int
 http_request(struct lws *wsi, SessionData *pss, const char *uri)
@@ -607,6 +1085,7 @@ http_request(struct lws *wsi, SessionData *pss, const char *uri)
 	Conn	   *c = pss->conn;
 	char		source[sizeof(((Conn *) NULL)->source)];
 	int			status = 0;
+	const char *why;
 
 	if (c == NULL)
 	{
@@ -622,14 +1101,30 @@ http_request(struct lws *wsi, SessionData *pss, const char *uri)
 	}
 	c->http_accepted = c->http_rejected = 0;
 	c->rx.len = 0;
+	c->has_token = false;		/* until this request authenticates */
+	c->http_chunked = false;
+	c->http_body_done = false;
+
+	/*
+	 * lws 4.1 takes a POST without Content-Length to have a body of up to
+	 * 100 MB, and would read what follows ours as part of it: whatever the
+	 * answer, such a connection closes after it.
+	 */
+	c->http_close = is_post && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0;
 
 	if (strcmp(uri, "/healthz") == 0 && !is_post)
 		return http_reply(c, HTTP_STATUS_OK, "text/plain", "ok\n");
 	if (strcmp(uri, "/metrics") == 0 && !is_post)
 	{
-		/* the queue depth needs a query: the main loop answers */
-		c->metrics_wanted = true;
-		metrics_waiting = true;
+		if (!metrics_authorized(wsi))
+			return http_reply(c, HTTP_STATUS_UNAUTHORIZED, "text/plain",
+							  "/metrics needs \"Authorization: Bearer\" with logagg.metrics_token\n");
+		/* shared-memory counters only: no transaction per scrape */
+		c->out.len = 0;
+		append_metrics(&c->out, logagg_alert_queue_depth());
+		c->http_status = HTTP_STATUS_OK;
+		c->http_type = "text/plain; version=0.0.4";
+		lws_callback_on_writable(c->wsi);
 		return 0;
 	}
 	if (strcmp(uri, "/ingest") != 0)
@@ -638,10 +1133,13 @@ http_request(struct lws *wsi, SessionData *pss, const char *uri)
 	if (!is_post)
 		return http_reply(c, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json",
 						  "{\"error\": \"use POST /ingest, or a WebSocket upgrade\"}");
-	if ((status = authenticate(wsi, source, sizeof(source))) != 0)
+	if ((status = authenticate(wsi, source, sizeof(source), &c->has_token, c->token_hash)) != 0)
 		return http_reply(c, status, "application/json",
 						  "{\"error\": \"missing, unknown or revoked token\"}");
 	strlcpy(c->source, source, sizeof(c->source));
+	c->revoked = false;
+	if ((status = body_framing(wsi, c, &why)) != 0)
+		return http_reply(c, status, "application/json", why);
 	c->http_waiting = false;
 	c->http_status = 0;
 	return 0;					/* the body follows */
@@ -659,8 +1157,17 @@ http_writeable(struct lws *wsi, Conn *c)
 	if (c->http_status == 0)
 		return 0;
 	if (lws_add_http_common_headers(wsi, c->http_status, c->http_type,
-									c->out.len, &p, end) ||
-		lws_finalize_write_http_header(wsi, start, &p, end))
+									c->out.len, &p, end))
+		return -1;
+	if (c->http_status == HTTP_STATUS_UNAUTHORIZED &&
+		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
+									 (const unsigned char *) "Bearer realm=\"logagg\"", 21, &p, end))
+		return -1;
+	if (c->http_close &&
+		lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+									 (const unsigned char *) "close", 5, &p, end))
+		return -1;
+	if (lws_finalize_write_http_header(wsi, start, &p, end))
 		return -1;
 	/* lws_write needs LWS_PRE bytes of headroom before the body */
 	if (!buf_append(&body, hdr, LWS_PRE) || !buf_append(&body, c->out.data, c->out.len))
@@ -677,6 +1184,9 @@ http_writeable(struct lws *wsi, Conn *c)
 	buf_free(&body);
 	c->out.len = 0;
 	c->http_status = 0;
+	/* lws would take whatever follows for the rest of the body: close */
+	if (c->http_close)
+		return -1;
 	if (lws_http_transaction_completed(wsi))
 		return -1;
 	return 0;
@@ -697,11 +1207,21 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_ESTABLISHED:
 			if (c == NULL)
 				return -1;
+			{
+				/*
+				 * Answers are small; a fixed send buffer also bounds what
+				 * the kernel holds for a client that does not read them
+				 * (autotuning would let it grow to megabytes).
+				 */
+				int			sndbuf = SOCKET_SNDBUF_BYTES;
+
+				(void) setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF,
+								  &sndbuf, sizeof(sndbuf));
+			}
 			if (c->need_resume)
 			{
 				/* read nothing until the resume point is sent */
-				lws_rx_flow_control(wsi, 0);
-				c->rx_paused = true;
+				conn_flow(c);
 				mark_pending(true);
 			}
 			break;
@@ -739,14 +1259,30 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 								 strlen(c->close_reason));
 				return -1;
 			}
+			conn_compose(c);
 			if (c->out.len > LWS_PRE)
 			{
 				size_t		n = c->out.len - LWS_PRE;
 
+				/* what the socket does not take, lws keeps (one frame) */
 				if (lws_write(wsi, (unsigned char *) c->out.data + LWS_PRE, n,
 							  LWS_WRITE_TEXT) < (int) n)
 					return -1;
 				c->out.len = 0;
+			}
+			if (c->out_full)
+			{
+				/*
+				 * Read again once lws has got everything out; until then
+				 * (it keeps what the socket did not take) ask again.
+				 */
+				if (lws_send_pipe_choked(wsi))
+					lws_callback_on_writable(wsi);
+				else
+				{
+					c->out_full = false;
+					conn_flow(c);
+				}
 			}
 			break;
 
@@ -754,23 +1290,47 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			return pss ? http_request(wsi, pss, (const char *) in) : -1;
 
 		case LWS_CALLBACK_HTTP_BODY:
-			if (c == NULL || c->http_status != 0)
+			if (c == NULL || c->http_status != 0 || c->http_body_done)
 				break;			/* already answered (e.g. 401): ignore the body */
+			if (c->http_chunked)
+			{
+				int			r = dechunk(c, in, len);
+
+				if (r == 1)
+					return http_body_complete(c);
+				if (r == HTTP_STATUS_REQ_ENTITY_TOO_LARGE)
+					goto too_large;
+				if (r != 0)
+				{
+					c->rx.len = 0;
+					c->http_body_done = true;
+					return http_reply(c, r, "application/json",
+									  "{\"error\": \"malformed chunked body\"}");
+				}
+				break;
+			}
 			if (c->rx.len + len > (size_t) logagg_max_message_bytes)
-				return http_reply(c, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "application/json",
-								  "{\"error\": \"body larger than logagg.max_message_bytes\"}");
+				goto too_large;
 			if (!buf_append(&c->rx, in, len))
 				return -1;
 			break;
+	too_large:
+			c->rx.len = 0;
+			c->http_body_done = true;
+			return http_reply(c, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "application/json",
+							  "{\"error\": \"body larger than logagg.max_message_bytes\"}");
 
 		case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-			if (c == NULL || c->http_status != 0)
+			if (c == NULL || c->http_status != 0 || c->http_body_done)
 				break;
-			conn_queue_message(c, c->rx.data ? c->rx.data : "", c->rx.len);
-			c->rx.len = 0;
-			c->http_waiting = true;
-			mark_pending(false);
-			break;
+			if (c->http_chunked)
+			{
+				/* lws's 100 MB end came before the last chunk */
+				c->http_body_done = true;
+				return http_reply(c, HTTP_STATUS_BAD_REQUEST, "application/json",
+								  "{\"error\": \"chunked body without its last chunk\"}");
+			}
+			return http_body_complete(c);
 
 		case LWS_CALLBACK_HTTP_WRITEABLE:
 			if (c == NULL)
@@ -872,50 +1432,6 @@ append_metrics(Buf *b, int64 queue_depth)
 	buf_append(b, line, n);
 }
 
-static void
-queue_depth_cb(void *arg)
-{
-	int64	   *depth = arg;
-	bool		isnull;
-
-	if (SPI_execute("SELECT count(*) FROM logagg.alert_queue WHERE dead_at IS NULL", true, 1) == SPI_OK_SELECT &&
-		SPI_processed == 1)
-	{
-		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-
-		if (!isnull)
-			*depth = DatumGetInt64(d);
-	}
-}
-
-/* Answer waiting GET /metrics requests (main loop: may query). */
-static void
-answer_metrics(void)
-{
-	int64		depth = -1;
-	Buf			body = {0};
-
-	metrics_waiting = false;
-	last_xact_start = GetCurrentTimestamp();
-	if (!logagg_run_in_transaction(queue_depth_cb, &depth, "logagg ingest: reading the alert queue depth"))
-		logagg_exit_extension_dropped();
-	append_metrics(&body, depth);
-	for (Conn *c = conns; c; c = c->next)
-	{
-		if (!c->metrics_wanted)
-			continue;
-		c->metrics_wanted = false;
-		if (c->wsi == NULL)
-			continue;
-		c->out.len = 0;
-		buf_append(&c->out, body.data, body.len);
-		c->http_status = HTTP_STATUS_OK;
-		c->http_type = "text/plain; version=0.0.4";
-		lws_callback_on_writable(c->wsi);
-	}
-	buf_free(&body);
-}
-
 /* ---------------------------------------------------------------------
  * Main-loop side
  * ---------------------------------------------------------------------
@@ -991,6 +1507,8 @@ ingest_server_start(void)
 
 	batch = ingest_batch_create(TopMemoryContext);
 	CacheRegisterRelcacheCallback(sources_relcache_callback, (Datum) 0);
+	/* publish a queue depth soon, so that /metrics has one from the start */
+	depth_stale = true;
 
 	if (uv_loop_init(&loop) != 0)
 		ereport(ERROR,
@@ -1020,6 +1538,11 @@ ingest_server_start(void)
 		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 		info.ssl_cert_filepath = logagg_tls_cert_file;
 		info.ssl_private_key_filepath = logagg_tls_key_file;
+		/* TLS 1.2 at least, whatever the system's OpenSSL configuration allows */
+		info.ssl_options_set = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3 |
+			SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_CIPHER_SERVER_PREFERENCE;
+		info.ssl_cipher_list = TLS12_CIPHERS;
+		info.tls1_3_plus_cipher_list = TLS13_CIPHERS;
 	}
 
 	context = lws_create_context(&info);
@@ -1046,7 +1569,11 @@ ingest_server_fd(void)
 long
 ingest_server_timeout_ms(void)
 {
-	return uv_backend_timeout(&loop);
+	long		t = uv_backend_timeout(&loop);
+
+	if (logagg_auth == LOGAGG_AUTH_TOKEN && nconns > 0 && (t < 0 || t > AUTH_RECHECK_MS))
+		t = AUTH_RECHECK_MS;
+	return t;
 }
 
 /* Run whatever socket work and timers are ready, without blocking. */
@@ -1054,7 +1581,7 @@ void
 ingest_server_service(void)
 {
 	if (logagg_auth == LOGAGG_AUTH_TOKEN)
-		refresh_auth_cache();
+		refresh_auth_cache(false);
 	(void) uv_run(&loop, UV_RUN_NOWAIT);
 
 	/*
@@ -1082,7 +1609,13 @@ bool
 ingest_server_needs_flush(TimestampTz *deadline)
 {
 	if (pending_since == 0 && batch->nrecords == 0 && batch->nrejects == 0)
-		return false;
+	{
+		/* only the queue depth is behind: count it a little later */
+		if (!depth_stale)
+			return false;
+		*deadline = TimestampTzPlusMilliseconds(last_flush, 100);
+		return true;
+	}
 	if (pending_since == 0)
 		pending_since = GetCurrentTimestamp();
 	*deadline = (flush_now || ingest_server_batch_full()) ? 0 :
@@ -1092,17 +1625,34 @@ ingest_server_needs_flush(TimestampTz *deadline)
 
 /* ---- parse callbacks ---- */
 
+/*
+ * On a stream, seqs must increase.  One at or below the committed seq is
+ * a resend of a stored record: dropped as a duplicate, and covered by the
+ * ack.  One above it but not above the highest seq accepted so far (5
+ * then 3 in one frame, or 3 twice before a commit) is out of order: the
+ * record is rejected with the reason, so it is neither lost silently nor
+ * stored twice.
+ */
 static bool
-cb_accept_seq(void *arg, int64 seq)
+cb_accept_seq(void *arg, int64 seq, const char **reason)
 {
 	Conn	   *c = arg;
+	static char why[128];
 
 	if (c->stream == NULL)
 		return true;
-	if (seq <= c->stream->accepted)
+	if (seq <= c->stream->committed)
 	{
 		logagg_count(LC_DUPLICATES, 1);
 		c->ack_due = true;
+		return false;
+	}
+	if (seq <= c->stream->accepted)
+	{
+		snprintf(why, sizeof(why),
+				 "seq " INT64_FORMAT " is out of order: seq " INT64_FORMAT " was already sent on this stream",
+				 seq, c->stream->accepted);
+		*reason = why;
 		return false;
 	}
 	c->stream->accepted = seq;
@@ -1141,9 +1691,14 @@ cb_rejected(void *arg, const char *reason, bool has_seq, int64 seq)
 	if (has_seq)
 		appendStringInfo(&s, ", \"seq\": " INT64_FORMAT, seq);
 	appendStringInfoChar(&s, '}');
-	if (c->errors.len > 0)
-		buf_append(&c->errors, "\n", 1);
-	buf_append(&c->errors, s.data, s.len);
+	if (c->errors.len + s.len + 1 > BATCH_ERROR_BYTES)
+		c->errors_dropped++;	/* reported as a count */
+	else
+	{
+		if (c->errors.len > 0)
+			buf_append(&c->errors, "\n", 1);
+		buf_append(&c->errors, s.data, s.len);
+	}
 	pfree(s.data);
 }
 
@@ -1173,8 +1728,12 @@ ingest_server_process_input(void)
 {
 	bool		progress = true;
 
-	if (metrics_waiting)
-		answer_metrics();
+	/*
+	 * A token revoked before a message arrived must not let it in: look at
+	 * logagg.sources from a transaction that started after the newest one.
+	 */
+	if (logagg_auth == LOGAGG_AUTH_TOKEN && conns != NULL)
+		refresh_auth_cache(!sources_valid || latest_received >= last_xact_start);
 
 	while (progress && !ingest_server_batch_full())
 	{
@@ -1199,7 +1758,9 @@ ingest_server_process_input(void)
 				conn_release_if_done(c);
 				continue;
 			}
-			if (m == NULL || c->need_resume)
+			/* answers pile up: parse more once the client has read them */
+			if (m == NULL || c->need_resume || c->out_full ||
+				c->errors.len >= OUT_PAUSE_BYTES)
 				continue;
 
 			memset(&origin, 0, sizeof(origin));
@@ -1226,13 +1787,7 @@ ingest_server_process_input(void)
 			mark_pending(false);
 			progress = true;
 
-			if (c->rx_paused && c->wsi && !c->need_resume &&
-				c->inq_bytes < CONN_QUEUE_PAUSE_BYTES / 2 &&
-				total_queued < TOTAL_QUEUE_PAUSE_BYTES / 2)
-			{
-				lws_rx_flow_control(c->wsi, 1);
-				c->rx_paused = false;
-			}
+			conn_flow(c);
 			if (ingest_server_batch_full())
 				break;
 		}
@@ -1244,8 +1799,14 @@ static void
 flush_in_transaction(void *arg)
 {
 	IngestResult *res = arg;
+	bool		empty = batch->nrecords == 0 && batch->nrejects == 0;
 
 	ingest_batch_store(batch, res);
+	/* publish the alert queue depth for /metrics (see shmem.c) */
+	if (res->alerts_queued > 0)
+		depth_stale = true;
+	if (depth_stale && logagg_refresh_alert_queue_depth(empty))
+		depth_stale = false;
 	/* resume points of streams new to this process */
 	for (StreamState *s = streams; s; s = s->next)
 	{
@@ -1261,30 +1822,58 @@ flush_in_transaction(void *arg)
 	}
 }
 
+/*
+ * Move the committed batch's error lines into the bounded output: those
+ * that fit in OUT_ERROR_BYTES are kept, the others only counted.
+ */
+static void
+move_errors(Conn *c)
+{
+	const char *p = c->errors.data;
+	const char *end = p + c->errors.len;
+
+	c->out_errors_dropped += c->errors_dropped;
+	while (p < end)
+	{
+		const char *nl = memchr(p, '\n', end - p);
+		size_t		len = (nl ? nl : end) - p;
+
+		if (c->out_errors.len + len + 1 <= OUT_ERROR_BYTES)
+		{
+			if (c->out_errors.len > 0)
+				buf_append(&c->out_errors, "\n", 1);
+			buf_append(&c->out_errors, p, len);
+		}
+		else
+			c->out_errors_dropped++;
+		p += len + 1;
+	}
+	c->errors.len = 0;
+	c->errors_dropped = 0;
+}
+
+/* What the commit made true for this connection, for its next frame. */
 static void
 send_acks(Conn *c)
 {
-	char		msg[64];
-	int			n;
-
-	if (c->errors.len > 0)
-		conn_send(c, c->errors.data, c->errors.len);
+	if (c->wsi != NULL && !c->is_http)
+	{
+		move_errors(c);
+		if (c->stream)
+		{
+			c->out_ack = c->stream->committed;
+			c->out_ack_due = true;
+		}
+		else if (c->batch_has_seq)
+		{
+			c->out_ack = c->batch_max_seq;
+			c->out_ack_due = true;
+		}
+		c->out_ack_count += c->batch_count;
+		conn_output_ready(c);
+	}
 	c->errors.len = 0;
-	if (c->stream)
-	{
-		n = snprintf(msg, sizeof(msg), "{\"ack\": " INT64_FORMAT "}", c->stream->committed);
-		conn_send(c, msg, n);
-	}
-	else if (c->batch_has_seq)
-	{
-		n = snprintf(msg, sizeof(msg), "{\"ack\": " INT64_FORMAT "}", c->batch_max_seq);
-		conn_send(c, msg, n);
-	}
-	if (c->batch_count > 0)
-	{
-		n = snprintf(msg, sizeof(msg), "{\"ack_count\": " INT64_FORMAT "}", c->batch_count);
-		conn_send(c, msg, n);
-	}
+	c->errors_dropped = 0;
 	c->batch_count = 0;
 	c->batch_has_seq = false;
 	c->ack_due = false;
@@ -1307,7 +1896,7 @@ ingest_server_flush(void)
 			ingest_batch_add_stream(batch, s->id, s->source[0] ? s->source : NULL, s->accepted);
 
 	memset(&res, 0, sizeof(res));
-	last_xact_start = GetCurrentTimestamp();
+	last_xact_start = last_flush = GetCurrentTimestamp();
 	if (!logagg_run_in_transaction(flush_in_transaction, &res, "logagg ingest: storing a batch"))
 		logagg_exit_extension_dropped();
 
@@ -1346,17 +1935,11 @@ ingest_server_flush(void)
 		}
 		else if (c->need_resume && c->stream && c->stream->loaded)
 		{
-			char		msg[64];
-			int			n = snprintf(msg, sizeof(msg), "{\"resume\": " INT64_FORMAT "}",
-									 c->stream->committed);
-
-			conn_send(c, msg, n);
+			c->out_resume = c->stream->committed;
+			c->out_resume_due = true;
 			c->need_resume = false;
-			if (c->wsi && c->rx_paused)
-			{
-				lws_rx_flow_control(c->wsi, 1);
-				c->rx_paused = false;
-			}
+			conn_output_ready(c);
+			conn_flow(c);
 		}
 		if (c->ack_due)
 			send_acks(c);
@@ -1394,9 +1977,12 @@ ingest_server_flush(void)
 	ingest_batch_reset(batch);
 	pending_since = 0;
 	flush_now = false;
-	/* HTTP bodies still queued (batch was full) need another round */
+	/*
+	 * Input still queued (the batch was full) needs another round -- not
+	 * that of a client that first has to read its answers.
+	 */
 	for (Conn *c = conns; c; c = c->next)
-		if (c->inq_head)
+		if (c->inq_head && !c->out_full)
 			mark_pending(false);
 }
 

@@ -99,12 +99,15 @@ logagg_ingest_main(Datum arg)
 	bool		stored_since_check = false;
 
 	logagg_worker_setup(LOGAGG_WORKER_INGEST, 0);
+	/* "ready" in logagg.status() means clients can connect */
+	logagg_ready_deferred = true;
 	if (!logagg_wait_for_extension())
 		proc_exit(1);
 
 	raise_fd_limit();
 	keep_batch_memory();
 	ingest_server_start();
+	logagg_my_slot()->extension_ready = true;
 	before_shmem_exit(ingest_shutdown, (Datum) 0);
 
 	wes = CreateWaitEventSet(TopMemoryContext, 3);

@@ -30,6 +30,7 @@ extern int	logagg_port;
 extern int	logagg_auth;			/* LOGAGG_AUTH_* */
 extern char *logagg_tls_cert_file;
 extern char *logagg_tls_key_file;
+extern char *logagg_metrics_token;
 extern int	logagg_max_connections;
 extern int	logagg_max_message_bytes;	/* bytes */
 extern int	logagg_batch_rows;
@@ -107,6 +108,8 @@ typedef struct LogaggShared
 {
 	int			nslots;
 	pg_atomic_uint32 rules_generation;	/* bumped on any rules change */
+	/* pending (not dead) rows of logagg.alert_queue, for /metrics; -1 unknown */
+	pg_atomic_uint64 alert_queue_depth;
 	LogaggWorkerSlot slots[FLEXIBLE_ARRAY_MEMBER];
 } LogaggShared;
 
@@ -120,6 +123,8 @@ extern void logagg_slot_attach(LogaggWorkerKind kind, int index);
 extern void logagg_count(LogaggCounter c, uint64 n);
 extern void logagg_set_last_error(const char *msg);
 extern void logagg_wake_workers(LogaggWorkerKind kind);
+extern bool logagg_refresh_alert_queue_depth(bool force);
+extern int64 logagg_alert_queue_depth(void);
 
 /* ---- common worker machinery (worker.c) ---- */
 extern volatile sig_atomic_t logagg_got_sighup;
@@ -127,6 +132,7 @@ extern volatile sig_atomic_t logagg_got_sigterm;
 extern volatile sig_atomic_t logagg_sigterm_interrupts;
 extern void logagg_worker_setup(LogaggWorkerKind kind, int index);
 extern bool logagg_wait_for_extension(void);
+extern bool logagg_ready_deferred;
 extern void logagg_worker_reload_if_needed(void);
 extern bool logagg_extension_exists(void);
 extern bool logagg_run_in_transaction(void (*fn) (void *arg), void *arg,

@@ -14,6 +14,7 @@
  */
 #include "postgres.h"
 
+#include "executor/spi.h"
 #include "fmgr.h"
 #include "funcapi.h"
 #include "miscadmin.h"
@@ -38,6 +39,50 @@ static const char *const counter_names[LC_NUM_COUNTERS] = {
 	"sync_objects", "sync_bytes", "partitions_created", "partitions_dropped",
 	"reloads", "regex_timeouts"
 };
+
+/*
+ * The alert queue depth /metrics shows.  Counting needs a query, and the
+ * ingest worker must not run a transaction per scrape, so the processes
+ * that change the queue publish the count here: the ingest worker after a
+ * batch that queued alerts, the dispatchers after their cycles and every
+ * housekeeping round (which also catches changes made by SQL).  Inside a
+ * transaction with SPI connected.  Unless forced, a process counts at
+ * most every QUEUE_DEPTH_MIN_MS; returns whether it counted.
+ */
+#define QUEUE_DEPTH_MIN_MS 100
+
+bool
+logagg_refresh_alert_queue_depth(bool force)
+{
+	static TimestampTz last = 0;
+	TimestampTz now = GetCurrentTimestamp();
+	bool		isnull;
+
+	if (logagg_shared == NULL)
+		return true;
+	if (!force && !TimestampDifferenceExceeds(last, now, QUEUE_DEPTH_MIN_MS))
+		return false;
+	last = now;
+	/* not read_only: see what this transaction itself queued */
+	if (SPI_execute("SELECT count(*) FROM logagg.alert_queue WHERE dead_at IS NULL", false, 1) == SPI_OK_SELECT &&
+		SPI_processed == 1)
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			pg_atomic_write_u64(&logagg_shared->alert_queue_depth, (uint64) DatumGetInt64(d));
+	}
+	return true;
+}
+
+/* The last published depth, or -1 when nobody has counted yet. */
+int64
+logagg_alert_queue_depth(void)
+{
+	if (logagg_shared == NULL)
+		return -1;
+	return (int64) pg_atomic_read_u64(&logagg_shared->alert_queue_depth);
+}
 
 /* ingest + dispatch workers + maintenance */
 int
@@ -93,6 +138,7 @@ logagg_shmem_startup(void)
 		memset(logagg_shared, 0, logagg_shmem_size());
 		logagg_shared->nslots = n;
 		pg_atomic_init_u32(&logagg_shared->rules_generation, 0);
+		pg_atomic_init_u64(&logagg_shared->alert_queue_depth, (uint64) -1);
 		for (int i = 0; i < n; i++)
 		{
 			LogaggWorkerSlot *s = &logagg_shared->slots[i];

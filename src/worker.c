@@ -33,6 +33,12 @@
 
 #include "logagg.h"
 
+/*
+ * Set by a worker that reports "ready" in logagg.status() itself, once it
+ * can serve (the ingest worker: when it listens), instead of as soon as
+ * it found the extension.
+ */
+bool		logagg_ready_deferred = false;
 volatile sig_atomic_t logagg_got_sighup = false;
 volatile sig_atomic_t logagg_got_sigterm = false;
 /* Set while a user-written regex runs (regex_limit.c): SIGTERM acts at once. */
@@ -269,7 +275,7 @@ logagg_wait_for_extension(void)
 		ereport(LOG,
 				(errmsg("%s: extension \"logagg\" found, starting",
 						MyBgworkerEntry->bgw_name)));
-	if (slot)
+	if (slot && !logagg_ready_deferred)
 		slot->extension_ready = true;
 	pgstat_report_activity(STATE_IDLE, "");
 	return true;

@@ -102,7 +102,9 @@ check bad_token '[ $RC = 2 ] && grep -q "refused the token" $OUT/bad_token.err'
 run_emit no_token 20 --count 10
 check no_token '[ $RC = 2 ]'
 
-# 6. SIGINT: stop producing, drain, summary, exit 0
+# 6. SIGINT: stop producing, drain, summary, exit 0.  The signal goes to
+# timeout(1), which passes it on twice (to the emitter and to its process
+# group): that is one request to stop, not two.
 timeout -s KILL 30 "$EMIT" --url "ws://127.0.0.1:$PORT/ingest" --token $TOKEN \
 	--rate 1000 >"$OUT/sigint.out" 2>"$OUT/sigint.err" &
 EPID=$!

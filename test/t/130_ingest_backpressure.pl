@@ -28,14 +28,24 @@ ok(poll_until(sub { $node->safe_psql('postgres', "SELECT count(*) FROM logagg.lo
 my $stall = $node->safe_psql('postgres', q{
 BEGIN;
 LOCK TABLE logagg.logs IN SHARE MODE;
-SELECT pg_sleep(1);
+-- wait (bounded) until the worker's next batch blocks on the lock: a fixed
+-- sleep is not enough on a busy machine
+DO $$
+BEGIN
+    FOR i IN 1..600 LOOP
+        PERFORM pg_stat_clear_snapshot();
+        EXIT WHEN EXISTS (SELECT FROM pg_stat_activity
+                          WHERE backend_type = 'logagg ingest' AND wait_event_type = 'Lock');
+        PERFORM pg_sleep(0.05);
+    END LOOP;
+END $$;
 SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'logagg ingest' AND wait_event_type = 'Lock';
 SELECT count(*) FROM logagg.logs;
 SELECT pg_sleep(2);
 SELECT count(*) FROM logagg.logs;
 COMMIT;
 });
-my (undef, $waiting, $before, undef, $after) = split /\n/, $stall;
+my ($waiting, $before, undef, $after) = split /\n/, $stall;
 is($waiting, '1', 'the ingest worker was waiting on the lock (the stall was real)');
 is($before, $after, 'nothing was stored while the table was locked');
 cmp_ok($after, '<', $n, 'the stall happened mid-stream');

@@ -3,7 +3,10 @@
 # after a run its counters equal what the tables hold: records accepted =
 # rows in logagg.logs, rejected = rows in logagg.rejected, duplicates =
 # the resent stream records, batches = flush histogram count, alert queue
-# depth = pending rows of logagg.alert_queue.
+# depth = pending rows of logagg.alert_queue (published in shared memory:
+# a scrape runs no query).  With logagg.metrics_token set, /metrics needs
+# it as a bearer token (401 without it or with a wrong one), and the
+# setting is hidden from roles that are not superusers.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -251,6 +254,49 @@ cmp_ok(value_of($fam, 'logagg_ingest_connections'), '>=', 1, 'open connections: 
 # counters and status() agree
 is(sql("SELECT rows_stored || ',' || batches || ',' || rejects FROM logagg.status() WHERE kind = 'ingest'"),
 	join(',', $logs, $batches, 5), 'logagg.status() shows the same rows, batches and rejects');
+
+# ---- the queue depth follows changes made in SQL too (dispatcher-less
+# here: the ingest worker publishes it after the batches that queue alerts) ----
+$out = probe("open:a:/ingest:$token", 'send:a:{"status": 503, "message": "more alerts", "path": "/other"}', "recv:a");
+like($out, qr/"ack_count": 1/, 'one more alert-worthy record');
+ok(poll_until(sub {
+	my $m = $http->get("http://127.0.0.1:$port/metrics");
+	my ($f) = parse_prometheus($m->{content});
+	my ($got, $want) = (value_of($f, 'logagg_alert_queue_depth') // -1,
+		sql("SELECT count(*) FROM logagg.alert_queue WHERE dead_at IS NULL"));
+	note("queue depth: published $got, table $want");
+	return $got == $want && $want > $depth;
+}, 10), 'the published queue depth follows the new alert');
+
+# ---- logagg.metrics_token ----
+my $mtoken = 'm3trics-' . ('s' x 24);
+sql("ALTER SYSTEM SET logagg.metrics_token = '$mtoken'");
+sql("SELECT pg_reload_conf()");
+ok(poll_until(sub { $http->get("http://127.0.0.1:$port/metrics")->{status} == 401 }, 30),
+	'after a reload with logagg.metrics_token set, /metrics without a token: 401');
+$res = $http->get("http://127.0.0.1:$port/metrics");
+like($res->{headers}{'www-authenticate'} // '', qr/^Bearer/, 'the 401 asks for a bearer token');
+unlike($res->{content}, qr/logagg_ingest/, 'and carries no metrics');
+for my $wrong ('wrong', substr($mtoken, 0, -1), $mtoken . 'x', lc($mtoken) . 'X', '')
+{
+	$res = $http->get("http://127.0.0.1:$port/metrics", { headers => { Authorization => "Bearer $wrong" } });
+	is($res->{status}, 401, "a wrong token ('$wrong'): 401");
+}
+$res = $http->get("http://127.0.0.1:$port/metrics?token=$mtoken");
+is($res->{status}, 401, 'the token in the URL is not accepted (it would end up in access logs)');
+$res = $http->get("http://127.0.0.1:$port/metrics", { headers => { Authorization => "Bearer $mtoken" } });
+is($res->{status}, 200, 'the right token: 200');
+($fam, $errs) = parse_prometheus($res->{content});
+is_deeply($errs, [], 'and the body still parses');
+is(value_of($fam, 'logagg_ingest_rows_total'), sql("SELECT count(*) FROM logagg.logs"), 'with the right counters');
+is($http->get("http://127.0.0.1:$port/healthz")->{status}, 200, '/healthz stays open');
+sql("CREATE ROLE metrics_nobody");
+is(sql("SET ROLE metrics_nobody; SELECT count(*) FROM pg_settings WHERE name = 'logagg.metrics_token'"), 0,
+	'the setting is hidden from other roles');
+sql("ALTER SYSTEM RESET logagg.metrics_token");
+sql("SELECT pg_reload_conf()");
+ok(poll_until(sub { $http->get("http://127.0.0.1:$port/metrics")->{status} == 200 }, 30),
+	'reset: /metrics is open again');
 
 $node->stop;
 done_testing();
