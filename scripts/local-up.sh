@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # local-up.sh — run the whole logagg system locally on a throwaway cluster.
 #
-#   sudo ./scripts/local-up.sh            # foreground; Ctrl-C stops everything
-#   sudo ./scripts/local-up.sh --detach   # leave it running; stop with --stop
-#   sudo ./scripts/local-up.sh --stop
+#   ./scripts/local-up.sh            # foreground; Ctrl-C stops everything
+#   ./scripts/local-up.sh --detach   # leave it running; stop with --stop
+#   ./scripts/local-up.sh --stop
 #
 # It installs dependencies, builds and installs logagg, creates a fresh
 # PostgreSQL 15 cluster under .local/ (git-ignored) with logagg preloaded,
@@ -89,7 +89,7 @@ INFO
 [ -f "$LOCAL_DIR/info" ] && cat "$LOCAL_DIR/info"
 
 if [ "${1:-}" = "--detach" ]; then
-  echo "Stop it with: sudo $0 --stop"
+  echo "Stop it with: $0 --stop"
   exit 0
 fi
 echo "Press Ctrl-C to stop."
