@@ -116,6 +116,7 @@ extern LogaggShared *logagg_shared;
 extern void logagg_shmem_init_hooks(void);
 extern int	logagg_slot_count(void);
 extern int	logagg_slot_index(LogaggWorkerKind kind, int index);
+extern LogaggWorkerSlot *logagg_slot_of(LogaggWorkerKind kind, int index);
 extern LogaggWorkerSlot *logagg_my_slot(void);
 extern void logagg_slot_attach(LogaggWorkerKind kind, int index);
 extern void logagg_count(LogaggCounter c, uint64 n);

@@ -111,19 +111,36 @@ sync_interrupted(void)
 	return !PostmasterIsAlive();
 }
 
-typedef enum SyncOutcome
+/* What a cycle did, for its log line or WARNING. */
+typedef struct SyncTally
 {
-	SYNC_FAILED,
-	SYNC_NOTHING,				/* the rows were gone: nothing uploaded or recorded */
-	SYNC_UPLOADED
-} SyncOutcome;
+	int			uploaded;
+	int			failed;
+} SyncTally;
 
 /*
- * Export and upload one (window, source, part) and record the outcome.
- * Caller: inside a transaction with SPI connected.
+ * Run "SELECT <advisory-lock function>($1)" on the sync lock key; returns
+ * the boolean the function returns (false for the void ones).
  */
-static SyncOutcome
-sync_one(SyncItem *it)
+static bool
+sync_lock_query(const char *query)
+{
+	Datum		key = Int64GetDatum(SYNC_LOCK_KEY);
+	Oid			argtype = INT8OID;
+	bool		isnull;
+
+	if (SPI_execute_with_args(query, 1, &argtype, &key, NULL, false, 0) != SPI_OK_SELECT)
+		elog(ERROR, "logagg: %s failed", query);
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+}
+
+/*
+ * Export and upload one (window, source, part) and record the outcome,
+ * counted in *tally unless the rows were gone (nothing uploaded or
+ * recorded).  Caller: inside a transaction with SPI connected.
+ */
+static void
+sync_one(SyncItem *it, SyncTally *tally)
 {
 	SyncTarget	t;
 	Export		ex;
@@ -140,8 +157,11 @@ sync_one(SyncItem *it)
 							 GUC_ACTION_LOCAL, true, 0, false);
 	sync_export_rows(&ex, it, key);
 	if (ex.empty && !ex.failed)
-		return SYNC_NOTHING;
-	return sync_record_outcome(it, key, &ex, started) ? SYNC_UPLOADED : SYNC_FAILED;
+		return;
+	if (sync_record_outcome(it, key, &ex, started))
+		tally->uploaded++;
+	else
+		tally->failed++;
 }
 
 /* ---------------------------------------------------------------------
@@ -153,23 +173,16 @@ typedef struct WorkerCycle
 	List	   *items;
 	bool		locked;
 	SyncItem   *current;
-	int			uploaded;
-	int			failed;
+	SyncTally	tally;
 } WorkerCycle;
 
 static void
 cycle_start_txn(void *arg)
 {
 	WorkerCycle *c = arg;
-	Datum		key = Int64GetDatum(SYNC_LOCK_KEY);
-	Oid			argtype = INT8OID;
-	bool		isnull;
 
 	/* session lock: held across the per-object transactions below */
-	if (SPI_execute_with_args("SELECT pg_try_advisory_lock($1)", 1, &argtype, &key,
-							  NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "logagg: pg_try_advisory_lock failed");
-	c->locked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	c->locked = sync_lock_query("SELECT pg_try_advisory_lock($1)");
 	if (c->locked)
 		c->items = sync_fetch_pending(false, c->cxt);
 }
@@ -179,27 +192,13 @@ cycle_item_txn(void *arg)
 {
 	WorkerCycle *c = arg;
 
-	switch (sync_one(c->current))
-	{
-		case SYNC_UPLOADED:
-			c->uploaded++;
-			break;
-		case SYNC_FAILED:
-			c->failed++;
-			break;
-		case SYNC_NOTHING:
-			break;
-	}
+	sync_one(c->current, &c->tally);
 }
 
 static void
 cycle_end_txn(void *arg)
 {
-	Datum		key = Int64GetDatum(SYNC_LOCK_KEY);
-	Oid			argtype = INT8OID;
-
-	(void) SPI_execute_with_args("SELECT pg_advisory_unlock($1)", 1, &argtype, &key,
-								 NULL, false, 0);
+	(void) sync_lock_query("SELECT pg_advisory_unlock($1)");
 }
 
 /*
@@ -237,12 +236,13 @@ logagg_sync_cycle_worker(bool force)
 		logagg_worker_reload_if_needed();
 	}
 	(void) logagg_run_in_transaction(cycle_end_txn, &c, "logagg: sync cycle end");
-	if (c.uploaded > 0 || c.failed > 0)
+	if (c.tally.uploaded > 0 || c.tally.failed > 0)
 		ereport(LOG,
-				(errmsg("logagg: sync cycle uploaded %d object(s), %d failed", c.uploaded, c.failed)));
+				(errmsg("logagg: sync cycle uploaded %d object(s), %d failed",
+						c.tally.uploaded, c.tally.failed)));
 	sync_note_last_sync();
 	MemoryContextDelete(c.cxt);
-	return c.uploaded;
+	return c.tally.uploaded;
 }
 
 /* ---------------------------------------------------------------------
@@ -254,10 +254,7 @@ logagg_sync_now(PG_FUNCTION_ARGS)
 {
 	List	   *items;
 	ListCell   *lc;
-	int			uploaded = 0;
-	int			failed = 0;
-	Datum		key = Int64GetDatum(SYNC_LOCK_KEY);
-	Oid			argtype = INT8OID;
+	SyncTally	tally = {0, 0};
 
 	if (!logagg_sync_configured())
 		ereport(ERROR,
@@ -269,31 +266,20 @@ logagg_sync_now(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "logagg: SPI_connect failed");
 	/* wait for a cycle the maintenance worker may be running */
-	if (SPI_execute_with_args("SELECT pg_advisory_xact_lock($1)", 1, &argtype, &key,
-							  NULL, false, 0) != SPI_OK_SELECT)
-		elog(ERROR, "logagg: pg_advisory_xact_lock failed");
+	(void) sync_lock_query("SELECT pg_advisory_xact_lock($1)");
 	items = sync_fetch_pending(true, CurrentMemoryContext);
 	foreach(lc, items)
 	{
 		CHECK_FOR_INTERRUPTS();
-		switch (sync_one(lfirst(lc)))
-		{
-			case SYNC_UPLOADED:
-				uploaded++;
-				break;
-			case SYNC_FAILED:
-				failed++;
-				break;
-			case SYNC_NOTHING:
-				break;
-		}
+		sync_one(lfirst(lc), &tally);
 	}
 	SPI_finish();
 	sync_note_last_sync();
-	if (failed > 0)
+	if (tally.failed > 0)
 		ereport(WARNING,
-				(errmsg("logagg: %d of %d object upload(s) failed", failed, failed + uploaded),
+				(errmsg("logagg: %d of %d object upload(s) failed",
+						tally.failed, tally.failed + tally.uploaded),
 				 errdetail("Each failure is recorded with its error in logagg.sync_log."),
 				 errhint("The maintenance worker retries them with backoff; run logagg.sync_now() again to retry now.")));
-	PG_RETURN_INT32(uploaded);
+	PG_RETURN_INT32(tally.uploaded);
 }

@@ -93,20 +93,18 @@ sync_record_outcome(SyncItem *it, const char *key, Export *ex, TimestampTz start
 void
 sync_count_in_maintenance_slot(LogaggCounter c, uint64 n)
 {
-	int			i = logagg_slot_index(LOGAGG_WORKER_MAINTENANCE, 0);
+	LogaggWorkerSlot *slot = logagg_slot_of(LOGAGG_WORKER_MAINTENANCE, 0);
 
-	if (logagg_shared == NULL || i < 0 || i >= logagg_shared->nslots)
-		return;
-	pg_atomic_fetch_add_u64(&logagg_shared->slots[i].counters[c], n);
+	if (slot != NULL)
+		pg_atomic_fetch_add_u64(&slot->counters[c], n);
 }
 
 void
 sync_note_last_sync(void)
 {
-	int			i = logagg_slot_index(LOGAGG_WORKER_MAINTENANCE, 0);
+	LogaggWorkerSlot *slot = logagg_slot_of(LOGAGG_WORKER_MAINTENANCE, 0);
 
-	if (logagg_shared == NULL || i < 0 || i >= logagg_shared->nslots)
-		return;
-	logagg_shared->slots[i].last_sync = GetCurrentTimestamp();
+	if (slot != NULL)
+		slot->last_sync = GetCurrentTimestamp();
 }
 
