@@ -48,13 +48,11 @@
 /* an arbitrary, fixed advisory-lock key: "logagg sync" */
 #define SYNC_LOCK_KEY		INT64CONST(0x6c6f67616767)
 
-
 int			logagg_sync_grace_secs = 60;
 int			logagg_sync_part_size = 64 * 1024 * 1024;
 int			logagg_sync_timeout_ms = 30000;
 int			logagg_sync_gzip_level = 1;
 int			logagg_sync_lookback_secs = 0;
-
 
 /* true in the maintenance worker, false in logagg.sync_now() */
 bool		sync_in_worker = false;
