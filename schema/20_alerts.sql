@@ -710,6 +710,22 @@ $fn$;
 COMMENT ON FUNCTION @extschema@.add_destination(text, text, jsonb) IS
     'Creates or replaces a destination (webhook, slack, email, sms, pagerduty); the config is checked for the kind. See docs/alerts.md for the keys.';
 
+-- The error of every function that names a destination that is not there.
+CREATE FUNCTION @extschema@._raise_unknown_destination(
+        p_name text,
+        p_hint text DEFAULT 'SELECT name FROM logagg.destinations_public lists them.')
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'destination "%" does not exist', p_name
+        USING ERRCODE = 'undefined_object', HINT = p_hint;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._raise_unknown_destination(text, text) IS
+    'Internal: raises "destination does not exist" (undefined_object) with the given hint.';
+
 CREATE FUNCTION @extschema@.remove_destination(name text) RETURNS void
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -717,9 +733,7 @@ AS $fn$
 BEGIN
     DELETE FROM @extschema@.destinations d WHERE d.name = remove_destination.name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'destination "%" does not exist', name
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'SELECT name FROM logagg.destinations_public lists them.';
+        PERFORM @extschema@._raise_unknown_destination(name);
     END IF;
 END
 $fn$;
@@ -734,9 +748,7 @@ BEGIN
     UPDATE @extschema@.destinations SET enabled = p_enabled, updated_at = now()
      WHERE name = p_name;
     IF NOT FOUND THEN
-        RAISE EXCEPTION 'destination "%" does not exist', p_name
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'SELECT name FROM logagg.destinations_public lists them.';
+        PERFORM @extschema@._raise_unknown_destination(p_name);
     END IF;
 END
 $fn$;
@@ -777,9 +789,8 @@ DECLARE
     v_id int;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM @extschema@.destinations d WHERE d.name = add_route.destination) THEN
-        RAISE EXCEPTION 'destination "%" does not exist', destination
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'Create it first with logagg.add_destination(name, kind, config).';
+        PERFORM @extschema@._raise_unknown_destination(
+            destination, 'Create it first with logagg.add_destination(name, kind, config).');
     END IF;
     IF min_severity IS NULL THEN
         RAISE EXCEPTION 'min_severity must not be NULL'
@@ -876,9 +887,7 @@ DECLARE
     v_id bigint;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM @extschema@.destinations d WHERE d.name = test_destination.name) THEN
-        RAISE EXCEPTION 'destination "%" does not exist', name
-            USING ERRCODE = 'undefined_object',
-                  HINT = 'SELECT name FROM logagg.destinations_public lists them.';
+        PERFORM @extschema@._raise_unknown_destination(name);
     END IF;
     INSERT INTO @extschema@.alert_queue
         (severity, destination, fingerprint, source, count, payload)

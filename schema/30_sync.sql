@@ -16,7 +16,7 @@
 -- are above the next xid's.  xmin keeps the inserting xid after freezing
 -- (PostgreSQL >= 9.4), so this is exact for every row inserted within the
 -- last 2^32 xids; an older one comes out 2^32 too new, which can only make
--- it look late (uploaded again), never hide a late row.  (src/sync.c)
+-- it look late (uploaded again), never hide a late row.  (src/sync_snapshot.c)
 CREATE FUNCTION @extschema@._xid8(xid) RETURNS xid8
     LANGUAGE c STABLE STRICT PARALLEL SAFE
     AS 'MODULE_PATHNAME', 'logagg_xid8_of_xid';

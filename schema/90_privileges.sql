@@ -114,5 +114,6 @@ GRANT EXECUTE ON FUNCTION @extschema@.add_destination(text, text, jsonb),
                           @extschema@.retry_alert(bigint),
                           @extschema@.purge_dead(interval),
                           @extschema@._set_destination_enabled(text, boolean),
+                          @extschema@._raise_unknown_destination(text, text),
                           @extschema@._wake_dispatchers_at_commit()
     TO logagg_admin;

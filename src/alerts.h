@@ -115,12 +115,14 @@ extern int	logagg_dispatch_inflight;
 extern void logagg_dispatcher_start(int worker_index);
 extern int	logagg_dispatcher_cycle(dlist_head *done, int slots, TimestampTz *next_due);
 extern void logagg_dispatcher_housekeeping(void);
+extern char *logagg_alert_headline(LogaggAlert *a);
+
+/* ---- dest_config.c: a destination's config (jsonb), with defaults ---- */
 extern char *logagg_cfg_text(Jsonb *config, const char *key);
 extern List *logagg_cfg_text_list(Jsonb *config, const char *key);
 extern List *logagg_cfg_object_pairs(Jsonb *config, const char *key);
 extern int	logagg_cfg_int(Jsonb *config, const char *key, int dflt, int min, int max);
 extern bool logagg_cfg_bool(Jsonb *config, const char *key, bool dflt);
-extern char *logagg_alert_headline(LogaggAlert *a);
 
 /* ---- one file per destination kind: start the transfers, or fail ---- */
 extern void logagg_dest_webhook(LogaggDelivery *d);

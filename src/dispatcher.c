@@ -48,6 +48,7 @@ static int	my_worker_index = 0;
 static SPIPlanPtr claim_plan = NULL;
 static SPIPlanPtr finish_plan = NULL;
 static SPIPlanPtr next_due_plan = NULL;
+static bool claim_columns_checked = false;
 
 /* deliveries handed to libcurl and not finished yet */
 int			logagg_dispatch_inflight = 0;
@@ -66,119 +67,6 @@ static const struct
 	{"sms", logagg_dest_sms},
 	{"pagerduty", logagg_dest_pagerduty},
 };
-
-/* ---- destination config access (jsonb) ---- */
-
-static bool
-cfg_get(Jsonb *config, const char *key, JsonbValue *out)
-{
-	if (config == NULL || !JB_ROOT_IS_OBJECT(config))
-		return false;
-	return getKeyJsonValueFromContainer(&config->root, key, strlen(key), out) != NULL;
-}
-
-/* String value of key, palloc'd in the current context; NULL if absent. */
-char *
-logagg_cfg_text(Jsonb *config, const char *key)
-{
-	JsonbValue	v;
-
-	if (!cfg_get(config, key, &v) || v.type != jbvString)
-		return NULL;
-	return pnstrdup(v.val.string.val, v.val.string.len);
-}
-
-/*
- * Integer value of key within [min, max]; dflt if absent or not a number.
- * add_destination checks the range, but a config written around it (or by
- * an older version) must not fail the dispatcher's transaction: out of
- * range values are clamped, never cast with an error.
- */
-int
-logagg_cfg_int(Jsonb *config, const char *key, int dflt, int min, int max)
-{
-	JsonbValue	v;
-	double		f;
-
-	if (!cfg_get(config, key, &v) || v.type != jbvNumeric ||
-		numeric_is_nan(v.val.numeric))
-		return dflt;
-	f = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
-										   NumericGetDatum(v.val.numeric)));
-	if (isnan(f))
-		return dflt;
-	if (f <= min)
-		return min;
-	if (f >= max)
-		return max;
-	return (int) rint(f);
-}
-
-bool
-logagg_cfg_bool(Jsonb *config, const char *key, bool dflt)
-{
-	JsonbValue	v;
-
-	if (!cfg_get(config, key, &v) || v.type != jbvBool)
-		return dflt;
-	return v.val.boolean;
-}
-
-/* A string or an array of strings, as a List of char *. */
-List *
-logagg_cfg_text_list(Jsonb *config, const char *key)
-{
-	JsonbValue	v;
-	List	   *out = NIL;
-
-	if (!cfg_get(config, key, &v))
-		return NIL;
-	if (v.type == jbvString)
-		return list_make1(pnstrdup(v.val.string.val, v.val.string.len));
-	if (v.type == jbvBinary)
-	{
-		JsonbIterator *it = JsonbIteratorInit(v.val.binary.data);
-		JsonbValue	e;
-		JsonbIteratorToken tok;
-
-		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
-		{
-			if (tok == WJB_ELEM && e.type == jbvString)
-				out = lappend(out, pnstrdup(e.val.string.val, e.val.string.len));
-		}
-	}
-	return out;
-}
-
-/* An object of string values, as a List of alternating name, value. */
-List *
-logagg_cfg_object_pairs(Jsonb *config, const char *key)
-{
-	JsonbValue	v;
-	List	   *out = NIL;
-
-	if (!cfg_get(config, key, &v) || v.type != jbvBinary)
-		return NIL;
-	{
-		JsonbIterator *it = JsonbIteratorInit(v.val.binary.data);
-		JsonbValue	e;
-		JsonbIteratorToken tok;
-		char	   *pending_key = NULL;
-
-		while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
-		{
-			if (tok == WJB_KEY)
-				pending_key = pnstrdup(e.val.string.val, e.val.string.len);
-			else if (tok == WJB_VALUE && pending_key && e.type == jbvString)
-			{
-				out = lappend(out, pending_key);
-				out = lappend(out, pnstrdup(e.val.string.val, e.val.string.len));
-				pending_key = NULL;
-			}
-		}
-	}
-	return out;
-}
 
 /*
  * The one-line summary used as e-mail subject, SMS text and Slack /
@@ -521,6 +409,89 @@ build_payload(LogaggAlert *a, bool source_null, Jsonb *payload, MemoryContext cx
 	return s.data;
 }
 
+/*
+ * The columns of logagg._claim_alerts() (schema/20_alerts.sql), in the
+ * order of its RETURNS TABLE; claim_columns names them for the check that
+ * the installed SQL returns them so.
+ */
+#define Anum_claim_id			1
+#define Anum_claim_severity		2
+#define Anum_claim_source		3
+#define Anum_claim_fingerprint	4
+#define Anum_claim_count		5
+#define Anum_claim_first_seen	6
+#define Anum_claim_last_seen	7
+#define Anum_claim_status		8
+#define Anum_claim_level		9
+#define Anum_claim_message		10
+#define Anum_claim_destination	11
+#define Anum_claim_kind			12
+#define Anum_claim_config		13
+#define Anum_claim_attempts		14
+#define Anum_claim_is_test		15
+#define Anum_claim_payload		16
+#define Natts_claim				16
+
+static const LogaggResultColumn claim_columns[Natts_claim] = {
+	[Anum_claim_id - 1] = {"id", INT8OID},
+	[Anum_claim_severity - 1] = {"severity", TEXTOID},
+	[Anum_claim_source - 1] = {"source", TEXTOID},
+	[Anum_claim_fingerprint - 1] = {"fingerprint", TEXTOID},
+	[Anum_claim_count - 1] = {"count", INT8OID},
+	[Anum_claim_first_seen - 1] = {"first_seen", TIMESTAMPTZOID},
+	[Anum_claim_last_seen - 1] = {"last_seen", TIMESTAMPTZOID},
+	[Anum_claim_status - 1] = {"status", INT4OID},
+	[Anum_claim_level - 1] = {"level", TEXTOID},
+	[Anum_claim_message - 1] = {"message", TEXTOID},
+	[Anum_claim_destination - 1] = {"destination", TEXTOID},
+	[Anum_claim_kind - 1] = {"kind", TEXTOID},
+	[Anum_claim_config - 1] = {"config", JSONBOID},
+	[Anum_claim_attempts - 1] = {"attempts", INT4OID},
+	[Anum_claim_is_test - 1] = {"is_test", BOOLOID},
+	[Anum_claim_payload - 1] = {"payload", JSONBOID},
+};
+
+/*
+ * One row of _claim_alerts, decoded into *a: everything copied into cxt
+ * (the delivery's context, which outlives the transaction), timestamps as
+ * ISO 8601 text, and the notification body built from the fixed fields
+ * and the row's payload.
+ */
+static void
+decode_claim_row(HeapTuple tup, TupleDesc desc, LogaggAlert *a, MemoryContext cxt)
+{
+	bool		isnull;
+	bool		source_null;
+	Datum		v;
+	MemoryContext old;
+
+	a->id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_claim_id, &isnull));
+	a->severity = col_text(tup, desc, Anum_claim_severity, cxt);
+	a->source = col_text(tup, desc, Anum_claim_source, cxt);
+	(void) SPI_getbinval(tup, desc, Anum_claim_source, &source_null);
+	a->fingerprint = col_text(tup, desc, Anum_claim_fingerprint, cxt);
+	a->count = DatumGetInt64(SPI_getbinval(tup, desc, Anum_claim_count, &isnull));
+	v = SPI_getbinval(tup, desc, Anum_claim_first_seen, &isnull);
+	a->first_seen = isnull ? MemoryContextStrdup(cxt, "") : utc_text(DatumGetTimestampTz(v), cxt);
+	v = SPI_getbinval(tup, desc, Anum_claim_last_seen, &isnull);
+	a->last_seen = isnull ? MemoryContextStrdup(cxt, "") : utc_text(DatumGetTimestampTz(v), cxt);
+	v = SPI_getbinval(tup, desc, Anum_claim_status, &isnull);
+	a->has_status = !isnull;
+	a->status = isnull ? 0 : DatumGetInt32(v);
+	a->level = col_text(tup, desc, Anum_claim_level, cxt);
+	a->message = col_text(tup, desc, Anum_claim_message, cxt);
+	a->destination = col_text(tup, desc, Anum_claim_destination, cxt);
+	a->kind = col_text(tup, desc, Anum_claim_kind, cxt);
+	v = SPI_getbinval(tup, desc, Anum_claim_config, &isnull);
+	old = MemoryContextSwitchTo(cxt);
+	a->config = isnull ? NULL : DatumGetJsonbPCopy(v);
+	MemoryContextSwitchTo(old);
+	a->attempts = DatumGetInt32(SPI_getbinval(tup, desc, Anum_claim_attempts, &isnull));
+	a->is_test = DatumGetBool(SPI_getbinval(tup, desc, Anum_claim_is_test, &isnull));
+	v = SPI_getbinval(tup, desc, Anum_claim_payload, &isnull);
+	a->payload = build_payload(a, source_null, isnull ? NULL : DatumGetJsonbP(v), cxt);
+}
+
 static void
 start_delivery(HeapTuple tup, TupleDesc desc, CycleArgs *ca)
 {
@@ -528,9 +499,6 @@ start_delivery(HeapTuple tup, TupleDesc desc, CycleArgs *ca)
 	MemoryContext old;
 	LogaggDelivery *d;
 	LogaggAlert *a;
-	bool		isnull;
-	bool		source_null;
-	Datum		v;
 	bool		known = false;
 
 	cxt = AllocSetContextCreate(TopMemoryContext, "logagg delivery",
@@ -539,32 +507,7 @@ start_delivery(HeapTuple tup, TupleDesc desc, CycleArgs *ca)
 	d->cxt = cxt;
 	d->retry_after = -1;
 	a = &d->alert;
-
-	a->id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-	a->severity = col_text(tup, desc, 2, cxt);
-	a->source = col_text(tup, desc, 3, cxt);
-	a->fingerprint = col_text(tup, desc, 4, cxt);
-	a->count = DatumGetInt64(SPI_getbinval(tup, desc, 5, &isnull));
-	v = SPI_getbinval(tup, desc, 6, &isnull);
-	a->first_seen = isnull ? MemoryContextStrdup(cxt, "") : utc_text(DatumGetTimestampTz(v), cxt);
-	v = SPI_getbinval(tup, desc, 7, &isnull);
-	a->last_seen = isnull ? MemoryContextStrdup(cxt, "") : utc_text(DatumGetTimestampTz(v), cxt);
-	v = SPI_getbinval(tup, desc, 8, &isnull);
-	a->has_status = !isnull;
-	a->status = isnull ? 0 : DatumGetInt32(v);
-	a->level = col_text(tup, desc, 9, cxt);
-	a->message = col_text(tup, desc, 10, cxt);
-	a->destination = col_text(tup, desc, 11, cxt);
-	a->kind = col_text(tup, desc, 12, cxt);
-	v = SPI_getbinval(tup, desc, 13, &isnull);
-	old = MemoryContextSwitchTo(cxt);
-	a->config = isnull ? NULL : DatumGetJsonbPCopy(v);
-	a->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 14, &isnull));
-	a->is_test = DatumGetBool(SPI_getbinval(tup, desc, 15, &isnull));
-	MemoryContextSwitchTo(old);
-	(void) SPI_getbinval(tup, desc, 3, &source_null);
-	v = SPI_getbinval(tup, desc, 16, &isnull);
-	a->payload = build_payload(a, source_null, isnull ? NULL : DatumGetJsonbP(v), cxt);
+	decode_claim_row(tup, desc, a, cxt);
 
 	INSTR_TIME_SET_CURRENT(d->started);
 
@@ -626,6 +569,13 @@ cycle_in_transaction(void *arg)
 		if (SPI_execute_plan(claim_plan, args, NULL, false, 0) != SPI_OK_SELECT)
 			elog(ERROR, "logagg: _claim_alerts failed");
 		n = SPI_processed;
+		if (!claim_columns_checked)
+		{
+			/* once per process: the installed SQL returns what we decode */
+			logagg_check_result_columns(SPI_tuptable->tupdesc, claim_columns,
+										Natts_claim, "logagg._claim_alerts()");
+			claim_columns_checked = true;
+		}
 		for (uint64 i = 0; i < n; i++)
 			start_delivery(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, ca);
 

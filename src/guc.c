@@ -151,18 +151,32 @@ parse_duration_secs(const char *str, int *secs)
 	return true;
 }
 
+/*
+ * The parse-and-report part of the duration parameters' check hooks: true
+ * with *secs set when newval is a duration of at least min_secs; else false
+ * with the GUC error set to '"VALUE" is not WHAT.' and the hint.
+ */
+static bool
+check_duration(const char *newval, int min_secs, const char *what,
+			   const char *hint, int *secs)
+{
+	if (parse_duration_secs(newval, secs) && *secs >= min_secs)
+		return true;
+	GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
+	GUC_check_errdetail("\"%s\" is not %s.", newval, what);
+	GUC_check_errhint("%s", hint);
+	return false;
+}
+
 static bool
 check_partition_interval(char **newval, void **extra, GucSource source)
 {
 	int			secs;
 
-	if (!parse_duration_secs(*newval, &secs) || secs < 60)
-	{
-		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
-		GUC_check_errdetail("\"%s\" is not a duration of at least one minute.", *newval);
-		GUC_check_errhint("Use a fixed-length duration such as \"1 day\", \"6h\" or \"15min\"; months are not supported.");
+	if (!check_duration(*newval, 60, "a duration of at least one minute",
+						"Use a fixed-length duration such as \"1 day\", \"6h\" or \"15min\"; months are not supported.",
+						&secs))
 		return false;
-	}
 	/* partitions must tile days exactly, or a day exactly */
 	if (secs < 86400 ? (86400 % secs) != 0 : (secs % 86400) != 0)
 	{
@@ -185,13 +199,10 @@ check_retention(char **newval, void **extra, GucSource source)
 {
 	int			secs;
 
-	if (!parse_duration_secs(*newval, &secs))
-	{
-		GUC_check_errcode(ERRCODE_INVALID_PARAMETER_VALUE);
-		GUC_check_errdetail("\"%s\" is not a duration.", *newval);
-		GUC_check_errhint("Use 0 to keep logs forever, or a duration such as \"30 days\".");
+	if (!check_duration(*newval, 0, "a duration",
+						"Use 0 to keep logs forever, or a duration such as \"30 days\".",
+						&secs))
 		return false;
-	}
 	return set_int_extra(extra, secs);
 }
 

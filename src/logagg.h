@@ -12,6 +12,7 @@
 
 #include "postgres.h"
 
+#include "access/tupdesc.h"
 #include "port/atomics.h"
 #include "postmaster/bgworker.h"
 #include "storage/latch.h"
@@ -118,6 +119,7 @@ extern LogaggShared *logagg_shared;
 extern void logagg_shmem_init_hooks(void);
 extern int	logagg_slot_count(void);
 extern int	logagg_slot_index(LogaggWorkerKind kind, int index);
+extern LogaggWorkerSlot *logagg_slot_of(LogaggWorkerKind kind, int index);
 extern LogaggWorkerSlot *logagg_my_slot(void);
 extern void logagg_slot_attach(LogaggWorkerKind kind, int index);
 extern void logagg_count(LogaggCounter c, uint64 n);
@@ -189,5 +191,21 @@ extern void logagg_token_hash(const char *token, size_t len,
 							  uint8 out[LOGAGG_TOKEN_HASH_LEN]);
 extern bool logagg_timingsafe_equal(const uint8 *a, const uint8 *b, size_t len);
 extern bool logagg_valid_source_name(const char *name);
+
+/* ---- rows of SQL functions' results, decoded by name (result_columns.c) ---- */
+
+/*
+ * One column a C caller expects at a fixed position of a SQL function's
+ * result.  A caller keeps an array indexed by its Anum_ constants minus 1,
+ * so that the names, the types and the positions are written in one place.
+ */
+typedef struct LogaggResultColumn
+{
+	const char *name;
+	Oid			type;
+} LogaggResultColumn;
+
+extern void logagg_check_result_columns(TupleDesc desc, const LogaggResultColumn *cols,
+										int ncols, const char *function);
 
 #endif							/* LOGAGG_H */

@@ -33,7 +33,7 @@ logagg_run_retention(void)
 	bool		isnull;
 	int			ret;
 	int			dropped;
-	int			i;
+	LogaggWorkerSlot *slot;
 
 	if (logagg_retention_secs <= 0)
 		return 0;
@@ -48,9 +48,9 @@ logagg_run_retention(void)
 	SPI_freetuptable(SPI_tuptable);
 
 	/* counted on the maintenance worker's row of logagg.status(), whoever ran it */
-	i = logagg_slot_index(LOGAGG_WORKER_MAINTENANCE, 0);
-	if (dropped > 0 && logagg_shared != NULL && i >= 0 && i < logagg_shared->nslots)
-		pg_atomic_fetch_add_u64(&logagg_shared->slots[i].counters[LC_PARTITIONS_DROPPED], dropped);
+	slot = logagg_slot_of(LOGAGG_WORKER_MAINTENANCE, 0);
+	if (dropped > 0 && slot != NULL)
+		pg_atomic_fetch_add_u64(&slot->counters[LC_PARTITIONS_DROPPED], dropped);
 	return dropped;
 }
 

@@ -106,6 +106,21 @@ logagg_slot_index(LogaggWorkerKind kind, int index)
 	return -1;
 }
 
+/*
+ * The shared slot of a worker, from any process (e.g. a session running
+ * logagg.sync_now() counts on the maintenance worker's slot); NULL when
+ * logagg is not preloaded.
+ */
+LogaggWorkerSlot *
+logagg_slot_of(LogaggWorkerKind kind, int index)
+{
+	int			i = logagg_slot_index(kind, index);
+
+	if (logagg_shared == NULL || i < 0 || i >= logagg_shared->nslots)
+		return NULL;
+	return &logagg_shared->slots[i];
+}
+
 static Size
 logagg_shmem_size(void)
 {

@@ -1,8 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * sync.h
- *		Cloud sync (docs/design.md §6): declarations shared by sync.c
- *		(the cycle), s3_client.c (S3 uploads signed with SigV4),
+ *		Cloud sync (docs/design.md §6): declarations shared by the sync
+ *		cycle (sync.c and the sync_*.c files it uses, which share
+ *		sync_cycle.h too), s3_client.c (S3 uploads signed with SigV4),
  *		sync_file.c (file:// target), retention.c and the maintenance
  *		worker.
  *

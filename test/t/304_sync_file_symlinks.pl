@@ -92,5 +92,23 @@ my @tmpfiles;
 find({ wanted => sub { push @tmpfiles, $_ if /\.tmp\./ }, no_chdir => 1 }, $real);
 is(scalar(@tmpfiles), 0, 'no temporary file left behind');
 
+# The library reads _sync_pending's rows by position after checking the
+# result's columns by name: SQL that returns them in another order (a
+# library newer than the installed SQL, say) is refused with a clear error,
+# not read as other columns.  Rolled back, so the node keeps its function.
+my ($rc, $out, $err) = $node->psql('postgres', q{
+BEGIN;
+ALTER EXTENSION logagg DROP FUNCTION logagg._sync_pending(int, timestamptz, timestamptz, boolean);
+DROP FUNCTION logagg._sync_pending(int, timestamptz, timestamptz, boolean);
+CREATE FUNCTION logagg._sync_pending(int, timestamptz, timestamptz, boolean)
+    RETURNS TABLE (window_end timestamptz, window_start timestamptz, source text,
+                   part int, prev_snapshot pg_snapshot, new_rows bigint)
+    LANGUAGE sql AS $$ SELECT NULL::timestamptz, NULL::timestamptz, NULL::text, 0, NULL::pg_snapshot, 0::bigint WHERE false $$;
+SELECT logagg.sync_now();
+ROLLBACK;
+});
+like($err, qr/logagg\._sync_pending\(\) returns no column "window_start" at position 1/,
+	'columns of _sync_pending in another order are refused by name');
+
 $node->stop;
 done_testing();
