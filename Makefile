@@ -21,7 +21,7 @@ SCHEMA      = $(sort $(wildcard schema/*.sql))
 PG_CONFIG  ?= pg_config
 PKG_LIBS    = libwebsockets libuv libcurl zlib
 
-PG_CPPFLAGS = -Isrc $(shell pkg-config --cflags $(PKG_LIBS))
+PG_CPPFLAGS = -Isrc $(shell pkg-config --cflags $(PKG_LIBS)) -DLOGAGG_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
               -Wno-sign-compare -Wno-cast-function-type
 SHLIB_LINK  = $(shell pkg-config --libs $(PKG_LIBS)) -lcrypto
@@ -62,6 +62,9 @@ tmp_check_regress.conf:
 	test/temp-conf contrib_regression 2 > $@
 tmp_check_iso.conf:
 	test/temp-conf isolation_regression 0 > $@
+
+# The version is compiled in (LOGAGG_VERSION, e.g. the HTTP User-Agent).
+src/curl_multi.o: logagg.control
 
 # Every object depends on the headers in src/ (few, small, shared).
 $(OBJS): $(wildcard src/*.h)

@@ -399,7 +399,7 @@ logagg_transfer_new(LogaggDelivery *d, const char *url)
 	curl_easy_setopt(t->easy, CURLOPT_HEADERFUNCTION, header_cb);
 	curl_easy_setopt(t->easy, CURLOPT_HEADERDATA, t);
 	curl_easy_setopt(t->easy, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, "logagg/1.0");
+	curl_easy_setopt(t->easy, CURLOPT_USERAGENT, "logagg/" LOGAGG_VERSION);
 	if (!t->is_smtp)
 	{
 		logagg_transfer_add_header(t, "Idempotency-Key: " INT64_FORMAT, d->alert.id);
