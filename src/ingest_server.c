@@ -384,9 +384,8 @@ refresh_auth_cache(void)
 		StartTransactionCommand();
 		CommitTransactionCommand();
 	}
-	if (!sources_valid &&
-		!logagg_run_in_transaction(sources_load_cb, NULL, "logagg ingest: loading tokens"))
-		logagg_exit_extension_dropped();
+	if (!sources_valid)
+		logagg_run_or_exit(sources_load_cb, NULL, "logagg ingest: loading tokens");
 }
 
 /*
@@ -897,8 +896,7 @@ answer_metrics(void)
 
 	metrics_waiting = false;
 	last_xact_start = GetCurrentTimestamp();
-	if (!logagg_run_in_transaction(queue_depth_cb, &depth, "logagg ingest: reading the alert queue depth"))
-		logagg_exit_extension_dropped();
+	logagg_run_or_exit(queue_depth_cb, &depth, "logagg ingest: reading the alert queue depth");
 	append_metrics(&body, depth);
 	for (Conn *c = conns; c; c = c->next)
 	{
@@ -1308,8 +1306,7 @@ ingest_server_flush(void)
 
 	memset(&res, 0, sizeof(res));
 	last_xact_start = GetCurrentTimestamp();
-	if (!logagg_run_in_transaction(flush_in_transaction, &res, "logagg ingest: storing a batch"))
-		logagg_exit_extension_dropped();
+	logagg_run_or_exit(flush_in_transaction, &res, "logagg ingest: storing a batch");
 
 	if (batch->nrecords > 0 || batch->nrejects > 0)
 	{
