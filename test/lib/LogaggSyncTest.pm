@@ -23,7 +23,7 @@ use Test::More;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(start_s3 stop_s3 s3_list s3_get gunzip_bytes s3_keyenc
-  proxy_log_lines set_proxy_mode sync_conf file_sync_node files_under);
+  proxy_log_lines set_proxy_mode sync_conf start_sync_node file_sync_node files_under);
 
 our $ACCESS_KEY = 'S3RVER';		# s3rver's built-in credentials: it checks them too
 our $SECRET_KEY = 'S3RVER';
@@ -109,18 +109,27 @@ logagg.s3_secret_access_key = '$SECRET_KEY'
 };
 }
 
-# file_sync_node(NAME, DIR, EXTRA postgresql.conf) -> started node syncing
-# to file://DIR: hourly partitions, no grace (a closed hour is synced at
-# once), plus EXTRA (logagg.sync_interval and whatever else the test needs).
-sub file_sync_node
+# start_sync_node(NAME, TARGET postgresql.conf, EXTRA postgresql.conf) ->
+# started node syncing to TARGET (sync_conf() or a file:// logagg.sync_url):
+# hourly partitions, no grace (a closed hour is synced at once), plus EXTRA
+# (logagg.sync_interval and whatever else the test needs).
+sub start_sync_node
 {
-	my ($name, $dir, $extra) = @_;
-	my $node = new_node($name, qq{
-logagg.sync_url = 'file://$dir'
+	my ($name, $target, $extra) = @_;
+	my $node = new_node($name, $target . q{
 logagg.partition_interval = '1h'
 logagg.sync_grace = 0
 } . ($extra // ''));
 	return start_with_extension($node);
+}
+
+# file_sync_node(NAME, DIR, EXTRA): start_sync_node() to file://DIR.
+sub file_sync_node
+{
+	my ($name, $dir, $extra) = @_;
+	return start_sync_node($name, qq{
+logagg.sync_url = 'file://$dir'
+}, $extra);
 }
 
 # files_under(DIR): the files below DIR, as sorted paths relative to it.
