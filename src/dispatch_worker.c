@@ -77,11 +77,11 @@ logagg_dispatch_main(Datum arg)
 	dlist_init(&done);
 	next_housekeeping = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), HOUSEKEEPING_MS);
 
-	while (!logagg_got_sigterm)
+	while (!ShutdownRequestPending)
 	{
 		WaitEvent	evs[3];
 		int			nev;
-		long		timeout;
+		TimestampTz wake;
 		long		curl_timeout;
 		int			ndone = 0;
 		int			slots;
@@ -135,16 +135,22 @@ logagg_dispatch_main(Datum arg)
 			continue;
 		}
 
-		timeout = (long) ((next_housekeeping - now) / 1000) + 1;
+		/*
+		 * One wait, until the earliest thing due: housekeeping, libcurl's
+		 * timer, the next scheduled alert (only with a free slot), the end
+		 * of a batching wait, the extension check.
+		 */
+		wake = Min(next_housekeeping, logagg_worker_next_check());
 		curl_timeout = logagg_curlm_timeout_ms();
 		if (curl_timeout >= 0)
-			timeout = Min(timeout, curl_timeout);
-		if (slots > 0 && next_due != DT_NOEND)
-			timeout = Min(timeout, Max((long) ((next_due - now) / 1000) + 1, 0));
+			wake = Min(wake, TimestampTzPlusMilliseconds(now, curl_timeout));
+		if (slots > 0)
+			wake = Min(wake, next_due);
 		if (first_done_at != 0)
-			timeout = Min(timeout, Max((long) ((TimestampTzPlusMilliseconds(first_done_at, BATCH_WAIT_MS) - now) / 1000) + 1, 0));
+			wake = Min(wake, TimestampTzPlusMilliseconds(first_done_at, BATCH_WAIT_MS));
 
-		nev = WaitEventSetWait(wes, timeout, evs, lengthof(evs), PG_WAIT_EXTENSION);
+		nev = WaitEventSetWait(wes, logagg_timeout_until(wake), evs, lengthof(evs),
+							   PG_WAIT_EXTENSION);
 		for (int i = 0; i < nev; i++)
 		{
 			if (evs[i].events & WL_LATCH_SET)
@@ -153,8 +159,8 @@ logagg_dispatch_main(Datum arg)
 				want_claim = true;
 			}
 		}
-		CHECK_FOR_INTERRUPTS();
-		logagg_worker_reload_if_needed();
+		logagg_worker_process_interrupts();
+		logagg_worker_periodic_check();
 	}
 	proc_exit(1);
 }

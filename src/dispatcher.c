@@ -124,8 +124,7 @@ void
 logagg_dispatcher_start(int worker_index)
 {
 	my_worker_index = worker_index;
-	if (!logagg_run_in_transaction(release_claims, NULL, "logagg: releasing alerts"))
-		logagg_exit_extension_dropped();
+	logagg_run_or_exit(release_claims, NULL, "logagg: releasing alerts");
 }
 
 static SPIPlanPtr
@@ -613,8 +612,7 @@ logagg_dispatcher_cycle(dlist_head *done, int slots, TimestampTz *next_due)
 	ca.next_due = *next_due;
 	dlist_init(&ca.failed_at_start);
 
-	if (!logagg_run_in_transaction(cycle_in_transaction, &ca, "logagg: dispatching alerts"))
-		logagg_exit_extension_dropped();
+	logagg_run_or_exit(cycle_in_transaction, &ca, "logagg: dispatching alerts");
 
 	while (!dlist_is_empty(&ca.failed_at_start))
 		dlist_push_tail(done, dlist_pop_head_node(&ca.failed_at_start));
@@ -635,7 +633,5 @@ housekeeping_in_transaction(void *arg)
 void
 logagg_dispatcher_housekeeping(void)
 {
-	if (!logagg_run_in_transaction(housekeeping_in_transaction, NULL,
-								   "logagg: expiring alert groups"))
-		logagg_exit_extension_dropped();
+	logagg_run_or_exit(housekeeping_in_transaction, NULL, "logagg: expiring alert groups");
 }

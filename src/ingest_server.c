@@ -583,8 +583,7 @@ refresh_auth_cache(bool force)
 	}
 	if (!sources_valid)
 	{
-		if (!logagg_run_in_transaction(sources_load_cb, NULL, "logagg ingest: loading tokens"))
-			logagg_exit_extension_dropped();
+		logagg_run_or_exit(sources_load_cb, NULL, "logagg ingest: loading tokens");
 		close_revoked();
 	}
 }
@@ -1897,8 +1896,7 @@ ingest_server_flush(void)
 
 	memset(&res, 0, sizeof(res));
 	last_xact_start = last_flush = GetCurrentTimestamp();
-	if (!logagg_run_in_transaction(flush_in_transaction, &res, "logagg ingest: storing a batch"))
-		logagg_exit_extension_dropped();
+	logagg_run_or_exit(flush_in_transaction, &res, "logagg ingest: storing a batch");
 
 	if (batch->nrecords > 0 || batch->nrejects > 0)
 	{

@@ -26,14 +26,6 @@
 
 #include "ingest.h"
 
-/* Longest sleep, and how often we check that the extension still exists. */
-#define IDLE_CHECK_MS 5000
-
-static void
-noop(void *arg)
-{
-}
-
 /*
  * Every connection is a file descriptor, and the default soft limit (often
  * 1024) is below logagg.max_connections' default.  Raise the soft limit to
@@ -75,8 +67,8 @@ raise_fd_limit(void)
  * per second under load.  Fixed thresholds keep them in the heap for the
  * next batch.  Memory still goes back to the kernel by malloc_trim(),
  * which ignores these thresholds: ingest_server.c calls it as connections
- * close, and the main loop when a check interval (IDLE_CHECK_MS) passed
- * without a batch.
+ * close, and the main loop when an interval between two extension checks
+ * (logagg_worker_periodic_check) passed without a batch.
  */
 static void
 keep_batch_memory(void)
@@ -95,7 +87,6 @@ void
 logagg_ingest_main(Datum arg)
 {
 	WaitEventSet *wes;
-	TimestampTz last_check;
 	bool		stored_since_check = false;
 
 	logagg_worker_setup(LOGAGG_WORKER_INGEST, 0);
@@ -114,29 +105,23 @@ logagg_ingest_main(Datum arg)
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, ingest_server_fd(), NULL, NULL);
-	last_check = GetCurrentTimestamp();
 
-	while (!logagg_got_sigterm)
+	while (!ShutdownRequestPending)
 	{
 		WaitEvent	ev;
-		long		timeout = ingest_server_timeout_ms();
+		long		lws_timeout = ingest_server_timeout_ms();
+		TimestampTz wake = logagg_worker_next_check();
 		TimestampTz deadline;
 
-		if (timeout < 0 || timeout > IDLE_CHECK_MS)
-			timeout = IDLE_CHECK_MS;
+		/* one wait, until libwebsockets' timer, a batch or the check is due */
+		if (lws_timeout >= 0)
+			wake = Min(wake, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lws_timeout));
 		if (ingest_server_needs_flush(&deadline))
-		{
-			long		secs;
-			int			usecs;
+			wake = Min(wake, deadline);
 
-			TimestampDifference(GetCurrentTimestamp(), deadline, &secs, &usecs);
-			timeout = Min(timeout, secs * 1000 + usecs / 1000);
-		}
-
-		(void) WaitEventSetWait(wes, timeout, &ev, 1, PG_WAIT_EXTENSION);
+		(void) WaitEventSetWait(wes, logagg_timeout_until(wake), &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		logagg_worker_reload_if_needed();
+		logagg_worker_process_interrupts();
 
 		ingest_server_service();
 		ingest_server_process_input();
@@ -145,7 +130,7 @@ logagg_ingest_main(Datum arg)
 		 * A full batch is stored at once, and input that waited behind it is
 		 * parsed into the next one before sleeping again.
 		 */
-		while (!logagg_got_sigterm && ingest_server_needs_flush(&deadline) &&
+		while (!ShutdownRequestPending && ingest_server_needs_flush(&deadline) &&
 			   deadline <= GetCurrentTimestamp())
 		{
 			CHECK_FOR_INTERRUPTS();
@@ -156,15 +141,12 @@ logagg_ingest_main(Datum arg)
 		}
 
 		/* DROP EXTENSION must be noticed even when no batch is written */
-		if (TimestampDifferenceExceeds(last_check, GetCurrentTimestamp(), IDLE_CHECK_MS))
+		if (logagg_worker_periodic_check())
 		{
-			if (!logagg_run_in_transaction(noop, NULL, "logagg ingest: checking the extension"))
-				logagg_exit_extension_dropped();
 			/* idle: give the batches' heap memory back */
 			if (!stored_since_check)
 				malloc_trim(0);
 			stored_since_check = false;
-			last_check = GetCurrentTimestamp();
 		}
 	}
 

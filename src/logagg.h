@@ -15,6 +15,7 @@
 #include "access/tupdesc.h"
 #include "port/atomics.h"
 #include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
 #include "utils/timestamp.h"
@@ -128,19 +129,25 @@ extern void logagg_wake_workers(LogaggWorkerKind kind);
 extern bool logagg_refresh_alert_queue_depth(bool force);
 extern int64 logagg_alert_queue_depth(void);
 
-/* ---- common worker machinery (worker.c) ---- */
-extern volatile sig_atomic_t logagg_got_sighup;
-extern volatile sig_atomic_t logagg_got_sigterm;
+/*
+ * ---- common worker machinery (worker.c) ----
+ * SIGTERM sets PostgreSQL's ShutdownRequestPending, SIGHUP its
+ * ConfigReloadPending (postmaster/interrupt.h).
+ */
 extern volatile sig_atomic_t logagg_sigterm_interrupts;
 extern void logagg_worker_setup(LogaggWorkerKind kind, int index);
 extern bool logagg_wait_for_extension(void);
 extern bool logagg_ready_deferred;
 extern void logagg_worker_reload_if_needed(void);
-extern bool logagg_extension_exists(void);
+extern void logagg_worker_process_interrupts(void);
+extern long logagg_timeout_until(TimestampTz deadline);
 extern bool logagg_run_in_transaction(void (*fn) (void *arg), void *arg,
 									  const char *what);
+extern void logagg_run_or_exit(void (*fn) (void *arg), void *arg,
+							   const char *what);
 extern void logagg_exit_extension_dropped(void);
-extern void logagg_worker_periodic_check(void);
+extern bool logagg_worker_periodic_check(void);
+extern TimestampTz logagg_worker_next_check(void);
 
 /* per-kind main functions */
 extern PGDLLEXPORT void logagg_ingest_main(Datum arg);

@@ -38,6 +38,13 @@ maintenance_cycle(void *arg)
 	(void) logagg_run_retention();
 }
 
+/* When the sync cycle that follows one started at 'last_sync' is due. */
+static TimestampTz
+next_sync(TimestampTz last_sync)
+{
+	return TimestampTzPlusMilliseconds(last_sync, logagg_sync_interval_secs * 1000L);
+}
+
 void
 logagg_maintenance_main(Datum arg)
 {
@@ -53,16 +60,14 @@ logagg_maintenance_main(Datum arg)
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 
-	while (!logagg_got_sigterm)
+	while (!ShutdownRequestPending)
 	{
 		WaitEvent	ev;
-		TimestampTz now = GetCurrentTimestamp();
-		long		timeout;
+		TimestampTz wake;
 
-		if (now >= next_run)
+		if (GetCurrentTimestamp() >= next_run)
 		{
-			if (!logagg_run_in_transaction(maintenance_cycle, NULL, "logagg: partition maintenance"))
-				logagg_exit_extension_dropped();
+			logagg_run_or_exit(maintenance_cycle, NULL, "logagg: partition maintenance");
 			next_run = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), MAINTENANCE_PERIOD_MS);
 		}
 
@@ -72,23 +77,19 @@ logagg_maintenance_main(Datum arg)
 		 * once.
 		 */
 		if (logagg_sync_configured() &&
-			(last_sync == 0 ||
-			 GetCurrentTimestamp() >= TimestampTzPlusMilliseconds(last_sync, logagg_sync_interval_secs * 1000L)))
+			(last_sync == 0 || GetCurrentTimestamp() >= next_sync(last_sync)))
 		{
 			last_sync = GetCurrentTimestamp();
 			(void) logagg_sync_cycle_worker(false);
 		}
 
-		/* wake at least every few seconds for logagg_worker_periodic_check() */
-		timeout = Min(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_run), 3000);
+		/* one wait, until the earliest thing due (autoprewarm_main's shape) */
+		wake = Min(next_run, logagg_worker_next_check());
 		if (logagg_sync_configured() && last_sync != 0)
-			timeout = Min(timeout,
-						  TimestampDifferenceMilliseconds(GetCurrentTimestamp(),
-														  TimestampTzPlusMilliseconds(last_sync, logagg_sync_interval_secs * 1000L)));
-		(void) WaitEventSetWait(wes, timeout, &ev, 1, PG_WAIT_EXTENSION);
+			wake = Min(wake, next_sync(last_sync));
+		(void) WaitEventSetWait(wes, logagg_timeout_until(wake), &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-		logagg_worker_reload_if_needed();
+		logagg_worker_process_interrupts();
 		logagg_worker_periodic_check();
 	}
 	proc_exit(1);

@@ -102,7 +102,7 @@ logagg_sync_window_secs(void)
 bool
 sync_interrupted(void)
 {
-	if (sync_in_worker && logagg_got_sigterm)
+	if (sync_in_worker && ShutdownRequestPending)
 		return true;
 	if (QueryCancelPending || ProcDiePending)
 		return true;
@@ -216,8 +216,7 @@ logagg_sync_cycle_worker(bool force)
 	c.cxt = AllocSetContextCreate(TopMemoryContext, "logagg sync cycle", ALLOCSET_DEFAULT_SIZES);
 	sync_in_worker = true;
 
-	if (!logagg_run_in_transaction(cycle_start_txn, &c, "logagg: sync cycle"))
-		logagg_exit_extension_dropped();
+	logagg_run_or_exit(cycle_start_txn, &c, "logagg: sync cycle");
 	if (!c.locked)
 	{
 		/* logagg.sync_now() is running a cycle in some session right now */
@@ -226,11 +225,10 @@ logagg_sync_cycle_worker(bool force)
 	}
 	foreach(lc, c.items)
 	{
-		if (logagg_got_sigterm)
+		if (ShutdownRequestPending)
 			break;
 		c.current = lfirst(lc);
-		if (!logagg_run_in_transaction(cycle_item_txn, &c, "logagg: sync upload"))
-			logagg_exit_extension_dropped();
+		logagg_run_or_exit(cycle_item_txn, &c, "logagg: sync upload");
 		logagg_worker_reload_if_needed();
 	}
 	(void) logagg_run_in_transaction(cycle_end_txn, &c, "logagg: sync cycle end");

@@ -39,55 +39,53 @@
  * it found the extension.
  */
 bool		logagg_ready_deferred = false;
-volatile sig_atomic_t logagg_got_sighup = false;
-volatile sig_atomic_t logagg_got_sigterm = false;
-/* Set while a user-written regex runs (regex_limit.c): SIGTERM acts at once. */
+
+/*
+ * Set while a user-written regex runs (regex_limit.c): SIGTERM acts at once.
+ * Cleared again when the regex returns.
+ */
 volatile sig_atomic_t logagg_sigterm_interrupts = false;
 
 /* How often a worker re-checks for the extension while it is absent. */
 #define EXTENSION_POLL_MS 2000
 
-static void
-logagg_sighup(SIGNAL_ARGS)
-{
-	int			save_errno = errno;
+/* When the extension was last found installed; 0 = not yet. */
+static TimestampTz last_extension_check = 0;
 
-	logagg_got_sighup = true;
-	SetLatch(MyLatch);
-	errno = save_errno;
-}
-
+/*
+ * SIGTERM: PostgreSQL's SignalHandlerForShutdownRequest() sets
+ * ShutdownRequestPending and the latch, and each worker's loop stops
+ * between two units of work.  A user-written regex, though, can run for
+ * long between two checks of that flag; the regex engine polls
+ * CHECK_FOR_INTERRUPTS(), so while one runs we also ask for the exit die()
+ * would give.  PostgreSQL's handler alone cannot do that, hence this
+ * wrapper.
+ */
 static void
 logagg_sigterm(SIGNAL_ARGS)
 {
-	int			save_errno = errno;
-
-	logagg_got_sigterm = true;
-	/*
-	 * A regex can run for long between two checks of the flag; the regex
-	 * engine polls interrupts, so ask for the exit die() would give.
-	 */
 	if (logagg_sigterm_interrupts)
 	{
 		ProcDiePending = true;
 		InterruptPending = true;
 	}
-	SetLatch(MyLatch);
-	errno = save_errno;
+	SignalHandlerForShutdownRequest(postgres_signal_arg);
 }
 
 /*
  * Common start-up: signals, database connection, shared-memory slot.
  *
- * SIGTERM only sets a flag: each worker's loop checks it between units of
- * work so that a batch in progress is either committed or not started,
- * never abandoned half-way inside a library callback -- except while a
- * user-written regex runs, where it terminates the process at once.
+ * SIGTERM only sets ShutdownRequestPending: each worker's loop checks it
+ * between units of work so that a batch in progress is either committed or
+ * not started, never abandoned half-way inside a library callback --
+ * except while a user-written regex runs, where it terminates the process
+ * at once.  SIGHUP sets ConfigReloadPending, which
+ * logagg_worker_process_interrupts() acts on.
  */
 void
 logagg_worker_setup(LogaggWorkerKind kind, int index)
 {
-	pqsignal(SIGHUP, logagg_sighup);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, logagg_sigterm);
 	BackgroundWorkerUnblockSignals();
 
@@ -105,23 +103,52 @@ logagg_worker_setup(LogaggWorkerKind kind, int index)
 	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_SUSET, PGC_S_OVERRIDE);
 }
 
+/* Re-read the configuration files after SIGHUP. */
 void
 logagg_worker_reload_if_needed(void)
 {
-	if (logagg_got_sighup)
+	if (ConfigReloadPending)
 	{
-		logagg_got_sighup = false;
+		ConfigReloadPending = false;
 		ProcessConfigFile(PGC_SIGHUP);
 		logagg_count(LC_RELOADS, 1);
 	}
 }
 
 /*
+ * What every worker does after each wake-up, like PostgreSQL's
+ * HandleMainLoopInterrupts() -- except that SIGTERM does not exit here:
+ * the caller's loop tests ShutdownRequestPending and stops between units
+ * of work (the ingest worker still stores what it has received).
+ */
+void
+logagg_worker_process_interrupts(void)
+{
+	CHECK_FOR_INTERRUPTS();
+	logagg_worker_reload_if_needed();
+}
+
+/*
+ * The WaitEventSetWait() timeout, in milliseconds, that wakes the caller at
+ * 'deadline': 0 if it has passed, rounded up so that on waking it has
+ * passed (no spinning on a sub-millisecond remainder), -1 (wait without a
+ * timeout) for DT_NOEND.  Each worker takes the earliest of its deadlines
+ * -- including logagg_worker_next_check() -- and converts it here once.
+ */
+long
+logagg_timeout_until(TimestampTz deadline)
+{
+	if (deadline == DT_NOEND)
+		return -1;
+	return TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+}
+
+/*
  * Is the extension installed in this database?  Must be called inside a
  * transaction.
  */
-bool
-logagg_extension_exists(void)
+static bool
+extension_exists(void)
 {
 	return OidIsValid(get_extension_oid("logagg", true));
 }
@@ -225,7 +252,7 @@ check_extension_in_transaction(void)
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
-	exists = logagg_extension_exists();
+	exists = extension_exists();
 	if (exists)
 		become_owner_role();
 	PopActiveSnapshot();
@@ -249,7 +276,7 @@ logagg_wait_for_extension(void)
 	pgstat_report_activity(STATE_IDLE, "waiting for CREATE EXTENSION logagg");
 	for (;;)
 	{
-		if (logagg_got_sigterm)
+		if (ShutdownRequestPending)
 			return false;
 		logagg_worker_reload_if_needed();
 
@@ -277,6 +304,8 @@ logagg_wait_for_extension(void)
 						MyBgworkerEntry->bgw_name)));
 	if (slot && !logagg_ready_deferred)
 		slot->extension_ready = true;
+	/* just confirmed: logagg_worker_periodic_check() can wait a while */
+	last_extension_check = GetCurrentTimestamp();
 	pgstat_report_activity(STATE_IDLE, "");
 	return true;
 }
@@ -309,7 +338,7 @@ logagg_run_in_transaction(void (*fn) (void *arg), void *arg, const char *what)
 		StartTransactionCommand();
 		PushActiveSnapshot(GetTransactionSnapshot());
 		pgstat_report_activity(STATE_RUNNING, what);
-		exists = logagg_extension_exists();
+		exists = extension_exists();
 		if (exists)
 		{
 			if (SPI_connect() != SPI_OK_CONNECT)
@@ -349,26 +378,49 @@ logagg_exit_extension_dropped(void)
 	proc_exit(1);
 }
 
+/*
+ * Like logagg_run_in_transaction(), for the callers that have nothing to
+ * do when the extension is gone but exit (to be restarted and wait for it
+ * again).
+ */
+void
+logagg_run_or_exit(void (*fn) (void *arg), void *arg, const char *what)
+{
+	if (!logagg_run_in_transaction(fn, arg, what))
+		logagg_exit_extension_dropped();
+}
+
 /* How often a running worker confirms the extension still exists. */
 #define EXTENSION_RECHECK_MS 3000
 
 /*
- * Cheap to call on every wake-up of a worker's loop: at most every few
- * seconds it checks, in a short transaction, that the extension is still
- * installed, and exits (to be restarted and wait again) after DROP
- * EXTENSION.  Without it an idle worker would hold on to a dropped
- * extension's state until its next unit of work failed.
+ * The one "extension dropped?" check of a running worker.  Cheap to call on
+ * every wake-up of its loop: at most every EXTENSION_RECHECK_MS it checks,
+ * in a short transaction, that the extension is still installed (and
+ * becomes logagg_owner after ALTER EXTENSION UPDATE from 1.0), and exits
+ * (to be restarted and wait again) after DROP EXTENSION.  Without it an
+ * idle worker would hold on to a dropped extension's state until its next
+ * unit of work failed.  Returns true when it checked this time.
  */
-void
+bool
 logagg_worker_periodic_check(void)
 {
-	static TimestampTz last_check = 0;
-	TimestampTz now = GetCurrentTimestamp();
-
-	if (last_check != 0 &&
-		!TimestampDifferenceExceeds(last_check, now, EXTENSION_RECHECK_MS))
-		return;
-	last_check = now;
+	if (GetCurrentTimestamp() < logagg_worker_next_check())
+		return false;
+	last_extension_check = GetCurrentTimestamp();
 	if (!check_extension_in_transaction())
 		logagg_exit_extension_dropped();
+	return true;
+}
+
+/*
+ * When logagg_worker_periodic_check() wants to run next: a deadline each
+ * worker's wait includes, so that an idle worker wakes up for it.
+ */
+TimestampTz
+logagg_worker_next_check(void)
+{
+	if (last_extension_check == 0)
+		return 0;
+	return TimestampTzPlusMilliseconds(last_extension_check, EXTENSION_RECHECK_MS);
 }

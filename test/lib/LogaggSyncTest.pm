@@ -14,14 +14,16 @@ use Exporter 'import';
 use Compress::Zlib ();
 use HTTP::Tiny;
 use IO::Uncompress::Gunzip qw(gunzip $GunzipError);
+use File::Find ();
 use IPC::Run ();
+use LogaggTest;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use Time::HiRes qw(usleep time);
 
 our @EXPORT = qw(start_s3 stop_s3 s3_list s3_get gunzip_bytes s3_keyenc
-  proxy_log_lines set_proxy_mode sync_conf);
+  proxy_log_lines set_proxy_mode sync_conf start_sync_node file_sync_node files_under);
 
 our $ACCESS_KEY = 'S3RVER';		# s3rver's built-in credentials: it checks them too
 our $SECRET_KEY = 'S3RVER';
@@ -105,6 +107,40 @@ logagg.s3_region = 'us-east-1'
 logagg.s3_access_key_id = '$ACCESS_KEY'
 logagg.s3_secret_access_key = '$SECRET_KEY'
 };
+}
+
+# start_sync_node(NAME, TARGET postgresql.conf, EXTRA postgresql.conf) ->
+# started node syncing to TARGET (sync_conf() or a file:// logagg.sync_url):
+# hourly partitions, no grace (a closed hour is synced at once), plus EXTRA
+# (logagg.sync_interval and whatever else the test needs).
+sub start_sync_node
+{
+	my ($name, $target, $extra) = @_;
+	my $node = new_node($name, $target . q{
+logagg.partition_interval = '1h'
+logagg.sync_grace = 0
+} . ($extra // ''));
+	return start_with_extension($node);
+}
+
+# file_sync_node(NAME, DIR, EXTRA): start_sync_node() to file://DIR.
+sub file_sync_node
+{
+	my ($name, $dir, $extra) = @_;
+	return start_sync_node($name, qq{
+logagg.sync_url = 'file://$dir'
+}, $extra);
+}
+
+# files_under(DIR): the files below DIR, as sorted paths relative to it.
+sub files_under
+{
+	my ($dir) = @_;
+	my @f;
+	return () unless -d $dir;
+	File::Find::find({ wanted => sub { push @f, substr($File::Find::name, length($dir) + 1) if -f $_ },
+			no_chdir => 1 }, $dir);
+	return sort @f;
 }
 
 sub set_proxy_mode

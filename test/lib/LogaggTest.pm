@@ -14,7 +14,7 @@ use Time::HiRes qw(time usleep);
 use IPC::Run ();
 
 our @EXPORT = qw(new_node start_with_extension wait_workers_ready src_dir
-  poll_until emitter_path ws_probe
+  poll_until emitter_path ws_probe start_ingest_node
   clear_of_hour_boundary clear_of_day_boundary);
 
 sub src_dir { return $ENV{LOGAGG_SRC} // '.'; }
@@ -65,6 +65,27 @@ sub wait_workers_ready
 	$node->poll_query_until('postgres',
 		"SELECT count(*) > 0 AND bool_and(ready) FROM logagg.status()")
 	  or die "logagg workers did not become ready";
+}
+
+# start_ingest_node(NAME, SOURCE, EXTRA postgresql.conf) -> ($node, $base,
+# $token): a started node for the ingest worker's end-to-end tests.  No
+# dispatch workers (queued alerts stay in alert_queue to be inspected), no
+# window on ts (the records carry fixed dates; 163_ingest_ts_window.pl
+# tests the window), four connections at most (a test can reach the
+# limit), plus EXTRA.  $base is the listener's ws:// URL, $token that of a
+# new source named SOURCE.
+sub start_ingest_node
+{
+	my ($name, $source, $extra) = @_;
+	my $node = new_node($name, qq{
+logagg.dispatch_workers = 0
+logagg.max_ts_past = -1
+logagg.max_connections = 4
+} . ($extra // ''));
+	start_with_extension($node);
+	my $base = "ws://127.0.0.1:$node->{logagg_port}";
+	my $token = $node->safe_psql('postgres', "SELECT logagg.create_source('$source')");
+	return ($node, $base, $token);
 }
 
 # ws_probe(BASE URL, STEPS...): run test/clients/ws_probe.py against

@@ -13,19 +13,11 @@ use IPC::Run qw(run timeout);
 use HTTP::Tiny;
 use LogaggTest;
 
-# No dispatch workers: queued alerts stay in alert_queue for us to inspect.
-# timestamps from past years are parsed here: no window on ts
-# (163_ingest_ts_window.pl tests the window)
-my $node = new_node('ingest_ws', qq{
-logagg.dispatch_workers = 0
-logagg.max_ts_past = -1
-logagg.max_connections = 4
+# queued alerts stay in alert_queue; timestamps from past years are parsed
+my ($node, $base, $token) = start_ingest_node('ingest_ws', 'svc-a', qq{
 logagg.max_message_bytes = 64kB
 });
-start_with_extension($node);
 my $port = $node->{logagg_port};
-my $base = "ws://127.0.0.1:$port";
-my $token = $node->safe_psql('postgres', "SELECT logagg.create_source('svc-a')");
 like($token, qr/^lgt_[0-9a-f]{64}$/, 'create_source returns a token');
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }

@@ -22,17 +22,10 @@ use HTTP::Tiny;
 use LogaggTest;
 
 # the good timestamp below is a fixed date: no window on ts here
-# (163_ingest_ts_window.pl tests the window)
-my $node = new_node('ingest_bad', qq{
-logagg.dispatch_workers = 0
-logagg.max_ts_past = -1
-logagg.max_connections = 4
+my ($node, $base, $token) = start_ingest_node('ingest_bad', 'svc-bad', qq{
 logagg.max_message_bytes = 32kB
 });
-start_with_extension($node);
 my $port = $node->{logagg_port};
-my $base = "ws://127.0.0.1:$port";
-my $token = $node->safe_psql('postgres', "SELECT logagg.create_source('svc-bad')");
 my $pid = $node->safe_psql('postgres', "SELECT pid FROM logagg.status() WHERE kind = 'ingest'");
 my $http = HTTP::Tiny->new(timeout => 10);
 

@@ -21,12 +21,9 @@ use LogaggSyncTest;
 clear_of_hour_boundary(120);
 
 my $s3 = start_s3('main', 'logs-bucket');
-my $node = new_node('sync_s3', sync_conf($s3, 'pfx/logagg') . q{
-logagg.partition_interval = '1h'
-logagg.sync_grace = 0
+my $node = start_sync_node('sync_s3', sync_conf($s3, 'pfx/logagg'), q{
 logagg.sync_interval = '1h'
 });
-start_with_extension($node);
 
 # Three sources (one whose name needs escaping in a key), three past hours;
 # not every source has rows in every hour.

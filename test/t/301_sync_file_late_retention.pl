@@ -9,7 +9,6 @@
 #    it is synced, and drops anything old when no sync target is configured.
 use strict;
 use warnings;
-use File::Find;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -17,27 +16,15 @@ use IO::Uncompress::Gunzip qw(gunzip $GunzipError);
 use JSON::PP;
 use lib "$ENV{LOGAGG_SRC}/test/lib";
 use LogaggTest;
-use LogaggSyncTest qw(gunzip_bytes);
+use LogaggSyncTest qw(gunzip_bytes file_sync_node files_under);
 
 # the test reasons about which hourly windows are closed
 clear_of_hour_boundary(120);
 
 my $dir = "$PostgreSQL::Test::Utils::tmp_check/export";
-my $node = new_node('sync_file', qq{
-logagg.sync_url = 'file://$dir'
-logagg.partition_interval = '1h'
-logagg.sync_grace = 0
+my $node = file_sync_node('sync_file', $dir, qq{
 logagg.sync_interval = '2s'
 });
-start_with_extension($node);
-
-sub files_under
-{
-	my @f;
-	return () unless -d $dir;
-	find({ wanted => sub { push @f, substr($File::Find::name, length($dir) + 1) if -f $_ }, no_chdir => 1 }, $dir);
-	return sort @f;
-}
 
 sub file_lines
 {
@@ -60,7 +47,7 @@ SET TimeZone = 'UTC';
 SELECT string_agg(format('source=%s/date=%s/hour=%s/logs-%s-0000.ndjson.gz', source,
          to_char(w, 'YYYY-MM-DD'), to_char(w, 'HH24'), to_char(w, 'YYYYMMDD"T"HH24MISS"Z"')), ',' ORDER BY 1)
 FROM (SELECT DISTINCT source, date_trunc('hour', ts) w FROM logagg.logs) s});
-my @files = files_under();
+my @files = files_under($dir);
 is(join(',', @files), join(',', sort split /,/, $expect_keys), 'files at the documented keys, no temporary files left');
 
 my $json = JSON::PP->new;
@@ -89,7 +76,7 @@ FROM generate_series(1, 5) i;});
 ok($node->poll_query_until('postgres',
 		q{SELECT count(*) FROM logagg.sync_log WHERE status = 'uploaded' AND part = 1}, '1'),
 	'the late rows are uploaded on a later cycle');
-my ($late_key) = grep { /^source=one\/.*-0001\.ndjson\.gz$/ } files_under();
+my ($late_key) = grep { /^source=one\/.*-0001\.ndjson\.gz$/ } files_under($dir);
 ok(defined $late_key, 'as part 0001 of the same window');
 my @late = file_lines($late_key);
 is(scalar(@late), 5, 'part 0001 holds the 5 late rows');
@@ -134,7 +121,7 @@ $node->safe_psql('postgres', 'SELECT logagg.maintain()');
 is($node->safe_psql('postgres', $parts_sql), '0', 'once synced, B is dropped too');
 my $bstamp = $node->safe_psql('postgres',
 	q{SELECT to_char((date_trunc('hour', now()) - interval '11 hours') AT TIME ZONE 'UTC', 'YYYYMMDD"T"HH24MISS"Z"')});
-my ($bfile) = grep { /^source=two\/.*logs-$bstamp-0000\.ndjson\.gz$/ } files_under();
+my ($bfile) = grep { /^source=two\/.*logs-$bstamp-0000\.ndjson\.gz$/ } files_under($dir);
 ok(defined $bfile && scalar(file_lines($bfile)) == 50, 'B\'s 50 rows are in the export directory');
 
 # without a sync target, old partitions go regardless

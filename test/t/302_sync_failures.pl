@@ -17,13 +17,10 @@ use LogaggSyncTest;
 clear_of_hour_boundary(120);
 
 my $s3 = start_s3('fail', 'fail-bucket');
-my $node = new_node('sync_fail', sync_conf($s3, 'x') . q{
-logagg.partition_interval = '1h'
-logagg.sync_grace = 0
+my $node = start_sync_node('sync_fail', sync_conf($s3, 'x'), q{
 logagg.sync_interval = '1h'
 logagg.sync_timeout = '1s'
 });
-start_with_extension($node);
 
 # 2 sources x 3 past hours = 6 objects
 $node->safe_psql('postgres', q{

@@ -17,39 +17,26 @@
 #    in an uploaded part, and drops it once all are.
 use strict;
 use warnings;
-use File::Find;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use JSON::PP;
 use lib "$ENV{LOGAGG_SRC}/test/lib";
 use LogaggTest;
-use LogaggSyncTest qw(gunzip_bytes);
+use LogaggSyncTest qw(gunzip_bytes file_sync_node files_under);
 
 # the test reasons about which hourly windows are closed
 clear_of_hour_boundary(120);
 
 my $dir = "$PostgreSQL::Test::Utils::tmp_check/export_low";
-my $node = new_node('sync_low_ids', qq{
-logagg.sync_url = 'file://$dir'
-logagg.partition_interval = '1h'
-logagg.sync_grace = 0
+my $node = file_sync_node('sync_low_ids', $dir, qq{
 logagg.sync_interval = '1h'
 max_prepared_transactions = 5
 });
-start_with_extension($node);
 
 # the window: three hours ago, source "low"
 my $W = q{date_trunc('hour', now()) - interval '3 hours'};
 $node->safe_psql('postgres', "SELECT logagg._ensure_partition($W, 3600)");
-
-sub files_under
-{
-	my @f;
-	return () unless -d $dir;
-	find({ wanted => sub { push @f, substr($File::Find::name, length($dir) + 1) if -f $_ }, no_chdir => 1 }, $dir);
-	return sort @f;
-}
 
 my $json = JSON::PP->new;
 
@@ -57,7 +44,7 @@ my $json = JSON::PP->new;
 sub exported
 {
 	my (%ids, %per_part);
-	for my $f (grep { m{^source=low/} } files_under())
+	for my $f (grep { m{^source=low/} } files_under($dir))
 	{
 		my ($part) = $f =~ /-(\d{4})\.ndjson\.gz$/;
 		for my $l (gunzip_bytes(slurp_file("$dir/$f")))

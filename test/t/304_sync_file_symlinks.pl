@@ -15,6 +15,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use lib "$ENV{LOGAGG_SRC}/test/lib";
 use LogaggTest;
+use LogaggSyncTest qw(file_sync_node);
 
 # the test reasons about which hourly windows are closed
 clear_of_hour_boundary(60);
@@ -26,13 +27,9 @@ my $elsewhere = "$tmp/elsewhere";
 make_path($real, $elsewhere);
 symlink($real, $dir) or die "symlink: $!";
 
-my $node = new_node('sync_symlinks', qq{
-logagg.sync_url = 'file://$dir'
-logagg.partition_interval = '1h'
-logagg.sync_grace = 0
+my $node = file_sync_node('sync_symlinks', $dir, qq{
 logagg.sync_interval = '1h'
 });
-start_with_extension($node);
 
 # one past hour, four sources
 $node->safe_psql('postgres', q{
