@@ -165,16 +165,20 @@ typedef struct IngestParsePos
 	bool		in_array;		/* offset is in an array's elements */
 } IngestParsePos;
 
-/* ingest_parse.c */
+/* ingest/batch_mem.c */
 extern IngestBatch *ingest_batch_create(MemoryContext parent);
 extern void ingest_batch_reset(IngestBatch *batch);
+extern void *ingest_batch_grow(IngestBatch *batch, void *array, int *max, Size elemsize);
+extern char *ingest_batch_strdup(IngestBatch *batch, const char *s);
+extern void ingest_batch_add_stream(IngestBatch *batch, const char *stream,
+									const char *source, int64 last_seq);
+
+/* ingest_parse.c */
 extern void ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin,
 								 char *data, int len);
 extern bool ingest_parse_message_part(IngestBatch *batch, const IngestOrigin *origin,
 									  char *data, int len, IngestParsePos *pos,
 									  int max_units);
-extern void ingest_batch_add_stream(IngestBatch *batch, const char *stream,
-									const char *source, int64 last_seq);
 extern Datum ingest_flat_attrs_jsonb(const char *attrs);
 
 /* ingest_batch.c */

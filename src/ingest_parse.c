@@ -123,66 +123,6 @@ static MemoryContext parse_cxt = NULL;
 static MemoryContext line_cxt = NULL;
 static MemoryContext rec_cxt = NULL;
 
-IngestBatch *
-ingest_batch_create(MemoryContext parent)
-{
-	/* the struct lives in parent: resetting cxt must not free it */
-	IngestBatch *batch = MemoryContextAllocZero(parent, sizeof(IngestBatch));
-
-	batch->cxt = AllocSetContextCreate(parent, "logagg ingest batch",
-									   ALLOCSET_DEFAULT_SIZES);
-	return batch;
-}
-
-/* Forget every record; the memory is reused by the next batch. */
-void
-ingest_batch_reset(IngestBatch *batch)
-{
-	MemoryContext cxt = batch->cxt;
-
-	MemoryContextReset(cxt);
-	memset(batch, 0, sizeof(IngestBatch));
-	batch->cxt = cxt;
-}
-
-/* Grow an array kept in the batch context. */
-static void *
-grow(IngestBatch *batch, void *array, int *max, Size elemsize)
-{
-	int			newmax = *max ? *max * 2 : 64;
-	void	   *res;
-
-	if (array == NULL)
-		res = MemoryContextAlloc(batch->cxt, newmax * elemsize);
-	else
-		res = repalloc(array, newmax * elemsize);
-	*max = newmax;
-	return res;
-}
-
-void
-ingest_batch_add_stream(IngestBatch *batch, const char *stream,
-						const char *source, int64 last_seq)
-{
-	IngestStreamUpdate *u;
-
-	for (int i = 0; i < batch->nstreams; i++)
-	{
-		if (strcmp(batch->streams[i].stream, stream) == 0)
-		{
-			batch->streams[i].last_seq = Max(batch->streams[i].last_seq, last_seq);
-			return;
-		}
-	}
-	if (batch->nstreams >= batch->maxstreams)
-		batch->streams = grow(batch, batch->streams, &batch->maxstreams,
-							  sizeof(IngestStreamUpdate));
-	u = &batch->streams[batch->nstreams++];
-	u->stream = MemoryContextStrdup(batch->cxt, stream);
-	u->source = source ? MemoryContextStrdup(batch->cxt, source) : NULL;
-	u->last_seq = last_seq;
-}
-
 /* ---------------------------------------------------------------------
  * Timestamps
  * ---------------------------------------------------------------------
@@ -535,7 +475,7 @@ add_reject_bytes(IngestBatch *batch, const IngestOrigin *origin, const char *rea
 	int			keep = Min(rawlen, INGEST_REJECT_RAW_BYTES);
 
 	if (batch->nrejects >= batch->maxrejects)
-		batch->rejects = grow(batch, batch->rejects, &batch->maxrejects, sizeof(IngestReject));
+		batch->rejects = ingest_batch_grow(batch, batch->rejects, &batch->maxrejects, sizeof(IngestReject));
 	why = reject_reason(batch, reason);
 	r = &batch->rejects[batch->nrejects];
 	memset(r, 0, sizeof(IngestReject));
@@ -573,12 +513,6 @@ add_reject(IngestBatch *batch, const IngestOrigin *origin, const char *reason,
 		   const char *raw, int rawlen, bool has_seq, int64 seq)
 {
 	add_reject_bytes(batch, origin, reason, raw, rawlen, true, has_seq, seq);
-}
-
-static char *
-batch_strdup(IngestBatch *batch, const char *s)
-{
-	return s ? MemoryContextStrdup(batch->cxt, s) : NULL;
 }
 
 /*
@@ -923,14 +857,14 @@ finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *stp,
 	else if (rec.source == NULL)
 		rec.source = "unknown";
 	else if (!st.in_batch)
-		rec.source = batch_strdup(batch, rec.source);
+		rec.source = ingest_batch_strdup(batch, rec.source);
 	else
 		rec.text_ready |= INGEST_TEXT_SOURCE;
 	if (!st.in_batch)
 	{
-		rec.message = batch_strdup(batch, rec.message);
-		rec.trace_id = batch_strdup(batch, rec.trace_id);
-		rec.span_id = batch_strdup(batch, rec.span_id);
+		rec.message = ingest_batch_strdup(batch, rec.message);
+		rec.trace_id = ingest_batch_strdup(batch, rec.trace_id);
+		rec.span_id = ingest_batch_strdup(batch, rec.span_id);
 	}
 	else
 	{
@@ -957,10 +891,10 @@ finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *stp,
 	else if (st.attrs.len > 0)
 	{
 		appendStringInfoChar(&st.attrs, '}');
-		rec.attrs = batch_strdup(batch, st.attrs.data);
+		rec.attrs = ingest_batch_strdup(batch, st.attrs.data);
 	}
 	if (batch->nrecords >= batch->maxrecords)
-		batch->records = grow(batch, batch->records, &batch->maxrecords, sizeof(IngestRecord));
+		batch->records = ingest_batch_grow(batch, batch->records, &batch->maxrecords, sizeof(IngestRecord));
 	batch->records[batch->nrecords++] = rec;
 	batch->bytes += len;
 	if (origin->accepted)
