@@ -150,7 +150,7 @@ ingest_server_start(void)
 	info.protocols = ingest_protocols;
 	/*
 	 * No LWS_SERVER_OPTION_VALIDATE_UTF8: lws would close the connection
-	 * (1007) on bad UTF-8 and the input would be lost; ingest_parse.c
+	 * (1007) on bad UTF-8 and the input would be lost; the parser (message.c)
 	 * checks it and stores the message in logagg.rejected instead.
 	 */
 	info.options = LWS_SERVER_OPTION_LIBUV;
