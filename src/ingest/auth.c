@@ -122,7 +122,7 @@ close_revoked(void)
 			c->http_body_done = true;
 			c->http_close = true;
 			ingest_http_reply(c, HTTP_STATUS_UNAUTHORIZED, "application/json",
-					   "{\"error\": \"token revoked\"}");
+							  "{\"error\": \"token revoked\"}");
 		}
 		ingest_conn_flow(c);
 		ingest_conn_release_if_done(c);

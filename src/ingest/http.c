@@ -196,7 +196,7 @@ http_body_complete(Conn *c)
 	{
 		c->rx.len = 0;
 		return ingest_http_reply(c, HTTP_STATUS_UNAUTHORIZED, "application/json",
-						  "{\"error\": \"token revoked\"}");
+								 "{\"error\": \"token revoked\"}");
 	}
 	ingest_conn_queue_message(c, c->rx.data ? c->rx.data : "", c->rx.len);
 	c->rx.len = 0;
@@ -298,7 +298,7 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 	{
 		if (!ingest_metrics_authorized(wsi))
 			return ingest_http_reply(c, HTTP_STATUS_UNAUTHORIZED, "text/plain",
-							  "/metrics needs \"Authorization: Bearer\" with logagg.metrics_token\n");
+									 "/metrics needs \"Authorization: Bearer\" with logagg.metrics_token\n");
 		/* shared-memory counters only: no transaction per scrape */
 		c->out.len = 0;
 		ingest_append_metrics(&c->out, logagg_alert_queue_depth());
@@ -309,13 +309,13 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 	}
 	if (strcmp(uri, "/ingest") != 0)
 		return ingest_http_reply(c, HTTP_STATUS_NOT_FOUND, "application/json",
-						  "{\"error\": \"not found: use POST /ingest, GET /healthz or GET /metrics\"}");
+								 "{\"error\": \"not found: use POST /ingest, GET /healthz or GET /metrics\"}");
 	if (!is_post)
 		return ingest_http_reply(c, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json",
-						  "{\"error\": \"use POST /ingest, or a WebSocket upgrade\"}");
+								 "{\"error\": \"use POST /ingest, or a WebSocket upgrade\"}");
 	if ((status = ingest_authenticate(wsi, source, sizeof(source), &c->has_token, c->token_hash)) != 0)
 		return ingest_http_reply(c, status, "application/json",
-						  "{\"error\": \"missing, unknown or revoked token\"}");
+								 "{\"error\": \"missing, unknown or revoked token\"}");
 	strlcpy(c->source, source, sizeof(c->source));
 	c->revoked = false;
 	if ((status = body_framing(wsi, c, &why)) != 0)

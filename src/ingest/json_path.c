@@ -240,9 +240,9 @@ ingest_parse_record(IngestBatch *batch, const IngestOrigin *origin, char *text, 
 	if ((cp = unconvertible_escape(text, len)) != 0)
 	{
 		ingest_add_reject(batch, origin,
-				   psprintf("character U+%04X (a \\u escape) has no equivalent in the database encoding %s",
-							cp, GetDatabaseEncodingName()),
-				   text, len, false, 0);
+						  psprintf("character U+%04X (a \\u escape) has no equivalent in the database encoding %s",
+								   cp, GetDatabaseEncodingName()),
+						  text, len, false, 0);
 		return;
 	}
 	memset(&st, 0, sizeof(st));
@@ -262,7 +262,7 @@ ingest_parse_record(IngestBatch *batch, const IngestOrigin *origin, char *text, 
 	if (err != JSON_SUCCESS)
 	{
 		ingest_add_reject(batch, origin, psprintf("invalid JSON: %s", json_errdetail(err, st.d.lex)),
-				   text, len, false, 0);
+						  text, len, false, 0);
 		return;
 	}
 	if (first_char(text, len) != '{')

@@ -80,7 +80,7 @@ parse_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
 	if (err != JSON_SUCCESS)
 	{
 		ingest_add_reject(batch, origin, psprintf("invalid JSON: %s", json_errdetail(err, lex)),
-				   text, len, false, 0);
+						  text, len, false, 0);
 		return UNIT_DONE;
 	}
 	p = skip_ws(text, text + len);
@@ -211,9 +211,9 @@ static void
 reject_invalid_text(IngestBatch *batch, const IngestOrigin *origin, const char *s, int len)
 {
 	ingest_add_reject_bytes(batch, origin,
-					 psprintf("not valid text in the database encoding %s (or contains a NUL byte)",
-							  GetDatabaseEncodingName()),
-					 s, len, false, false, 0);
+							psprintf("not valid text in the database encoding %s (or contains a NUL byte)",
+									 GetDatabaseEncodingName()),
+							s, len, false, false, 0);
 }
 
 static void

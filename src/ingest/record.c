@@ -354,7 +354,7 @@ keep_record(IngestBatch *batch, const IngestOrigin *origin, RecState *st,
  */
 void
 ingest_finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *st,
-			  char *text, int len)
+					 char *text, int len)
 {
 	IngestRecord rec;
 	char		reasonbuf[128];

@@ -75,7 +75,7 @@ reject_origin_string(IngestBatch *batch, const char *s, bool peer)
  */
 void
 ingest_add_reject_bytes(IngestBatch *batch, const IngestOrigin *origin, const char *reason,
-				 const char *raw, int rawlen, bool is_text, bool has_seq, int64 seq)
+						const char *raw, int rawlen, bool is_text, bool has_seq, int64 seq)
 {
 	IngestReject *r;
 	const char *why;
@@ -117,7 +117,7 @@ ingest_add_reject_bytes(IngestBatch *batch, const IngestOrigin *origin, const ch
 /* A record that is valid text: the usual case. */
 void
 ingest_add_reject(IngestBatch *batch, const IngestOrigin *origin, const char *reason,
-		   const char *raw, int rawlen, bool has_seq, int64 seq)
+				  const char *raw, int rawlen, bool has_seq, int64 seq)
 {
 	ingest_add_reject_bytes(batch, origin, reason, raw, rawlen, true, has_seq, seq);
 }

@@ -277,7 +277,7 @@ scan_value(char *p, char *end, int depth, bool *too_big)
  */
 bool
 ingest_scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth,
-			MemoryContext scratch)
+				   MemoryContext scratch)
 {
 	char	   *p = *pp;
 	bool		too_big = false;
@@ -411,7 +411,7 @@ ingest_scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int dept
  */
 bool
 ingest_fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
-		  bool may_be_several, bool *several)
+				 bool may_be_several, bool *several)
 {
 	char	   *end = text + len;
 	char	   *p = skip_ws(text, end);

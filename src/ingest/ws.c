@@ -168,9 +168,110 @@ ws_filter(struct lws *wsi, SessionData *pss)
 	return 0;
 }
 
+/* LWS_CALLBACK_ESTABLISHED: a WebSocket connection is open. */
+static int
+ws_established(struct lws *wsi, Conn *c)
+{
+	/*
+	 * Answers are small; a fixed send buffer also bounds what the kernel
+	 * holds for a client that does not read them (autotuning would let it
+	 * grow to megabytes).
+	 */
+	int			sndbuf = SOCKET_SNDBUF_BYTES;
+
+	(void) setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF,
+					  &sndbuf, sizeof(sndbuf));
+	if (c->need_resume)
+	{
+		/* read nothing until the resume point is sent */
+		ingest_conn_flow(c);
+		ingest_mark_pending(true);
+	}
+	return 0;
+}
+
+/* LWS_CALLBACK_RECEIVE: part of a message; queue it once it is whole. */
+static int
+ws_receive(struct lws *wsi, Conn *c, const void *in, size_t len)
+{
+	if (c->killed)
+		return 0;				/* closing: the client resends elsewhere */
+	if (lws_is_first_fragment(wsi))
+		c->rx.len = 0;
+	if (c->rx.len + len > (size_t) logagg_max_message_bytes)
+	{
+		static const char why[] = "message larger than logagg.max_message_bytes";
+
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+						 (unsigned char *) why, sizeof(why) - 1);
+		return -1;
+	}
+	if (!ingest_buf_append(&c->rx, in, len))
+		return -1;
+	if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0)
+	{
+		ingest_conn_queue_message(c, c->rx.data, c->rx.len);
+		c->rx.len = 0;
+	}
+	return 0;
+}
+
 /*
- * The one lws callback of the "logagg" protocol.  lws calls it from inside
- * uv_run(), so it only copies bytes and sets flags (see conn.c).
+ * LWS_CALLBACK_SERVER_WRITEABLE: write the answers composed so far as one
+ * frame, or close a killed connection.
+ */
+static int
+ws_writeable(struct lws *wsi, Conn *c)
+{
+	if (c->killed)
+	{
+		lws_close_reason(wsi, c->close_code, (unsigned char *) c->close_reason,
+						 strlen(c->close_reason));
+		return -1;
+	}
+	ingest_conn_compose(c);
+	if (c->out.len > LWS_PRE)
+	{
+		size_t		n = c->out.len - LWS_PRE;
+
+		/* what the socket does not take, lws keeps (one frame) */
+		if (lws_write(wsi, (unsigned char *) c->out.data + LWS_PRE, n,
+					  LWS_WRITE_TEXT) < (int) n)
+			return -1;
+		c->out.len = 0;
+	}
+	if (c->out_full)
+	{
+		/*
+		 * Read again once lws has got everything out; until then (it keeps
+		 * what the socket did not take) ask again.
+		 */
+		if (lws_send_pipe_choked(wsi))
+			lws_callback_on_writable(wsi);
+		else
+		{
+			c->out_full = false;
+			ingest_conn_flow(c);
+		}
+	}
+	return 0;
+}
+
+/* The connection is gone: forget it once nothing of it is left. */
+static void
+ws_closed(SessionData *pss, Conn *c)
+{
+	pss->conn = NULL;
+	c->wsi = NULL;
+	ingest_nconns--;
+	logagg_count(LC_CONNECTIONS, (uint64) -1);
+	ingest_conn_release_if_done(c);
+}
+
+/*
+ * The one lws callback of the "logagg" protocol, for WebSocket and plain
+ * HTTP alike.  lws calls it from inside uv_run(), so it only copies bytes
+ * and sets flags (see conn.c).
  */
 static int
 ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
@@ -185,86 +286,13 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			return pss ? ws_filter(wsi, pss) : -1;
 
 		case LWS_CALLBACK_ESTABLISHED:
-			if (c == NULL)
-				return -1;
-			{
-				/*
-				 * Answers are small; a fixed send buffer also bounds what
-				 * the kernel holds for a client that does not read them
-				 * (autotuning would let it grow to megabytes).
-				 */
-				int			sndbuf = SOCKET_SNDBUF_BYTES;
-
-				(void) setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF,
-								  &sndbuf, sizeof(sndbuf));
-			}
-			if (c->need_resume)
-			{
-				/* read nothing until the resume point is sent */
-				ingest_conn_flow(c);
-				ingest_mark_pending(true);
-			}
-			break;
+			return c ? ws_established(wsi, c) : -1;
 
 		case LWS_CALLBACK_RECEIVE:
-			if (c == NULL)
-				return -1;
-			if (c->killed)
-				break;			/* closing: the client resends elsewhere */
-			if (lws_is_first_fragment(wsi))
-				c->rx.len = 0;
-			if (c->rx.len + len > (size_t) logagg_max_message_bytes)
-			{
-				static const char why[] = "message larger than logagg.max_message_bytes";
-
-				lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-								 (unsigned char *) why, sizeof(why) - 1);
-				return -1;
-			}
-			if (!ingest_buf_append(&c->rx, in, len))
-				return -1;
-			if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0)
-			{
-				ingest_conn_queue_message(c, c->rx.data, c->rx.len);
-				c->rx.len = 0;
-			}
-			break;
+			return c ? ws_receive(wsi, c, in, len) : -1;
 
 		case LWS_CALLBACK_SERVER_WRITEABLE:
-			if (c == NULL)
-				return -1;
-			if (c->killed)
-			{
-				lws_close_reason(wsi, c->close_code, (unsigned char *) c->close_reason,
-								 strlen(c->close_reason));
-				return -1;
-			}
-			ingest_conn_compose(c);
-			if (c->out.len > LWS_PRE)
-			{
-				size_t		n = c->out.len - LWS_PRE;
-
-				/* what the socket does not take, lws keeps (one frame) */
-				if (lws_write(wsi, (unsigned char *) c->out.data + LWS_PRE, n,
-							  LWS_WRITE_TEXT) < (int) n)
-					return -1;
-				c->out.len = 0;
-			}
-			if (c->out_full)
-			{
-				/*
-				 * Read again once lws has got everything out; until then
-				 * (it keeps what the socket did not take) ask again.
-				 */
-				if (lws_send_pipe_choked(wsi))
-					lws_callback_on_writable(wsi);
-				else
-				{
-					c->out_full = false;
-					ingest_conn_flow(c);
-				}
-			}
-			break;
+			return c ? ws_writeable(wsi, c) : -1;
 
 		case LWS_CALLBACK_HTTP:
 			return pss ? ingest_http_request(wsi, pss, (const char *) in) : -1;
@@ -280,9 +308,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 			return ingest_http_body_completion(c);
 
 		case LWS_CALLBACK_HTTP_WRITEABLE:
-			if (c == NULL)
-				return -1;
-			return ingest_http_writeable(wsi, c);
+			return c ? ingest_http_writeable(wsi, c) : -1;
 
 		case LWS_CALLBACK_CLOSED:
 		case LWS_CALLBACK_CLOSED_HTTP:
@@ -290,13 +316,7 @@ ws_callback(struct lws *wsi, enum lws_callback_reasons reason,
 		case LWS_CALLBACK_WSI_DESTROY:
 			/* whichever comes first with our session data; then never again */
 			if (c)
-			{
-				pss->conn = NULL;
-				c->wsi = NULL;
-				ingest_nconns--;
-				logagg_count(LC_CONNECTIONS, (uint64) -1);
-				ingest_conn_release_if_done(c);
-			}
+				ws_closed(pss, c);
 			break;
 
 		default:
