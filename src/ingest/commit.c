@@ -138,77 +138,65 @@ send_acks(Conn *c)
 }
 
 /*
- * Store the batch in one transaction, then tell every client what became
- * durable.  An error propagates (the worker restarts and clients resend
- * what was not acked).
+ * A new connection's stream is loaded now: send its resume point and
+ * start reading, or close it when the stream belongs to another source.
  */
-void
-ingest_server_flush(void)
+static void
+send_resume(Conn *c)
 {
-	IngestResult res;
-	StreamState **sp;
-
-	/* streams whose resume point the batch advances */
-	for (StreamState *s = ingest_streams; s; s = s->next)
-		if (s->loaded && s->accepted > s->committed)
-			ingest_batch_add_stream(ingest_cur_batch, s->id, s->source[0] ? s->source : NULL, s->accepted);
-
-	memset(&res, 0, sizeof(res));
-	last_flush = GetCurrentTimestamp();
-	ingest_auth_xact_started(last_flush);
-	if (!logagg_run_in_transaction(flush_in_transaction, &res, "logagg ingest: storing a batch"))
-		logagg_exit_extension_dropped();
-
-	if (ingest_cur_batch->nrecords > 0 || ingest_cur_batch->nrejects > 0)
+	if (c->stream->foreign)
 	{
-		logagg_count(LC_BATCHES, 1);
-		ingest_metrics_observe_flush((GetCurrentTimestamp() - last_flush) / 1000000.0);
+		c->stream->owner = NULL;
+		c->stream = NULL;
+		c->need_resume = false;
+		ingest_conn_kill(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "stream belongs to another source");
 	}
-	logagg_count(LC_ROWS, res.rows);
-	logagg_count(LC_REJECTS, res.rejects);
-	if (res.alerts_queued > 0)
+	else if (c->stream->loaded)
 	{
-		logagg_count(LC_ALERTS_QUEUED, res.alerts_queued);
-		logagg_wake_workers(LOGAGG_WORKER_DISPATCH);
+		c->out_resume = c->stream->committed;
+		c->out_resume_due = true;
+		c->need_resume = false;
+		ingest_conn_output_ready(c);
+		ingest_conn_flow(c);
 	}
-	for (StreamState *s = ingest_streams; s; s = s->next)
-		s->committed = Max(s->committed, s->accepted);
+}
 
+/* A POST body is stored: its reply counts what was accepted and rejected. */
+static void
+send_http_reply(Conn *c)
+{
+	char		body[96];
+
+	snprintf(body, sizeof(body), "{\"accepted\": " INT64_FORMAT ", \"rejected\": " INT64_FORMAT "}",
+			 c->http_accepted, c->http_rejected);
+	c->http_waiting = false;
+	if (c->wsi)
+		ingest_http_reply(c, HTTP_STATUS_OK, "application/json", body);
+}
+
+/* What the commit made true for each connection. */
+static void
+answer_connections(void)
+{
 	for (Conn *c = ingest_conns, *next; c; c = next)
 	{
 		next = c->next;
-		if (c->need_resume && c->stream && c->stream->foreign)
-		{
-			c->stream->owner = NULL;
-			c->stream = NULL;
-			c->need_resume = false;
-			ingest_conn_kill(c, LWS_CLOSE_STATUS_POLICY_VIOLATION, "stream belongs to another source");
-		}
-		else if (c->need_resume && c->stream && c->stream->loaded)
-		{
-			c->out_resume = c->stream->committed;
-			c->out_resume_due = true;
-			c->need_resume = false;
-			ingest_conn_output_ready(c);
-			ingest_conn_flow(c);
-		}
+		if (c->need_resume && c->stream)
+			send_resume(c);
 		if (c->ack_due)
 			send_acks(c);
 		if (c->is_http && c->http_waiting && c->inq_head == NULL)
-		{
-			char		body[96];
-
-			snprintf(body, sizeof(body), "{\"accepted\": " INT64_FORMAT ", \"rejected\": " INT64_FORMAT "}",
-					 c->http_accepted, c->http_rejected);
-			c->http_waiting = false;
-			if (c->wsi)
-				ingest_http_reply(c, HTTP_STATUS_OK, "application/json", body);
-		}
+			send_http_reply(c);
 		ingest_conn_release_if_done(c);
 	}
+}
 
-	/* forget streams nobody owns any more: their state is in the table */
-	sp = &ingest_streams;
+/* Forget streams nobody owns any more: their state is in the table. */
+static void
+forget_unowned_streams(void)
+{
+	StreamState **sp = &ingest_streams;
+
 	while (*sp)
 	{
 		StreamState *s = *sp;
@@ -224,6 +212,52 @@ ingest_server_flush(void)
 		else
 			sp = &s->next;
 	}
+}
+
+/* The stored batch in the counters of /metrics; dispatchers woken. */
+static void
+count_flush(const IngestResult *res)
+{
+	if (ingest_cur_batch->nrecords > 0 || ingest_cur_batch->nrejects > 0)
+	{
+		logagg_count(LC_BATCHES, 1);
+		ingest_metrics_observe_flush((GetCurrentTimestamp() - last_flush) / 1000000.0);
+	}
+	logagg_count(LC_ROWS, res->rows);
+	logagg_count(LC_REJECTS, res->rejects);
+	if (res->alerts_queued > 0)
+	{
+		logagg_count(LC_ALERTS_QUEUED, res->alerts_queued);
+		logagg_wake_workers(LOGAGG_WORKER_DISPATCH);
+	}
+}
+
+/*
+ * Store the batch in one transaction, then tell every client what became
+ * durable.  An error propagates (the worker restarts and clients resend
+ * what was not acked).
+ */
+void
+ingest_server_flush(void)
+{
+	IngestResult res;
+
+	/* streams whose resume point the batch advances */
+	for (StreamState *s = ingest_streams; s; s = s->next)
+		if (s->loaded && s->accepted > s->committed)
+			ingest_batch_add_stream(ingest_cur_batch, s->id, s->source[0] ? s->source : NULL, s->accepted);
+
+	memset(&res, 0, sizeof(res));
+	last_flush = GetCurrentTimestamp();
+	ingest_auth_xact_started(last_flush);
+	if (!logagg_run_in_transaction(flush_in_transaction, &res, "logagg ingest: storing a batch"))
+		logagg_exit_extension_dropped();
+
+	count_flush(&res);
+	for (StreamState *s = ingest_streams; s; s = s->next)
+		s->committed = Max(s->committed, s->accepted);
+	answer_connections();
+	forget_unowned_streams();
 
 	ingest_batch_reset(ingest_cur_batch);
 	ingest_pending_since = 0;
