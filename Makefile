@@ -14,7 +14,7 @@ UPGRADES    = $(notdir $(wildcard upgrade/*--*))
 DATA_built  = logagg--$(EXTVERSION).sql $(foreach u,$(UPGRADES),logagg--$(u).sql)
 PGFILEDESC  = "logagg - log aggregation and alerting"
 
-SRCS        = $(sort $(wildcard src/*.c))
+SRCS        = $(sort $(wildcard src/*.c src/ingest/*.c))
 OBJS        = $(SRCS:.c=.o)
 SCHEMA      = $(sort $(wildcard schema/*.sql))
 
@@ -66,8 +66,8 @@ tmp_check_iso.conf:
 # The version is compiled in (LOGAGG_VERSION, e.g. the HTTP User-Agent).
 src/curl_multi.o: logagg.control
 
-# Every object depends on the headers in src/ (few, small, shared).
-$(OBJS): $(wildcard src/*.h)
+# Every object depends on the headers in src/ and src/ingest/ (few, small, shared).
+$(OBJS): $(wildcard src/*.h src/ingest/*.h)
 
 # The newest version's script is assembled from schema/*.sql so that each
 # responsibility keeps its SQL beside its C file's name.

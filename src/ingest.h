@@ -2,9 +2,10 @@
  *
  * ingest.h
  *		Declarations shared by the ingest path: record parsing
- *		(ingest_parse.c), the batch writer (ingest_batch.c) and the
- *		WebSocket/HTTP server of the ingest worker (ingest_server.c,
- *		ingest_worker.c).
+ *		(src/ingest/message.c and the parser files beside it), the batch
+ *		writer (ingest_batch.c) and the WebSocket/HTTP server of the ingest
+ *		worker (src/ingest/server.c and beside it, ingest_worker.c).  See
+ *		src/ingest/README.md.
  *
  * The parts meet in one data structure, the IngestBatch: the server and
  * logagg.ingest() parse messages into it (outside any transaction for the
@@ -165,16 +166,22 @@ typedef struct IngestParsePos
 	bool		in_array;		/* offset is in an array's elements */
 } IngestParsePos;
 
-/* ingest_parse.c */
+/* ingest/batch_mem.c */
 extern IngestBatch *ingest_batch_create(MemoryContext parent);
 extern void ingest_batch_reset(IngestBatch *batch);
+extern void *ingest_batch_grow(IngestBatch *batch, void *array, int *max, Size elemsize);
+extern char *ingest_batch_strdup(IngestBatch *batch, const char *s);
+extern void ingest_batch_add_stream(IngestBatch *batch, const char *stream,
+									const char *source, int64 last_seq);
+
+/* ingest/message.c */
 extern void ingest_parse_message(IngestBatch *batch, const IngestOrigin *origin,
 								 char *data, int len);
 extern bool ingest_parse_message_part(IngestBatch *batch, const IngestOrigin *origin,
 									  char *data, int len, IngestParsePos *pos,
 									  int max_units);
-extern void ingest_batch_add_stream(IngestBatch *batch, const char *stream,
-									const char *source, int64 last_seq);
+
+/* ingest/flat_attrs.c */
 extern Datum ingest_flat_attrs_jsonb(const char *attrs);
 
 /* ingest_batch.c */
@@ -183,7 +190,7 @@ extern int64 ingest_stream_last_seq(const char *stream, char **source);
 extern bool ingest_ts_in_window(TimestampTz ts, TimestampTz received_at,
 								char *reason, int reasonlen);
 
-/* ingest_server.c */
+/* ingest/server.c, input.c, commit.c (the worker's side of the server) */
 extern void ingest_server_start(void);
 extern int	ingest_server_fd(void);
 extern long ingest_server_timeout_ms(void);

@@ -4,7 +4,7 @@
  *		The "logagg ingest" background worker's main loop.
  *
  * It waits on one WaitEventSet holding its latch, postmaster death and
- * the libuv backend fd under the WebSocket server (ingest_server.c), so
+ * the libuv backend fd under the WebSocket server (src/ingest/server.c), so
  * SIGTERM, SIGHUP, wake-ups from other backends and network input are
  * all seen promptly.  Each round: service the sockets without blocking,
  * parse what arrived into the batch, and commit the batch when it is full
@@ -66,7 +66,7 @@ raise_fd_limit(void)
  * in again, zeroed, for the next batch: tens of thousands of page faults
  * per second under load.  Fixed thresholds keep them in the heap for the
  * next batch.  Memory still goes back to the kernel by malloc_trim(),
- * which ignores these thresholds: ingest_server.c calls it as connections
+ * which ignores these thresholds: src/ingest/server.c calls it as connections
  * close, and the main loop when an interval between two extension checks
  * (logagg_worker_periodic_check) passed without a batch.
  */

@@ -1,0 +1,384 @@
+/*-------------------------------------------------------------------------
+ *
+ * record.c
+ *		One record's fields: the protocol's field names mapped to columns,
+ *		one validator per field (each returns a reject reason or NULL), and
+ *		ingest_finish_record, which turns what a parse collected into a record in the
+ *		batch or a reject.
+ *
+ * Shared by both parse paths (scanner.c, json_path.c), so a record gets
+ * the same outcome and reason whichever path read it.  Reasons are part
+ * of the protocol: clients and tests match them.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "mb/pg_wchar.h"
+#include "utils/memutils.h"
+
+#include "ingest/parse_int.h"
+
+/* Fields of the protocol mapped to columns, with their other names. */
+static const struct
+{
+	const char *name;
+	RecField	field;
+}			field_names[] = {
+	{"ts", F_TS},
+	{"source", F_SOURCE}, {"service", F_SOURCE},
+	{"level", F_LEVEL}, {"severity_text", F_LEVEL},
+	{"severity_number", F_SEVERITY_NUMBER},
+	{"status", F_STATUS}, {"http.status_code", F_STATUS},
+	{"message", F_MESSAGE}, {"msg", F_MESSAGE}, {"body", F_MESSAGE},
+	{"trace_id", F_TRACE_ID}, {"span_id", F_SPAN_ID},
+	{"seq", F_SEQ},
+};
+
+static const char *const field_display[F_NUM_FIELDS] = {
+	"", "ts", "source", "level", "severity_number", "status", "message",
+	"trace_id", "span_id", "seq"
+};
+
+/* The column field NAME maps to (F_ATTR: none, it goes into attrs). */
+RecField
+ingest_field_of(const char *name)
+{
+	for (int i = 0; i < lengthof(field_names); i++)
+		if (strcmp(name, field_names[i].name) == 0)
+			return field_names[i].field;
+	return F_ATTR;
+}
+
+/* ingest_field_of for a name that is not NUL-terminated (lengths first) */
+RecField
+ingest_field_of_len(const char *name, int len)
+{
+	static uint8 lens[lengthof(field_names)];
+
+	if (lens[0] == 0)
+		for (int i = 0; i < lengthof(field_names); i++)
+			lens[i] = (uint8) strlen(field_names[i].name);
+	for (int i = 0; i < lengthof(field_names); i++)
+		if (lens[i] == len && memcmp(name, field_names[i].name, len) == 0)
+			return field_names[i].field;
+	return F_ATTR;
+}
+
+/* ---- one validator per field: each returns a reject reason or NULL ---- */
+
+/* seq: a non-negative integer (checked first: error frames carry it) */
+static const char *
+check_seq(const RecState *st, bool *has_seq, int64 *seq)
+{
+	*has_seq = false;
+	*seq = 0;
+	if (st->val[F_SEQ] == NULL && !st->nonscalar[F_SEQ])
+		return NULL;
+	if (st->nonscalar[F_SEQ] || st->type[F_SEQ] != JSON_TOKEN_NUMBER ||
+		!ingest_parse_int64(st->val[F_SEQ], seq) || *seq < 0)
+		return "seq must be a non-negative integer";
+	*has_seq = true;
+	return NULL;
+}
+
+/* ts: RFC 3339 text or epoch milliseconds, within the accepted window */
+static const char *
+check_ts(const char *v, JsonTokenType t, TimestampTz received_at,
+		 TimestampTz *ts, char *buf, int buflen)
+{
+	if (!(t == JSON_TOKEN_STRING ? ingest_parse_timestamp(v, strlen(v), ts) :
+		  t == JSON_TOKEN_NUMBER ? ingest_epoch_ms_to_timestamp(v, ts) : false))
+		return "ts must be an RFC 3339 timestamp or epoch milliseconds";
+	if (!ingest_ts_in_window(*ts, received_at, buf, buflen))
+		return buf;
+	return NULL;
+}
+
+/* source: a valid name, unless the token fixes the source anyway */
+static const char *
+check_source(const char *v, JsonTokenType t, bool token_source, char **source)
+{
+	if (t != JSON_TOKEN_STRING || (!token_source && !logagg_valid_source_name(v)))
+		return "source must be 1-128 letters, digits, '.', '_' or '-'";
+	*source = (char *) v;
+	return NULL;
+}
+
+/* level: a short string, normalised (lower case, canonical names) */
+static const char *
+check_level(IngestBatch *batch, const char *v, JsonTokenType t, char **level)
+{
+	const char *canon;
+
+	if (t != JSON_TOKEN_STRING || strlen(v) > 32)
+		return "level must be a string of at most 32 characters";
+	canon = logagg_normalize_level(v, strlen(v));
+	/* canonical names are static strings: no copy */
+	if (canon)
+		*level = (char *) canon;
+	else
+	{
+		*level = MemoryContextStrdup(batch->cxt, v);
+		for (char *p = *level; *p; p++)
+			*p = pg_ascii_tolower((unsigned char) *p);
+	}
+	return NULL;
+}
+
+/* severity_number: 1 to 24; gives the level when no level is given */
+static const char *
+check_severity_number(const char *v, JsonTokenType t, bool has_level, char **level)
+{
+	int64		n;
+
+	if (t != JSON_TOKEN_NUMBER || !ingest_parse_int64(v, &n) || n < 1 || n > 24)
+		return "severity_number must be an integer from 1 to 24";
+	if (!has_level)
+		*level = (char *) logagg_level_from_severity_number((int) n);
+	return NULL;
+}
+
+/* status: 0 to 999 */
+static const char *
+check_status(const char *v, JsonTokenType t, IngestRecord *rec)
+{
+	int64		n;
+
+	/* "503" is common enough from string-typed loggers */
+	if ((t != JSON_TOKEN_NUMBER && t != JSON_TOKEN_STRING) ||
+		!ingest_parse_int64(v, &n) || n < 0 || n > 999)
+		return "status must be an integer from 0 to 999";
+	rec->has_status = true;
+	rec->status = (int) n;
+	return NULL;
+}
+
+/* message: any scalar's text (an object or array is kept as raw JSON) */
+static const char *
+check_message(const char *v, char **message)
+{
+	*message = (char *) v;
+	return NULL;
+}
+
+/* trace_id, span_id: hex strings of at most 64 digits */
+static const char *
+check_hex_id(RecField f, const char *v, JsonTokenType t, char **id,
+			 char *buf, int buflen)
+{
+	if (t != JSON_TOKEN_STRING || !ingest_is_hex(v) || strlen(v) > 64)
+	{
+		snprintf(buf, buflen, "%s must be a hex string", field_display[f]);
+		return buf;
+	}
+	*id = (char *) v;
+	return NULL;
+}
+
+/*
+ * Check the mapped fields in protocol order and fill rec from them.
+ * Returns the first field's reject reason (buf may hold it), or NULL.
+ */
+static const char *
+check_fields(IngestBatch *batch, const IngestOrigin *origin, const RecState *st,
+			 IngestRecord *rec, char *buf, int buflen)
+{
+	for (int f = F_TS; f < F_NUM_FIELDS; f++)
+	{
+		const char *v = st->val[f];
+		JsonTokenType t = st->type[f];
+		const char *reason = NULL;
+
+		if (st->nonscalar[f] && f != F_MESSAGE)
+		{
+			snprintf(buf, buflen, "%s must not be an object or array", field_display[f]);
+			return buf;
+		}
+		if (v == NULL)
+			continue;
+		switch ((RecField) f)
+		{
+			case F_TS:
+				reason = check_ts(v, t, origin->received_at, &rec->ts, buf, buflen);
+				break;
+			case F_SOURCE:
+				reason = check_source(v, t, origin->source != NULL, &rec->source);
+				break;
+			case F_LEVEL:
+				reason = check_level(batch, v, t, &rec->level);
+				break;
+			case F_SEVERITY_NUMBER:
+				reason = check_severity_number(v, t, st->val[F_LEVEL] != NULL, &rec->level);
+				break;
+			case F_STATUS:
+				reason = check_status(v, t, rec);
+				break;
+			case F_MESSAGE:
+				reason = check_message(v, &rec->message);
+				break;
+			case F_TRACE_ID:
+				reason = check_hex_id(F_TRACE_ID, v, t, &rec->trace_id, buf, buflen);
+				break;
+			case F_SPAN_ID:
+				reason = check_hex_id(F_SPAN_ID, v, t, &rec->span_id, buf, buflen);
+				break;
+			case F_SEQ:			/* check_seq */
+			case F_ATTR:
+			case F_NUM_FIELDS:
+				break;
+		}
+		if (reason)
+			return reason;
+	}
+	/* a message given as an object or array: its JSON text */
+	if (rec->message == NULL && st->raw_message)
+		rec->message = st->raw_message;
+	return NULL;
+}
+
+/*
+ * A record with a seq on a stream: may it be kept?  A refused seq is
+ * rejected with the origin's reason; a duplicate is only dropped (the
+ * caller counts and acks it).
+ */
+static bool
+seq_accepted(IngestBatch *batch, const IngestOrigin *origin, int64 seq,
+			 char *text, int len)
+{
+	const char *seq_reason = NULL;
+
+	if (origin->accept_seq == NULL || origin->accept_seq(origin->arg, seq, &seq_reason))
+		return true;
+	if (seq_reason)
+		ingest_add_reject(batch, origin, seq_reason, text, len, true, seq);
+	return false;
+}
+
+/*
+ * The token's source is the same for every record of a connection: one
+ * copy (a text datum) per batch while it does not change.
+ */
+static char *
+batch_token_source(IngestBatch *batch, const char *source)
+{
+	if (batch->last_source == NULL || strcmp(batch->last_source, source) != 0)
+	{
+		Size		n = strlen(source);
+		char	   *t = MemoryContextAlloc(batch->cxt, VARHDRSZ + n + 1);
+
+		SET_VARSIZE(t, VARHDRSZ + n);
+		memcpy(t + VARHDRSZ, source, n + 1);
+		batch->last_source = t + VARHDRSZ;
+	}
+	return batch->last_source;
+}
+
+/*
+ * A kept record's strings must live in the batch's memory.  The scanner
+ * put them there already (in_batch); the pg_parse_json path's are
+ * copied.  level is a static canonical name or a batch copy.
+ */
+static void
+strings_into_batch(IngestBatch *batch, const IngestOrigin *origin,
+				   const RecState *st, IngestRecord *rec)
+{
+	if (origin->source)
+	{
+		rec->source = batch_token_source(batch, origin->source);
+		rec->text_ready |= INGEST_TEXT_SOURCE;
+	}
+	else if (rec->source == NULL)
+		rec->source = "unknown";
+	else if (!st->in_batch)
+		rec->source = ingest_batch_strdup(batch, rec->source);
+	else
+		rec->text_ready |= INGEST_TEXT_SOURCE;
+	if (!st->in_batch)
+	{
+		rec->message = ingest_batch_strdup(batch, rec->message);
+		rec->trace_id = ingest_batch_strdup(batch, rec->trace_id);
+		rec->span_id = ingest_batch_strdup(batch, rec->span_id);
+	}
+	else
+	{
+		/* JSON strings the scanner decoded carry a text header */
+		if (rec->message && rec->message == st->val[F_MESSAGE] &&
+			st->type[F_MESSAGE] == JSON_TOKEN_STRING)
+			rec->text_ready |= INGEST_TEXT_MESSAGE;
+		if (rec->trace_id)
+			rec->text_ready |= INGEST_TEXT_TRACE_ID;
+		if (rec->span_id)
+			rec->text_ready |= INGEST_TEXT_SPAN_ID;
+	}
+}
+
+/* attrs: the fields not mapped to columns, as one JSON object's text */
+static void
+take_attrs(IngestBatch *batch, RecState *st, IngestRecord *rec)
+{
+	if (st->attrs_text)
+	{
+		rec->attrs = st->attrs_text;
+		rec->attrs_flat = st->attrs_flat;
+	}
+	else if (st->attrs.len > 0)
+	{
+		appendStringInfoChar(&st->attrs, '}');
+		rec->attrs = ingest_batch_strdup(batch, st->attrs.data);
+	}
+}
+
+/* Add a checked record to the batch and tell the origin. */
+static void
+keep_record(IngestBatch *batch, const IngestOrigin *origin, RecState *st,
+			IngestRecord *rec, int len)
+{
+	strings_into_batch(batch, origin, st, rec);
+	rec->stream = origin->stream;
+	rec->peer = origin->peer;
+	rec->refused = origin->refused;
+	rec->origin_arg = origin->arg;
+	take_attrs(batch, st, rec);
+	if (batch->nrecords >= batch->maxrecords)
+		batch->records = ingest_batch_grow(batch, batch->records, &batch->maxrecords, sizeof(IngestRecord));
+	batch->records[batch->nrecords++] = *rec;
+	batch->bytes += len;
+	if (origin->accepted)
+		origin->accepted(origin->arg, &batch->records[batch->nrecords - 1]);
+}
+
+/*
+ * Check a record's collected fields and add it to the batch as a record
+ * or a reject.  Shared by the fast scanner and the pg_parse_json path.
+ */
+void
+ingest_finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *st,
+					 char *text, int len)
+{
+	IngestRecord rec;
+	char		reasonbuf[128];
+	const char *reason;
+	bool		has_seq;
+	int64		seq;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.received_at = origin->received_at;
+	rec.ts = origin->received_at;
+	reason = check_seq(st, &has_seq, &seq);
+	if (reason == NULL)
+		reason = st->bad;
+	if (reason == NULL)
+		reason = check_fields(batch, origin, st, &rec, reasonbuf, sizeof(reasonbuf));
+	if (reason != NULL)
+	{
+		ingest_add_reject(batch, origin, reason, text, len, has_seq, seq);
+		return;
+	}
+	if (has_seq && !seq_accepted(batch, origin, seq, text, len))
+		return;
+	rec.has_seq = has_seq;
+	rec.seq = seq;
+	keep_record(batch, origin, st, &rec, len);
+}
+

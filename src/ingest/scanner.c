@@ -1,0 +1,505 @@
+/*-------------------------------------------------------------------------
+ *
+ * scanner.c
+ *		The fast path: a strict one-pass JSON scanner for what clients
+ *		usually send (objects and arrays of objects without \u escapes), which
+ *		fills the same RecState as the generic path and keeps unmapped fields
+ *		as raw spans for attrs.
+ *
+ * It accepts a strict subset of what PostgreSQL's JSON parser accepts;
+ * whatever it is unsure of makes it give up on the whole unit before
+ * anything was added, and the unit goes through json_path.c instead.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "utils/memutils.h"
+
+#include "ingest/parse_int.h"
+
+/* ---------------------------------------------------------------------
+ * Fast path: a strict one-pass scanner for what clients usually send
+ * ---------------------------------------------------------------------
+ *
+ * pg_parse_json with callbacks allocates every field name and scalar,
+ * de-escapes byte by byte, and an array frame is lexed twice (once to
+ * split it, once per record): that was about a third of the ingest
+ * worker's time.  The scanner below walks a unit once, keeps attrs as
+ * raw spans and fills the same RecState as the callbacks do, then hands
+ * it to ingest_finish_record.
+ *
+ * It accepts a strict subset of what PostgreSQL's JSON parser accepts
+ * (so attrs can never make jsonb_in fail in the batch's COPY): anything
+ * it is not sure about -- a \u escape, an escaped field name, a syntax
+ * error, a non-object array element -- makes it give up on the whole
+ * unit before anything was added to the batch, and the unit goes through
+ * the pg_parse_json path, which yields the usual records, rejects and
+ * error texts.
+ */
+static inline char *
+scan_string(char *p, char *end, bool *has_esc)
+{
+	*has_esc = false;
+	for (p++; p < end; p++)
+	{
+		unsigned char c = (unsigned char) *p;
+
+		if (c == '"')
+			return p + 1;
+		if (c == '\\')
+		{
+			if (p + 1 >= end)
+				return NULL;
+			switch (p[1])
+			{
+				case '"':
+				case '\\':
+				case '/':
+				case 'b':
+				case 'f':
+				case 'n':
+				case 'r':
+				case 't':
+					break;
+				default:
+					return NULL;	/* \u and anything else: slow path */
+			}
+			*has_esc = true;
+			p++;
+		}
+		else if (c < 0x20)
+			return NULL;
+	}
+	return NULL;
+}
+
+/*
+ * The string between quotes s..e, de-escaped, NUL-terminated.  It is
+ * preceded by a text varlena header (see TEXT_OF), so that the batch
+ * writer can hand it to COPY as a text value without copying it again.
+ */
+char *
+ingest_json_decode_string(const char *s, const char *e, bool has_esc)
+{
+	char	   *t = palloc(VARHDRSZ + e - s + 1);
+	char	   *out = t + VARHDRSZ;
+	char	   *o = out;
+
+	if (!has_esc)
+	{
+		memcpy(out, s, e - s);
+		out[e - s] = '\0';
+		SET_VARSIZE(t, VARHDRSZ + e - s);
+		return out;
+	}
+	while (s < e)
+	{
+		if (*s != '\\')
+		{
+			*o++ = *s++;
+			continue;
+		}
+		s++;
+		switch (*s)
+		{
+			case 'b':
+				*o++ = '\b';
+				break;
+			case 'f':
+				*o++ = '\f';
+				break;
+			case 'n':
+				*o++ = '\n';
+				break;
+			case 'r':
+				*o++ = '\r';
+				break;
+			case 't':
+				*o++ = '\t';
+				break;
+			default:			/* " \ / */
+				*o++ = *s;
+				break;
+		}
+		s++;
+	}
+	*o = '\0';
+	SET_VARSIZE(t, VARHDRSZ + o - out);
+	return out;
+}
+
+/*
+ * A JSON number at p (RFC 8259 grammar, as PostgreSQL's lexer reads it).
+ * Returns its end or NULL.  *too_big is set when numeric (jsonb) could
+ * not hold it, by the same rule as ingest_number_fits_numeric.
+ */
+static inline char *
+scan_number(char *p, char *end, bool *too_big)
+{
+	char	   *start = p;
+
+	if (p < end && *p == '-')
+		p++;
+	if (p >= end)
+		return NULL;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (p < end && IS_DIGIT(*p))
+			p++;
+	else
+		return NULL;
+	if (p < end && *p == '.')
+	{
+		p++;
+		if (p >= end || !IS_DIGIT(*p))
+			return NULL;
+		while (p < end && IS_DIGIT(*p))
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E'))
+	{
+		char	   *e = p;
+		bool		neg = false;
+		long		exp = 0;
+
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			neg = *p++ == '-';
+		if (p >= end || !IS_DIGIT(*p))
+			return NULL;
+		while (p < end && IS_DIGIT(*p))
+		{
+			if (exp < 100000)
+				exp = exp * 10 + (*p - '0');
+			p++;
+		}
+		if (neg)
+			exp = -exp;
+		if (!(exp > -1000 && exp < 1000 && (e - start) < 1000))
+			*too_big = true;
+	}
+	else if (p - start >= 1000)
+		*too_big = true;
+	return p;
+}
+
+static inline char *
+scan_literal(char *p, char *end, JsonTokenType *type)
+{
+	if (end - p >= 4 && memcmp(p, "true", 4) == 0)
+	{
+		*type = JSON_TOKEN_TRUE;
+		return p + 4;
+	}
+	if (end - p >= 5 && memcmp(p, "false", 5) == 0)
+	{
+		*type = JSON_TOKEN_FALSE;
+		return p + 5;
+	}
+	if (end - p >= 4 && memcmp(p, "null", 4) == 0)
+	{
+		*type = JSON_TOKEN_NULL;
+		return p + 4;
+	}
+	return NULL;
+}
+
+/* Any JSON value at p; returns its end or NULL. */
+static char *
+scan_value(char *p, char *end, int depth, bool *too_big)
+{
+	bool		esc;
+	JsonTokenType t;
+
+	if (p >= end)
+		return NULL;
+	switch (*p)
+	{
+		case '"':
+			return scan_string(p, end, &esc);
+		case '{':
+		case '[':
+			{
+				char		close = *p == '{' ? '}' : ']';
+				bool		obj = *p == '{';
+
+				if (depth >= INGEST_MAX_JSON_DEPTH)
+					return NULL;
+				p = skip_ws(p + 1, end);
+				if (p < end && *p == close)
+					return p + 1;
+				for (;;)
+				{
+					if (obj)
+					{
+						if (p >= end || *p != '"' || (p = scan_string(p, end, &esc)) == NULL)
+							return NULL;
+						p = skip_ws(p, end);
+						if (p >= end || *p != ':')
+							return NULL;
+						p = skip_ws(p + 1, end);
+					}
+					if ((p = scan_value(p, end, depth + 1, too_big)) == NULL)
+						return NULL;
+					p = skip_ws(p, end);
+					if (p < end && *p == ',')
+					{
+						p = skip_ws(p + 1, end);
+						continue;
+					}
+					if (p < end && *p == close)
+						return p + 1;
+					return NULL;
+				}
+			}
+		case 't':
+		case 'f':
+		case 'n':
+			return scan_literal(p, end, &t);
+		default:
+			return scan_number(p, end, too_big);
+	}
+}
+
+/*
+ * One record object at *pp (its '{'): fills st like the pg_parse_json
+ * callbacks would, advances *pp past the '}'.  false = give up.
+ *
+ * The field values it keeps, and the final attrs text, are allocated in
+ * the current memory context, which ingest_fast_unit makes the batch's, so that
+ * ingest_finish_record need not copy them again (a record given up on leaves
+ * them there until the batch is reset; at most the message's size).
+ * abuf is scratch space for building attrs, shared by a unit's records.
+ * depth is the record's own nesting level (2 inside an array), so that
+ * values nested deeper than INGEST_MAX_JSON_DEPTH in all make it give up.
+ */
+bool
+ingest_scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int depth,
+				   MemoryContext scratch)
+{
+	char	   *p = *pp;
+	bool		too_big = false;
+
+	memset(st, 0, sizeof(RecState));
+	st->attrs_flat = true;
+	st->in_batch = true;
+	if (abuf->data)
+		resetStringInfo(abuf);
+	p = skip_ws(p + 1, end);
+	if (p < end && *p == '}')
+	{
+		*pp = p + 1;
+		return true;
+	}
+	for (;;)
+	{
+		char	   *ks,
+				   *ke,
+				   *vs,
+				   *ve;
+		bool		esc;
+		RecField	f;
+
+		if (p >= end || *p != '"')
+			return false;
+		ks = p;
+		if ((ke = scan_string(p, end, &esc)) == NULL || esc)
+			return false;
+		f = ingest_field_of_len(ks + 1, ke - ks - 2);
+		p = skip_ws(ke, end);
+		if (p >= end || *p != ':')
+			return false;
+		vs = p = skip_ws(p + 1, end);
+		if (p >= end)
+			return false;
+
+		if (f == F_ATTR)
+		{
+			if ((ve = scan_value(vs, end, depth, &too_big)) == NULL)
+				return false;
+			if (*vs == '{' || *vs == '[')
+				st->attrs_flat = false;
+			if (abuf->data == NULL)
+			{
+				/* scratch, not the batch's memory (the current context) */
+				MemoryContext old = MemoryContextSwitchTo(scratch);
+
+				initStringInfo(abuf);
+				MemoryContextSwitchTo(old);
+			}
+			appendStringInfoChar(abuf, abuf->len == 0 ? '{' : ',');
+			appendBinaryStringInfo(abuf, ks, ke - ks);	/* name as it came */
+			appendStringInfoChar(abuf, ':');
+			appendBinaryStringInfo(abuf, vs, ve - vs);
+		}
+		else if (*vs == '{' || *vs == '[')
+		{
+			if ((ve = scan_value(vs, end, depth, &too_big)) == NULL)
+				return false;
+			st->nonscalar[f] = true;
+			st->val[f] = NULL;
+			if (f == F_MESSAGE)
+				st->raw_message = pnstrdup(vs, ve - vs);
+		}
+		else
+		{
+			JsonTokenType t;
+			char	   *v;
+
+			if (*vs == '"')
+			{
+				if ((ve = scan_string(vs, end, &esc)) == NULL)
+					return false;
+				t = JSON_TOKEN_STRING;
+				v = ingest_json_decode_string(vs + 1, ve - 1, esc);
+			}
+			else if (*vs == 't' || *vs == 'f' || *vs == 'n')
+			{
+				if ((ve = scan_literal(vs, end, &t)) == NULL)
+					return false;
+				v = t == JSON_TOKEN_NULL ? NULL : pnstrdup(vs, ve - vs);
+			}
+			else
+			{
+				if ((ve = scan_number(vs, end, &too_big)) == NULL)
+					return false;
+				t = JSON_TOKEN_NUMBER;
+				v = pnstrdup(vs, ve - vs);
+			}
+			st->nonscalar[f] = false;
+			if (f == F_MESSAGE)
+				st->raw_message = NULL;
+			st->val[f] = v;
+			st->type[f] = t;
+		}
+		p = skip_ws(ve, end);
+		if (p < end && *p == ',')
+		{
+			p = skip_ws(p + 1, end);
+			continue;
+		}
+		if (p < end && *p == '}')
+			break;
+		return false;
+	}
+	if (too_big)
+		st->bad = "a number is too large";
+	if (abuf->data && abuf->len > 0)
+	{
+		appendStringInfoChar(abuf, '}');
+		st->attrs_text = palloc(abuf->len + 1);
+		memcpy(st->attrs_text, abuf->data, abuf->len + 1);
+	}
+	*pp = p + 1;
+	return true;
+}
+
+/*
+ * Longest array the scanner takes in one go.  Its records are added all
+ * at once (or none, when it gives up), so a longer array goes through
+ * parse_elements instead, which can spread it over batches.
+ */
+#define FAST_ARRAY_MAX	1000
+
+/*
+ * One unit (an object, or an array of objects) by the fast scanner.
+ * Returns true when it was handled.  false: nothing was added, and
+ * *several tells that a valid first value was followed by more text
+ * (newline-delimited input, when may_be_several).
+ */
+bool
+ingest_fast_unit(IngestBatch *batch, const IngestOrigin *origin, char *text, int len,
+				 bool may_be_several, bool *several)
+{
+	char	   *end = text + len;
+	char	   *p = skip_ws(text, end);
+	RecState   *recs;
+	char	  **starts;
+	int		   *lens;
+	int			n = 0,
+				max;
+	StringInfoData abuf;
+	MemoryContext oldcxt;
+	bool		ok;
+
+	*several = false;
+	if (p >= end)
+		return false;
+	abuf.data = NULL;			/* made when a record has attrs */
+	abuf.len = 0;
+	if (*p == '{')
+	{
+		RecState	st;
+
+		oldcxt = MemoryContextSwitchTo(batch->cxt);
+		ok = ingest_scan_record(&p, end, &st, &abuf, 1, oldcxt);
+		MemoryContextSwitchTo(oldcxt);
+		if (!ok)
+			return false;
+		if (skip_ws(p, end) < end)
+		{
+			*several = may_be_several;
+			return false;
+		}
+		ingest_finish_record(batch, origin, &st, text, len);
+		return true;
+	}
+	if (*p != '[')
+		return false;
+
+	max = 8;
+	recs = palloc(max * sizeof(RecState));
+	starts = palloc(max * sizeof(char *));
+	lens = palloc(max * sizeof(int));
+	p = skip_ws(p + 1, end);
+	if (p < end && *p == ']')
+		p++;
+	else
+	{
+		for (;;)
+		{
+			char	   *s = p;
+
+			if (p >= end || *p != '{' || n >= FAST_ARRAY_MAX)
+				return false;
+			if (n >= max)
+			{
+				max *= 2;
+				recs = repalloc(recs, max * sizeof(RecState));
+				starts = repalloc(starts, max * sizeof(char *));
+				lens = repalloc(lens, max * sizeof(int));
+			}
+			oldcxt = MemoryContextSwitchTo(batch->cxt);
+			ok = ingest_scan_record(&p, end, &recs[n], &abuf, 2, oldcxt);
+			MemoryContextSwitchTo(oldcxt);
+			if (!ok)
+				return false;
+			starts[n] = s;
+			lens[n] = p - s;
+			n++;
+			p = skip_ws(p, end);
+			if (p < end && *p == ',')
+			{
+				p = skip_ws(p + 1, end);
+				continue;
+			}
+			if (p < end && *p == ']')
+			{
+				p++;
+				break;
+			}
+			return false;
+		}
+	}
+	if (skip_ws(p, end) < end)
+	{
+		*several = may_be_several;
+		return false;
+	}
+	for (int i = 0; i < n; i++)
+		ingest_finish_record(batch, origin, &recs[i], starts[i], lens[i]);
+	return true;
+}
+
