@@ -54,6 +54,7 @@
 #include "parser/parse_node.h"
 #include "parser/parse_relation.h"
 #include "utils/acl.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/hsearch.h"
 #include "utils/json.h"
@@ -472,70 +473,144 @@ enqueue_alerts(HTAB *groups)
 	return isnull ? 0 : (uint64) DatumGetInt32(d);
 }
 
+/* Columns of logagg.rejected that store_rejects fills, in its order. */
+enum
+{
+	RJ_RECEIVED_AT, RJ_PEER, RJ_SOURCE, RJ_REASON, RJ_RAW, RJ_RAW_BYTES,
+	RJ_RAW_LENGTH, RJ_RAW_SHA256, RJ_STREAM, RJ_SEQ, RJ_NCOLS
+};
+
+static const Oid reject_col_types[RJ_NCOLS] = {
+	TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	BYTEAOID, INT8OID, BYTEAOID, TEXTOID, INT8OID
+};
+
+/*
+ * At most this many rejects, and about this many bytes of them, go into
+ * one INSERT: one statement per chunk instead of one per row, while the
+ * arrays (a second copy of the bytes) stay small.
+ */
+#define REJECTS_PER_INSERT		1000
+#define REJECT_BYTES_PER_INSERT	(4 * 1024 * 1024)
+
+static bytea *
+bytes_to_bytea(const void *data, int len)
+{
+	bytea	   *b = palloc(VARHDRSZ + len);
+
+	SET_VARSIZE(b, VARHDRSZ + len);
+	memcpy(VARDATA(b), data, len);
+	return b;
+}
+
+/* One reject's column values into slot i of the column arrays. */
+static void
+reject_values(const IngestReject *r, int i, Datum **v, bool **null)
+{
+	for (int c = 0; c < RJ_NCOLS; c++)
+		null[c][i] = false;
+	v[RJ_RECEIVED_AT][i] = TimestampTzGetDatum(r->received_at);
+	if (r->peer)
+		v[RJ_PEER][i] = CStringGetTextDatum(r->peer);
+	else
+		null[RJ_PEER][i] = true;
+	if (r->source)
+		v[RJ_SOURCE][i] = CStringGetTextDatum(r->source);
+	else
+		null[RJ_SOURCE][i] = true;
+	v[RJ_REASON][i] = CStringGetTextDatum(r->reason);
+	if (r->raw_text_len >= 0)
+		v[RJ_RAW][i] = PointerGetDatum(cstring_to_text_with_len(r->raw, r->raw_text_len));
+	else
+		null[RJ_RAW][i] = true;
+	v[RJ_RAW_BYTES][i] = PointerGetDatum(bytes_to_bytea(r->raw, r->raw_len));
+	v[RJ_RAW_LENGTH][i] = Int64GetDatum(r->raw_length);
+	if (r->raw_sha256)
+		v[RJ_RAW_SHA256][i] = PointerGetDatum(bytes_to_bytea(r->raw_sha256, PG_SHA256_DIGEST_LENGTH));
+	else
+		null[RJ_RAW_SHA256][i] = true;
+	if (r->stream)
+		v[RJ_STREAM][i] = CStringGetTextDatum(r->stream);
+	else
+		null[RJ_STREAM][i] = true;
+	if (r->has_seq)
+		v[RJ_SEQ][i] = Int64GetDatum(r->seq);
+	else
+		null[RJ_SEQ][i] = true;
+}
+
 /*
  * Refused records, each with its exact bytes (raw_bytes, cut at
  * INGEST_REJECT_RAW_BYTES; raw_length and raw_sha256 tell what was cut),
- * and raw as text only when those bytes are valid text.
+ * and raw as text only when those bytes are valid text.  The rows go in
+ * as arrays, unnest()ed by one INSERT per chunk, in the order of the
+ * rejects (ids follow it).
  */
 static void
 store_rejects(IngestBatch *batch)
 {
-	Oid			argtypes[10] = {TIMESTAMPTZOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-	BYTEAOID, INT8OID, BYTEAOID, TEXTOID, INT8OID};
+	Oid			argtypes[RJ_NCOLS];
 	SPIPlanPtr	plan;
-	MemoryContext rowcxt;
+	MemoryContext chunkcxt;
 	MemoryContext oldcxt;
+	int			done = 0;
 
+	for (int c = 0; c < RJ_NCOLS; c++)
+		argtypes[c] = get_array_type(reject_col_types[c]);
 	plan = SPI_prepare("INSERT INTO logagg.rejected (received_at, peer, source, reason, raw, "
 					   "raw_bytes, raw_length, raw_sha256, stream, seq) "
-					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)", 10, argtypes);
+					   "SELECT * FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+					   RJ_NCOLS, argtypes);
 	if (plan == NULL)
 		elog(ERROR, "logagg: preparing insert into logagg.rejected failed: %s",
 			 SPI_result_code_string(SPI_result));
-	/* a message of many bad lines gives many rows: nothing kept per row */
-	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "logagg reject row",
-								   ALLOCSET_SMALL_SIZES);
-	oldcxt = MemoryContextSwitchTo(rowcxt);
-	for (int i = 0; i < batch->nrejects; i++)
+	chunkcxt = AllocSetContextCreate(CurrentMemoryContext, "logagg reject rows",
+									 ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(chunkcxt);
+	while (done < batch->nrejects)
 	{
-		IngestReject *r = &batch->rejects[i];
-		Datum		values[10];
-		char		nulls[10];
-		bytea	   *bytes;
+		int			n = 0;
+		Size		bytes = 0;
+		Datum	   *v[RJ_NCOLS];
+		bool	   *null[RJ_NCOLS];
+		Datum		args[RJ_NCOLS];
 		int			ret;
 
-		memset(nulls, ' ', sizeof(nulls));
-		values[0] = TimestampTzGetDatum(r->received_at);
-		values[1] = r->peer ? CStringGetTextDatum(r->peer) : (nulls[1] = 'n', (Datum) 0);
-		values[2] = r->source ? CStringGetTextDatum(r->source) : (nulls[2] = 'n', (Datum) 0);
-		values[3] = CStringGetTextDatum(r->reason);
-		values[4] = r->raw_text_len >= 0 ?
-			PointerGetDatum(cstring_to_text_with_len(r->raw, r->raw_text_len)) :
-			(nulls[4] = 'n', (Datum) 0);
-		bytes = palloc(VARHDRSZ + r->raw_len);
-		SET_VARSIZE(bytes, VARHDRSZ + r->raw_len);
-		memcpy(VARDATA(bytes), r->raw, r->raw_len);
-		values[5] = PointerGetDatum(bytes);
-		values[6] = Int64GetDatum(r->raw_length);
-		if (r->raw_sha256)
+		for (int c = 0; c < RJ_NCOLS; c++)
 		{
-			bytea	   *h = palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-
-			SET_VARSIZE(h, VARHDRSZ + PG_SHA256_DIGEST_LENGTH);
-			memcpy(VARDATA(h), r->raw_sha256, PG_SHA256_DIGEST_LENGTH);
-			values[7] = PointerGetDatum(h);
+			v[c] = palloc(sizeof(Datum) * Min(batch->nrejects - done, REJECTS_PER_INSERT));
+			null[c] = palloc(sizeof(bool) * Min(batch->nrejects - done, REJECTS_PER_INSERT));
 		}
-		else
-			nulls[7] = 'n';
-		values[8] = r->stream ? CStringGetTextDatum(r->stream) : (nulls[8] = 'n', (Datum) 0);
-		values[9] = r->has_seq ? Int64GetDatum(r->seq) : (nulls[9] = 'n', (Datum) 0);
-		ret = SPI_execute_plan(plan, values, nulls, false, 0);
+		while (done + n < batch->nrejects && n < REJECTS_PER_INSERT &&
+			   bytes < REJECT_BYTES_PER_INSERT)
+		{
+			const IngestReject *r = &batch->rejects[done + n];
+
+			reject_values(r, n, v, null);
+			bytes += r->raw_len;
+			n++;
+		}
+		for (int c = 0; c < RJ_NCOLS; c++)
+		{
+			int16		typlen;
+			bool		typbyval;
+			char		typalign;
+			int			dims[1] = {n};
+			int			lbs[1] = {1};
+
+			get_typlenbyvalalign(reject_col_types[c], &typlen, &typbyval, &typalign);
+			args[c] = PointerGetDatum(construct_md_array(v[c], null[c], 1, dims, lbs,
+														 reject_col_types[c],
+														 typlen, typbyval, typalign));
+		}
+		ret = SPI_execute_plan(plan, args, NULL, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "logagg: insert into logagg.rejected failed: %s", SPI_result_code_string(ret));
-		MemoryContextReset(rowcxt);
+		done += n;
+		MemoryContextReset(chunkcxt);
 	}
 	MemoryContextSwitchTo(oldcxt);
-	MemoryContextDelete(rowcxt);
+	MemoryContextDelete(chunkcxt);
 	SPI_freeplan(plan);
 }
 
