@@ -3,7 +3,8 @@
  * http.c
  *		Plain HTTP on the ingest port: POST /ingest (Content-Length or
  *		chunked bodies, decoded here because lws 4.1 does not), GET /healthz,
- *		GET /metrics (rendered by metrics.c), and writing the replies.
+ *		GET /metrics (rendered by metrics.c), the Elasticsearch endpoints
+ *		(routed to es_bulk.c), and writing the replies.
  *
  * A POST body is queued like a WebSocket message; its reply
  * ({"accepted": N, "rejected": M}) is written after the commit that
@@ -307,6 +308,37 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 		lws_callback_on_writable(c->wsi);
 		return 0;
 	}
+	c->es_reply = false;
+	{
+		bool		bulk;
+		int			r = ingest_es_route(wsi, c, uri, is_post, &bulk);
+
+		/*
+		 * A body refused before it is read is not read at all: the
+		 * connection closes after the answer, so that the body is not taken
+		 * for the next request.
+		 */
+		if (r != 1 && c->http_status != 0)
+		{
+			c->http_close |= is_post;
+			return r;			/* refused at once (method, content type) */
+		}
+		if (r == 0)
+		{
+			if (ingest_authenticate(wsi, source, sizeof(source), &c->has_token, c->token_hash) != 0)
+			{
+				c->http_close |= is_post;
+				return ingest_es_unauthorized(c);
+			}
+			if (!bulk)
+				return ingest_es_info(c);
+			goto body;
+		}
+		if (r != 1)
+			return r;
+	}
+	if (c->es)
+		ingest_es_free(c);		/* a native request after a _bulk one */
 	if (strcmp(uri, "/ingest") != 0)
 		return ingest_http_reply(c, HTTP_STATUS_NOT_FOUND, "application/json",
 								 "{\"error\": \"not found: use POST /ingest, GET /healthz or GET /metrics\"}");
@@ -314,8 +346,12 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 		return ingest_http_reply(c, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json",
 								 "{\"error\": \"use POST /ingest, or a WebSocket upgrade\"}");
 	if ((status = ingest_authenticate(wsi, source, sizeof(source), &c->has_token, c->token_hash)) != 0)
+	{
+		c->http_close = true;	/* its body is not read: close after the answer */
 		return ingest_http_reply(c, status, "application/json",
 								 "{\"error\": \"missing, unknown or revoked token\"}");
+	}
+body:
 	strlcpy(c->source, source, sizeof(c->source));
 	c->revoked = false;
 	if ((status = body_framing(wsi, c, &why)) != 0)
@@ -341,7 +377,13 @@ ingest_http_writeable(struct lws *wsi, Conn *c)
 		return -1;
 	if (c->http_status == HTTP_STATUS_UNAUTHORIZED &&
 		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
-									 (const unsigned char *) "Bearer realm=\"logagg\"", 21, &p, end))
+									 (const unsigned char *) (c->es_reply ? "Basic realm=\"logagg\"" : "Bearer realm=\"logagg\""),
+									 c->es_reply ? 20 : 21, &p, end))
+		return -1;
+	/* the official Elasticsearch clients refuse a server without it */
+	if (c->es_reply &&
+		lws_add_http_header_by_name(wsi, (const unsigned char *) "X-Elastic-Product:",
+									(const unsigned char *) "Elasticsearch", 13, &p, end))
 		return -1;
 	if (c->http_close &&
 		lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
