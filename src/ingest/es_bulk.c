@@ -389,6 +389,13 @@ es_read_action(char *s, int len, ActionState *st)
 	return NULL;
 }
 
+static bool
+es_known_action(const char *a)
+{
+	return strcmp(a, "index") == 0 || strcmp(a, "create") == 0 ||
+		strcmp(a, "delete") == 0 || strcmp(a, "update") == 0;
+}
+
 /* The next line of the body from *p (without line break or blanks); false at the end. */
 static bool
 es_next_line(char **p, char *end, char **line, int *len)
@@ -440,12 +447,19 @@ bool
 ingest_es_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, char *data,
 					 int len, IngestParsePos *pos)
 {
+	static MemoryContext scratch = NULL;
 	EsRequest  *es = c->es;
 	char	   *p = data + pos->offset;
 	char	   *end = data + len;
 	char	   *line;
 	int			llen;
+	MemoryContext oldcxt;
 
+	/* what reading an action line allocates lives until the next pair */
+	if (scratch == NULL)
+		scratch = AllocSetContextCreate(TopMemoryContext, "logagg ingest es_bulk",
+										ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(scratch);
 	while (!ingest_server_batch_full() && es_next_line(&p, end, &line, &llen))
 	{
 		ActionState st;
@@ -456,6 +470,7 @@ ingest_es_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, ch
 		bool		first = !pos->started;
 
 		pos->started = true;
+		MemoryContextReset(scratch);
 		why = es_read_action(line, llen, &st);
 		if (why && first)
 		{
@@ -478,7 +493,8 @@ ingest_es_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, ch
 			es->current = -1;
 			continue;
 		}
-		it = es_add_item(es, st.action, st.index, st.id);
+		/* the item is named by the action: only known names are echoed */
+		it = es_add_item(es, es_known_action(st.action) ? st.action : "index", st.index, st.id);
 		if (strcmp(st.action, "delete") == 0)
 		{
 			es_fail(it, 400, "illegal_argument_exception",
@@ -487,11 +503,14 @@ ingest_es_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, ch
 		}
 		if (strcmp(st.action, "index") != 0 && strcmp(st.action, "create") != 0)
 		{
-			es_fail(it, 400, "illegal_argument_exception",
-					psprintf("logagg stores logs: the %s action is not supported, use index or create",
-							 strcmp(st.action, "update") == 0 ? "update" : "given"));
-			/* update has a document line: skip it */
-			(void) es_next_line(&p, end, &doc, &dlen);
+			bool		update = strcmp(st.action, "update") == 0;
+
+			es_fail(it, 400, "illegal_argument_exception", update ?
+					"logagg stores logs: the update action is not supported, use index or create" :
+					"unknown action: use index or create");
+			/* update has a document line: skip it (an unknown action: who knows) */
+			if (update)
+				(void) es_next_line(&p, end, &doc, &dlen);
 			continue;
 		}
 		if (!es_next_line(&p, end, &doc, &dlen))
@@ -506,6 +525,8 @@ ingest_es_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, ch
 		if (it->outcome == ES_PENDING && it->rec_idx < 0)
 			es_fail(it, 400, "mapper_parsing_exception", "the document was not stored");
 	}
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextReset(scratch);
 	pos->offset = p - data;
 	return p >= end;
 }

@@ -108,6 +108,13 @@ is(sql("SELECT count(*) FROM logagg.logs WHERE message IN ('no', 'broken doc', '
 is(sql(q~SELECT count(*) FROM logagg.rejected WHERE coalesce(raw, convert_from(raw_bytes, 'UTF8')) = '{"message":"broken doc",' AND reason LIKE 'invalid JSON%'~), '1', 'the invalid document is in logagg.rejected with its bytes');
 is(sql(q{SELECT count(*) FROM logagg.rejected WHERE raw LIKE '%bad level%' AND reason LIKE 'level must%'}), '1', 'the invalid level is in logagg.rejected with its reason');
 
+# ---- an unknown action: its name is not echoed, the pairs after it go on ----
+$r = bulk('/_bulk', join("\n", '{"in\\"dex":{}}', '{"index":{}}', '{"message":"raw ok 4"}', ''));
+$res = eval { $json->decode($r->{content}) } // {};
+is(scalar @{ $res->{items} // [] }, 2, 'an unknown action gets an item, the next pair too');
+like($res->{items}[0]{index}{error}{reason} // '', qr/unknown action/, 'unknown action: reason');
+is($res->{items}[1]{index}{status}, 201, 'the pair after it is stored');
+
 # ---- not bulk NDJSON at all ----
 $r = bulk('/_bulk', "this is not json\nat all\n");
 is($r->{status}, 400, 'a body that is not NDJSON: 400');
