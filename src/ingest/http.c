@@ -258,6 +258,55 @@ ingest_http_body_completion(Conn *c)
 	return http_body_complete(c);
 }
 
+/* An authenticated POST whose body is to be read (source from its token). */
+static int
+expect_body(struct lws *wsi, Conn *c, const char *source)
+{
+	const char *why;
+	int			status;
+
+	strlcpy(c->source, source, sizeof(c->source));
+	c->revoked = false;
+	if ((status = body_framing(wsi, c, &why)) != 0)
+		return ingest_http_reply(c, status, "application/json", why);
+	c->http_waiting = false;
+	c->http_status = 0;
+	return 0;					/* the body follows */
+}
+
+#define NOT_ES	(-2)
+
+/*
+ * The Elasticsearch endpoints (es_bulk.c): GET /, POST /_bulk and
+ * /{index}/_bulk.  Returns NOT_ES for other paths, else what the lws
+ * callback returns.  A body refused before it is read is not read at
+ * all: the connection closes after the answer, so that the body is not
+ * taken for the next request.
+ */
+static int
+es_request(struct lws *wsi, Conn *c, const char *uri, bool is_post)
+{
+	char		source[sizeof(((Conn *) NULL)->source)];
+	bool		bulk;
+	int			r = ingest_es_route(wsi, c, uri, is_post, &bulk);
+
+	if (r == 1)
+		return NOT_ES;
+	if (r != 0 || c->http_status != 0)
+	{
+		c->http_close |= is_post;
+		return r;				/* refused at once (method, content type) */
+	}
+	if (ingest_authenticate(wsi, source, sizeof(source), &c->has_token, c->token_hash) != 0)
+	{
+		c->http_close |= is_post;
+		return ingest_es_unauthorized(c);
+	}
+	if (!bulk)
+		return ingest_es_info(c);
+	return expect_body(wsi, c, source);
+}
+
 /* LWS_CALLBACK_HTTP: a plain HTTP request (not an upgrade). */
 int
 ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
@@ -266,7 +315,6 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 	Conn	   *c = pss->conn;
 	char		source[sizeof(((Conn *) NULL)->source)];
 	int			status = 0;
-	const char *why;
 
 	if (c == NULL)
 	{
@@ -309,34 +357,8 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 		return 0;
 	}
 	c->es_reply = false;
-	{
-		bool		bulk;
-		int			r = ingest_es_route(wsi, c, uri, is_post, &bulk);
-
-		/*
-		 * A body refused before it is read is not read at all: the
-		 * connection closes after the answer, so that the body is not taken
-		 * for the next request.
-		 */
-		if (r != 1 && c->http_status != 0)
-		{
-			c->http_close |= is_post;
-			return r;			/* refused at once (method, content type) */
-		}
-		if (r == 0)
-		{
-			if (ingest_authenticate(wsi, source, sizeof(source), &c->has_token, c->token_hash) != 0)
-			{
-				c->http_close |= is_post;
-				return ingest_es_unauthorized(c);
-			}
-			if (!bulk)
-				return ingest_es_info(c);
-			goto body;
-		}
-		if (r != 1)
-			return r;
-	}
+	if ((status = es_request(wsi, c, uri, is_post)) != NOT_ES)
+		return status;
 	if (c->es)
 		ingest_es_free(c);		/* a native request after a _bulk one */
 	if (strcmp(uri, "/ingest") != 0)
@@ -351,14 +373,7 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 		return ingest_http_reply(c, status, "application/json",
 								 "{\"error\": \"missing, unknown or revoked token\"}");
 	}
-body:
-	strlcpy(c->source, source, sizeof(c->source));
-	c->revoked = false;
-	if ((status = body_framing(wsi, c, &why)) != 0)
-		return ingest_http_reply(c, status, "application/json", why);
-	c->http_waiting = false;
-	c->http_status = 0;
-	return 0;					/* the body follows */
+	return expect_body(wsi, c, source);
 }
 
 int
