@@ -8,6 +8,7 @@
 # document, an invalid action line), a body that is not bulk NDJSON at
 # all (400), the 401 of a wrong token given by HTTP Basic, Bearer or
 # ?token=, HTTP Basic on /ingest too, and that the worker keeps its PID.
+# Batches are small, so that one _bulk body spans several.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -19,7 +20,9 @@ use JSON::PP;
 use MIME::Base64 qw(encode_base64);
 use LogaggTest;
 
-my $node = new_node('ingest_es_bulk', "logagg.dispatch_workers = 0\n");
+# small batches: a _bulk body of the client spans several of them, and its
+# reply (with each item's outcome) must wait for the last one's commit
+my $node = new_node('ingest_es_bulk', "logagg.dispatch_workers = 0\nlogagg.batch_rows = 97\n");
 start_with_extension($node);
 my $port = $node->{logagg_port};
 my $url = "http://127.0.0.1:$port";
@@ -151,6 +154,8 @@ chmod 0644, $expect;
 sql(qq{CREATE TABLE es_expect AS SELECT e.* FROM jsonb_to_recordset(pg_read_file('$expect')::jsonb)
 	AS e(message text, ts timestamptz, level text, status int, trace_id text, span_id text, attrs jsonb)});
 is(sql("SELECT count(*) FROM es_expect"), '10000', 'the expectation has 10,000 documents');
+my ($batches) = $http->get("$url/metrics")->{content} =~ /^logagg_ingest_batches_total (\d+)/m;
+cmp_ok($batches // 0, '>=', 10000 / 97, 'the documents were stored in many batches');
 is(sql("SELECT count(*), count(DISTINCT message) FROM logagg.logs WHERE message LIKE 'es doc %'"), '10000|10000', 'stored once each');
 is(sql(q{SELECT count(*) FROM es_expect e JOIN logagg.logs l USING (message)
 	WHERE l.ts = e.ts AND l.level = e.level AND l.status = e.status AND l.trace_id = e.trace_id
