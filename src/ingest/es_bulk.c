@@ -422,6 +422,18 @@ es_next_line(char **p, char *end, char **line, int *len)
 }
 
 /*
+ * Reject bytes of the body: as text only when they are valid text in the
+ * database encoding (else a COPY of the raw column would fail the batch).
+ */
+static void
+es_reject(IngestBatch *batch, const IngestOrigin *origin, const char *reason,
+		  const char *s, int len, bool has_seq, int64 seq)
+{
+	ingest_add_reject_bytes(batch, origin, reason, s, len,
+							pg_verifymbstr(s, len, true), has_seq, seq);
+}
+
+/*
  * One document line: stored or rejected by the ordinary parser, whose
  * callbacks note the outcome on the current item.
  */
@@ -432,7 +444,7 @@ es_parse_document(IngestBatch *batch, const IngestOrigin *origin, EsRequest *es,
 	if (*s != '{')
 	{
 		/* an array would be many records, a scalar none: not a document */
-		ingest_add_reject(batch, origin, "an Elasticsearch document must be a JSON object",
+		es_reject(batch, origin, "an Elasticsearch document must be a JSON object",
 						  s, len, false, 0);
 		return;
 	}
@@ -476,7 +488,7 @@ ingest_es_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, ch
 		{
 			/* not NDJSON action/document pairs at all: refuse the body */
 			es->fatal = "the body is not Elasticsearch bulk NDJSON: its first line is not an action such as {\"index\": {}}";
-			ingest_add_reject(batch, origin, es->fatal, data, len, false, 0);
+			es_reject(batch, origin, es->fatal, data, len, false, 0);
 			p = end;
 			break;
 		}
@@ -486,9 +498,9 @@ ingest_es_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, ch
 			it = es_add_item(es, "index", NULL, NULL);
 			es_fail(it, 400, "action_request_validation_exception", why);
 			es->current = it - es->items;
-			ingest_add_reject(batch, origin, why, line, llen, false, 0);
+			es_reject(batch, origin, why, line, llen, false, 0);
 			if (es_next_line(&p, end, &doc, &dlen))
-				ingest_add_reject(batch, origin, "the document of an invalid action line",
+				es_reject(batch, origin, "the document of an invalid action line",
 								  doc, dlen, false, 0);
 			es->current = -1;
 			continue;

@@ -125,6 +125,17 @@ my $e = eval { $json->decode($r->{content}) } // {};
 ok($e->{error}{type} && $e->{error}{reason} =~ /not Elasticsearch bulk NDJSON/, 'the 400 has the Elasticsearch error shape');
 is(sql(q{SELECT count(*) FROM logagg.rejected WHERE raw LIKE 'this is not json%' AND reason LIKE '%bulk NDJSON%'}), '1', 'that body is in logagg.rejected');
 
+# ---- a gzip body (not decoded) and invalid UTF-8: 400, kept as bytes ----
+$r = bulk('/_bulk', "\x1f\x8b\x08\x00\xff\xfe not text\n");
+is($r->{status}, 400, 'a body that is not text: 400');
+is(sql(q{SELECT count(*) FROM logagg.rejected WHERE raw IS NULL AND position('\x1f8b'::bytea IN raw_bytes) = 1}), '1',
+	'that body is in logagg.rejected as bytes');
+$r = bulk('/_bulk', qq({"index":{}}\n{"message":"raw ok 5"}\n{"index":{}}\n\xff\xfe\n{"index":{}}\n{"message":"raw ok 6"}\n));
+$res = eval { $json->decode($r->{content}) } // {};
+is_deeply([ map { $_->{index}{status} } @{ $res->{items} // [] } ], [ 201, 400, 201 ],
+	'a document that is not text fails alone');
+is(sql("SELECT count(*) FROM logagg.logs WHERE message IN ('raw ok 5', 'raw ok 6')"), '2', 'the documents around it are stored');
+
 # ---- Bearer and ?token= with the right token; Basic on /ingest ----
 $r = bulk('/_bulk', qq({"index":{}}\n{"message":"bearer ok"}\n), { Authorization => "Bearer $token" });
 is($r->{status}, 200, 'Bearer with the right token');
