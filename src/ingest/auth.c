@@ -180,7 +180,10 @@ token_source(const char *token, uint8 *hash)
 	return e->name;
 }
 
-/* Token from "Authorization: Bearer TOKEN", else from ?token=. */
+/*
+ * Token from "Authorization: Bearer TOKEN", or the password of
+ * "Authorization: Basic", else from ?token=.
+ */
 static void
 request_token(struct lws *wsi, char *token, int size)
 {
@@ -196,6 +199,26 @@ request_token(struct lws *wsi, char *token, int size)
 		while (*t == ' ')
 			t++;
 		strlcpy(token, t, size);
+		return;
+	}
+	if (pg_strncasecmp(hdr, "Basic ", 6) == 0)
+	{
+		/* HTTP Basic (what Elasticsearch and Loki clients send): any user, the token as password */
+		char		dec[MAX_TOKEN_LEN + 16];
+		const char *t = hdr + 6;
+		char	   *colon;
+		int			n;
+
+		while (*t == ' ')
+			t++;
+		n = lws_b64_decode_string(t, dec, sizeof(dec));
+		if (n > 0 && (colon = memchr(dec, ':', n)) != NULL)
+		{
+			dec[n] = '\0';
+			strlcpy(token, colon + 1, size);
+		}
+		explicit_bzero(dec, sizeof(dec));
+		explicit_bzero(hdr, sizeof(hdr));
 		return;
 	}
 	arg = lws_get_urlarg_by_name(wsi, "token=", hdr, sizeof(hdr));

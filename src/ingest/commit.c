@@ -170,6 +170,12 @@ send_http_reply(Conn *c)
 	snprintf(body, sizeof(body), "{\"accepted\": " INT64_FORMAT ", \"rejected\": " INT64_FORMAT "}",
 			 c->http_accepted, c->http_rejected);
 	c->http_waiting = false;
+	if (c->es)
+	{
+		if (c->wsi)
+			ingest_es_reply(c);
+		return;
+	}
 	if (c->wsi)
 		ingest_http_reply(c, HTTP_STATUS_OK, "application/json", body);
 }
@@ -253,6 +259,7 @@ ingest_server_flush(void)
 	logagg_run_or_exit(flush_in_transaction, &res, "logagg ingest: storing a batch");
 
 	count_flush(&res);
+	ingest_es_batch_done();
 	for (StreamState *s = ingest_streams; s; s = s->next)
 		s->committed = Max(s->committed, s->accepted);
 	answer_connections();

@@ -3,7 +3,8 @@
  * http.c
  *		Plain HTTP on the ingest port: POST /ingest (Content-Length or
  *		chunked bodies, decoded here because lws 4.1 does not), GET /healthz,
- *		GET /metrics (rendered by metrics.c), and writing the replies.
+ *		GET /metrics (rendered by metrics.c), the Elasticsearch endpoints
+ *		(routed to es_bulk.c), and writing the replies.
  *
  * A POST body is queued like a WebSocket message; its reply
  * ({"accepted": N, "rejected": M}) is written after the commit that
@@ -257,6 +258,55 @@ ingest_http_body_completion(Conn *c)
 	return http_body_complete(c);
 }
 
+/* An authenticated POST whose body is to be read (source from its token). */
+static int
+expect_body(struct lws *wsi, Conn *c, const char *source)
+{
+	const char *why;
+	int			status;
+
+	strlcpy(c->source, source, sizeof(c->source));
+	c->revoked = false;
+	if ((status = body_framing(wsi, c, &why)) != 0)
+		return ingest_http_reply(c, status, "application/json", why);
+	c->http_waiting = false;
+	c->http_status = 0;
+	return 0;					/* the body follows */
+}
+
+#define NOT_ES	(-2)
+
+/*
+ * The Elasticsearch endpoints (es_bulk.c): GET /, POST /_bulk and
+ * /{index}/_bulk.  Returns NOT_ES for other paths, else what the lws
+ * callback returns.  A body refused before it is read is not read at
+ * all: the connection closes after the answer, so that the body is not
+ * taken for the next request.
+ */
+static int
+es_request(struct lws *wsi, Conn *c, const char *uri, bool is_post)
+{
+	char		source[sizeof(((Conn *) NULL)->source)];
+	bool		bulk;
+	int			r = ingest_es_route(wsi, c, uri, is_post, &bulk);
+
+	if (r == 1)
+		return NOT_ES;
+	if (r != 0 || c->http_status != 0)
+	{
+		c->http_close |= is_post;
+		return r;				/* refused at once (method, content type) */
+	}
+	if (ingest_authenticate(wsi, source, sizeof(source), &c->has_token, c->token_hash) != 0)
+	{
+		c->http_close |= is_post;
+		return ingest_es_unauthorized(c);
+	}
+	if (!bulk)
+		return ingest_es_info(c);
+	return expect_body(wsi, c, source);
+}
+
 /* LWS_CALLBACK_HTTP: a plain HTTP request (not an upgrade). */
 int
 ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
@@ -265,7 +315,6 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 	Conn	   *c = pss->conn;
 	char		source[sizeof(((Conn *) NULL)->source)];
 	int			status = 0;
-	const char *why;
 
 	if (c == NULL)
 	{
@@ -307,6 +356,11 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 		lws_callback_on_writable(c->wsi);
 		return 0;
 	}
+	c->es_reply = false;
+	if ((status = es_request(wsi, c, uri, is_post)) != NOT_ES)
+		return status;
+	if (c->es)
+		ingest_es_free(c);		/* a native request after a _bulk one */
 	if (strcmp(uri, "/ingest") != 0)
 		return ingest_http_reply(c, HTTP_STATUS_NOT_FOUND, "application/json",
 								 "{\"error\": \"not found: use POST /ingest, GET /healthz or GET /metrics\"}");
@@ -314,15 +368,12 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 		return ingest_http_reply(c, HTTP_STATUS_METHOD_NOT_ALLOWED, "application/json",
 								 "{\"error\": \"use POST /ingest, or a WebSocket upgrade\"}");
 	if ((status = ingest_authenticate(wsi, source, sizeof(source), &c->has_token, c->token_hash)) != 0)
+	{
+		c->http_close = true;	/* its body is not read: close after the answer */
 		return ingest_http_reply(c, status, "application/json",
 								 "{\"error\": \"missing, unknown or revoked token\"}");
-	strlcpy(c->source, source, sizeof(c->source));
-	c->revoked = false;
-	if ((status = body_framing(wsi, c, &why)) != 0)
-		return ingest_http_reply(c, status, "application/json", why);
-	c->http_waiting = false;
-	c->http_status = 0;
-	return 0;					/* the body follows */
+	}
+	return expect_body(wsi, c, source);
 }
 
 int
@@ -341,7 +392,13 @@ ingest_http_writeable(struct lws *wsi, Conn *c)
 		return -1;
 	if (c->http_status == HTTP_STATUS_UNAUTHORIZED &&
 		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
-									 (const unsigned char *) "Bearer realm=\"logagg\"", 21, &p, end))
+									 (const unsigned char *) (c->es_reply ? "Basic realm=\"logagg\"" : "Bearer realm=\"logagg\""),
+									 c->es_reply ? 20 : 21, &p, end))
+		return -1;
+	/* the official Elasticsearch clients refuse a server without it */
+	if (c->es_reply &&
+		lws_add_http_header_by_name(wsi, (const unsigned char *) "X-Elastic-Product:",
+									(const unsigned char *) "Elasticsearch", 13, &p, end))
 		return -1;
 	if (c->http_close &&
 		lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,

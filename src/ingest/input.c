@@ -62,6 +62,8 @@ cb_accepted(void *arg, const IngestRecord *rec)
 
 	c->ack_due = true;
 	c->http_accepted++;
+	if (c->es)
+		ingest_es_note_accepted(c, rec - ingest_cur_batch->records);
 	if (rec->has_seq)
 	{
 		c->batch_max_seq = c->batch_has_seq ? Max(c->batch_max_seq, rec->seq) : rec->seq;
@@ -79,6 +81,8 @@ cb_rejected(void *arg, const char *reason, bool has_seq, int64 seq)
 
 	c->ack_due = true;
 	c->http_rejected++;
+	if (c->es)
+		ingest_es_note_rejected(c, reason);
 	if (c->is_http)
 		return;
 	initStringInfo(&s);
@@ -109,6 +113,12 @@ cb_refused(void *arg, const IngestRecord *rec, const char *reason)
 	Conn	   *c = arg;
 
 	c->http_accepted--;
+	if (c->es)
+	{
+		ingest_es_note_refused(c, rec - ingest_cur_batch->records, reason);
+		c->http_rejected++;
+		return;
+	}
 	if (!rec->has_seq)
 		c->batch_count--;
 	cb_rejected(arg, reason, rec->has_seq, rec->seq);
@@ -170,7 +180,8 @@ ingest_server_process_input(void)
 			origin.rejected = cb_rejected;
 			origin.refused = cb_refused;
 			/* a message of many records stops when the batch is full */
-			if (ingest_parse_message_part(ingest_cur_batch, &origin, m->data, m->len, &m->pos,
+			if (c->es ? ingest_es_parse_part(ingest_cur_batch, &origin, c, m->data, m->len, &m->pos) :
+				ingest_parse_message_part(ingest_cur_batch, &origin, m->data, m->len, &m->pos,
 										  logagg_batch_rows))
 			{
 				c->inq_head = m->next;

@@ -33,6 +33,10 @@ static const struct
 	{"message", F_MESSAGE}, {"msg", F_MESSAGE}, {"body", F_MESSAGE},
 	{"trace_id", F_TRACE_ID}, {"span_id", F_SPAN_ID},
 	{"seq", F_SEQ},
+	/* Elastic Common Schema names, as the Elasticsearch door receives them */
+	{"@timestamp", F_TS}, {"log.level", F_LEVEL},
+	{"http.response.status_code", F_STATUS},
+	{"trace.id", F_TRACE_ID}, {"span.id", F_SPAN_ID},
 };
 
 static const char *const field_display[F_NUM_FIELDS] = {

@@ -65,6 +65,7 @@ typedef struct Msg
 } Msg;
 
 typedef struct Conn Conn;
+typedef struct EsRequest EsRequest;
 
 typedef struct StreamState
 {
@@ -142,6 +143,8 @@ struct Conn
 	int64		http_rejected;
 	int			http_status;	/* reply ready when non-zero */
 	const char *http_type;
+	bool		es_reply;		/* answer in Elasticsearch's shapes */
+	EsRequest  *es;				/* a _bulk body: its items (es_bulk.c) */
 };
 
 typedef struct SessionData
@@ -196,6 +199,19 @@ extern int	ingest_http_request(struct lws *wsi, SessionData *pss, const char *ur
 extern int	ingest_http_body(Conn *c, const unsigned char *in, size_t len);
 extern int	ingest_http_body_completion(Conn *c);
 extern int	ingest_http_writeable(struct lws *wsi, Conn *c);
+
+/* es_bulk.c: the Elasticsearch endpoints */
+extern int	ingest_es_route(struct lws *wsi, Conn *c, const char *uri, bool is_post, bool *bulk);
+extern int	ingest_es_info(Conn *c);
+extern int	ingest_es_unauthorized(Conn *c);
+extern void ingest_es_free(Conn *c);
+extern bool ingest_es_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c,
+								 char *data, int len, IngestParsePos *pos);
+extern void ingest_es_note_accepted(Conn *c, int rec_idx);
+extern void ingest_es_note_rejected(Conn *c, const char *reason);
+extern void ingest_es_note_refused(Conn *c, int rec_idx, const char *reason);
+extern void ingest_es_batch_done(void);
+extern void ingest_es_reply(Conn *c);
 
 /* metrics.c: GET /metrics */
 extern bool ingest_metrics_authorized(struct lws *wsi);

@@ -1,7 +1,7 @@
 # The server side under valgrind memcheck.  The postmaster runs under
 # valgrind (every worker and backend is a fork of it, so all of them are
 # checked) while the whole path is exercised: WebSocket ingest with
-# streams, one-record frames, garbage and bad requests, HTTP POST,
+# streams, one-record frames, garbage and bad requests, HTTP POST, _bulk,
 # /metrics, SQL ingest, alert dispatch to a webhook through libcurl, and a
 # cloud-sync export to a file:// target.  Then every process's valgrind
 # report must be empty.
@@ -116,6 +116,22 @@ CREATE TRIGGER poison BEFORE INSERT ON logagg.logs FOR EACH ROW EXECUTE FUNCTION
 IPC::Run::run([ 'curl', '-s', '-X', 'POST', '--data-binary', qq({"message":"p1"}\n{"message":"poison","status":503}\n{"message":"p2","status":500}),
 		"$http/ingest?token=$token" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
 like($out, qr/"accepted": 2, "rejected": 1/, 'POST /ingest: a record a trigger refuses is rejected, the others stored');
+# the Elasticsearch door: a refused document gets its own item error
+IPC::Run::run([ 'curl', '-s', '-u', "elastic:$token", '-H', 'Content-Type: application/x-ndjson', '--data-binary',
+		qq({"index":{}}\n{"message":"e1"}\n{"create":{}}\n{"message":"poison"}\n{"delete":{}}\n{"index": x}\n{"a":1}\n{"index":{}}\n{bad\n),
+		"$http/logs/_bulk" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+like($out, qr/^\{"took": \d+, "errors": true, "items": \[\{"index": \{"_index": "logs", [^\]]*"status": 201\}\}, \{"create": \{[^{]*"status": 400, "error": \{[^}]*storing the record failed: poisoned"\}\}\}, \{"delete"/,
+	'POST /logs/_bulk: per-item outcomes, the refused document too');
+is(scalar(() = $out =~ /"status": 400/g), 4, 'POST /logs/_bulk: four items refused');
+for my $req ([ "$http/", 'elastic:lgt_wrong', '401' ], [ "$http/", "elastic:$token", '200' ])
+{
+	IPC::Run::run([ 'curl', '-s', '-u', $req->[1], '-o', '/dev/null', '-w', '%{http_code}', $req->[0] ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	is($out, $req->[2], "GET / with $req->[1] answers $req->[2]");
+}
+IPC::Run::run([ 'curl', '-s', '-u', "elastic:$token", '-H', 'Content-Type: application/json', '--data-binary', 'not ndjson', "$http/_bulk" ],
+	'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+like($out, qr/"status": 400/, 'POST /_bulk with a body that is not NDJSON: 400');
 $node->safe_psql('postgres', 'DROP TRIGGER poison ON logagg.logs');
 IPC::Run::run([ 'curl', '-s', "$http/metrics" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
 like($out, qr/^logagg_ingest_rows_total \d+/m, '/metrics answers');
@@ -125,8 +141,8 @@ SELECT logagg.ingest('[{"message": "from sql", "level": "fatal", "attrs": {"deep
 ok( $node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM logagg.alert_log WHERE outcome = 'delivered'}),
 	'alerts were delivered to the webhook');
 my $stored = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
-is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1, 'every acked record is stored once');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + ($stdin_rejected // 0),
+is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 1, 'every acked record is stored once');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + ($stdin_rejected // 0),
 	'every rejected record is in logagg.rejected');
 
 # a rule regex that runs out of time (logagg.regex_timeout), in the ingest
