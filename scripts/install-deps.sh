@@ -49,7 +49,10 @@ fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
   fi
-  if [ -f test/package-lock.json ] && [ ! -x test/node_modules/.bin/s3rver ]; then
+  # again whenever the lock file changed since the last install (npm keeps
+  # its own copy, node_modules/.package-lock.json, from that install)
+  if [ -f test/package-lock.json ] && { [ ! -x test/node_modules/.bin/s3rver ] ||
+       [ test/package-lock.json -nt test/node_modules/.package-lock.json ]; }; then
     echo "install-deps: npm ci in test/"
     (cd test && npm ci --no-audit --no-fund --silent)
   fi
