@@ -20,7 +20,10 @@ my $n = 40000;
 
 my ($out, $err) = ('', '');
 my $h = start([ emitter_path(), '--url', "ws://127.0.0.1:$port/ingest", '--token', $token,
-		'--stream', 'bp', '--count', $n, '--batch', '50', '--give-up-after', '30' ],
+		'--stream', 'bp', '--count', $n, '--batch', '50', '--give-up-after', '30',
+		# paced to last ~10 s: unpaced, a quiet machine stores all 40,000
+		# before the lock is taken, and there is no stream left to stall
+		'--rate', '4000' ],
 	'>', \$out, '2>', \$err, timeout(150));
 ok(poll_until(sub { $node->safe_psql('postgres', "SELECT count(*) FROM logagg.logs") > 1000 }, 60),
 	'streaming started');
