@@ -446,7 +446,7 @@ CREATE TRIGGER alert_queue_wake AFTER INSERT ON @extschema@.alert_queue
 --     "first_seen": "2026-...Z", "last_seen": "2026-...Z"}, ...]
 -- Returns the number of alert_queue rows written or updated.
 --
--- Grouping timeline per (route, fingerprint), DESIGN §5: the first records
+-- Grouping timeline per (route, fingerprint), docs/design.md §5: the first records
 -- of a group are queued due now; while records keep arriving, they are
 -- added to one pending summary due group_window after the previous
 -- notification; a group without records for a whole window ends.  Every
@@ -1061,7 +1061,7 @@ $fn$;
 COMMENT ON FUNCTION @extschema@.silence(text, text, interval, text, text) IS
     'Mutes alerts matching source, fingerprint and message_regex (NULL = any) for duration; muted alerts are logged as silenced. Returns the silence id.';
 
--- The fixed four-argument form (DESIGN §3).  A separate function rather
+-- The fixed four-argument form (docs/design.md §3).  A separate function rather
 -- than a DEFAULT on the five-argument one, so both signatures exist.
 CREATE FUNCTION @extschema@.silence(source text, fingerprint text, duration interval, comment text)
     RETURNS int
@@ -1194,7 +1194,7 @@ FROM @extschema@.alert_queue q
 GROUP BY q.destination, q.severity;
 COMMENT ON VIEW @extschema@.alert_summary IS
     'Queue at a glance per destination and severity: due now, scheduled (summaries, retries), being sent, dead.';
--- logagg cloud sync bookkeeping (DESIGN §6, docs/sync.md).
+-- logagg cloud sync bookkeeping (docs/design.md §6, docs/sync.md).
 --
 -- A window is logagg.partition_interval (or one hour when the interval is
 -- longer) aligned to the Unix epoch in UTC.  Each (window, source) becomes

@@ -1,0 +1,718 @@
+-- logagg 1.0 -> 1.1 upgrade (ALTER EXTENSION logagg UPDATE).  Every schema
+-- change of 1.1 is made both here and in schema/ (the newest version's
+-- source); test/t/006_upgrade.pl checks that the two agree.
+
+\echo Use "ALTER EXTENSION logagg UPDATE" to load this file. \quit
+-- logagg.rejected keeps each refused record's exact bytes (a bytea: a
+-- record that is not valid text has no text form), the whole record's
+-- length and, when the kept bytes are cut, its SHA-256; and the stream
+-- and seq it came with.  raw stays, for valid text only.
+ALTER TABLE @extschema@.rejected
+    ADD COLUMN raw_bytes   bytea,
+    ADD COLUMN raw_length  bigint,
+    ADD COLUMN raw_sha256  bytea,
+    ADD COLUMN stream      text,
+    ADD COLUMN seq         bigint;
+COMMENT ON COLUMN @extschema@.rejected.raw IS
+    'The refused record''s bytes as text (at most 64 kB, cut at a character boundary), when they are valid text in the database encoding; else NULL (see raw_bytes).';
+COMMENT ON COLUMN @extschema@.rejected.raw_bytes IS
+    'The refused record''s exact bytes (one NDJSON line, array element or message), the first 64 kB of it.';
+COMMENT ON COLUMN @extschema@.rejected.raw_length IS
+    'Length in bytes of the whole refused record.';
+COMMENT ON COLUMN @extschema@.rejected.raw_sha256 IS
+    'SHA-256 of the whole refused record when raw_bytes holds only its first 64 kB; else NULL.';
+COMMENT ON COLUMN @extschema@.rejected.stream IS
+    'The stream of the connection the record came on, if any.';
+COMMENT ON COLUMN @extschema@.rejected.seq IS
+    'The record''s seq, when it had a valid one.';
+COMMENT ON TABLE @extschema@.rejected IS
+    'Records refused at ingest, one row per record (NDJSON line, array element or message) with the reason and its exact bytes (raw_bytes, the first 64 kB; raw_length and raw_sha256 describe the whole); nothing is dropped silently.';
+-- Ingest batches: partition creation safe under concurrency (the
+-- maintenance worker and logagg.maintain() at the same time), and the
+-- sources a role may write through logagg.ingest().
+
+-- Create the partition [start, start + interval) unless an existing one
+-- already overlaps it.  Rows that landed in the DEFAULT partition for that
+-- range are moved in, because PostgreSQL refuses a new partition whose range
+-- the default partition already holds rows for.
+--
+-- The maintenance worker and logagg.maintain() may do this at the same
+-- time.  SHARE UPDATE EXCLUSIVE on logagg.logs conflicts with itself but
+-- not with ingest's inserts: the second caller waits until the first
+-- commits, and then (a new snapshot per statement) finds its partitions.
+-- A caller whose snapshot is older (REPEATABLE READ) can still miss them
+-- and finds the name taken: that partition exists, which is all it wanted.
+CREATE OR REPLACE FUNCTION @extschema@._ensure_partition(p_start timestamptz, p_secs int)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    p_end  timestamptz := p_start + make_interval(secs => p_secs);
+    p_name text;
+BEGIN
+    LOCK TABLE @extschema@.logs IN SHARE UPDATE EXCLUSIVE MODE;
+    IF EXISTS (SELECT 1 FROM @extschema@.partitions
+               WHERE NOT is_default AND range_start < p_end AND range_end > p_start) THEN
+        RETURN false;
+    END IF;
+    p_name := 'logs_' || to_char(p_start AT TIME ZONE 'UTC',
+                                 CASE WHEN p_secs % 86400 = 0 THEN 'YYYYMMDD' ELSE 'YYYYMMDD_HH24MI' END);
+    IF EXISTS (SELECT 1 FROM @extschema@.logs_default WHERE ts >= p_start AND ts < p_end) THEN
+        EXECUTE format('CREATE TABLE @extschema@.%I (LIKE @extschema@.logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', p_name);
+        EXECUTE format('WITH moved AS (DELETE FROM @extschema@.logs_default WHERE ts >= $1 AND ts < $2 RETURNING *)
+                        INSERT INTO @extschema@.%I SELECT * FROM moved', p_name) USING p_start, p_end;
+        PERFORM @extschema@._index_partition(p_name);
+        EXECUTE format('ALTER TABLE @extschema@.logs ATTACH PARTITION @extschema@.%I FOR VALUES FROM (%L) TO (%L)',
+                       p_name, p_start, p_end);
+    ELSE
+        EXECUTE format('CREATE TABLE @extschema@.%I PARTITION OF @extschema@.logs FOR VALUES FROM (%L) TO (%L)',
+                       p_name, p_start, p_end);
+        PERFORM @extschema@._index_partition(p_name);
+    END IF;
+    RETURN true;
+EXCEPTION WHEN duplicate_table THEN
+    RETURN false;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.ingest(jsonb) IS
+    'Stores log records given as one JSON object or an array of objects (fields as in wire protocol v1), in the calling transaction. Invalid records, and records of a source the calling role was not granted (logagg.grant_source_write), go to logagg.rejected. Returns the number of rows stored.';
+
+-- Which roles may write which sources through logagg.ingest().  A token
+-- fixes the source of a socket connection; a SQL caller has no token, so
+-- without this any logagg_writer could write under any source.
+-- Superusers and members of logagg_admin write any source.
+CREATE TABLE @extschema@.source_writers (
+    role_name   name NOT NULL,
+    source      text NOT NULL CHECK (source ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'),
+    granted_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (role_name, source)
+);
+COMMENT ON TABLE @extschema@.source_writers IS
+    'Sources a role (and the roles that have its privileges) may write through logagg.ingest(); managed with logagg.grant_source_write and logagg.revoke_source_write.';
+
+CREATE FUNCTION @extschema@.grant_source_write(role_name name, source text) RETURNS void
+    LANGUAGE plpgsql STRICT VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = grant_source_write.role_name) THEN
+        RAISE EXCEPTION 'role "%" does not exist', grant_source_write.role_name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'Create the role first, or check the spelling.';
+    END IF;
+    INSERT INTO @extschema@.source_writers (role_name, source)
+    VALUES (grant_source_write.role_name, grant_source_write.source)
+    ON CONFLICT DO NOTHING;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.grant_source_write(name, text) IS
+    'Lets a role (and every role with its privileges) write records of the given source through logagg.ingest().';
+
+CREATE FUNCTION @extschema@.revoke_source_write(role_name name, source text) RETURNS boolean
+    LANGUAGE sql STRICT VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH gone AS (
+        DELETE FROM @extschema@.source_writers w
+        WHERE w.role_name = revoke_source_write.role_name
+          AND w.source = revoke_source_write.source
+        RETURNING 1)
+    SELECT count(*) > 0 FROM gone;
+$fn$;
+COMMENT ON FUNCTION @extschema@.revoke_source_write(name, text) IS
+    'Takes back logagg.grant_source_write; returns whether there was such a grant.';
+
+REVOKE ALL ON FUNCTION @extschema@.grant_source_write(name, text),
+                       @extschema@.revoke_source_write(name, text)
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.grant_source_write(name, text),
+                          @extschema@.revoke_source_write(name, text)
+    TO logagg_admin;
+GRANT ALL ON TABLE @extschema@.source_writers TO logagg_admin;
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.source_writers', '');
+-- Alert delivery hardening (schema/20_alerts.sql): a queued payload or a
+-- stored config can no longer fail the dispatcher's transaction, and a
+-- destination's own timeout_ms is covered by its lease (_claim_alerts,
+-- _backoff); add_destination checks ranges, control characters,
+-- credentials over cleartext and signature_version (_validate_destination);
+-- destinations_public shows URLs cut to scheme://host[:port]
+-- (_redact_config); webhooks with a secret from 1.0 keep their signature.
+
+CREATE OR REPLACE FUNCTION @extschema@._claim_alerts(p_limit int, p_worker int, p_lease_ms int)
+    RETURNS TABLE (id bigint, severity text, source text, fingerprint text,
+                   count bigint, first_seen timestamptz, last_seen timestamptz, status int,
+                   level text, message text, destination text, kind text,
+                   config jsonb, attempts int, is_test boolean, payload jsonb)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    -- Every access to alert_queue here has an index path (alert_queue_pending
+    -- for taking, the pkey for "id = ANY"); after a burst or a DELETE the
+    -- statistics can make a seq scan of a bloated queue look cheaper, and
+    -- that plan is then cached (measured: a seq scan per cycle held a
+    -- 20,000-alert burst to ~1,600/s after the ingest-load phase).
+    SET enable_seqscan = off
+    -- enable_seqscan = off adds its disable cost to plans that still need a
+    -- seq scan (silences, a tiny table): never JIT-compile these statements
+    -- for that (measured: LLVM on every cycle, 400 alerts/s)
+    SET jit = off
+AS $fn$
+#variable_conflict use_column
+BEGIN
+    IF EXISTS (SELECT 1 FROM @extschema@.silences s
+               WHERE now() >= s.starts_at AND now() < s.ends_at) THEN
+        WITH muted AS (
+            SELECT q.id AS qid,
+                   (SELECT s.id FROM @extschema@.silences s
+                     WHERE now() >= s.starts_at AND now() < s.ends_at
+                       AND (s.source IS NULL OR s.source = q.source)
+                       AND (s.fingerprint IS NULL OR s.fingerprint = q.fingerprint)
+                       AND (s.message_regex IS NULL OR coalesce(q.payload->>'message', '') ~ s.message_regex)
+                     ORDER BY s.id LIMIT 1) AS silence_id
+            FROM @extschema@.alert_queue q
+            WHERE q.dead_at IS NULL AND q.next_attempt_at <= now()
+              AND NOT coalesce(q.payload->'test' = 'true'::jsonb, false)
+            ORDER BY q.severity, q.next_attempt_at, q.id
+            FOR UPDATE OF q SKIP LOCKED
+            LIMIT 1000
+        ), gone AS (
+            DELETE FROM @extschema@.alert_queue q
+             USING muted m
+             WHERE q.id = m.qid AND m.silence_id IS NOT NULL
+            RETURNING q.*, m.silence_id
+        )
+        INSERT INTO @extschema@.alert_log
+            (alert_id, destination, route_id, severity, fingerprint, source, count,
+             attempt, outcome, error)
+        SELECT gone.id, gone.destination, gone.route_id, gone.severity, gone.fingerprint,
+               gone.source, gone.count, gone.attempts, 'silenced',
+               'silenced by silence ' || gone.silence_id
+        FROM gone;
+    END IF;
+
+    RETURN QUERY
+    WITH due AS (
+        SELECT q.id AS qid, q.next_attempt_at AS due_at
+        FROM @extschema@.alert_queue q
+        WHERE q.dead_at IS NULL AND q.next_attempt_at <= now()
+          AND EXISTS (SELECT 1 FROM @extschema@.destinations d
+                      WHERE d.name = q.destination AND d.enabled)
+        ORDER BY q.severity, q.next_attempt_at, q.id
+        FOR UPDATE OF q SKIP LOCKED
+        LIMIT p_limit
+    ), taken AS (
+        -- "id = ANY (ids)", not "FROM due WHERE q.id = due.qid": this plan
+        -- is cached while the queue is nearly empty, and for a join the
+        -- planner then reads the whole queue (hash or nested loop over
+        -- alert_queue_pkey) on every claim once a burst has filled it
+        -- (measured: ~1,400 claims/s instead of 5,000 for the first seconds
+        -- of a 20,000-alert burst, until autoanalyze replanned).  An array
+        -- condition is one pkey probe per id whatever the statistics say.
+        UPDATE @extschema@.alert_queue q
+           SET attempts = q.attempts + 1,
+               claimed_by = p_worker,
+               claimed_at = clock_timestamp(),
+               -- a destination's own timeout_ms may be longer than the
+               -- dispatcher's lease: then the lease covers it (plus the
+               -- dispatcher's 30 s margin), else a second dispatcher would
+               -- take and send the alert while the first still waits
+               next_attempt_at = now() + make_interval(secs => greatest(p_lease_ms,
+                   (SELECT least(greatest((d.config->'timeout_ms')::numeric, 1), 600000) + 30000
+                      FROM @extschema@.destinations d
+                     WHERE d.name = q.destination
+                       AND jsonb_typeof(d.config->'timeout_ms') = 'number')) / 1000.0)
+         WHERE q.id = ANY (ARRAY(SELECT due.qid FROM due))
+        RETURNING q.*
+    )
+    -- the notification body (fixed fields, docs/alerts.md) is built by the
+    -- worker from these columns (dispatcher.c: build_payload); building it
+    -- here cost a jsonb_build_object and four _utc() calls per alert
+    SELECT t.id, t.severity::text, t.source, t.fingerprint, t.count,
+           t.first_seen, t.last_seen,
+           -- nothing in a payload may fail the claim (and with it every
+           -- other alert of the cycle): out-of-range values are dropped
+           CASE WHEN jsonb_typeof(t.payload->'status') = 'number'
+                     AND (t.payload->'status')::numeric BETWEEN -2147483648 AND 2147483647
+                THEN (t.payload->'status')::numeric::int END,
+           t.payload->>'level', t.payload->>'message', t.destination, d.kind, d.config,
+           t.attempts, coalesce(t.payload->'test' = 'true'::jsonb, false),
+           t.payload
+    FROM taken t
+    JOIN due ON due.qid = t.id
+    JOIN @extschema@.destinations d ON d.name = t.destination
+    ORDER BY t.severity, due.due_at, t.id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._claim_alerts(int, int, int) IS
+    'Internal: dispatch worker p_worker takes up to p_limit due alerts (ORDER BY severity, next_attempt_at, id FOR UPDATE SKIP LOCKED), leased for p_lease_ms (longer when the destination''s timeout_ms needs it); silenced ones are logged and removed.';
+
+CREATE OR REPLACE FUNCTION @extschema@._backoff(attempts int, config jsonb) RETURNS interval
+    LANGUAGE sql VOLATILE
+    SET search_path = pg_catalog, pg_temp
+    RETURN make_interval(secs =>
+        least(CASE WHEN jsonb_typeof(config->'retry_max_ms') = 'number'
+                   THEN least(greatest((config->'retry_max_ms')::numeric, 1), 86400000)::float8
+                   ELSE 300000 END,
+              CASE WHEN jsonb_typeof(config->'retry_base_ms') = 'number'
+                   THEN least(greatest((config->'retry_base_ms')::numeric, 1), 86400000)::float8
+                   ELSE 1000 END
+                * power(2, least(greatest(attempts, 1) - 1, 30)))
+        * (0.5 + random() * 0.5) / 1000.0);
+COMMENT ON FUNCTION @extschema@._backoff(int, jsonb) IS
+    'Internal: retry delay after the given number of attempts: exponential with jitter, bounded by the destination''s retry_base_ms / retry_max_ms.';
+
+CREATE OR REPLACE FUNCTION @extschema@._validate_destination(kind text, config jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    allowed  text[];
+    required text[];
+    k        text;
+    v        jsonb;
+    v_max    numeric;
+    v_clear  text;
+    common   text[] := ARRAY['retry_base_ms', 'retry_max_ms', 'timeout_ms', 'allow_insecure'];
+BEGIN
+    IF config IS NULL OR jsonb_typeof(config) <> 'object' THEN
+        RAISE EXCEPTION 'destination config must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    CASE kind
+        WHEN 'webhook' THEN
+            required := ARRAY['url'];
+            allowed := ARRAY['url', 'secret', 'signature_version', 'headers'];
+        WHEN 'slack' THEN
+            required := ARRAY['webhook_url'];
+            allowed := ARRAY['webhook_url', 'channel', 'username'];
+        WHEN 'email' THEN
+            required := ARRAY['smtp_url', 'from', 'to'];
+            allowed := ARRAY['smtp_url', 'from', 'to', 'username', 'password', 'starttls', 'insecure_tls'];
+        WHEN 'sms' THEN
+            required := ARRAY['account_sid', 'auth_token', 'from', 'to'];
+            allowed := ARRAY['base_url', 'account_sid', 'auth_token', 'from', 'to'];
+        WHEN 'pagerduty' THEN
+            required := ARRAY['routing_key'];
+            allowed := ARRAY['url', 'routing_key'];
+        ELSE
+            RAISE EXCEPTION 'unknown destination kind "%"', kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use one of webhook, slack, email, sms, pagerduty.';
+    END CASE;
+    allowed := allowed || common;
+
+    FOREACH k IN ARRAY required LOOP
+        IF NOT config ? k OR jsonb_typeof(config->k) = 'null' THEN
+            RAISE EXCEPTION '% destination config lacks "%"', kind, k
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('A %s destination needs: %s.', kind, array_to_string(required, ', '));
+        END IF;
+    END LOOP;
+
+    FOR k, v IN SELECT * FROM jsonb_each(config) LOOP
+        IF NOT k = ANY (allowed) THEN
+            RAISE EXCEPTION 'unknown key "%" in % destination config', k, kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('Allowed keys: %s.', array_to_string(allowed, ', '));
+        END IF;
+        IF k IN ('to') THEN
+            IF NOT (jsonb_typeof(v) = 'string'
+                    OR (jsonb_typeof(v) = 'array' AND jsonb_array_length(v) > 0
+                        AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v) x
+                                        WHERE jsonb_typeof(x) <> 'string'))) THEN
+                RAISE EXCEPTION '"to" in % destination config must be a non-empty array of strings', kind
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            IF EXISTS (SELECT 1 FROM jsonb_array_elements_text(
+                           CASE jsonb_typeof(v) WHEN 'array' THEN v ELSE jsonb_build_array(v) END) x
+                       WHERE x = '' OR x ~ '[\x01-\x1f\x7f]') THEN
+                RAISE EXCEPTION '"to" in % destination config must not contain empty strings, line breaks or other control characters', kind
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Give one address (or phone number) per array element.';
+            END IF;
+        ELSIF k = 'headers' THEN
+            IF jsonb_typeof(v) <> 'object' OR EXISTS (SELECT 1 FROM jsonb_each(v) h
+                                                      WHERE jsonb_typeof(h.value) <> 'string'
+                                                         OR h.key !~ '^[A-Za-z0-9!#$%&''*+.^_`|~-]+$') THEN
+                RAISE EXCEPTION '"headers" in webhook destination config must be an object of header names to string values'
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            -- a tab is allowed in a field value (RFC 9110), no other control character
+            IF EXISTS (SELECT 1 FROM jsonb_each_text(v) h WHERE h.value ~ '[\x01-\x08\x0a-\x1f\x7f]') THEN
+                RAISE EXCEPTION 'a header value in webhook destination config contains a line break or another control character'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Header values are single lines: remove CR, LF and other control characters.';
+            END IF;
+        ELSIF k IN ('retry_base_ms', 'retry_max_ms', 'timeout_ms') THEN
+            v_max := CASE k WHEN 'timeout_ms' THEN 600000 ELSE 86400000 END;
+            IF jsonb_typeof(v) <> 'number' OR v::numeric < 1 OR v::numeric > v_max
+               OR v::numeric <> trunc(v::numeric) THEN
+                RAISE EXCEPTION '"%" in destination config must be a whole number of milliseconds from 1 to %', k, v_max
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'timeout_ms takes at most 600000 (10 minutes); retry_base_ms and retry_max_ms at most 86400000 (a day).';
+            END IF;
+        ELSIF k IN ('starttls', 'insecure_tls', 'allow_insecure') THEN
+            IF jsonb_typeof(v) <> 'boolean' THEN
+                RAISE EXCEPTION '"%" in % destination config must be true or false', k, kind
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+        ELSIF k = 'signature_version' THEN
+            IF v NOT IN ('1', '2') THEN
+                RAISE EXCEPTION '"signature_version" in webhook destination config must be 1 or 2'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = '2 (the default) signs the timestamp with the body; 1 is the older body-only signature.';
+            END IF;
+        ELSIF jsonb_typeof(v) <> 'string' OR v #>> '{}' = '' THEN
+            RAISE EXCEPTION '"%" in % destination config must be a non-empty string', k, kind
+                USING ERRCODE = 'invalid_parameter_value';
+        ELSIF v #>> '{}' ~ '[\x01-\x1f\x7f]' THEN
+            RAISE EXCEPTION '"%" in % destination config contains a line break or another control character', k, kind
+                USING ERRCODE = 'invalid_parameter_value';
+        ELSIF k IN ('url', 'webhook_url', 'base_url') AND v #>> '{}' !~* '^https?://[^/?#]+' THEN
+            RAISE EXCEPTION '"%" in % destination config must be an http:// or https:// URL', k, kind
+                USING ERRCODE = 'invalid_parameter_value';
+        ELSIF k = 'smtp_url' AND v #>> '{}' !~* '^smtps?://[^/?#]+' THEN
+            RAISE EXCEPTION '"smtp_url" in email destination config must be an smtp:// or smtps:// URL'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use smtp://host:587 with "starttls": true, smtps://host:465, or smtp://host:25.';
+        END IF;
+    END LOOP;
+
+    -- credentials only over TLS, unless the admin allows otherwise
+    IF NOT coalesce(config->'allow_insecure' = 'true'::jsonb, false) THEN
+        IF kind = 'email' AND (config ? 'username' OR config ? 'password')
+           AND config->>'smtp_url' ~* '^smtp://'
+           AND NOT coalesce(config->'starttls' = 'true'::jsonb, false) THEN
+            RAISE EXCEPTION 'email destination config would send its SMTP credentials unencrypted over smtp:// without STARTTLS'
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use smtps://, or set "starttls": true, or set "allow_insecure": true if the network path is trusted.';
+        END IF;
+        v_clear := CASE
+            WHEN kind = 'sms' AND config->>'base_url' ~* '^http://' THEN 'auth_token'
+            WHEN kind = 'pagerduty' AND config->>'url' ~* '^http://' THEN 'routing_key'
+            WHEN kind = 'slack' AND config->>'webhook_url' ~* '^http://' THEN 'webhook_url'
+            WHEN kind = 'webhook' AND config->>'url' ~* '^http://'
+                 AND EXISTS (SELECT 1 FROM jsonb_object_keys(
+                                 CASE jsonb_typeof(config->'headers') WHEN 'object' THEN config->'headers' ELSE '{}' END) h
+                             WHERE lower(h) IN ('authorization', 'proxy-authorization', 'cookie')) THEN 'headers'
+            WHEN EXISTS (SELECT 1 FROM jsonb_each_text(config) e
+                         WHERE e.key IN ('url', 'webhook_url', 'base_url', 'smtp_url')
+                           AND e.value ~* '^(http|smtp)://[^/?#]*@') THEN 'user:password@ of its URL'
+        END;
+        IF v_clear IS NOT NULL THEN
+            RAISE EXCEPTION '% destination config would send % unencrypted over a cleartext URL',
+                kind, CASE WHEN v_clear LIKE '%@%' THEN v_clear ELSE '"' || v_clear || '"' END
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use an https:// (or smtps://) URL, or set "allow_insecure": true if the network path is trusted.';
+        END IF;
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._validate_destination(text, jsonb) IS
+    'Internal: checks a destination config for its kind (keys, types, ranges, no control characters, no credentials over cleartext without allow_insecure); errors name the key, never the value.';
+
+CREATE OR REPLACE FUNCTION @extschema@._redact_config(config jsonb) RETURNS jsonb
+    LANGUAGE sql IMMUTABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN (
+        SELECT coalesce(jsonb_object_agg(k,
+            CASE
+                WHEN k IN ('secret', 'password', 'auth_token', 'routing_key')
+                    THEN to_jsonb('********'::text)
+                WHEN k = 'headers' AND jsonb_typeof(v) = 'object'
+                    THEN (SELECT coalesce(jsonb_object_agg(h.key, '********'), '{}') FROM jsonb_each(v) h)
+                WHEN k IN ('url', 'webhook_url', 'base_url', 'smtp_url')
+                    THEN to_jsonb(coalesce(
+                        (SELECT m[1] || CASE WHEN m[2] <> '' THEN '********@' ELSE '' END || m[3]
+                                || CASE WHEN m[4] IN ('', '/') THEN m[4] ELSE '/********' END
+                           FROM regexp_match(v #>> '{}',
+                                             '^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*@)?([^/?#]*)(.*)$') AS m),
+                        '********'))
+                ELSE v
+            END), '{}')
+        FROM jsonb_each(config) AS e(k, v));
+COMMENT ON FUNCTION @extschema@._redact_config(jsonb) IS
+    'Internal: a destination config with secrets and header values replaced by ********, and URLs cut to scheme://host[:port] (credentials, path and query replaced).';
+
+COMMENT ON COLUMN @extschema@.destinations.config IS
+    'Kind-specific settings, secrets included (webhook: url, secret, signature_version, headers; slack: webhook_url; email: smtp_url, from, to, username, password, starttls, insecure_tls; sms: base_url, account_sid, auth_token, from, to; pagerduty: url, routing_key). Every kind also takes retry_base_ms, retry_max_ms, timeout_ms and allow_insecure.';
+
+-- Webhook signatures now cover a timestamp (signature_version 2, the
+-- default).  Webhook destinations created before this version keep the
+-- body-only signature their receivers verify today, until an admin
+-- switches them to 2 (docs/alerts.md "Verifying signatures").
+UPDATE @extschema@.destinations
+   SET config = config || '{"signature_version": 1}'
+ WHERE kind = 'webhook' AND config ? 'secret' AND NOT config ? 'signature_version';
+-- One "destination does not exist" error (schema/20_alerts.sql): the new
+-- _raise_unknown_destination() replaces the four copies of the RAISE in
+-- remove_destination, _set_destination_enabled, add_route and
+-- test_destination (same message, errcode and hints).  Granted to
+-- logagg_admin, who calls those four; 50_privileges.sql then hands it to
+-- logagg_owner with every other member.
+
+CREATE FUNCTION @extschema@._raise_unknown_destination(
+        p_name text,
+        p_hint text DEFAULT 'SELECT name FROM logagg.destinations_public lists them.')
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    RAISE EXCEPTION 'destination "%" does not exist', p_name
+        USING ERRCODE = 'undefined_object', HINT = p_hint;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._raise_unknown_destination(text, text) IS
+    'Internal: raises "destination does not exist" (undefined_object) with the given hint.';
+REVOKE ALL ON FUNCTION @extschema@._raise_unknown_destination(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@._raise_unknown_destination(text, text) TO logagg_admin;
+
+CREATE OR REPLACE FUNCTION @extschema@.remove_destination(name text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    DELETE FROM @extschema@.destinations d WHERE d.name = remove_destination.name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._raise_unknown_destination(name);
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.remove_destination(text) IS
+    'Deletes a destination with its routes and its queued alerts (their history stays in alert_log).';
+
+CREATE OR REPLACE FUNCTION @extschema@._set_destination_enabled(p_name text, p_enabled boolean) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE @extschema@.destinations SET enabled = p_enabled, updated_at = now()
+     WHERE name = p_name;
+    IF NOT FOUND THEN
+        PERFORM @extschema@._raise_unknown_destination(p_name);
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._set_destination_enabled(text, boolean) IS
+    'Internal: pause_destination / resume_destination.';
+
+CREATE OR REPLACE FUNCTION @extschema@.add_route(destination text, min_severity @extschema@.severity,
+                                      source text DEFAULT NULL,
+                                      group_window interval DEFAULT '1 min')
+    RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_id int;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.destinations d WHERE d.name = add_route.destination) THEN
+        PERFORM @extschema@._raise_unknown_destination(
+            destination, 'Create it first with logagg.add_destination(name, kind, config).');
+    END IF;
+    IF min_severity IS NULL THEN
+        RAISE EXCEPTION 'min_severity must not be NULL'
+            USING ERRCODE = 'null_value_not_allowed',
+                  HINT = 'critical routes only critical alerts, high routes critical and high, low routes all.';
+    END IF;
+    IF group_window IS NULL OR group_window < '0' THEN
+        RAISE EXCEPTION 'group_window must be zero or positive'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO @extschema@.routes (destination, min_severity, source, group_window)
+    VALUES (add_route.destination, add_route.min_severity, add_route.source, add_route.group_window)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.add_route(text, @extschema@.severity, text, interval) IS
+    'Routes alerts of at least min_severity (and of source, NULL = any) to a destination, grouped per fingerprint over group_window. Returns the route id.';
+
+CREATE OR REPLACE FUNCTION @extschema@.test_destination(name text) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_id bigint;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM @extschema@.destinations d WHERE d.name = test_destination.name) THEN
+        PERFORM @extschema@._raise_unknown_destination(name);
+    END IF;
+    INSERT INTO @extschema@.alert_queue
+        (severity, destination, fingerprint, source, count, payload)
+    VALUES ('critical', test_destination.name, 'test', 'logagg', 1,
+            jsonb_build_object('test', true, 'level', 'info', 'status', NULL,
+                               'message', 'logagg test notification for destination ' || test_destination.name))
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.test_destination(text) IS
+    'Queues a test notification to the destination now (sent within milliseconds after COMMIT, silences do not apply). Returns its alert_id; SELECT * FROM logagg.alert_log WHERE alert_id = ... shows the outcome.';
+-- Silences' message_regex under logagg.regex_timeout (src/regex_limit.c):
+-- logagg._regex_match() and _claim_alerts() calling it (schema/20_alerts.sql).
+-- Runs before 50_privileges.sql, which hands the new function to
+-- logagg_owner as a fresh install does.
+
+-- A silence's message_regex is the user's pattern: evaluated under
+-- logagg.regex_timeout (src/regex_limit.c) so that no pattern can stall a
+-- dispatch worker; one that runs out of time does not match (the alert is
+-- sent rather than silenced) and is reported as a WARNING.
+CREATE FUNCTION @extschema@._regex_match(subject text, pattern text) RETURNS boolean
+    LANGUAGE c STABLE STRICT PARALLEL SAFE
+    AS 'MODULE_PATHNAME', 'logagg_regex_match_sql';
+REVOKE ALL ON FUNCTION @extschema@._regex_match(text, text) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@._regex_match(text, text) IS
+    'Internal: subject ~ pattern, under logagg.regex_timeout (false when the pattern runs out of time).';
+
+-- _claim_alerts() evaluates silences through _regex_match().  Only that
+-- expression changes, so the definition in place (whatever earlier pieces
+-- of this upgrade made of it) is edited rather than restated.
+DO $patch$
+DECLARE
+    def  text := pg_catalog.pg_get_functiondef(
+                     '@extschema@._claim_alerts(int, int, int)'::pg_catalog.regprocedure);
+    v_old text := $o$s.message_regex IS NULL OR coalesce(q.payload->>'message', '') ~ s.message_regex)$o$;
+    v_new text := $n$s.message_regex IS NULL OR @extschema@._regex_match(coalesce(q.payload->>'message', ''), s.message_regex))$n$;
+BEGIN
+    IF pg_catalog.strpos(def, v_old) = 0 THEN
+        RAISE EXCEPTION 'logagg upgrade: the silence check of _claim_alerts() is not the expected one';
+    END IF;
+    EXECUTE pg_catalog.replace(def, v_old, v_new);
+END
+$patch$;
+-- Partitions get the owner of logagg.logs whoever creates them
+-- (schema/10_core_functions.sql).  Runs before 50_privileges.sql.
+
+-- The indexes every partition of logagg.logs has (see schema/00_core.sql
+-- for why they are not on the parent): BRIN on ts for time ranges, btree
+-- on (source, ts) for one service's recent records.  The partition is first
+-- given to the owner of logagg.logs (logagg_owner): a superuser calling
+-- the internal functions directly would otherwise own it, and the workers,
+-- which run as logagg_owner, could not drop it at retention time.
+CREATE OR REPLACE FUNCTION @extschema@._index_partition(p_name text)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    EXECUTE format('ALTER TABLE @extschema@.%I OWNER TO %s', p_name,
+                   (SELECT c.relowner::regrole FROM pg_class c
+                     WHERE c.oid = '@extschema@.logs'::regclass));
+    EXECUTE format('CREATE INDEX %I ON @extschema@.%I USING brin (ts)', p_name || '_ts_brin', p_name);
+    EXECUTE format('CREATE INDEX %I ON @extschema@.%I (source, ts)', p_name || '_source_ts', p_name);
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._index_partition(text) IS
+    'Internal: gives one new logs partition to the owner of logagg.logs and creates its BRIN (ts) and btree (source, ts) indexes.';
+-- Privileges (schema/00_core.sql, schema/90_privileges.sql): a dedicated
+-- non-superuser role, logagg_owner, owns every object and is the role the
+-- background workers and the SECURITY DEFINER functions run as; logagg_admin
+-- loses TRIGGER, TRUNCATE and REFERENCES, with which it could run code as
+-- the workers.  docs/security.md describes the model.
+
+DO $roles$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'logagg_owner') THEN
+        CREATE ROLE logagg_owner NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS;
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'logagg_owner'
+                  AND (r.rolsuper OR r.rolcreaterole OR r.rolbypassrls
+                       OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid))) THEN
+        RAISE EXCEPTION 'role "logagg_owner" is a superuser, can create roles, bypasses row security or is granted to other roles'
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'logagg runs its workers as logagg_owner: make it NOSUPERUSER NOCREATEROLE NOBYPASSRLS and revoke it from every role.';
+    END IF;
+END
+$roles$;
+
+-- Members and the partitions of logs created under 1.0 go to logagg_owner
+-- (identical to the block in schema/90_privileges.sql).
+DO $owner$
+DECLARE
+    m record;
+BEGIN
+    FOR m IN
+        SELECT d.classid, d.objid, c.relkind
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+          LEFT JOIN pg_catalog.pg_class c
+                 ON d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND c.oid = d.objid
+         WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND d.deptype = 'e' AND e.extname = 'logagg'
+        UNION ALL
+        SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, i.inhrelid, 'r'
+          FROM pg_catalog.pg_inherits i
+         WHERE i.inhparent = '@extschema@.logs'::pg_catalog.regclass
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                            WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                              AND d.objid = i.inhrelid AND d.deptype = 'e')
+        ORDER BY 1, 2
+    LOOP
+        IF m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass THEN
+            EXECUTE pg_catalog.format('ALTER ROUTINE %s OWNER TO logagg_owner',
+                                      m.objid::pg_catalog.regprocedure);
+        ELSIF m.classid = 'pg_catalog.pg_type'::pg_catalog.regclass THEN
+            EXECUTE pg_catalog.format('ALTER TYPE %s OWNER TO logagg_owner',
+                                      m.objid::pg_catalog.regtype);
+        ELSIF m.relkind IN ('r', 'p') THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %s OWNER TO logagg_owner',
+                                      m.objid::pg_catalog.regclass);
+        ELSIF m.relkind = 'v' THEN
+            EXECUTE pg_catalog.format('ALTER VIEW %s OWNER TO logagg_owner',
+                                      m.objid::pg_catalog.regclass);
+        ELSIF m.relkind = 'S' AND NOT EXISTS (
+                SELECT 1 FROM pg_catalog.pg_depend d
+                 WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                   AND d.objid = m.objid AND d.deptype IN ('a', 'i')
+                   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass) THEN
+            EXECUTE pg_catalog.format('ALTER SEQUENCE %s OWNER TO logagg_owner',
+                                      m.objid::pg_catalog.regclass);
+        END IF;
+    END LOOP;
+END
+$owner$;
+
+GRANT USAGE, CREATE ON SCHEMA @extschema@ TO logagg_owner;
+GRANT SET ON PARAMETER log_min_error_statement TO logagg_owner;
+
+-- 1.0 gave logagg_admin ALL on every table.  Every member with privileges
+-- is touched after the owner change (a GRANT to the owner changes nothing
+-- else) so that pg_init_privs, which pg_dump compares against, records
+-- the new grantor as a fresh install does.
+DO $grants$
+DECLARE
+    m record;
+BEGIN
+    FOR m IN
+        SELECT c.oid::pg_catalog.regclass AS rel, c.relkind
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+          JOIN pg_catalog.pg_class c ON c.oid = d.objid
+         WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+           AND d.deptype = 'e' AND e.extname = 'logagg'
+           AND c.relkind IN ('r', 'p', 'v', 'S') AND c.relacl IS NOT NULL
+         ORDER BY c.oid
+    LOOP
+        IF m.relkind = 'S' THEN
+            EXECUTE pg_catalog.format('GRANT ALL ON SEQUENCE %s TO logagg_owner', m.rel);
+        ELSE
+            EXECUTE pg_catalog.format('REVOKE TRUNCATE, REFERENCES, TRIGGER ON %s FROM logagg_admin', m.rel);
+        END IF;
+    END LOOP;
+    FOR m IN
+        SELECT p.oid::pg_catalog.regprocedure AS fn
+          FROM pg_catalog.pg_depend d
+          JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+          JOIN pg_catalog.pg_proc p ON p.oid = d.objid
+         WHERE d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+           AND d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+           AND d.deptype = 'e' AND e.extname = 'logagg' AND p.proacl IS NOT NULL
+         ORDER BY p.oid
+    LOOP
+        EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION %s TO logagg_owner', m.fn);
+    END LOOP;
+END
+$grants$;
