@@ -4,14 +4,14 @@
 EXTENSION   = logagg
 EXTVERSION  = $(shell sed -n "s/^default_version *= *'\\(.*\\)'/\\1/p" logagg.control)
 MODULE_big  = logagg
-# Released install scripts are committed and never change (logagg--1.0.sql);
-# the newest version's script is assembled from schema/*.sql and each
-# upgrade script from the pieces in upgrade/FROM--TO/.  test/t/006_upgrade.pl
-# proves that installing an old version and running ALTER EXTENSION UPDATE
-# gives the same objects as a fresh install of the newest.
-DATA        = logagg--1.0.sql
-UPGRADES    = $(notdir $(wildcard upgrade/*--*))
-DATA_built  = logagg--$(EXTVERSION).sql $(foreach u,$(UPGRADES),logagg--$(u).sql)
+# Released install scripts are committed and never change (logagg--1.0.sql),
+# and so are the upgrade scripts (logagg--FROM--TO.sql); the newest
+# version's install script is assembled from schema/*.sql.
+# test/t/006_upgrade.pl proves that installing an old version and running
+# ALTER EXTENSION UPDATE gives the same objects as a fresh install of the
+# newest.
+DATA        = logagg--1.0.sql $(wildcard logagg--*--*.sql)
+DATA_built  = logagg--$(EXTVERSION).sql
 PGFILEDESC  = "logagg - log aggregation and alerting"
 
 SRCS        = $(sort $(wildcard src/*.c src/ingest/*.c))
@@ -74,13 +74,6 @@ $(OBJS): $(wildcard src/*.h src/ingest/*.h)
 logagg--$(EXTVERSION).sql: $(SCHEMA)
 	cat $(SCHEMA) > $@
 
-# An upgrade script is assembled from its pieces, in name order, so that
-# unrelated changes of one release live in files of their own.
-define upgrade_rule
-logagg--$(1).sql: $$(sort $$(wildcard upgrade/$(1)/*.sql))
-	cat $$^ > $$@
-endef
-$(foreach u,$(UPGRADES),$(eval $(call upgrade_rule,$(u))))
 
 all: emitters
 .PHONY: emitters emitters-install
