@@ -166,6 +166,11 @@ CREATE FUNCTION @extschema@.maintain() RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF @extschema@._node_role() = 'worker' THEN  -- schema/60_citus.sql
+        RAISE NOTICE 'nothing to maintain on a Citus worker node'
+            USING DETAIL = 'Partitions and retention of the distributed logagg.logs are run by the coordinator.';
+        RETURN;
+    END IF;
     PERFORM @extschema@._create_partitions(now());
     PERFORM @extschema@._run_retention();  -- schema/30_sync.sql
 END

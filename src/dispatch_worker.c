@@ -33,6 +33,8 @@
 
 /* Forget ended groups and re-check the queue this often. */
 #define HOUSEKEEPING_MS 5000
+/* How often dispatch worker 1 takes alerts handed over by Citus worker nodes. */
+#define INBOX_DRAIN_MS 1000
 /* When due rows exist but others hold them: look again after this. */
 #define BUSY_RETRY_MS 50
 /*
@@ -53,6 +55,7 @@ logagg_dispatch_main(Datum arg)
 	dlist_head	done;
 	TimestampTz next_due = 0;
 	TimestampTz next_housekeeping;
+	TimestampTz next_drain = 0;
 	TimestampTz first_done_at = 0;
 	bool		want_claim = true;
 
@@ -127,6 +130,14 @@ logagg_dispatch_main(Datum arg)
 			continue;
 		}
 
+		if (index == 1 && now >= next_drain)
+		{
+			if (logagg_dispatcher_drain_inbox() > 0)
+				want_claim = true;
+			next_drain = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), INBOX_DRAIN_MS);
+			continue;
+		}
+
 		if (now >= next_housekeeping)
 		{
 			logagg_dispatcher_housekeeping();
@@ -141,6 +152,8 @@ logagg_dispatch_main(Datum arg)
 		 * of a batching wait, the extension check.
 		 */
 		wake = Min(next_housekeeping, logagg_worker_next_check());
+		if (index == 1)
+			wake = Min(wake, next_drain);
 		curl_timeout = logagg_curlm_timeout_ms();
 		if (curl_timeout >= 0)
 			wake = Min(wake, TimestampTzPlusMilliseconds(now, curl_timeout));

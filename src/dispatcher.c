@@ -24,6 +24,8 @@
  */
 #include "postgres.h"
 
+#include "commands/extension.h"
+
 #include <math.h>
 
 #include "access/xact.h"
@@ -627,6 +629,39 @@ housekeeping_in_transaction(void *arg)
 	if (SPI_execute("SELECT logagg._expire_groups()", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "logagg: _expire_groups failed");
 	logagg_refresh_alert_queue_depth(true);
+}
+
+/*
+ * On a Citus coordinator: move the alert groups worker nodes' ingest
+ * handed over (logagg._alert_inbox) into this node's queue, where they
+ * are grouped and routed like local ones.  Without Citus: a catalog
+ * lookup.
+ */
+static void
+drain_in_transaction(void *arg)
+{
+	int		   *queued = arg;
+	bool		isnull;
+	Datum		d;
+
+	*queued = 0;
+	if (!OidIsValid(get_extension_oid("citus", true)))
+		return;
+	if (SPI_execute("SELECT logagg._drain_alert_inbox()", false, 1) != SPI_OK_SELECT ||
+		SPI_processed != 1)
+		elog(ERROR, "logagg: _drain_alert_inbox failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	*queued = isnull ? 0 : DatumGetInt32(d);
+}
+
+/* Returns the alerts queued from worker nodes' hand-overs. */
+int
+logagg_dispatcher_drain_inbox(void)
+{
+	int			queued = 0;
+
+	logagg_run_or_exit(drain_in_transaction, &queued, "logagg: taking alerts from worker nodes");
+	return queued;
 }
 
 /* Forget ended groups; cheap, run every few seconds. */

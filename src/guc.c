@@ -18,6 +18,7 @@
 #include <ctype.h>
 #include <limits.h>
 
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "logagg.h"
@@ -231,19 +232,28 @@ check_sync_url(char **newval, void **extra, GucSource source)
 void
 logagg_define_gucs(void)
 {
+	/*
+	 * PostgreSQL refuses PGC_POSTMASTER variables defined after start-up,
+	 * which is when a server without logagg in shared_preload_libraries
+	 * loads it (CREATE EXTENSION, or Citus creating the extension on
+	 * every node).  There no worker runs, so these settings have nothing
+	 * to configure: define them as reloadable rather than fail.
+	 */
+	GucContext	pm = process_shared_preload_libraries_in_progress ? PGC_POSTMASTER : PGC_SIGHUP;
+
 	DefineCustomStringVariable("logagg.database",
 							   "Database the logagg workers connect to.",
 							   "CREATE EXTENSION logagg must be run in this database.",
 							   &logagg_database, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   pm, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("logagg.listen_address",
 							   "Address the ingest worker listens on.",
 							   NULL, &logagg_listen_address, "127.0.0.1",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   pm, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("logagg.port",
 							"TCP port for WebSocket and HTTP ingest.",
 							NULL, &logagg_port, 7480, 1, 65535,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							pm, 0, NULL, NULL, NULL);
 	DefineCustomEnumVariable("logagg.auth",
 							 "Client authentication: token (bearer tokens from logagg.create_source) or trust.",
 							 NULL, &logagg_auth, LOGAGG_AUTH_TOKEN, auth_options,
@@ -251,11 +261,11 @@ logagg_define_gucs(void)
 	DefineCustomStringVariable("logagg.tls_cert_file",
 							   "TLS certificate for wss:// (empty: plain ws://).",
 							   NULL, &logagg_tls_cert_file, "",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							   pm, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("logagg.tls_key_file",
 							   "TLS private key for wss://.",
 							   NULL, &logagg_tls_key_file, "",
-							   PGC_POSTMASTER, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+							   pm, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomStringVariable("logagg.metrics_token",
 							   "Bearer token GET /metrics requires (empty: /metrics is open).",
 							   NULL, &logagg_metrics_token, "",
@@ -263,7 +273,7 @@ logagg_define_gucs(void)
 	DefineCustomIntVariable("logagg.max_connections",
 							"Maximum concurrent ingest connections; more get HTTP 503.",
 							NULL, &logagg_max_connections, 1000, 1, 100000,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							pm, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("logagg.max_message_bytes",
 							"Largest WebSocket message or HTTP body accepted; larger frames close with 1009.",
 							NULL, &logagg_max_message_bytes, 1024 * 1024, 1024, 256 * 1024 * 1024,
@@ -288,7 +298,7 @@ logagg_define_gucs(void)
 	DefineCustomIntVariable("logagg.dispatch_workers",
 							"Number of alert dispatch workers.",
 							NULL, &logagg_dispatch_workers, 2, 0, LOGAGG_MAX_DISPATCH,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+							pm, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("logagg.dispatch_concurrency",
 							"In-flight notification requests per dispatch worker.",
 							NULL, &logagg_dispatch_concurrency, 32, 1, 1024,

@@ -184,6 +184,10 @@ extern bool ingest_parse_message_part(IngestBatch *batch, const IngestOrigin *or
 /* ingest/flat_attrs.c */
 extern Datum ingest_flat_attrs_jsonb(const char *attrs);
 
+/* ingest_citus.c: when logagg.logs is a Citus distributed table */
+extern uint64 logagg_insert_logs_distributed(IngestBatch *batch, const int *idx, int n,
+											 const int64 *ids, const uint8 *sevs);
+
 /* ingest_batch.c */
 extern void ingest_batch_store(IngestBatch *batch, IngestResult *result);
 extern int64 ingest_stream_last_seq(const char *stream, char **source);

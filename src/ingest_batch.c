@@ -417,8 +417,15 @@ copy_into_logs(IngestBatch *batch, const int *idx, int n, int64 *ids, uint8 *sev
 	return processed;
 }
 
+/*
+ * Queue the batch's alert groups.  On a Citus worker node the queue is
+ * the coordinator's (only it dispatches): the groups go into the
+ * distributed logagg._alert_inbox in this transaction, and the
+ * coordinator moves them into its queue (logagg._drain_alert_inbox).
+ * Returns the alerts queued here.
+ */
 static uint64
-enqueue_alerts(HTAB *groups)
+enqueue_alerts(HTAB *groups, bool worker_node)
 {
 	HASH_SEQ_STATUS hs;
 	AlertGroup *g;
@@ -465,6 +472,15 @@ enqueue_alerts(HTAB *groups)
 	appendStringInfoChar(&js, ']');
 
 	values[0] = CStringGetTextDatum(js.data);
+	if (worker_node)
+	{
+		ret = SPI_execute_with_args("INSERT INTO logagg._alert_inbox (groups) VALUES ($1::jsonb)",
+									1, argtypes, values, NULL, false, 0);
+		if (ret != SPI_OK_INSERT)
+			elog(ERROR, "logagg: handing alerts to the coordinator failed: %s",
+				 SPI_result_code_string(ret));
+		return 0;
+	}
 	ret = SPI_execute_with_args("SELECT logagg._enqueue_alerts($1::jsonb)",
 								1, argtypes, values, NULL, false, 1);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
@@ -650,7 +666,9 @@ store_records(IngestBatch *batch, const int *idx, int n, int64 *ids, uint8 *sevs
 			  IngestResult *result)
 {
 	Oid			seqid = logagg_relid("logs_id_seq");
-	int			threshold = alert_threshold();
+	bool		distributed = logagg_logs_distributed();
+	bool		worker_node = distributed && logagg_citus_worker_node();
+	int			threshold = worker_node ? logagg_cluster_alert_threshold() : alert_threshold();
 	HTAB	   *groups = NULL;
 
 	if (threshold >= 0)
@@ -696,10 +714,13 @@ store_records(IngestBatch *batch, const int *idx, int n, int64 *ids, uint8 *sevs
 			g->last_seen = Max(g->last_seen, r->ts);
 		}
 	}
-	result->rows += copy_into_logs(batch, idx, n, ids, sevs);
+	if (distributed)
+		result->rows += logagg_insert_logs_distributed(batch, idx, n, ids, sevs);
+	else
+		result->rows += copy_into_logs(batch, idx, n, ids, sevs);
 
 	if (groups && hash_get_num_entries(groups) > 0)
-		result->alerts_queued += enqueue_alerts(groups);
+		result->alerts_queued += enqueue_alerts(groups, worker_node);
 }
 
 /*

@@ -51,7 +51,17 @@ _PG_init(void)
 	logagg_define_gucs();
 
 	if (!process_shared_preload_libraries_in_progress)
+	{
+		/*
+		 * Loaded by a session (CREATE EXTENSION, or Citus creating it on a
+		 * node): the SQL side works, but no background worker can be
+		 * registered now.  Say so once per session rather than fail.
+		 */
+		ereport(NOTICE,
+				(errmsg("logagg is not in shared_preload_libraries: its ingest, dispatch and maintenance workers do not run on this server"),
+				 errhint("Tables, queries, configuration and logagg.ingest() work without it; add logagg to shared_preload_libraries and restart the server to receive logs over the network, send alerts and run partition, sync and retention maintenance.")));
 		return;
+	}
 
 	logagg_shmem_init_hooks();
 	logagg_install_log_redaction();

@@ -215,4 +215,9 @@ typedef struct LogaggResultColumn
 extern void logagg_check_result_columns(TupleDesc desc, const LogaggResultColumn *cols,
 										int ncols, const char *function);
 
+/* node_role.c */
+extern bool logagg_citus_worker_node(void);
+extern bool logagg_logs_distributed(void);
+extern int	logagg_cluster_alert_threshold(void);
+
 #endif							/* LOGAGG_H */

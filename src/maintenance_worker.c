@@ -31,9 +31,19 @@
  */
 #define MAINTENANCE_PERIOD_MS 60000
 
+/*
+ * On a Citus worker node the coordinator maintains the distributed
+ * partitions and runs sync and retention (node_role.c); this worker only
+ * keeps checking, so that a node that leaves a cluster takes over again.
+ */
+static bool worker_node = false;
+
 static void
 maintenance_cycle(void *arg)
 {
+	worker_node = logagg_citus_worker_node();
+	if (worker_node)
+		return;
 	(void) logagg_create_partitions();
 	(void) logagg_run_retention();
 }
@@ -76,7 +86,7 @@ logagg_maintenance_main(Datum arg)
 		 * pass, so a reload that shortens logagg.sync_interval applies at
 		 * once.
 		 */
-		if (logagg_sync_configured() &&
+		if (!worker_node && logagg_sync_configured() &&
 			(last_sync == 0 || GetCurrentTimestamp() >= next_sync(last_sync)))
 		{
 			last_sync = GetCurrentTimestamp();
@@ -85,7 +95,7 @@ logagg_maintenance_main(Datum arg)
 
 		/* one wait, until the earliest thing due (autoprewarm_main's shape) */
 		wake = Min(next_run, logagg_worker_next_check());
-		if (logagg_sync_configured() && last_sync != 0)
+		if (!worker_node && logagg_sync_configured() && last_sync != 0)
 			wake = Min(wake, next_sync(last_sync));
 		(void) WaitEventSetWait(wes, logagg_timeout_until(wake), &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

@@ -71,6 +71,22 @@ sync_fetch_pending(bool force, MemoryContext cxt)
 	List	   *items = NIL;
 	int			ret;
 
+	/*
+	 * What a window's uploads covered is told by the rows' xmin against the
+	 * exporting snapshot (logagg._sync_pending).  In a Citus distributed
+	 * table the rows' xmins are the worker nodes' own, which no snapshot
+	 * of this node orders: sync pauses rather than upload a window twice
+	 * or miss its late rows, and retention keeps what was not uploaded.
+	 */
+	if (logagg_logs_distributed())
+	{
+		ereport(WARNING,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("logagg: cloud sync is paused: logagg.logs is distributed by Citus"),
+				 errdetail("Late-row tracking by transaction ids does not span the nodes of a cluster."),
+				 errhint("docs/scale-out.md describes what runs on a distributed table.")));
+		return NIL;
+	}
 	if (logagg_sync_lookback_secs > 0)
 		since = time_t_to_timestamptz(((closed - logagg_sync_lookback_secs) / w) * w);
 	else
