@@ -57,3 +57,15 @@ fi
     (cd test && npm ci --no-audit --no-fund --silent)
   fi
 )
+
+# Citus for the scale-out tests (test/t/700_citus_cluster.pl), built from a
+# source tarball when CITUS_SOURCE names one (.ci/run does); users install
+# Citus from its own packages.  Its build needs these -dev packages.
+if [ -n "${CITUS_SOURCE:-}" ] &&
+   [ ! -f "$(pg_config --pkglibdir)/citus.so" ]; then
+  CITUS_BUILD_DEPS=(liblz4-dev libzstd-dev libkrb5-dev libselinux1-dev libxslt1-dev libpam0g-dev libreadline-dev)
+  echo "install-deps: building Citus from $CITUS_SOURCE"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${CITUS_BUILD_DEPS[@]}" >/dev/null
+  $SUDO env PATH="$PATH" CITUS_SOURCE="$CITUS_SOURCE" bash "$(dirname "$0")/install-citus.sh"
+fi

@@ -649,7 +649,10 @@ store_streams(IngestBatch *batch)
 									"VALUES ($1, $2, $3, now()) "
 									"ON CONFLICT (stream_id) DO UPDATE SET "
 									"last_seq = greatest(s.last_seq, excluded.last_seq), "
-									"source = coalesce(excluded.source, s.source), updated_at = now()",
+									"source = coalesce(excluded.source, s.source), "
+									/* not now(): Citus takes only immutable
+									 * functions in DO UPDATE SET */
+									"updated_at = excluded.updated_at",
 									3, argtypes, values, nulls, false, 0);
 		if (ret != SPI_OK_INSERT)
 			elog(ERROR, "logagg: updating logagg.streams failed: %s", SPI_result_code_string(ret));
@@ -728,14 +731,16 @@ store_records(IngestBatch *batch, const int *idx, int n, int64 *ids, uint8 *sevs
  * raises, a cast, a constraint, an alert insert), so that storing them
  * again without some of them may succeed?  Errors of the system (out of
  * memory or disk, I/O, a cancel or shutdown, a deadlock or serialization
- * failure, a lock timeout) are not: retrying would only reject good
- * records, so those fail the batch as a whole.
+ * failure, a lock timeout, a Citus node that cannot be reached) are not:
+ * retrying would only reject good records, so those fail the batch as a
+ * whole.
  */
 static bool
 error_may_come_from_a_record(int sqlerrcode)
 {
 	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
 	{
+		case ERRCODE_CONNECTION_EXCEPTION:	/* a Citus node out of reach */
 		case ERRCODE_TRANSACTION_ROLLBACK:
 		case ERRCODE_INSUFFICIENT_RESOURCES:
 		case ERRCODE_OPERATOR_INTERVENTION:
