@@ -606,6 +606,30 @@ END
 $fn$;
 COMMENT ON FUNCTION @extschema@._index_partition(text) IS
     'Internal: gives one new logs partition to the owner of logagg.logs and creates its BRIN (ts) and btree (source, ts) indexes.';
+-- ---- forwarding tokens ----
+-- A forwarding token (a collector's) lets each record name its own source,
+-- optionally limited to the names matching forward_sources (globs).
+-- create_source gains the two optional arguments; the one-argument call
+-- works as before.
+ALTER TABLE @extschema@.sources
+    ADD COLUMN forwarder boolean NOT NULL DEFAULT false,
+    ADD COLUMN forward_sources text,
+    ADD CONSTRAINT sources_forward_sources_check CHECK (forward_sources IS NULL OR (forwarder AND length(forward_sources) <= 256
+        AND forward_sources ~ '^[A-Za-z0-9*?][A-Za-z0-9*?._-]{0,127}(,[A-Za-z0-9*?][A-Za-z0-9*?._-]{0,127})*$'));
+COMMENT ON COLUMN @extschema@.sources.forwarder IS
+    'A forwarding token (a collector''s): each record names its own source (source, service.name, Loki service_name/job/app), else the token''s name is used.';
+COMMENT ON COLUMN @extschema@.sources.forward_sources IS
+    'For a forwarder: the source names its records may take, as comma-separated globs (* any run, ? one character); NULL = any valid name.';
+GRANT SELECT (forwarder, forward_sources) ON @extschema@.sources TO logagg_reader;
+
+DROP FUNCTION @extschema@.create_source(text);
+CREATE FUNCTION @extschema@.create_source(name text, forwarder boolean DEFAULT false,
+                                          sources text DEFAULT NULL) RETURNS text
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'logagg_create_source';
+COMMENT ON FUNCTION @extschema@.create_source(text, boolean, text) IS
+    'Creates a log source and returns its ingest token. The token is shown only this once; only its SHA-256 is stored. forwarder => true: the token''s records name their own source (sources => ''team-a-*,billing'' limits which, as globs).';
+REVOKE ALL ON FUNCTION @extschema@.create_source(text, boolean, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.create_source(text, boolean, text) TO logagg_admin;
 -- ---- scale-out on Citus ----
 -- logagg.distribute(), the node role and the alert hand-over from worker
 -- nodes (schema/60_citus.sql), and maintain() doing nothing on a Citus

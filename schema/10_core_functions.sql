@@ -21,10 +21,11 @@ CREATE FUNCTION @extschema@.normalize_level(level text) RETURNS text
 COMMENT ON FUNCTION @extschema@.normalize_level(text) IS
     'Canonical level name as stored in logagg.logs.level (warning -> warn, critical -> fatal, ...).';
 
-CREATE FUNCTION @extschema@.create_source(name text) RETURNS text
-    LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'logagg_create_source';
-COMMENT ON FUNCTION @extschema@.create_source(text) IS
-    'Creates a log source and returns its ingest token. The token is shown only this once; only its SHA-256 is stored.';
+CREATE FUNCTION @extschema@.create_source(name text, forwarder boolean DEFAULT false,
+                                          sources text DEFAULT NULL) RETURNS text
+    LANGUAGE c VOLATILE AS 'MODULE_PATHNAME', 'logagg_create_source';
+COMMENT ON FUNCTION @extschema@.create_source(text, boolean, text) IS
+    'Creates a log source and returns its ingest token. The token is shown only this once; only its SHA-256 is stored. forwarder => true: the token''s records name their own source (sources => ''team-a-*,billing'' limits which, as globs).';
 
 CREATE FUNCTION @extschema@.rotate_source_token(name text) RETURNS text
     LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'logagg_rotate_source_token';

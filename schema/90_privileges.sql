@@ -73,7 +73,7 @@ GRANT SELECT ON @extschema@.logs, @extschema@.logs_default, @extschema@.rules,
       @extschema@.sync_log, @extschema@.partitions
     TO logagg_reader;
 -- column grants: token hashes and destination configs stay hidden
-GRANT SELECT (name, enabled, created_at, revoked_at) ON @extschema@.sources TO logagg_reader;
+GRANT SELECT (name, enabled, created_at, revoked_at, forwarder, forward_sources) ON @extschema@.sources TO logagg_reader;
 GRANT SELECT (name, kind, enabled, created_at, updated_at) ON @extschema@.destinations TO logagg_reader;
 
 GRANT logagg_reader, logagg_writer TO logagg_admin;
@@ -86,7 +86,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.classify(int, text, text, text),
                           @extschema@.mask_message(text)
     TO PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.status() TO logagg_reader;
-GRANT EXECUTE ON FUNCTION @extschema@.create_source(text),
+GRANT EXECUTE ON FUNCTION @extschema@.create_source(text, boolean, text),
                           @extschema@.rotate_source_token(text),
                           @extschema@.revoke_source(text),
                           @extschema@.maintain()

@@ -21,3 +21,10 @@ SELECT logagg.revoke_source('svc-regress');
 SELECT enabled, revoked_at IS NOT NULL AS revoked FROM logagg.sources WHERE name = 'svc-regress';
 SELECT logagg.revoke_source('no-such-source');
 DELETE FROM logagg.sources WHERE name = 'svc-regress';
+-- forwarding tokens: records name their own source, within the globs
+SELECT length(logagg.create_source('fwd-regress', forwarder => true, sources => 'team-a-*,billing')) AS token_length;
+SELECT name, forwarder, forward_sources FROM logagg.sources WHERE name = 'fwd-regress';
+SELECT logagg.create_source('fwd-bad', sources => 'team-*');
+SELECT logagg.create_source('fwd-bad', forwarder => true, sources => 'team a');
+SELECT count(*) FROM logagg.sources WHERE name = 'fwd-bad';
+DELETE FROM logagg.sources WHERE name = 'fwd-regress';

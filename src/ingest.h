@@ -27,6 +27,8 @@
 #define INGEST_MAX_STREAM_LEN	128
 /* Longest source name (logagg_valid_source_name, the sources.name check). */
 #define INGEST_MAX_SOURCE_LEN	128
+/* Longest forward_sources pattern list (the sources table's check). */
+#define INGEST_MAX_FORWARD_SOURCES_LEN	256
 /*
  * How many bytes of a rejected record logagg.rejected keeps (raw_bytes;
  * raw_length and raw_sha256 describe the whole record when it is cut).
@@ -134,6 +136,11 @@ typedef struct IngestOrigin
 {
 	const char *peer;
 	const char *source;			/* fixed by the token; NULL = trust the record */
+	bool		forwarder;		/* a forwarding token: records name their own
+								 * source (else source), see record.c */
+	const char *forward_sources;	/* forwarder: the globs those names must
+									 * match (sources.forward_sources); NULL:
+									 * any valid name */
 	const char *stream;			/* batch-lifetime copy, or NULL */
 	TimestampTz received_at;
 	void	   *arg;			/* for the callbacks */

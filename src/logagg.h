@@ -198,6 +198,7 @@ extern void logagg_token_hash(const char *token, size_t len,
 							  uint8 out[LOGAGG_TOKEN_HASH_LEN]);
 extern bool logagg_timingsafe_equal(const uint8 *a, const uint8 *b, size_t len);
 extern bool logagg_valid_source_name(const char *name);
+extern bool logagg_source_pattern_match(const char *patterns, const char *name);
 
 /* ---- rows of SQL functions' results, decoded by name (result_columns.c) ---- */
 

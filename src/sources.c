@@ -3,7 +3,8 @@
  * sources.c
  *		Log sources and their ingest tokens: logagg.create_source(),
  *		rotate_source_token(), revoke_source(), and the hashing and
- *		constant-time comparison the ingest worker uses to check tokens.
+ *		constant-time comparison the ingest worker uses to check tokens,
+ *		and the glob match of forwarding tokens' source patterns.
  *
  * A token is 32 bytes from pg_strong_random(), shown once in hex with a
  * "lgt_" prefix (so it is recognisable in a leaked config file).  Only its
@@ -105,20 +106,25 @@ new_token(bytea **hash_out)
 
 /*
  * Run one statement over logagg.sources with $1 = name, $2 = token hash
- * (when hash is not NULL); returns the number of rows it touched.
+ * (when hash is not NULL), $3 = forwarder and $4 = forward_sources (when
+ * nargs is 4); returns the number of rows it touched.
  */
 static uint64
-sources_execute(const char *sql, int expected, const char *name, bytea *hash)
+sources_execute_args(const char *sql, int expected, int nargs, const char *name,
+					 bytea *hash, bool forwarder, const char *pattern)
 {
-	Oid			argtypes[2] = {TEXTOID, BYTEAOID};
-	Datum		values[2];
+	Oid			argtypes[4] = {TEXTOID, BYTEAOID, BOOLOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = {' ', ' ', ' ', pattern ? ' ' : 'n'};
 	int			ret;
 	uint64		processed;
 
 	values[0] = CStringGetTextDatum(name);
 	values[1] = PointerGetDatum(hash);
+	values[2] = BoolGetDatum(forwarder);
+	values[3] = pattern ? CStringGetTextDatum(pattern) : (Datum) 0;
 	SPI_connect();
-	ret = SPI_execute_with_args(sql, hash ? 2 : 1, argtypes, values, NULL, false, 0);
+	ret = SPI_execute_with_args(sql, nargs, argtypes, values, nulls, false, 0);
 	if (ret != expected)
 		elog(ERROR, "logagg: writing logagg.sources failed: %s", SPI_result_code_string(ret));
 	processed = SPI_processed;
@@ -126,19 +132,155 @@ sources_execute(const char *sql, int expected, const char *name, bytea *hash)
 	return processed;
 }
 
+static uint64
+sources_execute(const char *sql, int expected, const char *name, bytea *hash)
+{
+	return sources_execute_args(sql, expected, hash ? 2 : 1, name, hash, false, NULL);
+}
+
+/*
+ * Does the comma-separated list of globs PATTERNS match NAME?  '*' matches
+ * any run of characters (none included), '?' exactly one; everything else
+ * itself, case-sensitively (source names are).  Linear backtracking on the
+ * last '*' only, so no pattern costs more than length(glob) x length(name)
+ * steps.  Used per record for forwarding tokens (src/ingest/record.c).
+ */
+bool
+logagg_source_pattern_match(const char *patterns, const char *name)
+{
+	const char *g = patterns;
+
+	for (;;)
+	{
+		const char *p = g,
+				   *n = name,
+				   *star = NULL,
+				   *retry = NULL;
+		bool		matched;
+
+		for (;;)
+		{
+			if (*p == '*')
+			{
+				star = ++p;
+				retry = n;
+			}
+			else if (*n != '\0' && (*p == '?' || *p == *n) && *p != ',' && *p != '\0')
+			{
+				p++;
+				n++;
+			}
+			else if (*n == '\0' && (*p == ',' || *p == '\0'))
+			{
+				matched = true;
+				break;
+			}
+			else if (star && *retry != '\0')
+			{
+				p = star;
+				n = ++retry;
+			}
+			else
+			{
+				matched = false;
+				break;
+			}
+		}
+		if (matched)
+			return true;
+		g = strchr(g, ',');
+		if (g == NULL)
+			return false;
+		g++;
+	}
+}
+
+/*
+ * Is PATTERN a valid forward_sources value: comma-separated globs, each
+ * 1-128 of the characters of source names plus '*' and '?', starting with
+ * a letter, a digit or a wildcard, at most 256 characters in all (as the
+ * table's check says)?
+ */
+static bool
+valid_source_pattern(const char *pattern)
+{
+	size_t		len = strlen(pattern);
+	int			elem = 0;
+
+	if (len < 1 || len > 256)
+		return false;
+	for (size_t i = 0; i <= len; i++)
+	{
+		char		c = pattern[i];
+
+		if (c == ',' || c == '\0')
+		{
+			if (elem == 0 || elem > 128)
+				return false;
+			elem = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+			  c == '*' || c == '?' || (elem > 0 && (c == '.' || c == '_' || c == '-'))))
+			return false;
+		elem++;
+	}
+	return true;
+}
+
+/*
+ * create_source(name [, forwarder [, sources]]).  The C function also
+ * serves the one-argument SQL definition of version 1.0.
+ */
 PG_FUNCTION_INFO_V1(logagg_create_source);
 Datum
 logagg_create_source(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	char	   *name;
+	bool		forwarder = false;
+	char	   *pattern = NULL;
 	bytea	   *hash;
 	char	   *token;
 
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("source name must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	check_source_name(name);
+	if (PG_NARGS() > 1)
+	{
+		if (PG_ARGISNULL(1))
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("forwarder must be true or false, not NULL")));
+		forwarder = PG_GETARG_BOOL(1);
+	}
+	if (PG_NARGS() > 2 && !PG_ARGISNULL(2))
+	{
+		pattern = text_to_cstring(PG_GETARG_TEXT_PP(2));
+		if (!forwarder)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("sources applies only to a forwarding token"),
+					 errhint("Call logagg.create_source('%s', forwarder => true, sources => '%s').",
+							 name, pattern)));
+		if (!valid_source_pattern(pattern))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid sources pattern \"%s\"", pattern),
+					 errdetail("sources is a comma-separated list of globs: each 1 to 128 letters, digits, '.', '_', '-', '*' (any run of characters) or '?' (one character), starting with a letter, a digit or a wildcard; at most 256 characters in all."),
+					 errhint("For example: sources => 'team-a-*,billing'.")));
+	}
 	token = new_token(&hash);
-	if (sources_execute("INSERT INTO logagg.sources (name, token_hash) VALUES ($1, $2) "
-						"ON CONFLICT (name) DO NOTHING",
-						SPI_OK_INSERT, name, hash) == 0)
+	/* version 1.0's table has no forwarding columns: its one-argument call */
+	if ((PG_NARGS() == 1 ?
+		 sources_execute("INSERT INTO logagg.sources (name, token_hash) VALUES ($1, $2) "
+						 "ON CONFLICT (name) DO NOTHING",
+						 SPI_OK_INSERT, name, hash) :
+		 sources_execute_args("INSERT INTO logagg.sources (name, token_hash, forwarder, forward_sources) "
+							  "VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
+							  SPI_OK_INSERT, 4, name, hash, forwarder, pattern)) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_OBJECT),
 				 errmsg("source \"%s\" already exists", name),

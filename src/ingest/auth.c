@@ -4,7 +4,8 @@
  *		Token authentication for the ingest server: a cache of the token
  *		hashes of logagg.sources, reloaded when the sources_changed trigger's
  *		relcache invalidation arrives, and the revocation of connections whose
- *		token is no longer valid.
+ *		token is no longer valid.  The cache also says which tokens forward
+ *		(records name their own source) and within which patterns.
  *
  * The main loop starts an empty transaction before servicing the sockets
  * when none ran in the last millisecond, so a revoked token is refused
@@ -33,6 +34,8 @@ typedef struct SourceEntry
 	uint8		hash[LOGAGG_TOKEN_HASH_LEN];	/* key */
 	char		name[INGEST_MAX_SOURCE_LEN + 1];
 	bool		enabled;
+	bool		forwarder;		/* records name their own source */
+	char		forward_sources[INGEST_MAX_FORWARD_SOURCES_LEN + 1];	/* "" = any */
 } SourceEntry;
 
 static HTAB *sources = NULL;
@@ -64,7 +67,12 @@ sources_load(void)
 	sources_valid = true;		/* an invalidation during the load wins */
 	sources_relid = get_relname_relid("sources", get_namespace_oid(LOGAGG_SCHEMA, false));
 
-	ret = SPI_execute("SELECT name, token_hash, enabled FROM logagg.sources", true, 0);
+	/* version 1.0's table (before ALTER EXTENSION UPDATE) has no forwarders */
+	if (get_attnum(sources_relid, "forwarder") != InvalidAttrNumber)
+		ret = SPI_execute("SELECT name, token_hash, enabled, forwarder, forward_sources "
+						  "FROM logagg.sources", true, 0);
+	else
+		ret = SPI_execute("SELECT name, token_hash, enabled FROM logagg.sources", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "logagg: reading logagg.sources failed: %s", SPI_result_code_string(ret));
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -81,6 +89,16 @@ sources_load(void)
 		e = hash_search(sources, VARDATA_ANY(hash), HASH_ENTER, &found);
 		strlcpy(e->name, SPI_getvalue(tup, desc, 1), sizeof(e->name));
 		e->enabled = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+		e->forwarder = false;
+		e->forward_sources[0] = '\0';
+		if (desc->natts >= 5)
+		{
+			char	   *pattern = SPI_getvalue(tup, desc, 5);
+
+			e->forwarder = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+			if (pattern)
+				strlcpy(e->forward_sources, pattern, sizeof(e->forward_sources));
+		}
 	}
 }
 
@@ -249,6 +267,29 @@ ingest_authenticate(struct lws *wsi, char *source, int size, bool *has_token, ui
 	strlcpy(source, name, size);
 	*has_token = true;
 	return 0;
+}
+
+/*
+ * Whether the token with this hash forwards, and its patterns, into
+ * ORIGIN (whose source is the token's name).  Called from the main loop
+ * for every message before it is parsed, so a change of the token's
+ * forwarding applies from the next message on; a token no longer in the
+ * cache (revoked) leaves the origin as it is: close_revoked has dropped
+ * its input.  The pattern points into the cache, which is only reloaded
+ * between parses.
+ */
+void
+ingest_auth_forwarding(const uint8 *hash, IngestOrigin *origin)
+{
+	SourceEntry *e;
+
+	if (sources == NULL)
+		return;
+	e = hash_search(sources, hash, HASH_FIND, NULL);
+	if (e == NULL || !e->enabled || !e->forwarder)
+		return;
+	origin->forwarder = true;
+	origin->forward_sources = e->forward_sources[0] ? e->forward_sources : NULL;
 }
 
 /* Register for invalidations of logagg.sources (once, at server start). */

@@ -172,6 +172,8 @@ ingest_server_process_input(void)
 			memset(&origin, 0, sizeof(origin));
 			origin.peer = c->peer;
 			origin.source = c->source[0] ? c->source : NULL;
+			if (c->has_token)
+				ingest_auth_forwarding(c->token_hash, &origin);
 			origin.stream = c->stream ? MemoryContextStrdup(ingest_cur_batch->cxt, c->stream->id) : NULL;
 			origin.received_at = m->received_at;
 			origin.arg = c;

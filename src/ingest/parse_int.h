@@ -105,6 +105,12 @@ extern RecField ingest_field_of_len(const char *name, int len);
 extern void ingest_finish_record(IngestBatch *batch, const IngestOrigin *origin,
 								 RecState *st, char *text, int len);
 
+/* forward.c */
+extern const char *ingest_forward_check_source(const IngestOrigin *origin, const char *v,
+											   JsonTokenType t, char *buf, int buflen);
+extern const char *ingest_forward_attr_source(const IngestOrigin *origin, const RecState *st,
+											  char **source, char *buf, int buflen);
+
 /* reject.c */
 extern void ingest_add_reject_bytes(IngestBatch *batch, const IngestOrigin *origin,
 									const char *reason, const char *raw, int rawlen,

@@ -99,13 +99,20 @@ check_ts(const char *v, JsonTokenType t, TimestampTz received_at,
 	return NULL;
 }
 
-/* source: a valid name, unless the token fixes the source anyway */
+/*
+ * source: a valid name, unless a plain token fixes the source anyway; a
+ * forwarding token's records may name theirs within its patterns
+ * (forward.c)
+ */
 static const char *
-check_source(const char *v, JsonTokenType t, bool token_source, char **source)
+check_source(const IngestOrigin *origin, const char *v, JsonTokenType t, char **source,
+			 char *buf, int buflen)
 {
-	if (t != JSON_TOKEN_STRING || (!token_source && !logagg_valid_source_name(v)))
-		return "source must be 1-128 letters, digits, '.', '_' or '-'";
 	*source = (char *) v;
+	if (origin->forwarder)
+		return ingest_forward_check_source(origin, v, t, buf, buflen);
+	if (t != JSON_TOKEN_STRING || (origin->source == NULL && !logagg_valid_source_name(v)))
+		return "source must be 1-128 letters, digits, '.', '_' or '-'";
 	return NULL;
 }
 
@@ -207,7 +214,7 @@ check_fields(IngestBatch *batch, const IngestOrigin *origin, const RecState *st,
 				reason = check_ts(v, t, origin->received_at, &rec->ts, buf, buflen);
 				break;
 			case F_SOURCE:
-				reason = check_source(v, t, origin->source != NULL, &rec->source);
+				reason = check_source(origin, v, t, &rec->source, buf, buflen);
 				break;
 			case F_LEVEL:
 				reason = check_level(batch, v, t, &rec->level);
@@ -232,6 +239,14 @@ check_fields(IngestBatch *batch, const IngestOrigin *origin, const RecState *st,
 			case F_NUM_FIELDS:
 				break;
 		}
+		if (reason)
+			return reason;
+	}
+	/* a forwarder's record without a source field: service.name, if any */
+	if (origin->forwarder && st->val[F_SOURCE] == NULL)
+	{
+		const char *reason = ingest_forward_attr_source(origin, st, &rec->source, buf, buflen);
+
 		if (reason)
 			return reason;
 	}
@@ -289,7 +304,9 @@ strings_into_batch(IngestBatch *batch, const IngestOrigin *origin,
 {
 	if (origin->source)
 	{
-		rec->source = batch_token_source(batch, origin->source);
+		/* a forwarder's record may name its own (checked), else the token's */
+		rec->source = batch_token_source(batch, origin->forwarder && rec->source ?
+										 rec->source : origin->source);
 		rec->text_ready |= INGEST_TEXT_SOURCE;
 	}
 	else if (rec->source == NULL)
@@ -361,7 +378,7 @@ ingest_finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *s
 					 char *text, int len)
 {
 	IngestRecord rec;
-	char		reasonbuf[128];
+	char		reasonbuf[INGEST_REJECT_REASON_BYTES];
 	const char *reason;
 	bool		has_seq;
 	int64		seq;

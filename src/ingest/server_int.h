@@ -189,6 +189,7 @@ extern bool ingest_auth_outdated(TimestampTz received);
 extern void ingest_auth_xact_started(TimestampTz when);
 extern int	ingest_authenticate(struct lws *wsi, char *source, int size,
 								bool *has_token, uint8 *hash);
+extern void ingest_auth_forwarding(const uint8 *hash, IngestOrigin *origin);
 
 /* ws.c: the lws protocol (its callback serves WebSocket and HTTP) */
 extern const struct lws_protocols ingest_protocols[];

@@ -1,7 +1,7 @@
 -- pgTAP: CREATE EXTENSION logagg creates every fixed object of
 -- docs/design.md §3 with the documented columns and types.
 BEGIN;
-SELECT plan(112);
+SELECT plan(114);
 
 SELECT has_schema('logagg');
 SELECT has_type('logagg', 'severity', 'severity type');
@@ -40,6 +40,8 @@ SELECT col_type_is('logagg', 'sources', 'name', 'text', 'sources.name');
 SELECT col_type_is('logagg', 'sources', 'token_hash', 'bytea', 'sources.token_hash');
 SELECT col_type_is('logagg', 'sources', 'enabled', 'boolean', 'sources.enabled');
 SELECT col_type_is('logagg', 'sources', 'created_at', 'timestamp with time zone', 'sources.created_at');
+SELECT col_type_is('logagg', 'sources', 'forwarder', 'boolean', 'sources.forwarder');
+SELECT col_type_is('logagg', 'sources', 'forward_sources', 'text', 'sources.forward_sources');
 SELECT has_table('logagg', 'streams', 'streams table');
 SELECT col_type_is('logagg', 'streams', 'stream_id', 'text', 'streams.stream_id');
 SELECT col_type_is('logagg', 'streams', 'source', 'text', 'streams.source');
@@ -126,7 +128,7 @@ SELECT is((SELECT count(*)::int FROM pg_class c, unnest(ARRAY['TRIGGER', 'TRUNCA
 
 -- fixed SQL API signatures
 SELECT function_returns('logagg', 'classify', ARRAY['integer', 'text', 'text', 'text'], 'logagg.severity', 'classify(int, text, text, text) -> severity');
-SELECT function_returns('logagg', 'create_source', ARRAY['text'], 'text', 'create_source(text) -> text');
+SELECT function_returns('logagg', 'create_source', ARRAY['text', 'boolean', 'text'], 'text', 'create_source(text, boolean, text) -> text');
 SELECT has_function('logagg', 'revoke_source', ARRAY['text'], 'revoke_source(text)');
 SELECT has_function('logagg', 'status', ARRAY[]::text[], 'status()');
 SELECT has_function('logagg', 'maintain', ARRAY[]::text[], 'maintain()');

@@ -43,6 +43,15 @@ INSERT INTO logagg.rules (rule_order, message_regex, severity, comment)
 SELECT logagg.ingest('[{"source": "svc-up", "message": "before", "status": 200}]'::jsonb);
 });
 
+# the new library's ingest worker reads 1.0's sources table (no forwarding columns)
+my $base = "ws://127.0.0.1:$node->{logagg_port}";
+like(ws_probe($base, "open:c:/ingest:$token", 'send:c:{"source":"other","message":"under 1.0"}', 'recv:c'),
+	qr/^c recv \{"ack_count": 1\}/m, 'under 1.0, a source token ingests over the socket');
+ok( poll_until(sub {
+		$node->safe_psql('postgres', q{SELECT source FROM logagg.logs WHERE message = 'under 1.0'}) eq 'svc-up';
+	}, 30),
+	'under 1.0, the token fixes the source');
+
 $node->safe_psql('postgres', 'ALTER EXTENSION logagg UPDATE');
 is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'logagg'}),
 	$newest, "updated to $newest");
@@ -144,20 +153,27 @@ SELECT count(*) >= 4 AND bool_and(usename = 'logagg_owner')
 
 # data and configuration survived, and the workers carry on with them
 is($node->safe_psql('postgres', q{SELECT count(*) FROM logagg.logs WHERE source = 'svc-up'}),
-	'1', 'rows written under 1.0 are there');
+	'2', 'rows written under 1.0 are there');
 is($node->safe_psql('postgres', q{SELECT count(*) FROM logagg.rules WHERE comment = 'added before the upgrade'}),
 	'1', 'a rule added under 1.0 is there');
 is($node->safe_psql('postgres', q{SELECT config->'signature_version' FROM logagg.destinations WHERE name = 'hook'}),
 	'1', 'a 1.0 webhook with a secret keeps its body-only signature (signature_version 1)');
 wait_workers_ready($node);
-my $base = "ws://127.0.0.1:$node->{logagg_port}";
 my $out = ws_probe($base, "open:c:/ingest:$token",
 	'send:c:{"message":"after","status":200}', 'recv:c');
 like($out, qr/^c recv \{"ack_count": 1\}/m, 'a 1.0 source token ingests after the update');
 ok( poll_until(sub {
-		$node->safe_psql('postgres', q{SELECT count(*) FROM logagg.logs WHERE source = 'svc-up'}) eq '2';
+		$node->safe_psql('postgres', q{SELECT count(*) FROM logagg.logs WHERE source = 'svc-up'}) eq '3';
 	}, 30),
 	'the record sent after the update is stored');
+# forwarding tokens, new in 1.1, work in the updated database
+my $fwd = $node->safe_psql('postgres', q{SELECT logagg.create_source('collector-up', forwarder => true, sources => 'team-*')});
+like(ws_probe($base, "open:f:/ingest:$fwd", 'send:f:{"source":"team-x","message":"forwarded"}', 'recv:f'),
+	qr/^f recv \{"ack_count": 1\}/m, 'a forwarding token created after the update ingests');
+ok( poll_until(sub {
+		$node->safe_psql('postgres', q{SELECT source FROM logagg.logs WHERE message = 'forwarded'}) eq 'team-x';
+	}, 30),
+	'its record is stored under the source it names');
 
 $node->stop;
 done_testing();

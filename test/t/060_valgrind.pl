@@ -133,6 +133,12 @@ IPC::Run::run([ 'curl', '-s', '-u', "elastic:$token", '-H', 'Content-Type: appli
 	'>', \$out, '2>', \$err, IPC::Run::timeout(60));
 like($out, qr/"status": 400/, 'POST /_bulk with a body that is not NDJSON: 400');
 $node->safe_psql('postgres', 'DROP TRIGGER poison ON logagg.logs');
+# a forwarding token: each record's own source, within its globs
+my $fwd = $node->safe_psql('postgres', q{SELECT logagg.create_source('fwd', forwarder => true, sources => 'svc-*')});
+IPC::Run::run([ 'curl', '-s', '-X', 'POST', '--data-binary',
+		qq({"source":"svc-f1","message":"f1"}\n{"service.name":"svc-f2","message":"f2","x":"\\u00e9"}\n{"message":"f3"}\n{"source":"other","message":"f4"}\n{"service.name":"bad name","message":"f5"}),
+		"$http/ingest?token=$fwd" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+like($out, qr/"accepted": 3, "rejected": 2/, 'POST /ingest with a forwarding token: three stored, two names refused');
 IPC::Run::run([ 'curl', '-s', "$http/metrics" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
 like($out, qr/^logagg_ingest_rows_total \d+/m, '/metrics answers');
 $node->safe_psql('postgres', q{
@@ -141,8 +147,8 @@ SELECT logagg.ingest('[{"message": "from sql", "level": "fatal", "attrs": {"deep
 ok( $node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM logagg.alert_log WHERE outcome = 'delivered'}),
 	'alerts were delivered to the webhook');
 my $stored = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
-is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 1, 'every acked record is stored once');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + ($stdin_rejected // 0),
+is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 3 + 1, 'every acked record is stored once');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + 2 + ($stdin_rejected // 0),
 	'every rejected record is in logagg.rejected');
 
 # a rule regex that runs out of time (logagg.regex_timeout), in the ingest
