@@ -243,6 +243,14 @@ BEGIN
         END IF;
     END LOOP;
 
+    -- what was copied into the shards stays on disk in the local tables
+    -- until truncated (Citus's own advice after distributing a table)
+    FOREACH t IN ARRAY ARRAY['logs', 'streams', '_alert_inbox', 'sources', 'source_writers', 'rules', '_alert_threshold'] LOOP
+        IF t = ANY (changed) THEN
+            PERFORM truncate_local_data_after_distributing_table(format('%I.%I', '@extschema@', t));
+        END IF;
+    END LOOP;
+
     IF cardinality(changed) = 0 THEN
         RETURN 'logagg is already distributed';
     END IF;

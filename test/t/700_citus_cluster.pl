@@ -149,6 +149,11 @@ is($w1->safe_psql('postgres', q{
 	 WHERE i.inhparent = 'logagg.logs'::regclass AND c.relname !~ '_[0-9]+$'
 	   AND NOT EXISTS (SELECT 1 FROM pg_dist_partition p WHERE p.logicalrelid = c.oid)}),
 	'0', 'the worker node has no partitions of its own');
+is($coord->safe_psql('postgres', q{
+	SELECT logagg._create_partitions(now() + interval '3 days');
+	SELECT count(*) FROM logagg.partitions p JOIN pg_dist_partition d ON d.logicalrelid = p.partition
+	 WHERE p.range_start >= date_trunc('day', now() + interval '3 days', 'UTC')}),
+	"2\n2", 'partitions the coordinator creates later are distributed too');
 my ($mrc, undef, $merr) = $w1->psql('postgres', 'SELECT logagg.maintain()');
 is($mrc, 0, 'maintain() on a worker node succeeds');
 like($merr, qr/nothing to maintain on a Citus worker node/, 'and says the coordinator maintains');
