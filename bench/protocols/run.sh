@@ -133,5 +133,5 @@ if [ -n "${PERF:-}" ]; then
   echo "perf: recording the ingest worker during one native POST run ($PERF s)"
   perf record -g -p "$wpid" -o "$dir/perf.data" -- sleep "$PERF" >/dev/null 2>&1 &
   sleep 0.5; run_one native >/dev/null; wait
-  perf report -i "$dir/perf.data" --no-children --percent-limit 1.5 --stdio 2>/dev/null | grep -v '^$' | head -60
+  perf report -i "$dir/perf.data" --no-children --sort symbol -g none --percent-limit 0.7 --stdio 2>/dev/null | grep -E "^ +[0-9]" | head -40
 fi

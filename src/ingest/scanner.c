@@ -319,8 +319,6 @@ ingest_scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int dept
 		{
 			if ((ve = scan_value(vs, end, depth, &too_big)) == NULL)
 				return false;
-			if (*vs == '{' || *vs == '[')
-				st->attrs_flat = false;
 			if (abuf->data == NULL)
 			{
 				/* scratch, not the batch's memory (the current context) */
