@@ -24,6 +24,8 @@
 #
 #   bench/protocols/run.sh                 # N=100000 BATCH=1000 CONNS=4 ROUNDS=3
 #   N=300000 ROUNDS=5 PROTOCOLS="native es" bench/protocols/run.sh
+#   PERF=3 PERF_KEEP=/tmp/p.data bench/protocols/run.sh   # + perf profile of the
+#                                      # worker during one more native POST run
 #
 # Runs as the postgres user (initdb refuses root); needs `make install`
 # done and emitters/logagg-emit built (make -C emitters).
@@ -31,7 +33,7 @@ set -euo pipefail
 if [ "$(id -u)" -eq 0 ]; then
   exec runuser -u postgres -- env PATH="$PATH" N="${N:-}" BATCH="${BATCH:-}" CONNS="${CONNS:-}" \
     ROUNDS="${ROUNDS:-}" SEED="${SEED:-}" WS_EMITTERS="${WS_EMITTERS:-}" \
-    PROTOCOLS="${PROTOCOLS:-}" EXTRA_CONF="${EXTRA_CONF:-}" PERF="${PERF:-}" bash "$0" "$@"
+    PROTOCOLS="${PROTOCOLS:-}" EXTRA_CONF="${EXTRA_CONF:-}" PERF="${PERF:-}" PERF_KEEP="${PERF_KEEP:-}" bash "$0" "$@"
 fi
 N=${N:-100000}
 BATCH=${BATCH:-1000}
@@ -134,4 +136,5 @@ if [ -n "${PERF:-}" ]; then
   perf record -g -p "$wpid" -o "$dir/perf.data" -- sleep "$PERF" >/dev/null 2>&1 &
   sleep 0.5; run_one native >/dev/null; wait
   perf report -i "$dir/perf.data" --no-children --sort symbol -g none --percent-limit 0.7 --stdio 2>/dev/null | grep -E "^ +[0-9]" | head -40
+  [ -z "${PERF_KEEP:-}" ] || cp "$dir/perf.data" "$PERF_KEEP"
 fi

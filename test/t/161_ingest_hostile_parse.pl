@@ -229,6 +229,7 @@ my @nested = (
 	qq("s" : { "b" : [ 1 , 2 , true , false , null ] ,\t"c" : { } , "d":\r\t"x" } ),	# blanks everywhere
 	'"u":{"caf' . "\xc3\xa9" . '":"' . "\xe2\x82\xac" . '","' . "\xf0\x9f\x98\x80" . '":["' . "\xc3\xa9" . '"]}',	# UTF-8
 	'"m":{' . join(',', map { sprintf('"k%02d":%d', 40 - $_, $_) } 0 .. 40) . ',"k05":"last"}',	# many keys, descending
+	'"q":{"\\u00e9t\\u00e9":"\\ud83d\\ude00 \\u20AC \\u0041","a":["\\u0022q\\u005c","\\u001f"]}',	# \u escapes
 	'"deep":' . ('{"a":' x 62) . '1' . ('}' x 62),	# the record nested 63 deep
 	'"deep":' . ('[' x 63) . '1' . (']' x 63),	# 64 deep: the limit
 );
@@ -258,6 +259,17 @@ is(sql("SELECT attrs::text FROM logagg.logs WHERE message = 'nest1 fast'"),
 	'{"d": {"b": {"z": [1]}, "c": {"dd": {"e": 3}}}, "d2": [{"a": 2}]}', 'nested duplicate keys: the last one wins');
 is(sql("SELECT attrs->'n'->>1 || ',' || (attrs->'n'->>5) || ',' || (attrs->'n'->>8) FROM logagg.logs WHERE message = 'nest3 fast'"),
 	'0,1.50,' . ('0.' . ('0' x 998) . '1'), 'numbers as numeric_in reads them');
+# \u escapes in mapped fields: the same text whichever path reads them
+my $uesc = '"message":"uesc \\u00e9\\ud83d\\ude00\\u0041\\u0022","level":"\\u0057ARN"';
+is(post(qq({$uesc,"k":1}\n{$uesc,"\\u005f":0,"k":1})), '200 {"accepted": 2, "rejected": 0}', '\\u escapes in a message');
+is(sql("SELECT count(*) || ',' || count(DISTINCT message) || ',' || (min(message) = 'uesc ' || chr(233) || chr(128512) || 'A\"')"
+	  . " || ',' || min(level) FROM logagg.logs WHERE message LIKE 'uesc %'"), '2,1,true,warn', 'decoded alike by both paths');
+# \u escapes the lexer refuses: the same rejects as before
+is(post(join("\n", '{"message":"u0 \\u0000"}', '{"message":"u1 \\ud800"}', '{"message":"u2 \\udc00 x"}',
+			'{"message":"u3","a":{"b":"\\u12"}}', '{"message":"u4","a":["\\ud83d\\u0041"]}')),
+	'200 {"accepted": 0, "rejected": 5}', 'malformed and unconvertible \\u escapes: rejected');
+is(sql("SELECT count(*) FROM logagg.rejected WHERE raw ~ '^\\{\"message\":\"u[0-4]' AND reason LIKE 'invalid JSON: %'"), '5',
+	'as invalid JSON, by the lexer');
 # what neither path stores: too deep, a number numeric cannot hold
 my @bad_nested = ('"deep":' . ('[' x 64) . '1' . (']' x 64), '"big":{"a":[1,{"b":1e1000}]}', '"big":[-1' . ('0' x 1000) . ']');
 is(post(join("\n", map { qq({"message":"nest bad $_",$bad_nested[$_]}) } 0 .. $#bad_nested)),
