@@ -26,6 +26,7 @@
 #   N=300000 ROUNDS=5 PROTOCOLS="native es" bench/protocols/run.sh
 #   PERF=3 PERF_KEEP=/tmp/p.data bench/protocols/run.sh   # + perf profile of the
 #                                      # worker during one more native POST run
+#                                      # (PERF_PROTOCOL=es: of that protocol)
 #
 # Runs as the postgres user (initdb refuses root); needs `make install`
 # done and emitters/logagg-emit built (make -C emitters).
@@ -33,7 +34,7 @@ set -euo pipefail
 if [ "$(id -u)" -eq 0 ]; then
   exec runuser -u postgres -- env PATH="$PATH" N="${N:-}" BATCH="${BATCH:-}" CONNS="${CONNS:-}" \
     ROUNDS="${ROUNDS:-}" SEED="${SEED:-}" WS_EMITTERS="${WS_EMITTERS:-}" \
-    PROTOCOLS="${PROTOCOLS:-}" EXTRA_CONF="${EXTRA_CONF:-}" PERF="${PERF:-}" PERF_KEEP="${PERF_KEEP:-}" bash "$0" "$@"
+    PROTOCOLS="${PROTOCOLS:-}" EXTRA_CONF="${EXTRA_CONF:-}" PERF="${PERF:-}" PERF_KEEP="${PERF_KEEP:-}" PERF_PROTOCOL="${PERF_PROTOCOL:-}" bash "$0" "$@"
 fi
 N=${N:-100000}
 BATCH=${BATCH:-1000}
@@ -132,9 +133,9 @@ awk -v hz="$hz" '
       printf "%s rows/s / native POST rows/s = %.2f (target >= 0.8); CPU/row %.2f x native\n", p, R[p] / R["native"], U[p] / U["native"] }
   }' "$dir/results"
 if [ -n "${PERF:-}" ]; then
-  echo "perf: recording the ingest worker during one native POST run ($PERF s)"
+  echo "perf: recording the ingest worker during one more ${PERF_PROTOCOL:-native} run ($PERF s)"
   perf record -g -p "$wpid" -o "$dir/perf.data" -- sleep "$PERF" >/dev/null 2>&1 &
-  sleep 0.5; run_one native >/dev/null; wait
+  sleep 0.5; run_one "${PERF_PROTOCOL:-native}" >/dev/null; wait
   perf report -i "$dir/perf.data" --no-children --sort symbol -g none --percent-limit 0.7 --stdio 2>/dev/null | grep -E "^ +[0-9]" | head -40
   [ -z "${PERF_KEEP:-}" ] || cp "$dir/perf.data" "$PERF_KEEP"
 fi

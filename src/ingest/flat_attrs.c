@@ -148,11 +148,12 @@ build_number(const char *s, JsonbValue *v)
 	if (plain && s - ns <= 18)
 	{
 		/* same numeric as numeric_in gives, without its parsing */
-		char		buf[24];
+		const char *d = ns + (*ns == '-');
+		int64		n = 0;
 
-		memcpy(buf, ns, s - ns);
-		buf[s - ns] = '\0';
-		v->val.numeric = int64_to_numeric(strtoll(buf, NULL, 10));
+		while (d < s)
+			n = n * 10 + (*d++ - '0');	/* at most 18 digits: no overflow */
+		v->val.numeric = int64_to_numeric(*ns == '-' ? -n : n);
 	}
 	else
 		v->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,

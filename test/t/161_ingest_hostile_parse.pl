@@ -259,6 +259,29 @@ is(sql("SELECT attrs::text FROM logagg.logs WHERE message = 'nest1 fast'"),
 	'{"d": {"b": {"z": [1]}, "c": {"dd": {"e": 3}}}, "d2": [{"a": 2}]}', 'nested duplicate keys: the last one wins');
 is(sql("SELECT attrs->'n'->>1 || ',' || (attrs->'n'->>5) || ',' || (attrs->'n'->>8) FROM logagg.logs WHERE message = 'nest3 fast'"),
 	'0,1.50,' . ('0.' . ('0' x 998) . '1'), 'numbers as numeric_in reads them');
+# random nested records (seeded: the same every run), read by both paths
+srand(161);
+my @atoms = ('0', '-0', '7', '-12', '3.25', '1.50', '1e3', '-2.5E-7', '123456789012345678901234', 'true', 'false',
+	'null', '""', '"plain"', '"a\\"b"', '"\\\\"', '"\\/\\b\\f\\n\\r\\t"', '"\\u00e9\\u20ac"',
+	'"\\ud83d\\ude00"', '"\\u0041\\u007f"', qq("caf\xc3\xa9"));
+my @keys = ('a', 'b', 'k', 'a', 'long_key_name', '', 'x\\"y', '\\u00e9', 'b\\n');
+sub rand_value
+{
+	my ($d) = @_;
+	my $r = int(rand(10));
+	return $atoms[ int(rand(@atoms)) ] if $d > 5 || $r < 5;
+	my $n = int(rand(5));
+	my $sp = rand() < 0.3 ? ' ' : '';
+	return '[' . join(",$sp", map { rand_value($d + 1) } 1 .. $n) . ']' if $r < 7;
+	return "{$sp" . join(",$sp", map { qq("$keys[int(rand(@keys))]"$sp:$sp) . rand_value($d + 1) } 1 .. $n) . "$sp}";
+}
+my @rand_fast = map { my $v = rand_value(0); qq({"message":"rnd$_","r":$v,"s":) . rand_value(0) . '}' } 1 .. 300;
+my @rand_slow = map { s/"message":"rnd(\d+)"/"message":"rnd$1 slow","\\u005f":0/r } @rand_fast;
+is(post(join("\n", @rand_fast, @rand_slow)), '200 {"accepted": 600, "rejected": 0}', '300 random nested records, both paths');
+is(sql("SELECT count(*) FROM logagg.logs f JOIN logagg.logs s ON s.message = f.message || ' slow'"
+	  . " WHERE f.message ~ '^rnd[0-9]+\$' AND f.attrs::text = (s.attrs - '_')::text"), '300',
+	'each stored the same attrs by both paths');
+
 # \u escapes in mapped fields: the same text whichever path reads them
 my $uesc = '"message":"uesc \\u00e9\\ud83d\\ude00\\u0041\\u0022","level":"\\u0057ARN"';
 is(post(qq({$uesc,"k":1}\n{$uesc,"\\u005f":0,"k":1})), '200 {"accepted": 2, "rejected": 0}', '\\u escapes in a message');
