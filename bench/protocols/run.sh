@@ -24,6 +24,8 @@
 #
 #   bench/protocols/run.sh                 # N=100000 BATCH=1000 CONNS=4 ROUNDS=3
 #   N=300000 ROUNDS=5 PROTOCOLS="native es" bench/protocols/run.sh
+#   PROTOCOLS="native otlp-json otlp-json:gzip" ...  # NAME:ENC passes ENC to the
+#                                      # generator as its ENCODING argument
 #   PERF=3 PERF_KEEP=/tmp/p.data bench/protocols/run.sh   # + perf profile of the
 #                                      # worker during one more native POST run
 #                                      # (PERF_PROTOCOL=es: of that protocol)
@@ -57,7 +59,9 @@ echo "generating $N records (seed $SEED), $BATCH per body/frame"
 /usr/bin/python3 "$pdir/gen_records.py" "$N" "$SEED" > "$dir/records.ndjson"
 for p in $PROTOCOLS; do
   [ "$p" = ws ] && continue
-  "$pdir/bodies/$p" "$dir/records.ndjson" "$BATCH" "$dir/bodies.$p"
+  # NAME or NAME:ENCODING (passed to the generator, e.g. otlp-json:gzip)
+  enc=(); [[ $p == *:* ]] && enc=("${p#*:}")
+  "$pdir/bodies/${p%%:*}" "$dir/records.ndjson" "$BATCH" "$dir/bodies.$p" "${enc[@]}"
 done
 # WebSocket: the native lines, split over the emitters
 if [[ " $PROTOCOLS " == *" ws "* ]]; then
