@@ -55,7 +55,7 @@ typedef struct IngestRecord
 	bool		has_seq;
 	int64		seq;
 	char	   *attrs;			/* JSON object text, or NULL */
-	bool		attrs_flat;		/* attrs is scanner-made flat text: see
+	bool		attrs_flat;		/* attrs is text the scanner checked: see
 								 * ingest_flat_attrs_jsonb */
 	uint8		text_ready;		/* INGEST_TEXT_* bits: that string is the data
 								 * of a text varlena (header just before it) */

@@ -351,6 +351,98 @@ act_scalar(void *arg, char *token, JsonTokenType type)
 	}
 }
 
+static const char *es_check_action(ActionState *st);
+
+/* A name of lower-case letters and '_' from p on: returns its end. */
+static inline char *
+es_plain_name_end(char *p, char *end)
+{
+	while (p < end && ((*p >= 'a' && *p <= 'z') || *p == '_'))
+		p++;
+	return p;
+}
+
+/*
+ * The action lines clients usually send, read without the JSON parser
+ * (which was most of what a document costs beyond a POST /ingest
+ * record): {"ACTION":{}} or {"ACTION":{"FIELD":VALUE,...}}, written
+ * without blanks, names of lower-case letters and '_', values that are
+ * printable ASCII strings without escapes or unsigned integers.  Fills
+ * st as the parser's callbacks would (the last _index or _id given
+ * wins; _index only as a string) and returns true.  Anything else
+ * returns false with st untouched, and the line goes through the
+ * parser, which reads every other form and words every error.
+ */
+static bool
+es_quick_action(char *s, int len, ActionState *st)
+{
+	char	   *end = s + len;
+	char	   *name = s + 2;
+	char	   *p = es_plain_name_end(name, end);
+	char	   *name_end = p;
+	char	   *index = NULL;
+	char	   *id = NULL;
+
+	if (len < 7 || s[0] != '{' || s[1] != '"' || p == name ||
+		end - p < 3 || p[0] != '"' || p[1] != ':' || p[2] != '{')
+		return false;
+	p += 3;
+	if (*p == '}')
+		p++;
+	else
+		for (;;)
+		{
+			char	   *f = p + 1;
+			char	   *fe,
+					   *v;
+			bool		is_string;
+
+			if (p >= end || *p != '"')
+				return false;
+			fe = p = es_plain_name_end(f, end);
+			if (p == f || end - p < 3 || p[0] != '"' || p[1] != ':')
+				return false;
+			v = p += 2;
+			if ((is_string = (*p == '"')))
+			{
+				for (v = ++p; p < end && *p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\'; p++)
+					;
+				if (p >= end || *p != '"')
+					return false;
+			}
+			else
+			{
+				while (p < end && IS_DIGIT(*p))
+					p++;
+				if (p == v || (*v == '0' && p - v > 1))
+					return false;
+			}
+			if (fe - f == 6 && memcmp(f, "_index", 6) == 0 && is_string)
+				index = pnstrdup(v, p - v);
+			else if (fe - f == 3 && memcmp(f, "_id", 3) == 0)
+				id = pnstrdup(v, p - v);
+			p += is_string;
+			if (p < end && *p == ',')
+			{
+				p++;
+				continue;
+			}
+			if (p < end && *p == '}')
+			{
+				p++;
+				break;
+			}
+			return false;
+		}
+	if (end - p != 1 || *p != '}')
+		return false;
+	st->action = pnstrdup(name, name_end - name);
+	st->nactions = 1;
+	st->index = index;
+	st->id = id;
+	return true;
+}
+
 /*
  * Read an action line.  Returns NULL and fills *st, or the reason it is
  * not an action.
@@ -363,6 +455,8 @@ es_read_action(char *s, int len, ActionState *st)
 	JsonParseErrorType err;
 
 	memset(st, 0, sizeof(*st));
+	if (es_quick_action(s, len, st))
+		return es_check_action(st);
 	if (!pg_verifymbstr(s, len, true))
 		return "the action line is not valid text (or contains a NUL byte)";
 	if (ingest_json_nesting_depth(s, len) > INGEST_MAX_JSON_DEPTH)
@@ -380,6 +474,13 @@ es_read_action(char *s, int len, ActionState *st)
 	err = pg_parse_json(lex, &sem);
 	if (err != JSON_SUCCESS)
 		return psprintf("the action line is not valid JSON: %s", json_errdetail(err, lex));
+	return es_check_action(st);
+}
+
+/* What an action line read must hold: NULL, or the reason it is refused */
+static const char *
+es_check_action(ActionState *st)
+{
 	if (st->nactions != 1 || st->action_not_object)
 		return "an action line must be a JSON object with one action, such as {\"index\": {}}";
 	if (st->index && strlen(st->index) > ES_MAX_NAME)

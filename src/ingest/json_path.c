@@ -3,8 +3,8 @@
  * json_path.c
  *		The generic parse of one record through PostgreSQL's JSON parser
  *		(pg_parse_json, common/jsonapi.h): what the fast scanner (scanner.c)
- *		leaves to it -- \u escapes, escaped names, syntax errors -- with the
- *		same records, rejects and reasons.
+ *		leaves to it -- \u escapes it does not decode, escaped names, syntax
+ *		errors -- with the same records, rejects and reasons.
  *
  * Before the parser sees a record, \u escapes the database encoding
  * cannot hold are refused here (the lexer would raise an error).  The

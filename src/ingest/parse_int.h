@@ -64,7 +64,9 @@ typedef struct RecState
 	bool		nonscalar[F_NUM_FIELDS];
 	char	   *raw_message;	/* message given as an object/array */
 	StringInfoData attrs;
-	bool		attrs_flat;		/* attrs made by the scanner, scalars only */
+	bool		attrs_flat;		/* attrs made by the scanner from checked text
+								 * (nested values too): see
+								 * ingest_flat_attrs_jsonb */
 	char	   *attrs_text;		/* scanner: final attrs text, in the batch */
 	bool		in_batch;		/* scanner: val[], raw_message, attrs_text are
 								 * already in the batch's memory */

@@ -2,9 +2,10 @@
  *
  * scanner.c
  *		The fast path: a strict one-pass JSON scanner for what clients
- *		usually send (objects and arrays of objects without \u escapes), which
- *		fills the same RecState as the generic path and keeps unmapped fields
- *		as raw spans for attrs.
+ *		usually send (objects and arrays of objects, nested attrs and \u
+ *		escapes of characters the database has included), which fills the
+ *		same RecState as the generic path and keeps unmapped fields as raw
+ *		spans for attrs.
  *
  * It accepts a strict subset of what PostgreSQL's JSON parser accepts;
  * whatever it is unsure of makes it give up on the whole unit before
@@ -14,6 +15,7 @@
  */
 #include "postgres.h"
 
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 
 #include "ingest/parse_int.h"
@@ -26,17 +28,80 @@
  * de-escapes byte by byte, and an array frame is lexed twice (once to
  * split it, once per record): that was about a third of the ingest
  * worker's time.  The scanner below walks a unit once, keeps attrs as
- * raw spans and fills the same RecState as the callbacks do, then hands
- * it to ingest_finish_record.
+ * raw spans (nested objects and arrays included: flat_attrs.c makes the
+ * jsonb from them) and fills the same RecState as the callbacks do, then
+ * hands it to ingest_finish_record.
  *
  * It accepts a strict subset of what PostgreSQL's JSON parser accepts
- * (so attrs can never make jsonb_in fail in the batch's COPY): anything
- * it is not sure about -- a \u escape, an escaped field name, a syntax
- * error, a non-object array element -- makes it give up on the whole
- * unit before anything was added to the batch, and the unit goes through
- * the pg_parse_json path, which yields the usual records, rejects and
- * error texts.
+ * (so attrs can never make the jsonb fail in the batch's COPY): anything
+ * it is not sure about -- a \u escape it cannot decode here (see
+ * unicode_escape), an escaped field name, a syntax error, a non-object
+ * array element, nesting past INGEST_MAX_JSON_DEPTH -- makes it give up
+ * on the whole unit before anything was added to the batch, and the unit
+ * goes through the pg_parse_json path, which yields the usual records,
+ * rejects and error texts.
  */
+
+static inline int
+hex_digit(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* The four hex digits at p (p + 4 <= end checked by the caller), or -1. */
+static inline int
+hex4_at(const char *p)
+{
+	int			a = hex_digit(p[0]),
+				b = hex_digit(p[1]),
+				c = hex_digit(p[2]),
+				d = hex_digit(p[3]);
+
+	if ((a | b | c | d) < 0)
+		return -1;
+	return (a << 12) | (b << 8) | (c << 4) | d;
+}
+
+/*
+ * The \u escape at p (its backslash): its code point, and in *elen the
+ * escape's length (6, or 12 for a surrogate pair).  0 when the scanner
+ * must leave it to PostgreSQL's lexer, which refuses or converts it with
+ * its own messages: malformed, \u0000 (not text), a lone surrogate, or
+ * any non-ASCII character when the database encoding is not UTF-8 (the
+ * generic path checks that the encoding has the character).  So every
+ * escape the scanner decodes is one the lexer, and jsonb_in, accept
+ * and decode to the same character.
+ */
+static pg_wchar
+unicode_escape(const char *p, const char *end, int *elen)
+{
+	int			hi,
+				lo;
+
+	if (end - p < 6 || (hi = hex4_at(p + 2)) <= 0)
+		return 0;
+	*elen = 6;
+	if (hi >= 0xDC00 && hi <= 0xDFFF)
+		return 0;
+	if (hi >= 0xD800 && hi <= 0xDBFF)
+	{
+		if (end - p < 12 || p[6] != '\\' || p[7] != 'u' ||
+			(lo = hex4_at(p + 8)) < 0xDC00 || lo > 0xDFFF)
+			return 0;
+		*elen = 12;
+		hi = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00);
+	}
+	if (hi >= 0x80 && GetDatabaseEncoding() != PG_UTF8)
+		return 0;
+	return (pg_wchar) hi;
+}
+
 static inline char *
 scan_string(char *p, char *end, bool *has_esc)
 {
@@ -49,6 +114,8 @@ scan_string(char *p, char *end, bool *has_esc)
 			return p + 1;
 		if (c == '\\')
 		{
+			int			elen;
+
 			if (p + 1 >= end)
 				return NULL;
 			switch (p[1])
@@ -61,12 +128,17 @@ scan_string(char *p, char *end, bool *has_esc)
 				case 'n':
 				case 'r':
 				case 't':
+					p++;
+					break;
+				case 'u':
+					if (unicode_escape(p, end, &elen) == 0)
+						return NULL;
+					p += elen - 1;
 					break;
 				default:
-					return NULL;	/* \u and anything else: slow path */
+					return NULL;	/* not JSON: the slow path says why */
 			}
 			*has_esc = true;
-			p++;
 		}
 		else if (c < 0x20)
 			return NULL;
@@ -118,6 +190,22 @@ ingest_json_decode_string(const char *s, const char *e, bool has_esc)
 			case 't':
 				*o++ = '\t';
 				break;
+			case 'u':
+				{
+					/* checked by scan_string: a character it decodes */
+					int			elen = 6;
+					pg_wchar	cp = unicode_escape(s - 1, e, &elen);
+
+					if (cp < 0x80)
+						*o++ = (char) cp;
+					else
+					{
+						unicode_to_utf8(cp, (unsigned char *) o);
+						o += pg_utf_mblen((unsigned char *) o);
+					}
+					s += elen - 2;
+					break;
+				}
 			default:			/* " \ / */
 				*o++ = *s;
 				break;
@@ -319,8 +407,6 @@ ingest_scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int dept
 		{
 			if ((ve = scan_value(vs, end, depth, &too_big)) == NULL)
 				return false;
-			if (*vs == '{' || *vs == '[')
-				st->attrs_flat = false;
 			if (abuf->data == NULL)
 			{
 				/* scratch, not the batch's memory (the current context) */

@@ -8,6 +8,8 @@
 #   invalid UTF-8 and NUL bytes in one line; records over the kept-bytes bound
 #   empty and blank frames and bodies
 #   \u escapes a LATIN1 database cannot hold
+#   nested attrs: the same jsonb whichever path reads them (escapes,
+#   duplicate keys, deep nesting, big numbers, empty objects and arrays)
 #   a record with 90,000 attrs in descending key order
 #   messages of up to logagg.max_message_bytes of the worst kinds: the
 #   worker's memory stays under a bound and its CPU time is linear
@@ -212,6 +214,92 @@ is(post('[' . join(',', @elems) . ']'), '200 {"accepted": 11976, "rejected": 24}
 	'an array of 12,000 elements over POST');
 is(sql("SELECT count(*) FROM logagg.logs WHERE message LIKE 'elem %'"), '11976', 'its objects are stored');
 same_worker('messages spread over batches');
+
+# ---- nested attrs: the fast path stores what the generic path stores ----
+# Each case goes once as it is (the scanner reads it) and once with an
+# escaped field name in front (the scanner gives up on those: PostgreSQL's
+# JSON parser reads it), over POST and over WebSocket; the stored attrs
+# of both must be the jsonb that jsonb_in makes of the same members.
+my @nested = (
+	'"e":{"k\\"q":"line\\nbreak \\\\ \\/ \\t\\b\\f\\r","b\\\\":["x\\"y","\\/"]}',	# escapes
+	'"d":{"b":1,"b":2,"c":{"dd":1,"dd":{"e":3}},"b":{"z":[1]}},"d2":[{"a":1,"a":2}]',	# duplicate keys
+	'"t":{"x":1},"t":[2,{"y":{"z":3}}]',	# a duplicate top-level attr, nested both times
+	'"n":[12345678901234567890123,-0,0,0.1e-5,1E+2,1.50,-123456789012345678,123456789012345678901,1e-999]',
+	'"z":{},"y":[],"x":[{}],"w":[[]],"v":{"a":{},"b":[[],{}]}',	# empty objects and arrays
+	qq("s" : { "b" : [ 1 , 2 , true , false , null ] ,\t"c" : { } , "d":\r\t"x" } ),	# blanks everywhere
+	'"u":{"caf' . "\xc3\xa9" . '":"' . "\xe2\x82\xac" . '","' . "\xf0\x9f\x98\x80" . '":["' . "\xc3\xa9" . '"]}',	# UTF-8
+	'"m":{' . join(',', map { sprintf('"k%02d":%d', 40 - $_, $_) } 0 .. 40) . ',"k05":"last"}',	# many keys, descending
+	'"q":{"\\u00e9t\\u00e9":"\\ud83d\\ude00 \\u20AC \\u0041","a":["\\u0022q\\u005c","\\u001f"]}',	# \u escapes
+	'"deep":' . ('{"a":' x 62) . '1' . ('}' x 62),	# the record nested 63 deep
+	'"deep":' . ('[' x 63) . '1' . (']' x 63),	# 64 deep: the limit
+);
+my (@fast, @slow);
+for my $i (0 .. $#nested)
+{
+	push(@fast, qq({"message":"nest$i fast",$nested[$i]}));
+	push(@slow, qq({"message":"nest$i slow","\\u005f":0,$nested[$i]}));
+}
+is(post(join("\n", @fast, @slow)), '200 {"accepted": ' . (2 * @nested) . ', "rejected": 0}',
+	'nested attrs over POST: each case read by both paths');
+# over WebSocket as one array (records one level deeper: not the 64-deep case)
+my @in_array = grep { !/"nest$#nested / } @fast, @slow;
+$out = ws_send('[' . join(',', map { s/"nest(\d+) (\w+)"/"nest$1 $2 ws"/r } @in_array) . ']');
+like($out, qr/\{"ack_count": ${\(scalar @in_array)}\}/, 'and over WebSocket, as one array');
+for my $i (0 .. $#nested)
+{
+	my $ref = $nested[$i] =~ s/'/''/gr;
+	is(sql("SELECT string_agg(l.message || '=' || ((CASE WHEN l.message LIKE '% slow%' THEN l.attrs - '_' ELSE l.attrs END)::text"
+		  . "  = ('{$ref}'::jsonb)::text), ',' ORDER BY l.message)"
+		  . " FROM logagg.logs l WHERE l.message LIKE 'nest$i %'"),
+		$i == $#nested ? "nest$i fast=true,nest$i slow=true"
+		: "nest$i fast=true,nest$i fast ws=true,nest$i slow=true,nest$i slow ws=true",
+		"nested case $i: both paths store what jsonb_in makes of it");
+}
+is(sql("SELECT attrs::text FROM logagg.logs WHERE message = 'nest1 fast'"),
+	'{"d": {"b": {"z": [1]}, "c": {"dd": {"e": 3}}}, "d2": [{"a": 2}]}', 'nested duplicate keys: the last one wins');
+is(sql("SELECT attrs->'n'->>1 || ',' || (attrs->'n'->>5) || ',' || (attrs->'n'->>8) FROM logagg.logs WHERE message = 'nest3 fast'"),
+	'0,1.50,' . ('0.' . ('0' x 998) . '1'), 'numbers as numeric_in reads them');
+# random nested records (seeded: the same every run), read by both paths
+srand(161);
+my @atoms = ('0', '-0', '7', '-12', '3.25', '1.50', '1e3', '-2.5E-7', '123456789012345678901234', 'true', 'false',
+	'null', '""', '"plain"', '"a\\"b"', '"\\\\"', '"\\/\\b\\f\\n\\r\\t"', '"\\u00e9\\u20ac"',
+	'"\\ud83d\\ude00"', '"\\u0041\\u007f"', qq("caf\xc3\xa9"));
+my @keys = ('a', 'b', 'k', 'a', 'long_key_name', '', 'x\\"y', '\\u00e9', 'b\\n');
+sub rand_value
+{
+	my ($d) = @_;
+	my $r = int(rand(10));
+	return $atoms[ int(rand(@atoms)) ] if $d > 5 || $r < 5;
+	my $n = int(rand(5));
+	my $sp = rand() < 0.3 ? ' ' : '';
+	return '[' . join(",$sp", map { rand_value($d + 1) } 1 .. $n) . ']' if $r < 7;
+	return "{$sp" . join(",$sp", map { qq("$keys[int(rand(@keys))]"$sp:$sp) . rand_value($d + 1) } 1 .. $n) . "$sp}";
+}
+my @rand_fast = map { my $v = rand_value(0); qq({"message":"rnd$_","r":$v,"s":) . rand_value(0) . '}' } 1 .. 300;
+my @rand_slow = map { s/"message":"rnd(\d+)"/"message":"rnd$1 slow","\\u005f":0/r } @rand_fast;
+is(post(join("\n", @rand_fast, @rand_slow)), '200 {"accepted": 600, "rejected": 0}', '300 random nested records, both paths');
+is(sql("SELECT count(*) FROM logagg.logs f JOIN logagg.logs s ON s.message = f.message || ' slow'"
+	  . " WHERE f.message ~ '^rnd[0-9]+\$' AND f.attrs::text = (s.attrs - '_')::text"), '300',
+	'each stored the same attrs by both paths');
+
+# \u escapes in mapped fields: the same text whichever path reads them
+my $uesc = '"message":"uesc \\u00e9\\ud83d\\ude00\\u0041\\u0022","level":"\\u0057ARN"';
+is(post(qq({$uesc,"k":1}\n{$uesc,"\\u005f":0,"k":1})), '200 {"accepted": 2, "rejected": 0}', '\\u escapes in a message');
+is(sql("SELECT count(*) || ',' || count(DISTINCT message) || ',' || (min(message) = 'uesc ' || chr(233) || chr(128512) || 'A\"')"
+	  . " || ',' || min(level) FROM logagg.logs WHERE message LIKE 'uesc %'"), '2,1,true,warn', 'decoded alike by both paths');
+# \u escapes the lexer refuses: the same rejects as before
+is(post(join("\n", '{"message":"u0 \\u0000"}', '{"message":"u1 \\ud800"}', '{"message":"u2 \\udc00 x"}',
+			'{"message":"u3","a":{"b":"\\u12"}}', '{"message":"u4","a":["\\ud83d\\u0041"]}')),
+	'200 {"accepted": 0, "rejected": 5}', 'malformed and unconvertible \\u escapes: rejected');
+is(sql("SELECT count(*) FROM logagg.rejected WHERE raw ~ '^\\{\"message\":\"u[0-4]' AND reason LIKE 'invalid JSON: %'"), '5',
+	'as invalid JSON, by the lexer');
+# what neither path stores: too deep, a number numeric cannot hold
+my @bad_nested = ('"deep":' . ('[' x 64) . '1' . (']' x 64), '"big":{"a":[1,{"b":1e1000}]}', '"big":[-1' . ('0' x 1000) . ']');
+is(post(join("\n", map { qq({"message":"nest bad $_",$bad_nested[$_]}) } 0 .. $#bad_nested)),
+	'200 {"accepted": 0, "rejected": 3}', 'nested too deep or too large: rejected');
+is(sql("SELECT string_agg(reason, ',' ORDER BY id) FROM logagg.rejected WHERE raw LIKE '{\"message\":\"nest bad %'"),
+	'JSON nested more than 64 levels deep,a number is too large,a number is too large', 'with their reasons');
+same_worker('nested attrs');
 
 # ---- a record with 90,000 attrs in descending key order ----
 my $attrs = '{"message":"a6",' . join(',', map { sprintf('"k%05d":1', 89999 - $_) } 0 .. 89999) . '}';

@@ -118,6 +118,28 @@ is(scalar @{ $res->{items} // [] }, 2, 'an unknown action gets an item, the next
 like($res->{items}[0]{index}{error}{reason} // '', qr/unknown action/, 'unknown action: reason');
 is($res->{items}[1]{index}{status}, 201, 'the pair after it is stored');
 
+# ---- compact action lines (read without the JSON parser) and other forms: the same items ----
+my @pairs = (
+	[ '{"create":{"_index":"q1","_id":"id-1","pipeline":"p"}}', '{ "create" : { "_index" : "q1", "_id" : "id-1", "pipeline": "p" } }' ],
+	[ '{"index":{"_id":42}}', '{"index": {"_id": 42}}' ],
+	[ '{"index":{"_index":7,"_id":"x","_id":"y"}}', '{"index":{"_index":7, "_id":"x","_id":"y"}}' ],
+	[ '{"index":{"_index":"q\\u0032","_id":"z"}}', '{"index":{"_index":"q2","_id":"z"}}' ],
+);
+$r = bulk('/p/_bulk', join("\n", (map { ($_->[0], '{"message":"pair compact"}', $_->[1], '{"message":"pair spaced"}') } @pairs),
+	'{"index":{"_id":007}}', '{"message":"pair bad id"}', ''));
+$res = eval { $json->decode($r->{content}) } // {};
+@items = @{ $res->{items} // [] };
+is(scalar @items, 2 * @pairs + 1, 'an item per action line');
+for my $i (0 .. $#pairs)
+{
+	my ($a, $b) = map { my ($k, $v) = %{ $items[ 2 * $i + $_ ] }; "$k $v->{status} " . ($v->{_index} // '-') . ' ' . ($v->{_id} // '-') } 0, 1;
+	is($a, $b, "action line $pairs[$i][0]: the same item as $pairs[$i][1]");
+}
+is(join(' ', map { my ($k, $v) = %$_; "$v->{_index}/" . ($v->{_id} // '') } @items[0, 2, 4, 6]), 'q1/id-1 p/42 p/y q2/z',
+	'_index and _id as the action line gives them');
+like($items[-1]{index}{error}{reason} // '', qr/action line is not valid JSON/, 'a number with a leading zero: the parser refuses it');
+is(sql("SELECT count(*) FROM logagg.logs WHERE message LIKE 'pair %'"), 2 * @pairs, 'the documents are stored');
+
 # ---- not bulk NDJSON at all ----
 $r = bulk('/_bulk', "this is not json\nat all\n");
 is($r->{status}, 400, 'a body that is not NDJSON: 400');
