@@ -104,6 +104,8 @@ extern RecField ingest_field_of(const char *name);
 extern RecField ingest_field_of_len(const char *name, int len);
 extern void ingest_finish_record(IngestBatch *batch, const IngestOrigin *origin,
 								 RecState *st, char *text, int len);
+extern void ingest_finish_record_raw(IngestBatch *batch, const IngestOrigin *origin,
+									 RecState *st, char *text, int len, bool is_text);
 
 /* reject.c */
 extern void ingest_add_reject_bytes(IngestBatch *batch, const IngestOrigin *origin,
