@@ -213,14 +213,15 @@ http_body_complete(Conn *c)
 	return 0;
 }
 
+static int refuse(Conn *c, int status, const char *why);
+
 /* The whole body is larger than logagg.max_message_bytes: refuse it. */
 static int
 body_too_large(Conn *c)
 {
 	c->rx.len = 0;
 	c->http_body_done = true;
-	return ingest_http_reply(c, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "application/json",
-							 "{\"error\": \"body larger than logagg.max_message_bytes\"}");
+	return refuse(c, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "body larger than logagg.max_message_bytes");
 }
 
 /* LWS_CALLBACK_HTTP_BODY: part of a POST body that is still awaited. */

@@ -286,8 +286,13 @@ ingest_otlp_route(struct lws *wsi, Conn *c, const char *uri, bool is_post)
 		return status_reply(c, HTTP_STATUS_METHOD_NOT_ALLOWED,
 							"/v1/logs takes POST requests (OTLP/HTTP logs)");
 	if (ct < 0)
-		return status_reply(c, HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE,
-							"Content-Type must be application/x-protobuf or application/json (OTLP/HTTP)");
+	{
+		/* read and keep the body all the same: logagg.rejected shows what came */
+		c->otlp->fail_status = HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE;
+		c->otlp->fail_message = strdup("Content-Type must be application/x-protobuf or application/json (OTLP/HTTP)");
+		if (c->otlp->fail_message == NULL)
+			return -1;
+	}
 	return 0;
 }
 
@@ -868,6 +873,13 @@ ingest_otlp_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, 
 		pos->started = true;
 		MemoryContextReset(o->cxt);
 		o->res_attrs.data = o->scope_attrs.data = NULL;
+		if (o->fail_status != 0)
+		{
+			/* refused before it was read (the content type): keep what came */
+			ingest_add_reject_bytes(batch, origin, o->fail_message, data, len,
+									pg_verifymbstr(data, len, true), false, 0);
+			return true;
+		}
 		if (c->http_fail_status != 0 || !decode_request(batch, origin, o, data, len))
 		{
 			MemoryContextReset(o->cxt);
