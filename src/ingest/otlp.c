@@ -712,7 +712,8 @@ read_varint(const uint8 **p, const uint8 *end, uint64 *v)
  * Walk the protobuf wire format of a DESC message without unpacking it:
  * every length within its parent, no groups, nesting at most
  * OTLP_MAX_DEPTH (protobuf-c unpacks nested messages by recursion, so a
- * small body nested a million times deep must not reach it).
+ * small body nested a million times deep must not reach it), and no NUL
+ * byte in a string (protobuf-c's C strings would silently end there).
  */
 static const char *
 wire_check(const uint8 *data, size_t len, const ProtobufCMessageDescriptor *desc)
@@ -766,6 +767,8 @@ wire_check(const uint8 *data, size_t len, const ProtobufCMessageDescriptor *desc
 					stack[sp].end = p + n;
 					stack[sp].desc = f->descriptor;
 				}
+				else if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, '\0', n) != NULL)
+					return "a string field of the body holds a NUL byte";	/* C strings would cut it */
 				else
 					p += n;
 				break;

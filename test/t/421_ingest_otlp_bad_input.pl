@@ -3,8 +3,8 @@
 # says what is wrong (or, for a bad record, a partial_success naming it),
 # a bounded copy of what came in logagg.rejected with the reason, and the
 # worker keeps its PID and stores a valid request sent right after:
-# wrong content type, truncated and invalid protobuf, protobuf nested a
-# million deep, bad gzip, a decompression bomb, invalid UTF-8 in a string
+# wrong content type, truncated and invalid protobuf, protobuf nested
+# thousands deep, a NUL byte in a string, bad gzip, a decompression bomb, invalid UTF-8 in a string
 # field (protobuf) and in a JSON body, invalid JSON, a JSON value of the
 # wrong type, a trace id that is not hex.  Unknown fields (protobuf and
 # JSON) are ignored as the OTLP specification requires: the record is
@@ -70,7 +70,7 @@ sub valid_after
 my $record = log_record(body => any_str('a record'), severity_text => 'info');
 my $valid_pb = request([ kv('service.name', any_str('x')) ], [ $record ]);
 my $deep = any_str('leaf');
-# AnyValue{kvlist{KeyValue{value AnyValue...}}}: a million levels in a few MB is too much; 200,000 bytes suffice
+# AnyValue{kvlist{KeyValue{value AnyValue...}}}, thousands of levels in 300 kB
 for (1 .. 20000) { $deep = pb_len(6, pb_len(1, pb_str(1, 'k') . pb_len(2, $deep))); last if length($deep) > 300000; }
 my $bomb = gz("\0" x (3 * 1024 * 1024));
 
@@ -80,6 +80,7 @@ my @cases = (
 	[ 'truncated protobuf', substr($valid_pb, 0, length($valid_pb) - 5), 'application/x-protobuf', {}, 400, 3, qr/not a valid protobuf ExportLogsServiceRequest/, qr/not a valid protobuf/, 0 ],
 	[ 'not protobuf', "this is not protobuf at all \xff\xff\xff\xff", 'application/x-protobuf', {}, 400, 3, qr/not a valid protobuf/, qr/not a valid protobuf/, 0 ],
 	[ 'protobuf nested too deeply', request([], [ log_record(body => $deep) ]), 'application/x-protobuf', {}, 400, 3, qr/nested too deeply/, qr/nested too deeply/, 0 ],
+	[ 'NUL byte in a string', request([], [ log_record(body => any_str("before\0after")) ]), 'application/x-protobuf', {}, 400, 3, qr/NUL byte/, qr/NUL byte/, 0 ],
 	[ 'bad gzip', "\x1f\x8b\x08\x00garbage that is not deflate", 'application/x-protobuf', { 'Content-Encoding' => 'gzip' }, 400, 3, qr/not valid gzip/, qr/not valid gzip/, 0 ],
 	[ 'truncated gzip', substr(gz($valid_pb), 0, 20), 'application/x-protobuf', { 'Content-Encoding' => 'gzip' }, 400, 3, qr/not valid gzip.*truncated/, qr/not valid gzip/, 0 ],
 	[ 'decompression bomb', $bomb, 'application/x-protobuf', { 'Content-Encoding' => 'gzip' }, 413, 8, qr/decompresses to more than logagg.max_message_bytes/, qr/decompresses to more than/, 0 ],
