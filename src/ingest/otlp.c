@@ -708,6 +708,21 @@ read_varint(const uint8 **p, const uint8 *end, uint64 *v)
 	return false;
 }
 
+/* The text (JSON) or bytes (protobuf) of one more record of the request. */
+void
+otlp_add_span(OtlpJsonSpans *sp, int start, int len)
+{
+	if (sp->n == sp->max)
+	{
+		sp->max = sp->max ? sp->max * 2 : 64;
+		sp->start = sp->start ? repalloc(sp->start, sp->max * sizeof(int)) : palloc(sp->max * sizeof(int));
+		sp->len = sp->len ? repalloc(sp->len, sp->max * sizeof(int)) : palloc(sp->max * sizeof(int));
+	}
+	sp->start[sp->n] = start;
+	sp->len[sp->n] = len;
+	sp->n++;
+}
+
 /*
  * Walk the protobuf wire format of a DESC message without unpacking it:
  * every length within its parent, no groups, nesting at most
@@ -716,7 +731,8 @@ read_varint(const uint8 **p, const uint8 *end, uint64 *v)
  * byte in a string (protobuf-c's C strings would silently end there).
  */
 static const char *
-wire_check(const uint8 *data, size_t len, const ProtobufCMessageDescriptor *desc)
+wire_check(const uint8 *data, size_t len, const ProtobufCMessageDescriptor *desc,
+		   OtlpJsonSpans *spans)
 {
 	struct
 	{
@@ -766,6 +782,8 @@ wire_check(const uint8 *data, size_t len, const ProtobufCMessageDescriptor *desc
 					sp++;
 					stack[sp].end = p + n;
 					stack[sp].desc = f->descriptor;
+					if (f->descriptor == spans->desc)
+						otlp_add_span(spans, p - data, n);
 				}
 				else if (f && f->type == PROTOBUF_C_TYPE_STRING && memchr(p, '\0', n) != NULL)
 					return "a string field of the body holds a NUL byte";	/* C strings would cut it */
@@ -815,7 +833,7 @@ decode_request(IngestBatch *batch, const IngestOrigin *origin, OtlpRequest *o,
 		else
 			o->req = (ExportRequest *) otlp_message_from_json(&REQUEST_DESC, data, len, &o->spans, &why);
 	}
-	else if ((why = wire_check((const uint8 *) data, len, &REQUEST_DESC)) == NULL)
+	else if ((why = wire_check((const uint8 *) data, len, &REQUEST_DESC, &o->spans)) == NULL)
 	{
 		PbBudget	budget = {o->cxt, 0, OTLP_UNPACK_BASE + (Size) OTLP_UNPACK_FACTOR * len, false};
 		ProtobufCAllocator alloc = {pb_alloc, pb_free, &budget};
@@ -896,8 +914,9 @@ ingest_otlp_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, 
 		int			k = o->nrec++;
 
 		map_record(o, lr, &st);
-		if (o->json && o->spans.n > k)
-			ingest_finish_record_raw(batch, origin, &st, data + o->spans.start[k], o->spans.len[k], true);
+		/* what a reject keeps: the record's own text or bytes in the body */
+		if (o->spans.n > k)
+			ingest_finish_record_raw(batch, origin, &st, data + o->spans.start[k], o->spans.len[k], o->json);
 		else
 		{
 			size_t		n = protobuf_c_message_get_packed_size(&lr->base);

@@ -24,7 +24,7 @@
  */
 #define OTLP_MAX_DEPTH			100
 
-/* Where the objects of one message type are in a JSON text, in order. */
+/* Where the messages of one type (records) are in a body, in order. */
 typedef struct OtlpJsonSpans
 {
 	const ProtobufCMessageDescriptor *desc;
@@ -34,6 +34,7 @@ typedef struct OtlpJsonSpans
 	int		   *len;
 } OtlpJsonSpans;
 
+extern void otlp_add_span(OtlpJsonSpans *sp, int start, int len);
 extern ProtobufCMessage *otlp_message_from_json(const ProtobufCMessageDescriptor *desc,
 												char *text, int len, OtlpJsonSpans *spans,
 												const char **why);

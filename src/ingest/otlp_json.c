@@ -362,19 +362,8 @@ j_object_end(void *arg)
 	}
 	top = &st->stack[st->sp--];
 	if (st->spans && top->msg->descriptor == st->spans->desc)
-	{
-		OtlpJsonSpans *sp = st->spans;
-
-		if (sp->n == sp->max)
-		{
-			sp->max = sp->max ? sp->max * 2 : 64;
-			sp->start = sp->start ? repalloc(sp->start, sp->max * sizeof(int)) : palloc(sp->max * sizeof(int));
-			sp->len = sp->len ? repalloc(sp->len, sp->max * sizeof(int)) : palloc(sp->max * sizeof(int));
-		}
-		sp->start[sp->n] = top->start - st->lex->input;
-		sp->len[sp->n] = st->lex->prev_token_terminator - top->start;
-		sp->n++;
-	}
+		otlp_add_span(st->spans, top->start - st->lex->input,
+				 st->lex->prev_token_terminator - top->start);
 }
 
 static void

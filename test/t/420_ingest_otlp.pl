@@ -32,7 +32,8 @@ my $json = JSON::PP->new->utf8->canonical;
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 my $pid = sql("SELECT pid FROM logagg.status() WHERE kind = 'ingest'");
-my $now_ns = sql("SELECT (extract(epoch FROM now()) * 1000000)::bigint") * 1000;
+my $now_us = sql("SELECT (extract(epoch FROM now()) * 1000000)::bigint");
+my $now_ns = $now_us * 1000;	# integers: exact in Perl's 64-bit IVs
 
 sub post
 {
@@ -51,7 +52,7 @@ my $r = post($pb, 'application/x-protobuf');
 is($r->{status}, 200, 'protobuf request: 200');
 is($r->{headers}{'content-type'}, 'application/x-protobuf', 'protobuf reply');
 is($r->{content}, '', 'an empty ExportLogsServiceResponse: nothing rejected');
-my $us1 = int(($now_ns + 123456789) / 1000);
+my $us1 = $now_us + 123456;	# 123456789 ns: the 789 are cut
 is(sql("SELECT source || '|' || level || '|' || status || '|' || message || '|' || trace_id || '|' || span_id || '|' || attrs::text || '|' || (ts = to_timestamp(0) + $us1 * interval '1 microsecond')::text FROM logagg.logs WHERE message = 'wire ok 1'"),
 	'svc-otlp|warn|503|wire ok 1|0af7651916cd43dd8448eb211c80319c|b7ad6b7169203331|{"k": "v", "service.name": "wire-svc", "otel.scope.name": "wire-test"}|true',
 	'every field of a protobuf record mapped (the token fixes the source, service.name stays in attrs)');
