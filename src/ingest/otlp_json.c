@@ -65,24 +65,24 @@ jerror(JState *st, const char *fmt, const char *name)
 static const ProtobufCFieldDescriptor *
 find_field(const ProtobufCMessageDescriptor *desc, const char *name)
 {
-	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(desc, name);
 	char		snake[128];
 	int			n = 0;
+	bool		camel = false;
 
-	if (f)
-		return f;
+	/* the descriptors know the .proto (snake_case) names: convert first */
 	for (const char *p = name; *p && n < (int) sizeof(snake) - 2; p++)
 	{
 		if (*p >= 'A' && *p <= 'Z')
 		{
 			snake[n++] = '_';
 			snake[n++] = *p - 'A' + 'a';
+			camel = true;
 		}
 		else
 			snake[n++] = *p;
 	}
 	snake[n] = '\0';
-	return protobuf_c_message_descriptor_get_field_by_name(desc, snake);
+	return protobuf_c_message_descriptor_get_field_by_name(desc, camel ? snake : name);
 }
 
 static size_t
