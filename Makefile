@@ -15,16 +15,22 @@ DATA_built  = logagg--$(EXTVERSION).sql
 PGFILEDESC  = "logagg - log aggregation and alerting"
 
 SRCS        = $(sort $(wildcard src/*.c src/ingest/*.c))
-OBJS        = $(SRCS:.c=.o)
+# Every proto/**/*.proto is compiled by protoc-c into build/proto/ (not
+# committed): NAME.proto -> build/proto/NAME.pb-c.{c,h}, linked in.
+PROTOS      = $(sort $(shell find proto -name '*.proto'))
+PROTO_C     = $(patsubst proto/%.proto,build/proto/%.pb-c.c,$(PROTOS))
+PROTO_H     = $(PROTO_C:.c=.h)
+PROTO_OBJS  = $(PROTO_C:.c=.o)
+OBJS        = $(SRCS:.c=.o) $(PROTO_OBJS)
 SCHEMA      = $(sort $(wildcard schema/*.sql))
 
 PG_CONFIG  ?= pg_config
 PKG_LIBS    = libwebsockets libuv libcurl zlib
 
-PG_CPPFLAGS = -Isrc $(shell pkg-config --cflags $(PKG_LIBS)) -DLOGAGG_VERSION=\"$(EXTVERSION)\"
+PG_CPPFLAGS = -Isrc -Ibuild/proto $(shell pkg-config --cflags $(PKG_LIBS)) -DLOGAGG_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
               -Wno-sign-compare -Wno-cast-function-type
-SHLIB_LINK  = $(shell pkg-config --libs $(PKG_LIBS)) -lcrypto
+SHLIB_LINK  = $(shell pkg-config --libs $(PKG_LIBS)) -lcrypto -lprotobuf-c
 
 # Tests, declared the PGXS way: `make installcheck` runs pg_regress (sql/,
 # expected/) and the isolation specs (test/isolation/), each on a throwaway
@@ -46,7 +52,7 @@ PROVE_TESTS  = $(sort $(wildcard test/t/*.pl))
 PROVE_FLAGS  += -I $(CURDIR)/test/lib
 export LOGAGG_SRC = $(CURDIR)
 
-EXTRA_CLEAN  = tmp_check_regress tmp_check_regress.conf tmp_check_iso.conf emitters/logagg-emit
+EXTRA_CLEAN  = build tmp_check_regress tmp_check_regress.conf tmp_check_iso.conf emitters/logagg-emit
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -66,8 +72,17 @@ tmp_check_iso.conf:
 # The version is compiled in (LOGAGG_VERSION, e.g. the HTTP User-Agent).
 src/curl_multi.o: logagg.control
 
-# Every object depends on the headers in src/ and src/ingest/ (few, small, shared).
-$(OBJS): $(wildcard src/*.h src/ingest/*.h)
+# Every object depends on the headers in src/ and src/ingest/ (few, small,
+# shared) and on the generated protobuf-c headers.
+$(OBJS): $(wildcard src/*.h src/ingest/*.h) $(PROTO_H)
+
+# protoc-c, one .proto at a time, imports resolved from proto/.  The
+# generated code is not ours to keep warning-free: PostgreSQL's extra
+# warnings are relaxed for it only.
+build/proto/%.pb-c.c build/proto/%.pb-c.h: proto/%.proto
+	@mkdir -p build/proto
+	protoc-c --proto_path=proto --c_out=build/proto $<
+$(PROTO_OBJS): CFLAGS += -Wno-error -Wno-missing-prototypes -Wno-declaration-after-statement
 
 # The newest version's script is assembled from schema/*.sql so that each
 # responsibility keeps its SQL beside its C file's name.

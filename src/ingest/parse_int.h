@@ -106,6 +106,8 @@ extern RecField ingest_field_of(const char *name);
 extern RecField ingest_field_of_len(const char *name, int len);
 extern void ingest_finish_record(IngestBatch *batch, const IngestOrigin *origin,
 								 RecState *st, char *text, int len);
+extern void ingest_finish_record_raw(IngestBatch *batch, const IngestOrigin *origin,
+									 RecState *st, char *text, int len, bool is_text);
 
 /* forward.c */
 extern const char *ingest_forward_check_source(const IngestOrigin *origin, const char *v,

@@ -2,7 +2,7 @@
 # valgrind (every worker and backend is a fork of it, so all of them are
 # checked) while the whole path is exercised: WebSocket ingest with
 # streams, one-record frames, garbage and bad requests, HTTP POST, _bulk,
-# /metrics, SQL ingest, alert dispatch to a webhook through libcurl, and a
+# /v1/logs, gzip bodies, /metrics, SQL ingest, alert dispatch to a webhook through libcurl, and a
 # cloud-sync export to a file:// target.  Then every process's valgrind
 # report must be empty.
 #
@@ -20,6 +20,7 @@ use IPC::Run ();
 use lib "$ENV{LOGAGG_SRC}/test/lib";
 use LogaggTest;
 use AlertReceivers;
+use OtlpWire;
 
 my ($valgrind) = map { "$_/valgrind" } grep { -x "$_/valgrind" } split /:/, $ENV{PATH};
 plan skip_all => 'valgrind is not installed (scripts/install-deps.sh installs it)' unless $valgrind;
@@ -123,6 +124,36 @@ IPC::Run::run([ 'curl', '-s', '-u', "elastic:$token", '-H', 'Content-Type: appli
 like($out, qr/^\{"took": \d+, "errors": true, "items": \[\{"index": \{"_index": "logs", [^\]]*"status": 201\}\}, \{"create": \{[^{]*"status": 400, "error": \{[^}]*storing the record failed: poisoned"\}\}\}, \{"delete"/,
 	'POST /logs/_bulk: per-item outcomes, the refused document too');
 is(scalar(() = $out =~ /"status": 400/g), 4, 'POST /logs/_bulk: four items refused');
+# the OpenTelemetry door (protobuf with a record the trigger refuses, JSON,
+# undecodable) and gzip bodies
+{
+	my $pb = OtlpWire::request([ OtlpWire::kv('service.name', OtlpWire::any_str('vg')) ],
+		[ OtlpWire::log_record(body => OtlpWire::any_str('o1'), severity_number => 17),
+		  OtlpWire::log_record(body => OtlpWire::any_str('poison')) ]);
+	my $f = "$vgdir/otlp.pb";
+	open(my $fh, '>:raw', $f) or die;
+	print $fh $pb;
+	close $fh;
+	IPC::Run::run([ 'curl', '-s', '-H', "Authorization: Bearer $token", '-H', 'Content-Type: application/x-protobuf',
+			'--data-binary', "\@$f", "$http/v1/logs" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	like($out, qr/1 of 2 log records were rejected.*poisoned/s, 'POST /v1/logs: partial success, the refused record named');
+	IPC::Run::run([ 'curl', '-s', '-H', "Authorization: Bearer $token", '-H', 'Content-Type: application/json', '--data-binary',
+			'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"kvlistValue":{"values":[{"key":"a","value":{"intValue":"1"}}]}},"traceId":"0af7651916cd43dd8448eb211c80319c","x":[1]}]}]}]}',
+			"$http/v1/logs" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	is($out, '{}', 'POST /v1/logs (JSON): stored');
+	IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', "Authorization: Bearer $token",
+			'-H', 'Content-Type: application/x-protobuf', '--data-binary', substr($pb, 0, 9), "$http/v1/logs" ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	is($out, '400', 'POST /v1/logs with a truncated body: 400');
+	my $gz = "$vgdir/body.gz";
+	IPC::Run::run([ 'gzip', '-c' ], '<', \qq({"message":"gz1"}\n{"message":"gz2"}), '>', $gz);
+	IPC::Run::run([ 'curl', '-s', '-H', 'Content-Encoding: gzip', '--data-binary', "\@$gz", "$http/ingest?token=$token" ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	like($out, qr/"accepted": 2/, 'POST /ingest with a gzip body: stored');
+	IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', 'Content-Encoding: gzip',
+			'--data-binary', 'not gzip', "$http/ingest?token=$token" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	is($out, '400', 'POST /ingest with a body that is not gzip: 400');
+}
 for my $req ([ "$http/", 'elastic:lgt_wrong', '401' ], [ "$http/", "elastic:$token", '200' ])
 {
 	IPC::Run::run([ 'curl', '-s', '-u', $req->[1], '-o', '/dev/null', '-w', '%{http_code}', $req->[0] ],
@@ -147,8 +178,8 @@ SELECT logagg.ingest('[{"message": "from sql", "level": "fatal", "attrs": {"deep
 ok( $node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM logagg.alert_log WHERE outcome = 'delivered'}),
 	'alerts were delivered to the webhook');
 my $stored = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
-is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 3 + 1, 'every acked record is stored once');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + 2 + ($stdin_rejected // 0),
+is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 3 + 1 + 2 + 2, 'every acked record is stored once');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + 2 + 3 + ($stdin_rejected // 0),
 	'every rejected record is in logagg.rejected');
 
 # a rule regex that runs out of time (logagg.regex_timeout), in the ingest
