@@ -15,16 +15,23 @@ DATA_built  = logagg--$(EXTVERSION).sql
 PGFILEDESC  = "logagg - log aggregation and alerting"
 
 SRCS        = $(sort $(wildcard src/*.c src/ingest/*.c))
-OBJS        = $(SRCS:.c=.o)
+# Protocol definitions (proto/**/*.proto) are compiled by protoc-c into
+# build/proto/ (not committed): proto/a/b.proto -> build/proto/a/b.pb-c.[ch],
+# included as "a/b.pb-c.h".
+PROTOS      = $(sort $(shell find proto -name '*.proto' 2>/dev/null))
+PROTO_DIR   = build/proto
+PROTO_SRCS  = $(patsubst proto/%.proto,$(PROTO_DIR)/%.pb-c.c,$(PROTOS))
+PROTO_HDRS  = $(PROTO_SRCS:.c=.h)
+OBJS        = $(SRCS:.c=.o) $(PROTO_SRCS:.c=.o)
 SCHEMA      = $(sort $(wildcard schema/*.sql))
 
 PG_CONFIG  ?= pg_config
 PKG_LIBS    = libwebsockets libuv libcurl zlib
 
-PG_CPPFLAGS = -Isrc $(shell pkg-config --cflags $(PKG_LIBS)) -DLOGAGG_VERSION=\"$(EXTVERSION)\"
+PG_CPPFLAGS = -Isrc -I$(PROTO_DIR) $(shell pkg-config --cflags $(PKG_LIBS)) -DLOGAGG_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
               -Wno-sign-compare -Wno-cast-function-type
-SHLIB_LINK  = $(shell pkg-config --libs $(PKG_LIBS)) -lcrypto
+SHLIB_LINK  = $(shell pkg-config --libs $(PKG_LIBS)) -lcrypto -lprotobuf-c -lsnappy
 
 # Tests, declared the PGXS way: `make installcheck` runs pg_regress (sql/,
 # expected/) and the isolation specs (test/isolation/), each on a throwaway
@@ -46,7 +53,7 @@ PROVE_TESTS  = $(sort $(wildcard test/t/*.pl))
 PROVE_FLAGS  += -I $(CURDIR)/test/lib
 export LOGAGG_SRC = $(CURDIR)
 
-EXTRA_CLEAN  = tmp_check_regress tmp_check_regress.conf tmp_check_iso.conf emitters/logagg-emit
+EXTRA_CLEAN  = build tmp_check_regress tmp_check_regress.conf tmp_check_iso.conf emitters/logagg-emit
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -66,8 +73,13 @@ tmp_check_iso.conf:
 # The version is compiled in (LOGAGG_VERSION, e.g. the HTTP User-Agent).
 src/curl_multi.o: logagg.control
 
-# Every object depends on the headers in src/ and src/ingest/ (few, small, shared).
-$(OBJS): $(wildcard src/*.h src/ingest/*.h)
+# Every object depends on the headers in src/ and src/ingest/ (few, small,
+# shared), and on the generated protobuf-c headers.
+$(OBJS): $(wildcard src/*.h src/ingest/*.h) $(PROTO_HDRS)
+
+$(PROTO_DIR)/%.pb-c.c $(PROTO_DIR)/%.pb-c.h: proto/%.proto
+	@mkdir -p $(PROTO_DIR)
+	protoc-c --proto_path=proto --c_out=$(PROTO_DIR) $<
 
 # The newest version's script is assembled from schema/*.sql so that each
 # responsibility keeps its SQL beside its C file's name.
