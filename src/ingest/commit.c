@@ -176,6 +176,12 @@ send_http_reply(Conn *c)
 			ingest_es_reply(c);
 		return;
 	}
+	if (c->loki)
+	{
+		if (c->wsi)
+			ingest_loki_reply(c);
+		return;
+	}
 	if (c->wsi)
 		ingest_http_reply(c, HTTP_STATUS_OK, "application/json", body);
 }

@@ -4,7 +4,8 @@
  *		Plain HTTP on the ingest port: POST /ingest (Content-Length or
  *		chunked bodies, decoded here because lws 4.1 does not), GET /healthz,
  *		GET /metrics (rendered by metrics.c), the Elasticsearch endpoints
- *		(routed to es_bulk.c), and writing the replies.
+ *		(routed to es_bulk.c), the Loki push endpoint (routed to loki.c),
+ *		and writing the replies.
  *
  * A POST body is queued like a WebSocket message; its reply
  * ({"accepted": N, "rejected": M}) is written after the commit that
@@ -196,6 +197,8 @@ http_body_complete(Conn *c)
 	if (c->revoked)
 	{
 		c->rx.len = 0;
+		if (c->loki_reply)
+			return ingest_loki_unauthorized(c);
 		return ingest_http_reply(c, HTTP_STATUS_UNAUTHORIZED, "application/json",
 								 "{\"error\": \"token revoked\"}");
 	}
@@ -212,6 +215,9 @@ body_too_large(Conn *c)
 {
 	c->rx.len = 0;
 	c->http_body_done = true;
+	if (c->loki_reply)
+		return ingest_loki_error(c, HTTP_STATUS_REQ_ENTITY_TOO_LARGE,
+								 "the body is larger than logagg.max_message_bytes: send smaller pushes\n");
 	return ingest_http_reply(c, HTTP_STATUS_REQ_ENTITY_TOO_LARGE, "application/json",
 							 "{\"error\": \"body larger than logagg.max_message_bytes\"}");
 }
@@ -275,6 +281,36 @@ expect_body(struct lws *wsi, Conn *c, const char *source)
 }
 
 #define NOT_ES	(-2)
+#define NOT_LOKI	(-2)
+
+/*
+ * The Loki push endpoint (loki.c).  Returns NOT_LOKI for other paths,
+ * else what the lws callback returns.  A body refused before it is read
+ * closes the connection after the answer, as for _bulk.
+ */
+static int
+loki_request(struct lws *wsi, Conn *c, const char *uri, bool is_post)
+{
+	char		source[sizeof(((Conn *) NULL)->source)];
+	bool		push;
+	int			r = ingest_loki_route(wsi, c, uri, is_post, &push);
+
+	if (r == 1)
+		return NOT_LOKI;
+	if (r != 0 || c->http_status != 0)
+	{
+		c->http_close |= is_post;
+		return r;				/* refused at once (method, content type, busy) */
+	}
+	if (ingest_authenticate(wsi, source, sizeof(source), &c->has_token, c->token_hash) != 0)
+	{
+		c->http_close |= is_post;
+		return ingest_loki_unauthorized(c);
+	}
+	if (c->es)
+		ingest_es_free(c);		/* a push after a _bulk request */
+	return expect_body(wsi, c, source);
+}
 
 /*
  * The Elasticsearch endpoints (es_bulk.c): GET /, POST /_bulk and
@@ -357,6 +393,11 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 		return 0;
 	}
 	c->es_reply = false;
+	c->loki_reply = false;
+	if ((status = loki_request(wsi, c, uri, is_post)) != NOT_LOKI)
+		return status;
+	if (c->loki)
+		ingest_loki_free(c);	/* another request after a push */
 	if ((status = es_request(wsi, c, uri, is_post)) != NOT_ES)
 		return status;
 	if (c->es)
@@ -384,16 +425,25 @@ ingest_http_writeable(struct lws *wsi, Conn *c)
 	unsigned char *p = start;
 	unsigned char *end = hdr + sizeof(hdr) - 1;
 	Buf			body = {0};
+	bool		basic = c->es_reply || c->loki_reply;
 
 	if (c->http_status == 0)
 		return 0;
-	if (lws_add_http_common_headers(wsi, c->http_status, c->http_type,
+	/* a 204 has neither a body nor a Content-Length (RFC 9110 8.6) */
+	if (c->http_status == HTTP_STATUS_NO_CONTENT ?
+		lws_add_http_header_status(wsi, c->http_status, &p, end) :
+		lws_add_http_common_headers(wsi, c->http_status, c->http_type,
 									c->out.len, &p, end))
 		return -1;
 	if (c->http_status == HTTP_STATUS_UNAUTHORIZED &&
 		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
-									 (const unsigned char *) (c->es_reply ? "Basic realm=\"logagg\"" : "Bearer realm=\"logagg\""),
-									 c->es_reply ? 20 : 21, &p, end))
+									 (const unsigned char *) (basic ? "Basic realm=\"logagg\"" : "Bearer realm=\"logagg\""),
+									 basic ? 20 : 21, &p, end))
+		return -1;
+	/* backpressure: when to try again */
+	if ((c->http_status == 429 || c->http_status == HTTP_STATUS_SERVICE_UNAVAILABLE) &&
+		lws_add_http_header_by_name(wsi, (const unsigned char *) "Retry-After:",
+									(const unsigned char *) "1", 1, &p, end))
 		return -1;
 	/* the official Elasticsearch clients refuse a server without it */
 	if (c->es_reply &&

@@ -104,6 +104,11 @@ extern RecField ingest_field_of(const char *name);
 extern RecField ingest_field_of_len(const char *name, int len);
 extern void ingest_finish_record(IngestBatch *batch, const IngestOrigin *origin,
 								 RecState *st, char *text, int len);
+/* writes a decoded record's text (for logagg.rejected) into buf */
+typedef void (*IngestRawFn) (void *arg, StringInfo buf);
+extern void ingest_finish_decoded_record(IngestBatch *batch, const IngestOrigin *origin,
+										 RecState *st, TimestampTz ts,
+										 IngestRawFn raw_fn, void *raw_arg, int len);
 
 /* reject.c */
 extern void ingest_add_reject_bytes(IngestBatch *batch, const IngestOrigin *origin,

@@ -66,6 +66,7 @@ typedef struct Msg
 
 typedef struct Conn Conn;
 typedef struct EsRequest EsRequest;
+typedef struct LokiRequest LokiRequest;
 
 typedef struct StreamState
 {
@@ -145,6 +146,8 @@ struct Conn
 	const char *http_type;
 	bool		es_reply;		/* answer in Elasticsearch's shapes */
 	EsRequest  *es;				/* a _bulk body: its items (es_bulk.c) */
+	bool		loki_reply;		/* answer in Loki's shapes */
+	LokiRequest *loki;			/* a Loki push body (loki.c) */
 };
 
 typedef struct SessionData
@@ -212,6 +215,16 @@ extern void ingest_es_note_rejected(Conn *c, const char *reason);
 extern void ingest_es_note_refused(Conn *c, int rec_idx, const char *reason);
 extern void ingest_es_batch_done(void);
 extern void ingest_es_reply(Conn *c);
+
+/* loki.c: the Loki push endpoint */
+extern int	ingest_loki_route(struct lws *wsi, Conn *c, const char *uri, bool is_post, bool *push);
+extern int	ingest_loki_unauthorized(Conn *c);
+extern int	ingest_loki_error(Conn *c, int status, const char *text);
+extern void ingest_loki_free(Conn *c);
+extern bool ingest_loki_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c,
+								   char *data, int len, IngestParsePos *pos);
+extern void ingest_loki_note_rejected(Conn *c, const char *reason);
+extern void ingest_loki_reply(Conn *c);
 
 /* metrics.c: GET /metrics */
 extern bool ingest_metrics_authorized(struct lws *wsi);
