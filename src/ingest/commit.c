@@ -15,6 +15,8 @@
  */
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
+#include "utils/json.h"
 #include "utils/timestamp.h"
 
 #include "ingest/server_int.h"
@@ -161,6 +163,36 @@ send_resume(Conn *c)
 	}
 }
 
+/*
+ * A body refused as a whole before any door parsed it (bad gzip, a
+ * decompression bomb): the error in the native or Elasticsearch shape.
+ */
+static void
+send_http_failure(Conn *c)
+{
+	StringInfoData s;
+
+	initStringInfo(&s);
+	if (c->loki_reply)
+	{
+		/* Loki answers in plain text */
+		appendStringInfo(&s, "%s\n", c->http_fail_reason);
+		ingest_loki_error(c, c->http_fail_status, s.data);
+		pfree(s.data);
+		c->http_fail_status = 0;
+		return;
+	}
+	appendStringInfoString(&s, c->es_reply ? "{\"error\": {\"type\": \"parse_exception\", \"reason\": " :
+						   "{\"error\": ");
+	escape_json(&s, c->http_fail_reason);
+	if (c->es_reply)
+		appendStringInfo(&s, "}, \"status\": %d", c->http_fail_status);
+	appendStringInfoChar(&s, '}');
+	ingest_http_reply(c, c->http_fail_status, "application/json", s.data);
+	pfree(s.data);
+	c->http_fail_status = 0;
+}
+
 /* A POST body is stored: its reply counts what was accepted and rejected. */
 static void
 send_http_reply(Conn *c)
@@ -170,6 +202,18 @@ send_http_reply(Conn *c)
 	snprintf(body, sizeof(body), "{\"accepted\": " INT64_FORMAT ", \"rejected\": " INT64_FORMAT "}",
 			 c->http_accepted, c->http_rejected);
 	c->http_waiting = false;
+	if (c->otlp)
+	{
+		if (c->wsi)
+			ingest_otlp_reply(c);
+		return;
+	}
+	if (c->http_fail_status)
+	{
+		if (c->wsi)
+			send_http_failure(c);
+		return;
+	}
 	if (c->es)
 	{
 		if (c->wsi)

@@ -203,6 +203,7 @@ conn_free(Conn *c)
 	ingest_buf_free(&c->out);
 	ingest_es_free(c);
 	ingest_loki_free(c);
+	ingest_otlp_free(c);
 	ingest_closed_since_trim++;
 	if (c->prev)
 		c->prev->next = c->next;
@@ -270,6 +271,7 @@ ingest_conn_queue_message(Conn *c, const char *data, size_t len)
 	m->received_at = GetCurrentTimestamp();
 	m->len = (int) len;
 	memset(&m->pos, 0, sizeof(m->pos));
+	m->encoding = c->is_http ? c->body_encoding : BODY_IDENTITY;
 	memcpy(m->data, data, len);
 	m->data[len] = '\0';
 	if (c->inq_tail)

@@ -22,8 +22,15 @@
 int
 ingest_http_reply(Conn *c, int status, const char *type, const char *body)
 {
+	return ingest_http_reply_len(c, status, type, body, strlen(body));
+}
+
+/* A reply whose body may hold NUL bytes (protobuf). */
+int
+ingest_http_reply_len(Conn *c, int status, const char *type, const char *body, size_t len)
+{
 	c->out.len = 0;
-	if (!ingest_buf_append(&c->out, body, strlen(body)))
+	if (!ingest_buf_append(&c->out, body, len))
 		return -1;
 	c->http_status = status;
 	c->http_type = type;
@@ -161,14 +168,14 @@ body_framing(struct lws *wsi, Conn *c, const char **why)
 	{
 		if (has_length)
 			return 0;
-		*why = "{\"error\": \"POST /ingest needs Content-Length or Transfer-Encoding: chunked\"}";
+		*why = "a POST needs Content-Length or Transfer-Encoding: chunked";
 		return HTTP_STATUS_LENGTH_REQUIRED;
 	}
 	if (has_length)
 	{
 		/* two lengths that may disagree: the way to smuggle requests */
 		c->http_close = true;
-		*why = "{\"error\": \"Content-Length and Transfer-Encoding must not both be set\"}";
+		*why = "Content-Length and Transfer-Encoding must not both be set";
 		return HTTP_STATUS_BAD_REQUEST;
 	}
 	n = lws_hdr_copy(wsi, te, sizeof(te), WSI_TOKEN_HTTP_TRANSFER_ENCODING);
@@ -179,7 +186,7 @@ body_framing(struct lws *wsi, Conn *c, const char **why)
 		v++;
 	if (n <= 0 || pg_strcasecmp(v, "chunked") != 0)
 	{
-		*why = "{\"error\": \"only Transfer-Encoding: chunked is supported\"}";
+		*why = "only Transfer-Encoding: chunked is supported";
 		return HTTP_STATUS_NOT_IMPLEMENTED;
 	}
 	c->http_chunked = true;
@@ -264,6 +271,50 @@ ingest_http_body_completion(Conn *c)
 	return http_body_complete(c);
 }
 
+/* A request refused before its body is read, in the door's format. */
+static int
+refuse(Conn *c, int status, const char *why)
+{
+	char		body[256];
+
+	if (c->otlp)
+		return ingest_otlp_refuse(c, status, why);
+	if (c->loki_reply)
+	{
+		snprintf(body, sizeof(body), "%s\n", why);
+		return ingest_loki_error(c, status, body);
+	}
+	snprintf(body, sizeof(body), "{\"error\": \"%s\"}", why);
+	return ingest_http_reply(c, status, "application/json", body);
+}
+
+/*
+ * The Content-Encoding of the body: none, gzip (x-gzip) or deflate, undone
+ * in the main loop (input.c).  Returns false for another one.
+ */
+static bool
+body_encoding(struct lws *wsi, Conn *c)
+{
+	char		ce[64];
+	int			n = lws_hdr_copy(wsi, ce, sizeof(ce), WSI_TOKEN_HTTP_CONTENT_ENCODING);
+	char	   *v = ce;
+
+	c->body_encoding = BODY_IDENTITY;
+	if (n <= 0)
+		return n == 0 || lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_ENCODING) <= 0;
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		v[--n] = '\0';
+	while (*v == ' ' || *v == '\t')
+		v++;
+	if (pg_strcasecmp(v, "gzip") == 0 || pg_strcasecmp(v, "x-gzip") == 0)
+		c->body_encoding = BODY_GZIP;
+	else if (pg_strcasecmp(v, "deflate") == 0)
+		c->body_encoding = BODY_DEFLATE;
+	else if (pg_strcasecmp(v, "identity") != 0 && *v != '\0')
+		return false;
+	return true;
+}
+
 /* An authenticated POST whose body is to be read (source from its token). */
 static int
 expect_body(struct lws *wsi, Conn *c, const char *source)
@@ -274,7 +325,18 @@ expect_body(struct lws *wsi, Conn *c, const char *source)
 	strlcpy(c->source, source, sizeof(c->source));
 	c->revoked = false;
 	if ((status = body_framing(wsi, c, &why)) != 0)
-		return ingest_http_reply(c, status, "application/json", why);
+		return refuse(c, status, why);
+	/*
+	 * The Loki door reads a body of another encoding as it is: snappy is
+	 * what its protobuf bodies are, and any other is refused by loki.c
+	 * after the body is kept in logagg.rejected.
+	 */
+	if (!body_encoding(wsi, c) && !c->loki_reply)
+	{
+		c->http_close = true;	/* its body is not read */
+		return refuse(c, HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE,
+					  "unsupported Content-Encoding: use gzip, deflate or none");
+	}
 	c->http_waiting = false;
 	c->http_status = 0;
 	return 0;					/* the body follows */
@@ -309,6 +371,47 @@ loki_request(struct lws *wsi, Conn *c, const char *uri, bool is_post)
 	}
 	if (c->es)
 		ingest_es_free(c);		/* a push after a _bulk request */
+	if (c->otlp)
+		ingest_otlp_free(c);	/* a push after an OTLP request */
+	return expect_body(wsi, c, source);
+}
+
+#define NOT_OTLP (-2)
+
+/*
+ * POST /v1/logs (otlp.c).  Returns NOT_OTLP for other paths, else what
+ * the lws callback returns.  Under backpressure (the queued input of all
+ * connections is at TOTAL_QUEUE_PAUSE_BYTES, where every connection stops
+ * being read) a request is answered 503 with Retry-After at once, as
+ * OTLP/HTTP asks, instead of waiting unread.
+ */
+static int
+otlp_request(struct lws *wsi, Conn *c, const char *uri, bool is_post)
+{
+	char		source[sizeof(((Conn *) NULL)->source)];
+	int			r = ingest_otlp_route(wsi, c, uri, is_post);
+
+	if (r == 1)
+		return NOT_OTLP;
+	if (r != 0 || c->http_status != 0)
+	{
+		c->http_close |= is_post;
+		return r;				/* refused at once (method, content type) */
+	}
+	if (ingest_authenticate(wsi, source, sizeof(source), &c->has_token, c->token_hash) != 0)
+	{
+		c->http_close = true;
+		return ingest_otlp_unauthorized(c);
+	}
+	if (ingest_total_queued >= TOTAL_QUEUE_PAUSE_BYTES)
+	{
+		c->http_close = true;
+		c->http_retry_after = 1;
+		return ingest_otlp_refuse(c, HTTP_STATUS_SERVICE_UNAVAILABLE,
+								  "the server is busy storing what it received: retry after the delay in Retry-After");
+	}
+	if (c->es)
+		ingest_es_free(c);		/* an OTLP request after a _bulk one */
 	return expect_body(wsi, c, source);
 }
 
@@ -394,10 +497,18 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 	}
 	c->es_reply = false;
 	c->loki_reply = false;
+	c->http_fail_status = 0;
+	c->http_fail_reason = NULL;
+	c->body_encoding = BODY_IDENTITY;
+	c->http_retry_after = 0;
 	if ((status = loki_request(wsi, c, uri, is_post)) != NOT_LOKI)
 		return status;
 	if (c->loki)
 		ingest_loki_free(c);	/* another request after a push */
+	if ((status = otlp_request(wsi, c, uri, is_post)) != NOT_OTLP)
+		return status;
+	if (c->otlp)
+		ingest_otlp_free(c);	/* another request after an OTLP one */
 	if ((status = es_request(wsi, c, uri, is_post)) != NOT_ES)
 		return status;
 	if (c->es)
@@ -440,16 +551,21 @@ ingest_http_writeable(struct lws *wsi, Conn *c)
 									 (const unsigned char *) (basic ? "Basic realm=\"logagg\"" : "Bearer realm=\"logagg\""),
 									 basic ? 20 : 21, &p, end))
 		return -1;
-	/* backpressure: when to try again */
-	if ((c->http_status == 429 || c->http_status == HTTP_STATUS_SERVICE_UNAVAILABLE) &&
-		lws_add_http_header_by_name(wsi, (const unsigned char *) "Retry-After:",
-									(const unsigned char *) "1", 1, &p, end))
-		return -1;
 	/* the official Elasticsearch clients refuse a server without it */
 	if (c->es_reply &&
 		lws_add_http_header_by_name(wsi, (const unsigned char *) "X-Elastic-Product:",
 									(const unsigned char *) "Elasticsearch", 13, &p, end))
 		return -1;
+	if (c->http_retry_after > 0)
+	{
+		char		secs[16];
+		int			n = snprintf(secs, sizeof(secs), "%d", c->http_retry_after);
+
+		if (lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_RETRY_AFTER,
+										 (const unsigned char *) secs, n, &p, end))
+			return -1;
+		c->http_retry_after = 0;
+	}
 	if (c->http_close &&
 		lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
 									 (const unsigned char *) "close", 5, &p, end))

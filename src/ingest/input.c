@@ -17,6 +17,7 @@
 #include "utils/json.h"
 #include "utils/memutils.h"
 
+#include "ingest/parse_int.h"
 #include "ingest/server_int.h"
 
 /* ---- parse callbacks ---- */
@@ -85,6 +86,8 @@ cb_rejected(void *arg, const char *reason, bool has_seq, int64 seq)
 		ingest_es_note_rejected(c, reason);
 	if (c->loki)
 		ingest_loki_note_rejected(c, reason);
+	if (c->otlp)
+		ingest_otlp_note_rejected(c, reason);
 	if (c->is_http)
 		return;
 	initStringInfo(&s);
@@ -124,6 +127,68 @@ cb_refused(void *arg, const IngestRecord *rec, const char *reason)
 	if (!rec->has_seq)
 		c->batch_count--;
 	cb_rejected(arg, reason, rec->has_seq, rec->seq);
+}
+
+/* The message at the head of C's queue is done: free it. */
+static void
+msg_done(Conn *c, Msg *m)
+{
+	c->inq_head = m->next;
+	if (c->inq_head == NULL)
+		c->inq_tail = NULL;
+	c->inq_bytes -= m->len;
+	ingest_total_queued -= m->len;
+	free(m);
+}
+
+/*
+ * Undo the Content-Encoding of the body at the head of C's queue (here in
+ * the main loop, not in an lws callback: inflating takes time).  Returns
+ * the decoded message in its place, or NULL when the body could not be
+ * decoded: then it is rejected (its compressed bytes), gone from the
+ * queue, and the request fails with 400, or 413 when it decompresses to
+ * more than logagg.max_message_bytes.
+ */
+static Msg *
+decode_body(Conn *c, Msg *m, const IngestOrigin *origin)
+{
+	char	   *out;
+	size_t		outlen;
+	const char *why;
+	bool		ok;
+	Msg		   *d;
+
+	ok = m->encoding == BODY_GZIP ?
+		ingest_gunzip(m->data, m->len, logagg_max_message_bytes, &out, &outlen, &why) :
+		ingest_inflate(m->data, m->len, logagg_max_message_bytes, &out, &outlen, &why);
+	if (ok && (d = malloc(offsetof(Msg, data) + outlen + 1)) == NULL)
+	{
+		free(out);
+		ok = false;
+		why = "out of memory while decompressing the body";
+	}
+	if (!ok)
+	{
+		ingest_add_reject_bytes(ingest_cur_batch, origin, why, m->data, m->len, false, false, 0);
+		c->http_fail_status = why == ingest_decompress_too_large ?
+			HTTP_STATUS_REQ_ENTITY_TOO_LARGE : HTTP_STATUS_BAD_REQUEST;
+		c->http_fail_reason = why;
+		msg_done(c, m);
+		return NULL;
+	}
+	*d = *m;
+	d->encoding = BODY_IDENTITY;
+	d->len = (int) outlen;
+	memcpy(d->data, out, outlen);
+	d->data[outlen] = '\0';
+	free(out);
+	if (c->inq_tail == m)
+		c->inq_tail = d;
+	c->inq_head = d;
+	c->inq_bytes += d->len - m->len;
+	ingest_total_queued += d->len - m->len;
+	free(m);
+	return d;
 }
 
 /*
@@ -181,19 +246,17 @@ ingest_server_process_input(void)
 			origin.accepted = cb_accepted;
 			origin.rejected = cb_rejected;
 			origin.refused = cb_refused;
+			if (m->encoding != BODY_IDENTITY)
+				m = decode_body(c, m, &origin);
 			/* a message of many records stops when the batch is full */
-			if (c->es ? ingest_es_parse_part(ingest_cur_batch, &origin, c, m->data, m->len, &m->pos) :
-				c->loki ? ingest_loki_parse_part(ingest_cur_batch, &origin, c, m->data, m->len, &m->pos) :
-				ingest_parse_message_part(ingest_cur_batch, &origin, m->data, m->len, &m->pos,
-										  logagg_batch_rows))
-			{
-				c->inq_head = m->next;
-				if (c->inq_head == NULL)
-					c->inq_tail = NULL;
-				c->inq_bytes -= m->len;
-				ingest_total_queued -= m->len;
-				free(m);
-			}
+			if (m == NULL)
+				;				/* refused as a whole */
+			else if (c->otlp ? ingest_otlp_parse_part(ingest_cur_batch, &origin, c, m->data, m->len, &m->pos) :
+					 c->es ? ingest_es_parse_part(ingest_cur_batch, &origin, c, m->data, m->len, &m->pos) :
+					 c->loki ? ingest_loki_parse_part(ingest_cur_batch, &origin, c, m->data, m->len, &m->pos) :
+					 ingest_parse_message_part(ingest_cur_batch, &origin, m->data, m->len, &m->pos,
+											   logagg_batch_rows))
+				msg_done(c, m);
 			ingest_mark_pending(false);
 			progress = true;
 

@@ -101,7 +101,6 @@ typedef struct LokiStream
 struct LokiRequest
 {
 	LokiFormat	format;
-	bool		gzip;			/* Content-Encoding: gzip */
 	const char *preset;			/* refuse the body with 415 and this reason */
 	/* from here on: set in the main loop */
 	MemoryContext cxt;			/* the decoded push; deleted when done */
@@ -197,8 +196,11 @@ ingest_loki_route(struct lws *wsi, Conn *c, const char *uri, bool is_post, bool 
 								 "method not allowed: push with POST " LOKI_PUSH_PATH "\n");
 	/* too much input waits already: the client retries later (backpressure) */
 	if (ingest_total_queued >= TOTAL_QUEUE_PAUSE_BYTES)
+	{
+		c->http_retry_after = 1;
 		return ingest_loki_error(c, HTTP_STATUS_TOO_MANY,
 								 "logagg is busy storing earlier pushes: retry after the Retry-After delay\n");
+	}
 	if (c->loki == NULL && (c->loki = calloc(1, sizeof(LokiRequest))) == NULL)
 		return -1;
 	loki_reset(c->loki);
@@ -217,11 +219,15 @@ ingest_loki_route(struct lws *wsi, Conn *c, const char *uri, bool is_post, bool 
 		c->loki->format = LOKI_JSON;
 	else
 		c->loki->preset = "unsupported Content-Type: push application/x-protobuf (snappy compressed) or application/json";
-	/* snappy is what protobuf bodies are anyway: some clients say so */
+	/*
+	 * gzip and deflate are undone for every POST (decompress.c); snappy is
+	 * what protobuf bodies are anyway, and some clients say so
+	 */
 	if (!c->loki->preset &&
-		!(ce[0] == '\0' || header_is(ce, "identity") ||
+		!(ce[0] == '\0' || header_is(ce, "identity") || header_is(ce, "gzip") ||
+		  header_is(ce, "x-gzip") || header_is(ce, "deflate") ||
 		  (c->loki->format == LOKI_PROTOBUF && header_is(ce, "snappy"))))
-		c->loki->preset = "unsupported Content-Encoding: send protobuf snappy compressed in the body, JSON uncompressed";
+		c->loki->preset = "unsupported Content-Encoding: use gzip, deflate or none (protobuf: snappy compressed in the body)";
 	return 0;
 }
 

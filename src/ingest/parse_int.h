@@ -109,6 +109,8 @@ typedef void (*IngestRawFn) (void *arg, StringInfo buf);
 extern void ingest_finish_decoded_record(IngestBatch *batch, const IngestOrigin *origin,
 										 RecState *st, TimestampTz ts,
 										 IngestRawFn raw_fn, void *raw_arg, int len);
+extern void ingest_finish_record_raw(IngestBatch *batch, const IngestOrigin *origin,
+									 RecState *st, char *text, int len, bool is_text);
 
 /* reject.c */
 extern void ingest_add_reject_bytes(IngestBatch *batch, const IngestOrigin *origin,

@@ -248,14 +248,14 @@ check_fields(IngestBatch *batch, const IngestOrigin *origin, const RecState *st,
  */
 static bool
 seq_accepted(IngestBatch *batch, const IngestOrigin *origin, int64 seq,
-			 char *text, int len)
+			 char *text, int len, bool is_text)
 {
 	const char *seq_reason = NULL;
 
 	if (origin->accept_seq == NULL || origin->accept_seq(origin->arg, seq, &seq_reason))
 		return true;
 	if (seq_reason)
-		ingest_add_reject(batch, origin, seq_reason, text, len, true, seq);
+		ingest_add_reject_bytes(batch, origin, seq_reason, text, len, is_text, true, seq);
 	return false;
 }
 
@@ -360,6 +360,17 @@ void
 ingest_finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *st,
 					 char *text, int len)
 {
+	ingest_finish_record_raw(batch, origin, st, text, len, true);
+}
+
+/*
+ * The same for a door whose records are not JSON text (OTLP protobuf):
+ * RAW is what a reject keeps, text or not (IS_TEXT).
+ */
+void
+ingest_finish_record_raw(IngestBatch *batch, const IngestOrigin *origin, RecState *st,
+						 char *text, int len, bool is_text)
+{
 	IngestRecord rec;
 	char		reasonbuf[128];
 	const char *reason;
@@ -376,10 +387,10 @@ ingest_finish_record(IngestBatch *batch, const IngestOrigin *origin, RecState *s
 		reason = check_fields(batch, origin, st, &rec, reasonbuf, sizeof(reasonbuf));
 	if (reason != NULL)
 	{
-		ingest_add_reject(batch, origin, reason, text, len, has_seq, seq);
+		ingest_add_reject_bytes(batch, origin, reason, text, len, is_text, has_seq, seq);
 		return;
 	}
-	if (has_seq && !seq_accepted(batch, origin, seq, text, len))
+	if (has_seq && !seq_accepted(batch, origin, seq, text, len, is_text))
 		return;
 	rec.has_seq = has_seq;
 	rec.seq = seq;

@@ -61,12 +61,19 @@ typedef struct Msg
 	int			len;
 	IngestParsePos pos;			/* how far it was parsed (a message of many
 								 * records may span batches) */
+	uint8		encoding;		/* BODY_* Content-Encoding, until decoded */
 	char		data[FLEXIBLE_ARRAY_MEMBER];
 } Msg;
 
 typedef struct Conn Conn;
 typedef struct EsRequest EsRequest;
 typedef struct LokiRequest LokiRequest;
+typedef struct OtlpRequest OtlpRequest;
+
+/* Content-Encoding of a POST body (decompress.c, in the main loop). */
+#define BODY_IDENTITY	0
+#define BODY_GZIP		1
+#define BODY_DEFLATE	2
 
 typedef struct StreamState
 {
@@ -148,6 +155,11 @@ struct Conn
 	EsRequest  *es;				/* a _bulk body: its items (es_bulk.c) */
 	bool		loki_reply;		/* answer in Loki's shapes */
 	LokiRequest *loki;			/* a Loki push body (loki.c) */
+	OtlpRequest *otlp;			/* a POST /v1/logs body (otlp.c) */
+	uint8		body_encoding;	/* BODY_* of the body being read */
+	int			http_retry_after;	/* seconds for Retry-After (0: none) */
+	int			http_fail_status;	/* the body as a whole was refused ... */
+	const char *http_fail_reason;	/* ... for this (static) reason */
 };
 
 typedef struct SessionData
@@ -198,6 +210,8 @@ extern const struct lws_protocols ingest_protocols[];
 
 /* http.c: plain HTTP requests on the same port */
 extern int	ingest_http_reply(Conn *c, int status, const char *type, const char *body);
+extern int	ingest_http_reply_len(Conn *c, int status, const char *type, const char *body,
+								  size_t len);
 extern int	ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri);
 extern int	ingest_http_body(Conn *c, const unsigned char *in, size_t len);
 extern int	ingest_http_body_completion(Conn *c);
@@ -225,6 +239,22 @@ extern bool ingest_loki_parse_part(IngestBatch *batch, const IngestOrigin *origi
 								   char *data, int len, IngestParsePos *pos);
 extern void ingest_loki_note_rejected(Conn *c, const char *reason);
 extern void ingest_loki_reply(Conn *c);
+/* otlp.c: the OpenTelemetry door (POST /v1/logs) */
+extern int	ingest_otlp_route(struct lws *wsi, Conn *c, const char *uri, bool is_post);
+extern int	ingest_otlp_unauthorized(Conn *c);
+extern int	ingest_otlp_refuse(Conn *c, int status, const char *message);
+extern void ingest_otlp_free(Conn *c);
+extern bool ingest_otlp_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c,
+								   char *data, int len, IngestParsePos *pos);
+extern void ingest_otlp_note_rejected(Conn *c, const char *reason);
+extern void ingest_otlp_reply(Conn *c);
+
+/* decompress.c: Content-Encoding gzip / deflate, bounded */
+extern const char *const ingest_decompress_too_large;
+extern bool ingest_gunzip(const char *in, size_t inlen, size_t limit, char **out,
+						  size_t *outlen, const char **why);
+extern bool ingest_inflate(const char *in, size_t inlen, size_t limit, char **out,
+						   size_t *outlen, const char **why);
 
 /* metrics.c: GET /metrics */
 extern bool ingest_metrics_authorized(struct lws *wsi);

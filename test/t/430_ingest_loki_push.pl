@@ -10,6 +10,7 @@
 # person can act on, a row in logagg.rejected with the reason and the
 # bytes, the worker keeps its PID, and a valid push right after is
 # stored.  Unknown protobuf fields and unknown JSON keys are ignored.
+# JSON may come gzip compressed (and bad gzip, or a gzip bomb, is refused).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -18,6 +19,7 @@ use Test::More;
 use IPC::Run qw(run timeout);
 use HTTP::Tiny;
 use MIME::Base64 qw(encode_base64);
+use IO::Compress::Gzip qw(gzip $GzipError);
 use LogaggTest;
 
 # small batches: a push of 50 entries spans several of them
@@ -105,6 +107,15 @@ is(sql("SELECT string_agg(message || '|' || level || '|' || to_char(ts AT TIME Z
 	. 'json line two|warn|' . $us->($ts2 + 1000) . '|{"app": "web", "detected_level": "WARN"}',
 	'JSON: line, detected_level, ts, labels and metadata');
 
+# ---- JSON, gzip compressed ----
+my $json_body = qq({"streams": [{"stream": {"job": "gz"}, "values": [["$now_ns", "gzip json line"]]}]});
+gzip(\$json_body => \my $gz) or die $GzipError;
+$r = push_req($gz, 'Content-Type' => 'application/json', 'Content-Encoding' => 'gzip');
+is($r->{status}, 204, 'a gzip-compressed JSON push: 204') or diag($r->{content});
+is(sql("SELECT count(*) FROM logagg.logs WHERE message = 'gzip json line'"), '1', 'the gzip JSON push is stored');
+$r = push_req(snappy(pb_push([ '{job="snappy-header"}', [ pb_entry($now_ns, 'content-encoding snappy') ] ])), 'Content-Encoding' => 'snappy');
+is($r->{status}, 204, 'protobuf with Content-Encoding: snappy (as some clients say): 204');
+
 # ---- a push over several batches: one reply after the last commit ----
 my @many = map { pb_entry($now_ns - 1_000_000_000 + $_ * 1000, "batch entry $_") } 1 .. 50;
 $r = push_req(snappy(pb_push([ '{job="many"}', [ @many[0 .. 24] ] ], [ '{job="many", part="2"}', [ @many[25 .. 49] ] ])));
@@ -154,9 +165,13 @@ is(sql("SELECT count(*) FROM logagg.logs WHERE message = 'unknown fields ok'"), 
 my $valid = 0;
 my $big = snappy("\0" x (2 * 1024 * 1024));
 my $good_pb = pb_push([ '{job="x"}', [ pb_entry($now_ns, 'line') ] ]);
+my $zeros = '{"streams": []}' . (' ' x (2 * 1024 * 1024));
+gzip(\$zeros => \my $gz_bomb) or die $GzipError;
 my @bad = (
 	[ 'wrong content type', 'text/plain body', { 'Content-Type' => 'text/plain' }, 415, qr/unsupported Content-Type/, 'unsupported Content-Type%' ],
 	[ 'unsupported encoding', snappy($good_pb), { 'Content-Encoding' => 'br' }, 415, qr/unsupported Content-Encoding/, 'unsupported Content-Encoding%' ],
+	[ 'bad gzip', substr($gz, 0, length($gz) - 8) . 'xxxx', { 'Content-Type' => 'application/json', 'Content-Encoding' => 'gzip' }, 400, qr/not valid gzip/, 'the body is not valid gzip%' ],
+	[ 'gzip bomb', $gz_bomb, { 'Content-Type' => 'application/json', 'Content-Encoding' => 'gzip' }, 413, qr/decompresses to more than logagg.max_message_bytes/, 'the body decompresses to more than%' ],
 	[ 'not snappy', "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff garbage", {}, 400, qr/not snappy compressed/, 'the body is not snappy compressed%' ],
 	[ 'bad snappy', "\x20\x00\x01\x02garbage", {}, 400, qr/not valid snappy/, 'the body is not valid snappy%' ],
 	[ 'decompression bomb', $big, {}, 413, qr/would decompress to 2097152 bytes, more than logagg.max_message_bytes/, 'the body would decompress to 2097152 bytes%' ],
