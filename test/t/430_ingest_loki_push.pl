@@ -224,6 +224,24 @@ is($r->{status}, 204, '?token= with the right token');
 $r = $http->request('GET', $url, { headers => { Authorization => basic('loki', $token) } });
 is($r->{status}, 405, 'GET: 405');
 
+# ---- the benchmark's body generator makes pushes the door stores ----
+my $bt = PostgreSQL::Test::Utils::tempdir;
+my $now_iso = sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+open(my $rf, '>', "$bt/records.ndjson") or die;
+print $rf qq({"ts": "$now_iso", "source": "svc-b", "level": "error", "status": 502, "message": "bench record $_", "trace_id": "0af7651916cd43dd8448eb211c80319c", "span_id": "b7ad6b7169203331", "attrs": {"http": {"method": "GET"}, "n": $_}}\n) for 1 .. 5;
+close $rf;
+my $gerr = "";
+ok(run([ "$ENV{LOGAGG_SRC}/bench/protocols/bodies/loki", "$bt/records.ndjson", 3, "$bt/out" ], '2>', \$gerr), 'the bench body generator runs') or diag($gerr);
+for my $n (0, 1)
+{
+	open(my $bf, '<:raw', "$bt/out/body.$n") or die;
+	local $/;
+	$r = push_req(scalar <$bf>);
+	is($r->{status}, 204, "bench body $n: 204");
+}
+is(sql("SELECT count(*) FROM logagg.logs WHERE message LIKE 'bench record %' AND level = 'error' AND attrs->>'status' = '502' AND attrs->>'http.method' = 'GET' AND attrs->>'trace_id' = '0af7651916cd43dd8448eb211c80319c' AND to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') = '$now_iso'"),
+	'5', 'the bench bodies are stored with their fields');
+
 # ---- a forwarding candidate under trust: the source comes from the labels ----
 $node->append_conf('postgresql.conf', "logagg.auth = 'trust'\n");
 $node->reload;
