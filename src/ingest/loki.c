@@ -246,7 +246,8 @@ loki_set_fatal(LokiRequest *lr, int status, const char *text)
 {
 	lr->fatal_status = status;
 	free(lr->fatal);
-	lr->fatal = strdup(text);
+	if ((lr->fatal = strdup(text)) == NULL)
+		elog(ERROR, "logagg ingest: out of memory");
 }
 
 static LokiStream *
@@ -896,6 +897,7 @@ decode_json(LokiRequest *lr, char *data, int len)
 	JState		st;
 	JsonSemAction sem;
 	JsonParseErrorType err;
+	pg_wchar	cp;
 
 	if (!pg_verifymbstr(data, len, true))
 	{
@@ -905,6 +907,14 @@ decode_json(LokiRequest *lr, char *data, int len)
 	if (ingest_json_nesting_depth(data, len) > INGEST_MAX_JSON_DEPTH)
 	{
 		loki_set_fatal(lr, HTTP_STATUS_BAD_REQUEST, "the body's JSON is nested too deeply");
+		return false;
+	}
+	/* the lexer would raise an error for such an escape: refuse it first */
+	if ((cp = ingest_unconvertible_escape(data, len)) != 0)
+	{
+		loki_set_fatal(lr, HTTP_STATUS_BAD_REQUEST,
+					   psprintf("character U+%04X (a \\u escape) has no equivalent in the database encoding %s",
+								cp, GetDatabaseEncodingName()));
 		return false;
 	}
 	memset(&st, 0, sizeof(st));
@@ -1241,7 +1251,7 @@ ingest_loki_reply(Conn *c)
 	if (lr->fatal_status)
 	{
 		initStringInfo(&s);
-		appendStringInfo(&s, "%s\n", lr->fatal ? lr->fatal : "out of memory");
+		appendStringInfo(&s, "%s\n", lr->fatal);
 		ingest_loki_error(c, lr->fatal_status, s.data);
 		pfree(s.data);
 		loki_reset(lr);

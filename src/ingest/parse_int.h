@@ -23,6 +23,7 @@
 
 #include "common/jsonapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 
 #include "ingest.h"
 
@@ -123,6 +124,7 @@ extern void ingest_add_reject(IngestBatch *batch, const IngestOrigin *origin,
 /* json_path.c */
 extern void ingest_parse_record(IngestBatch *batch, const IngestOrigin *origin,
 								char *text, int len);
+extern pg_wchar ingest_unconvertible_escape(const char *text, int len);
 
 /* scanner.c */
 extern bool ingest_fast_unit(IngestBatch *batch, const IngestOrigin *origin,
