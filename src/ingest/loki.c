@@ -57,10 +57,13 @@ typedef enum LokiFormat
 	LOKI_JSON					/* application/json */
 } LokiFormat;
 
+/* A label or structured metadata pair (not NUL-terminated: protobuf's bytes) */
 typedef struct LokiLabel
 {
-	char	   *name;
-	char	   *value;
+	const char *name;
+	int			nlen;
+	const char *value;
+	int			vlen;
 } LokiLabel;
 
 typedef struct LokiEntry
@@ -95,7 +98,8 @@ typedef struct LokiStream
 	bool		prepared;
 	char	   *attrs_prefix;	/* "{" and the labels as JSON pairs */
 	int			attrs_prefix_len;
-	const char *source;			/* service_name, job or app label */
+	bool		attrs_flat;		/* attrs_prefix holds no \\u escapes */
+	char	   *source;			/* service_name, job or app label */
 } LokiStream;
 
 struct LokiRequest
@@ -126,9 +130,7 @@ struct LokiRequest
 static void
 loki_release_decoded(LokiRequest *lr)
 {
-	if (lr->pb)
-		logproto__push_request__free_unpacked(lr->pb, NULL);
-	lr->pb = NULL;
+	lr->pb = NULL;				/* allocated in lr->cxt (pb_alloc) */
 	if (lr->cxt)
 		MemoryContextDelete(lr->cxt);
 	lr->cxt = NULL;
@@ -280,7 +282,8 @@ add_entry(LokiRequest *lr, LokiStream *s)
 }
 
 static void
-add_label(LokiLabel **arr, int *n, int *max, char *name, char *value)
+add_label(LokiLabel **arr, int *n, int *max, const char *name, int nlen,
+		  const char *value, int vlen)
 {
 	if (*n == *max)
 	{
@@ -288,7 +291,9 @@ add_label(LokiLabel **arr, int *n, int *max, char *name, char *value)
 		*arr = *arr ? repalloc(*arr, *max * sizeof(LokiLabel)) : palloc(*max * sizeof(LokiLabel));
 	}
 	(*arr)[*n].name = name;
+	(*arr)[*n].nlen = nlen;
 	(*arr)[*n].value = value;
+	(*arr)[*n].vlen = vlen;
 	(*n)++;
 }
 
@@ -479,7 +484,8 @@ parse_labels(LokiStream *s, const char *text, int len)
 		for (int i = 0; i < s->nlabels; i++)
 			if (strcmp(s->labels[i].name, name) == 0)
 				return "malformed stream labels: a label name appears twice";
-		add_label(&s->labels, &s->nlabels, &s->maxlabels, name, pstrdup(buf.data));
+		add_label(&s->labels, &s->nlabels, &s->maxlabels, name, strlen(name),
+				  pstrdup(buf.data), buf.len);
 		while (p < end && IS_WS(*p))
 			p++;
 		if (p < end && *p == ',')
@@ -501,13 +507,29 @@ parse_labels(LokiStream *s, const char *text, int len)
 
 /* ---- the protobuf body ---- */
 
-/* Valid text without NUL: a palloc'd C string of it, else NULL. */
-static char *
+/* Is protobuf's bytes field valid text, without NUL? */
+static bool
 pb_text(const ProtobufCBinaryData *b)
 {
-	if (!pg_verifymbstr((const char *) b->data, b->len, true))
-		return NULL;
-	return pnstrdup((const char *) b->data, b->len);
+	return pg_verifymbstr((const char *) b->data, b->len, true);
+}
+
+/*
+ * protobuf-c allocates the decoded message in the request's memory
+ * context (freed with it, all at once): no palloc that could raise an
+ * error inside the library -- out of memory is a NULL it reports.
+ */
+static void *
+pb_alloc(void *cxt, size_t size)
+{
+	return MemoryContextAllocExtended((MemoryContext) cxt, Max(size, 1),
+									  MCXT_ALLOC_HUGE | MCXT_ALLOC_NO_OOM);
+}
+
+static void
+pb_free(void *cxt, void *ptr)
+{
+	/* the context goes all at once */
 }
 
 static void
@@ -524,22 +546,21 @@ pb_entry(LokiRequest *lr, LokiStream *s, const Logproto__EntryAdapter *e)
 			le->bad = "the entry's timestamp has nanos out of range";
 	}
 	le->line_len = e->line.len;
-	if ((le->line = pb_text(&e->line)) == NULL)
-	{
+	le->line = pnstrdup((const char *) e->line.data, e->line.len);
+	if (!pb_text(&e->line))
 		le->bad = "the line is not valid UTF-8 (or contains a NUL byte)";
-		le->line = pnstrdup((const char *) e->line.data, e->line.len);	/* for the reject */
-	}
 	for (size_t i = 0; i < e->n_structuredmetadata; i++)
 	{
-		char	   *name = pb_text(&e->structuredmetadata[i]->name);
-		char	   *value = pb_text(&e->structuredmetadata[i]->value);
+		const ProtobufCBinaryData *name = &e->structuredmetadata[i]->name;
+		const ProtobufCBinaryData *value = &e->structuredmetadata[i]->value;
 
-		if (name == NULL || value == NULL)
+		if (!pb_text(name) || !pb_text(value))
 		{
 			le->bad = le->bad ? le->bad : "structured metadata is not valid UTF-8 (or contains a NUL byte)";
 			continue;
 		}
-		add_label(&le->meta, &le->nmeta, &le->maxmeta, name, value);
+		add_label(&le->meta, &le->nmeta, &le->maxmeta, (const char *) name->data, name->len,
+				  (const char *) value->data, value->len);
 	}
 }
 
@@ -550,6 +571,7 @@ decode_protobuf(LokiRequest *lr, const char *data, int len)
 	size_t		rawlen;
 	char	   *raw;
 	char		msg[256];
+	ProtobufCAllocator allocator;
 
 	if (snappy_uncompressed_length(data, len, &rawlen) != SNAPPY_OK)
 	{
@@ -572,7 +594,10 @@ decode_protobuf(LokiRequest *lr, const char *data, int len)
 		loki_set_fatal(lr, HTTP_STATUS_BAD_REQUEST, "the body is not valid snappy compressed data");
 		return false;
 	}
-	lr->pb = logproto__push_request__unpack(NULL, rawlen, (uint8_t *) raw);
+	allocator.alloc = pb_alloc;
+	allocator.free = pb_free;
+	allocator.allocator_data = lr->cxt;
+	lr->pb = logproto__push_request__unpack(&allocator, rawlen, (uint8_t *) raw);
 	pfree(raw);
 	if (lr->pb == NULL)
 	{
@@ -850,7 +875,8 @@ j_scalar(void *arg, char *token, JsonTokenType type)
 			for (int i = 0; i < s->nlabels; i++)
 				if (strcmp(s->labels[i].name, st->meta_key) == 0)
 					s->bad = "a stream label name appears twice";
-			add_label(&s->labels, &s->nlabels, &s->maxlabels, st->meta_key, token);
+			add_label(&s->labels, &s->nlabels, &s->maxlabels, st->meta_key, strlen(st->meta_key),
+					  token, strlen(token));
 		}
 	}
 	else if (d == 4 && st->in_values)
@@ -886,7 +912,8 @@ j_scalar(void *arg, char *token, JsonTokenType type)
 		if (type != JSON_TOKEN_STRING)
 			entry_bad(st, "structured metadata values must be strings");
 		else
-			add_label(&e->meta, &e->nmeta, &e->maxmeta, st->meta_key, token);
+			add_label(&e->meta, &e->nmeta, &e->maxmeta, st->meta_key, strlen(st->meta_key),
+					  token, strlen(token));
 	}
 }
 
@@ -947,25 +974,75 @@ decode_json(LokiRequest *lr, char *data, int len)
 
 /* ---- entries into records ---- */
 
-static const char *
+static const LokiLabel *
 find_label(const LokiLabel *labels, int n, const char *name)
 {
+	int			len = strlen(name);
+
 	for (int i = 0; i < n; i++)
-		if (strcmp(labels[i].name, name) == 0)
-			return labels[i].value;
+		if (labels[i].nlen == len && memcmp(labels[i].name, name, len) == 0)
+			return &labels[i];
 	return NULL;
 }
 
+/*
+ * S (LEN bytes of valid text) as a JSON string.  The common case -- no
+ * character to escape -- is one copy.  *flat is cleared when the result
+ * holds a \u escape (or, for a name, any escape), which the flat attrs
+ * reader (flat_attrs.c) does not take.
+ */
 static void
-append_pairs(StringInfo s, const LokiLabel *labels, int n)
+append_json_text(StringInfo out, const char *s, int len, bool name, bool *flat)
+{
+	bool		plain = true;
+
+	for (int i = 0; i < len; i++)
+	{
+		unsigned char ch = s[i];
+
+		if (ch < 0x20 || ch == '"' || ch == '\\')
+		{
+			plain = false;
+			if (name || (ch < 0x20 && ch != '\b' && ch != '\f' && ch != '\n' &&
+						 ch != '\r' && ch != '\t'))
+				*flat = false;
+		}
+	}
+	if (plain)
+	{
+		enlargeStringInfo(out, len + 2);
+		out->data[out->len++] = '"';
+		memcpy(out->data + out->len, s, len);
+		out->len += len;
+		out->data[out->len++] = '"';
+		out->data[out->len] = '\0';
+	}
+	else
+	{
+		char	   *t = pnstrdup(s, len);
+
+		escape_json(out, t);
+		pfree(t);
+	}
+}
+
+/* Pairs as JSON object members, opening the object if S is empty. */
+static void
+append_pairs(StringInfo s, const LokiLabel *labels, int n, bool *flat)
 {
 	for (int i = 0; i < n; i++)
 	{
 		appendStringInfoChar(s, s->len == 0 ? '{' : ',');
-		escape_json(s, labels[i].name);
+		append_json_text(s, labels[i].name, labels[i].nlen, true, flat);
 		appendStringInfoChar(s, ':');
-		escape_json(s, labels[i].value);
+		append_json_text(s, labels[i].value, labels[i].vlen, false, flat);
 	}
+}
+
+static char *
+label_value(const LokiLabel *l)
+{
+	return l ? pnstrdup(l->value, l->vlen) : NULL;
 }
 
 /* What every entry of a stream shares: its labels as attrs, its source. */
@@ -973,30 +1050,33 @@ static void
 prepare_stream(LokiStream *s)
 {
 	StringInfoData buf;
+	const LokiLabel *l;
 
 	s->prepared = true;
 	if (s->bad)
 		return;
 	initStringInfo(&buf);
-	append_pairs(&buf, s->labels, s->nlabels);
+	s->attrs_flat = true;
+	append_pairs(&buf, s->labels, s->nlabels, &s->attrs_flat);
 	s->attrs_prefix = buf.data;
 	s->attrs_prefix_len = buf.len;
-	if ((s->source = find_label(s->labels, s->nlabels, "service_name")) == NULL &&
-		(s->source = find_label(s->labels, s->nlabels, "job")) == NULL)
-		s->source = find_label(s->labels, s->nlabels, "app");
+	if ((l = find_label(s->labels, s->nlabels, "service_name")) == NULL &&
+		(l = find_label(s->labels, s->nlabels, "job")) == NULL)
+		l = find_label(s->labels, s->nlabels, "app");
+	s->source = label_value(l);
 }
 
 /* The level: level, detected_level, severity -- structured metadata first. */
-static const char *
+static const LokiLabel *
 entry_level(const LokiStream *s, const LokiEntry *e)
 {
 	static const char *const names[] = {"level", "detected_level", "severity"};
-	const char *v;
+	const LokiLabel *l;
 
 	for (int i = 0; i < lengthof(names); i++)
-		if ((v = find_label(e->meta, e->nmeta, names[i])) != NULL ||
-			(v = find_label(s->labels, s->nlabels, names[i])) != NULL)
-			return v;
+		if ((l = find_label(e->meta, e->nmeta, names[i])) != NULL ||
+			(l = find_label(s->labels, s->nlabels, names[i])) != NULL)
+			return l;
 	return NULL;
 }
 
@@ -1031,8 +1111,10 @@ entry_raw(void *arg, StringInfo buf)
 	{
 		StringInfoData l;
 
+		bool		flat;
+
 		initStringInfo(&l);
-		append_pairs(&l, s->labels, s->nlabels);
+		append_pairs(&l, s->labels, s->nlabels, &flat);
 		appendStringInfoString(buf, "\"stream\":");
 		appendStringInfoString(buf, l.len ? l.data : "{");
 		appendStringInfoChar(buf, '}');
@@ -1061,8 +1143,10 @@ entry_raw(void *arg, StringInfo buf)
 		{
 			StringInfoData m;
 
+			bool		flat;
+
 			initStringInfo(&m);
-			append_pairs(&m, e->meta, e->nmeta);
+			append_pairs(&m, e->meta, e->nmeta, &flat);
 			appendStringInfoChar(&m, '}');
 			appendStringInfoChar(buf, ',');
 			appendBinaryStringInfo(buf, m.data, m.len);
@@ -1102,30 +1186,38 @@ emit_entry(IngestBatch *batch, const IngestOrigin *origin, LokiRequest *lr,
 	st.bad = reason;
 	if (reason == NULL)
 	{
-		const char *level = entry_level(s, e);
+		const LokiLabel *level = entry_level(s, e);
+		bool		flat = s->attrs_flat;
 
+		/* attrs: the stream's labels, then the entry's metadata */
 		resetStringInfo(&lr->attrs);
 		appendBinaryStringInfo(&lr->attrs, s->attrs_prefix, s->attrs_prefix_len);
-		append_pairs(&lr->attrs, e->meta, e->nmeta);
-		st.attrs = lr->attrs;
+		append_pairs(&lr->attrs, e->meta, e->nmeta, &flat);
+		if (lr->attrs.len > 0)
+		{
+			/* flat text is read without jsonb_in (flat_attrs.c) */
+			appendStringInfoChar(&lr->attrs, '}');
+			st.attrs_text = ingest_batch_strdup(batch, lr->attrs.data);
+			st.attrs_flat = flat;
+		}
 		st.val[F_MESSAGE] = e->line;
 		st.type[F_MESSAGE] = JSON_TOKEN_STRING;
 		if (level)
 		{
-			st.val[F_LEVEL] = (char *) level;
+			st.val[F_LEVEL] = label_value(level);
 			st.type[F_LEVEL] = JSON_TOKEN_STRING;
 		}
 		/* the source the record names (a plain token's own source wins) */
 		if (s->source)
 		{
-			st.val[F_SOURCE] = (char *) s->source;
+			st.val[F_SOURCE] = s->source;
 			st.type[F_SOURCE] = JSON_TOKEN_STRING;
 		}
 	}
 	ingest_finish_decoded_record(batch, origin, &st, entry_ts(e), entry_raw, &raw,
 								 e->line_len + 64);
-	if (reason == NULL)
-		lr->attrs = st.attrs;	/* the buffer may have grown */
+	if (st.val[F_LEVEL])
+		pfree(st.val[F_LEVEL]);
 }
 
 /*

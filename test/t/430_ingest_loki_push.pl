@@ -96,6 +96,12 @@ is(sql("SELECT attrs FROM logagg.logs WHERE message = 'pb line one ünï'"),
 	'{"job": "shop/api", "level": "error", "quote": "a \"b\" c\\\\d\\nz", "trace_id": "abc", "service_name": "checkout"}',
 	'labels (escapes decoded) and structured metadata in attrs');
 
+# attrs that need \u escapes or escaped names (read by jsonb_in, not the flat reader)
+$r = push_req(snappy(pb_push([ '{"odd\\"name"="v", job="ctl"}', [ pb_entry($ts1, 'pb control chars', { ctl => "a\x01b\x1fc" }) ] ])));
+is($r->{status}, 204, 'labels with a quoted name, metadata with control characters: 204') or diag($r->{content});
+is(sql("SELECT attrs FROM logagg.logs WHERE message = 'pb control chars'"),
+	'{"ctl": "a\\u0001b\\u001fc", "job": "ctl", "odd\\"name": "v"}', 'their attrs are exact');
+
 # ---- JSON: the mapping, unknown keys ignored ----
 my $ts2 = $now_ns - 3_000_000_000 + 987_654_321;
 $r = push_req(qq({"streams": [{"stream": {"app": "web", "detected_level": "WARN"}, "extra": [1, {"x": 2}],
