@@ -212,6 +212,22 @@ like($r->{content}, qr/total ignored: 5 out of 6/, 'five of six ignored');
 is(sql("SELECT string_agg(message, ',') FROM logagg.logs WHERE attrs->>'job' = 'jshape'"), 'jshape good', 'the good one is stored');
 is(sql("SELECT count(*) FROM logagg.rejected WHERE raw LIKE '{\"streams\":[{\"stream\":{\"job\": \"jshape\"}%'"), '5', 'each bad one in logagg.rejected with its text');
 
+# ---- odd JSON shapes: each gets 204 or 400, never more ----
+for my $body ('{}', '{"streams": null}', '{"streams": []}', '{"streams": [{}]}',
+	qq({"streams": [{"values": [["$now_ns", "values before stream"]], "stream": {"job": "odd"}}]}),
+	qq({"streams": [{"stream": {"job": "a"}, "stream": {"job": "b"}, "values": [["$now_ns", "stream twice"]]}]}),
+	qq({"streams": [{"stream": {"job": {"x": [1]}}, "values": [["$now_ns", "nested label"]]}]}),
+	qq({"streams": [{"stream": {"job": "n"}, "values": [["$now_ns", "nested meta", {"a": [[{"b": 1}]]}], [[["$now_ns"]]], 7, null, "x"]}]}),
+	'{"streams": [[]]}', '{"streams": {"a": 1}}', '{"streams": [{"stream": [], "values": []}]}',
+	'{"streams": [{"stream": {}, "values": {}}]}', '"just a string"', '', ' ')
+{
+	$r = push_req($body, 'Content-Type' => 'application/json');
+	ok($r->{status} == 204 || $r->{status} == 400, "odd JSON $body: 204 or 400 ($r->{status})");
+}
+is(sql("SELECT string_agg(message || ':' || coalesce(attrs->>'job', ''), ',' ORDER BY message) FROM logagg.logs WHERE message IN ('values before stream', 'stream twice', 'nested label', 'nested meta')"),
+	'values before stream:odd', 'the entry whose labels come after its values is stored with them; the others are refused');
+is(sql("SELECT pid FROM logagg.status() WHERE kind = 'ingest'"), $pid, 'odd JSON: the worker kept its PID');
+
 # ---- auth: 401 in Loki's shape, Basic, Bearer, ?token= ----
 for my $case ([ 'Basic', { Authorization => basic('loki', 'lgt_wrong') } ], [ 'Bearer', { Authorization => 'Bearer lgt_wrong' } ],
 	[ '?token=', { Authorization => undef, path => '?token=lgt_wrong' } ], [ 'no token', { Authorization => undef } ])
