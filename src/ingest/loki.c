@@ -22,8 +22,10 @@
  * decompression bomb), with its bytes in logagg.rejected.  The reply is
  * written after the COMMIT that made it true (commit.c).
  *
- * The LokiRequest is set up in an lws callback (malloc only); parsing
- * and the reply run in the main loop.
+ * A Content-Encoding of gzip or deflate is undone before the body gets
+ * here (decompress.c, input.c).  The LokiRequest is set up in an lws
+ * callback (malloc only); decoding, parsing and the reply run in the main
+ * loop, where the decoded push lives in a memory context of its own.
  *
  *-------------------------------------------------------------------------
  */
@@ -73,6 +75,7 @@ typedef struct LokiEntry
 	int64		sec;			/* since the Unix epoch */
 	int32		nsec;
 	char	   *line;			/* NUL-terminated (NULL: none) */
+	const char *line_data;		/* its exact bytes, line_len of them */
 	int			line_len;
 	LokiLabel  *meta;			/* structured metadata */
 	int			nmeta;
@@ -98,7 +101,7 @@ typedef struct LokiStream
 	bool		prepared;
 	char	   *attrs_prefix;	/* "{" and the labels as JSON pairs */
 	int			attrs_prefix_len;
-	bool		attrs_flat;		/* attrs_prefix holds no \\u escapes */
+	bool		attrs_flat;		/* attrs_prefix can be read as flat attrs */
 	char	   *source;			/* service_name, job or app label */
 } LokiStream;
 
@@ -108,7 +111,7 @@ struct LokiRequest
 	const char *preset;			/* refuse the body with 415 and this reason */
 	/* from here on: set in the main loop */
 	MemoryContext cxt;			/* the decoded push; deleted when done */
-	Logproto__PushRequest *pb;	/* protobuf-c's (malloc'd) */
+	Logproto__PushRequest *pb;	/* protobuf-c's, allocated in cxt */
 	LokiStream *streams;
 	int			nstreams;
 	int			maxstreams;
@@ -127,6 +130,7 @@ struct LokiRequest
 
 /* ---- request set-up (lws callbacks: malloc only) ---- */
 
+/* The decoded push is gone (in an lws callback, there is none: cxt is NULL). */
 static void
 loki_release_decoded(LokiRequest *lr)
 {
@@ -546,6 +550,7 @@ pb_entry(LokiRequest *lr, LokiStream *s, const Logproto__EntryAdapter *e)
 			le->bad = "the entry's timestamp has nanos out of range";
 	}
 	le->line_len = e->line.len;
+	le->line_data = (const char *) e->line.data;
 	le->line = pnstrdup((const char *) e->line.data, e->line.len);
 	if (!pb_text(&e->line))
 		le->bad = "the line is not valid UTF-8 (or contains a NUL byte)";
@@ -554,11 +559,9 @@ pb_entry(LokiRequest *lr, LokiStream *s, const Logproto__EntryAdapter *e)
 		const ProtobufCBinaryData *name = &e->structuredmetadata[i]->name;
 		const ProtobufCBinaryData *value = &e->structuredmetadata[i]->value;
 
-		if (!pb_text(name) || !pb_text(value))
-		{
-			le->bad = le->bad ? le->bad : "structured metadata is not valid UTF-8 (or contains a NUL byte)";
-			continue;
-		}
+		/* kept all the same: the reject shows it */
+		if ((!pb_text(name) || !pb_text(value)) && le->bad == NULL)
+			le->bad = "structured metadata is not valid UTF-8 (or contains a NUL byte)";
 		add_label(&le->meta, &le->nmeta, &le->maxmeta, (const char *) name->data, name->len,
 				  (const char *) value->data, value->len);
 	}
@@ -898,6 +901,7 @@ j_scalar(void *arg, char *token, JsonTokenType type)
 		else if (st->elem == 1 && type == JSON_TOKEN_STRING)
 		{
 			e->line = token;
+			e->line_data = token;
 			e->line_len = strlen(token);
 		}
 		else if (st->elem == 1)
@@ -1019,10 +1023,43 @@ append_json_text(StringInfo out, const char *s, int len, bool name, bool *flat)
 	}
 	else
 	{
-		char	   *t = pnstrdup(s, len);
+		/* as escape_json, for bytes that may hold a NUL (a reject's) */
+		appendStringInfoChar(out, '"');
+		for (int i = 0; i < len; i++)
+		{
+			unsigned char ch = s[i];
 
-		escape_json(out, t);
-		pfree(t);
+			switch (ch)
+			{
+				case '\b':
+					appendStringInfoString(out, "\\b");
+					break;
+				case '\f':
+					appendStringInfoString(out, "\\f");
+					break;
+				case '\n':
+					appendStringInfoString(out, "\\n");
+					break;
+				case '\r':
+					appendStringInfoString(out, "\\r");
+					break;
+				case '\t':
+					appendStringInfoString(out, "\\t");
+					break;
+				case '"':
+					appendStringInfoString(out, "\\\"");
+					break;
+				case '\\':
+					appendStringInfoString(out, "\\\\");
+					break;
+				default:
+					if (ch < 0x20)
+						appendStringInfo(out, "\\u%04x", ch);
+					else
+						appendStringInfoCharMacro(out, ch);
+			}
+		}
+		appendStringInfoChar(out, '"');
 	}
 }
 
@@ -1096,6 +1133,7 @@ entry_raw(void *arg, StringInfo buf)
 {
 	const LokiStream *s = ((RawArg *) arg)->s;
 	const LokiEntry *e = ((RawArg *) arg)->e;
+	bool		flat;
 
 	appendStringInfoString(buf, "{\"streams\":[{");
 	if (e->text)
@@ -1110,8 +1148,6 @@ entry_raw(void *arg, StringInfo buf)
 	else if (s->bad == NULL)
 	{
 		StringInfoData l;
-
-		bool		flat;
 
 		initStringInfo(&l);
 		append_pairs(&l, s->labels, s->nlabels, &flat);
@@ -1138,12 +1174,10 @@ entry_raw(void *arg, StringInfo buf)
 			appendStringInfo(buf, "[\"" INT64_FORMAT "%09d\",", e->sec, e->nsec);
 		else
 			appendStringInfo(buf, "[\"" INT64_FORMAT ".%09d\",", e->sec, e->nsec);
-		escape_json(buf, e->line ? e->line : "");
+		append_json_text(buf, e->line_data ? e->line_data : "", e->line_len, false, &flat);
 		if (e->nmeta > 0)
 		{
 			StringInfoData m;
-
-			bool		flat;
 
 			initStringInfo(&m);
 			append_pairs(&m, e->meta, e->nmeta, &flat);

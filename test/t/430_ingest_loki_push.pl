@@ -150,6 +150,15 @@ is(sql(q{SELECT count(*) FROM logagg.rejected WHERE reason LIKE 'ts is more than
 is(sql(q~SELECT count(*) FROM logagg.rejected WHERE reason LIKE 'malformed stream labels%' AND strpos(raw, '{"streams":[{"labels":"{job=\"mixed\", broken"') = 1~),
 	'1', 'the entry of the malformed labels is in logagg.rejected with the labels as sent');
 
+# a NUL byte in a line: refused, the reject shows the whole line
+$r = push_req(snappy(pb_push([ '{job="nul"}', [ pb_entry($now_ns, "nul\0byte and after") ] ])));
+is($r->{status}, 400, 'a line with a NUL byte: 400');
+is(sql(q~SELECT count(*) FROM logagg.rejected WHERE reason LIKE 'the line is not valid UTF-8 (or contains a NUL byte)' AND strpos(raw, '"nul\u0000byte and after"') > 0~),
+	'1', 'its reject holds the whole line, the NUL escaped');
+$r = push_req(snappy(pb_push([ '{job="nul"}', [ pb_entry($now_ns, "meta not utf8", { bad => "x\xffy" }) ] ])));
+is(sql(q~SELECT count(*) FROM logagg.rejected WHERE reason LIKE 'structured metadata is not valid UTF-8%' AND raw IS NULL AND position('\x78ff79'::bytea IN raw_bytes) > 0~),
+	'1', 'metadata that is not UTF-8: refused, its bytes in the reject');
+
 # ---- malformed labels, one by one ----
 for my $l ('job="x"', '{job=x}', '{job="x}', '{1job="x"}', '{job="x" app="y"}', '{job="x"} trailing',
 	'{job="\q"}', '{job="x", job="y"}')
