@@ -9,11 +9,14 @@
  *
  * A push body is queued like any POST body and goes through the same
  * batches, COPY and commit.  input.c hands it to ingest_loki_parse_part,
- * which decodes the whole body once (snappy and protobuf-c, or
- * PostgreSQL's JSON parser with callbacks) into streams of entries, then
- * turns the entries into records, as many per round as the batch takes:
- * each entry's labels and structured metadata become attrs, its line the
- * message, its timestamp ts, and record.c checks it like any record.
+ * which turns its entries into records, as many per round as the batch
+ * takes: each entry's labels and structured metadata become attrs, its
+ * line the message, its timestamp ts, and record.c checks it like any
+ * record.  A protobuf body is decompressed (snappy) and its wire format
+ * checked once, then read a stream and an entry at a time (each entry
+ * unpacked by protobuf-c on its own), so a push in progress holds its
+ * bytes and one entry; a JSON body goes once through PostgreSQL's JSON
+ * parser, whose callbacks collect its streams and entries.
  *
  * A push with some bad entries stores the good ones and answers 400
  * naming the bad ones (as Loki does); each bad entry is in
@@ -82,6 +85,8 @@ typedef struct LokiEntry
 	int			maxmeta;
 	const char *text;			/* JSON: the entry's exact text */
 	int			text_len;
+	bool		undecodable;	/* protobuf that does not unpack: line_data
+								 * holds its bytes */
 } LokiEntry;
 
 typedef struct LokiStream
@@ -111,15 +116,25 @@ struct LokiRequest
 	const char *preset;			/* refuse the body with 415 and this reason */
 	/* from here on: set in the main loop */
 	MemoryContext cxt;			/* the decoded push; deleted when done */
-	Logproto__PushRequest *pb;	/* protobuf-c's, allocated in cxt */
+	/* JSON: the decoded streams and entries */
 	LokiStream *streams;
 	int			nstreams;
 	int			maxstreams;
-	int64		nentries;		/* entries in the push */
 	int			cur_stream;		/* next entry to turn into a record */
 	int			cur_entry;
-	bool		emitting;		/* cur_stream/cur_entry name the entry being
-								 * checked (for rejected notes) */
+	/* protobuf: the decompressed PushRequest, read an entry at a time */
+	const uint8 *pb;
+	size_t		pb_len;
+	size_t		pb_next;		/* where to look for the next stream */
+	bool		pb_in_stream;	/* pb_stream is the stream being read */
+	LokiStream	pb_stream;
+	const uint8 *pb_stream_end;
+	const uint8 *pb_entry_next; /* where to look for its next entry */
+	MemoryContext stream_cxt;	/* pb_stream's labels (reset per stream) */
+	MemoryContext entry_cxt;	/* one entry's decoding (reset per entry) */
+	int64		nentries;		/* entries of the push read so far */
+	const LokiStream *cur_s;	/* the entry being checked (for rejected */
+	const LokiEntry *cur_e;		/* notes), or NULL */
 	StringInfoData attrs;		/* reused for each entry's attrs */
 	/* the reply */
 	int			fatal_status;	/* the body was refused whole */
@@ -128,13 +143,19 @@ struct LokiRequest
 	int			reported;
 };
 
+static void prepare_stream(LokiStream *s);
+
 /* ---- request set-up (lws callbacks: malloc only) ---- */
 
 /* The decoded push is gone (in an lws callback, there is none: cxt is NULL). */
 static void
 loki_release_decoded(LokiRequest *lr)
 {
-	lr->pb = NULL;				/* allocated in lr->cxt (pb_alloc) */
+	lr->pb = NULL;				/* in lr->cxt, with its child contexts */
+	lr->stream_cxt = lr->entry_cxt = NULL;
+	lr->pb_in_stream = false;
+	lr->cur_s = NULL;
+	lr->cur_e = NULL;
 	if (lr->cxt)
 		MemoryContextDelete(lr->cxt);
 	lr->cxt = NULL;
@@ -281,7 +302,6 @@ add_entry(LokiRequest *lr, LokiStream *s)
 			palloc(s->maxentries * sizeof(LokiEntry));
 	}
 	memset(&s->entries[s->nentries], 0, sizeof(LokiEntry));
-	lr->nentries++;
 	return &s->entries[s->nentries++];
 }
 
@@ -536,11 +556,11 @@ pb_free(void *cxt, void *ptr)
 	/* the context goes all at once */
 }
 
+/* An unpacked EntryAdapter as a LokiEntry (pointing into it). */
 static void
-pb_entry(LokiRequest *lr, LokiStream *s, const Logproto__EntryAdapter *e)
+pb_entry(LokiEntry *le, const Logproto__EntryAdapter *e)
 {
-	LokiEntry  *le = add_entry(lr, s);
-
+	memset(le, 0, sizeof(*le));
 	if (e->timestamp)
 	{
 		le->has_ts = true;
@@ -567,14 +587,120 @@ pb_entry(LokiRequest *lr, LokiStream *s, const Logproto__EntryAdapter *e)
 	}
 }
 
-/* Decode a snappy-compressed PushRequest.  Returns false (fatal set) if it is not one. */
+/*
+ * The protobuf wire format, read just deep enough to find the streams
+ * of a PushRequest and the entries of a stream: each entry is then
+ * unpacked on its own (protobuf-c), when its turn comes.  So a push in
+ * progress holds its decompressed bytes and one entry, not the whole
+ * decoded message (whose many small allocations would take tens of
+ * times the body's size).
+ */
+static bool
+wire_varint(const uint8 **p, const uint8 *end, uint64 *v)
+{
+	*v = 0;
+	for (int shift = 0; shift < 64; shift += 7)
+	{
+		if (*p >= end)
+			return false;
+		*v |= (uint64) (**p & 0x7f) << shift;
+		if ((*(*p)++ & 0x80) == 0)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The field at *p: its number, wire type and (length-delimited) value.
+ * Returns false when it is malformed or runs past END; a group (a wire
+ * type proto3 has no use for) is malformed too.
+ */
+static bool
+wire_field(const uint8 **p, const uint8 *end, uint64 *field, int *wt,
+		   const uint8 **val, size_t *vlen)
+{
+	uint64		tag,
+				n;
+
+	if (!wire_varint(p, end, &tag))
+		return false;
+	*field = tag >> 3;
+	*wt = tag & 7;
+	*val = NULL;
+	*vlen = 0;
+	switch (*wt)
+	{
+		case 0:
+			return *field > 0 && wire_varint(p, end, &n);
+		case 1:
+			if (end - *p < 8)
+				return false;
+			*p += 8;
+			return *field > 0;
+		case 2:
+			if (!wire_varint(p, end, &n) || n > (uint64) (end - *p))
+				return false;
+			*val = *p;
+			*vlen = n;
+			*p += n;
+			return *field > 0;
+		case 5:
+			if (end - *p < 4)
+				return false;
+			*p += 4;
+			return *field > 0;
+		default:
+			return false;
+	}
+}
+
+/*
+ * Is the whole body well-formed down to the entries, with the wire
+ * types push.proto gives its fields?  (An entry itself is checked when it
+ * is unpacked.)  Unknown fields are skipped, as protobuf requires.
+ */
+static bool
+wire_check(const uint8 *p, const uint8 *end)
+{
+	while (p < end)
+	{
+		uint64		f;
+		int			wt;
+		const uint8 *v;
+		size_t		n;
+
+		if (!wire_field(&p, end, &f, &wt, &v, &n))
+			return false;
+		if ((f == 1 || f == 2) && wt != 2)
+			return false;		/* streams, format */
+		if (f == 1)
+		{
+			const uint8 *q = v;
+
+			while (q < v + n)
+			{
+				uint64		sf;
+				int			swt;
+				const uint8 *sv;
+				size_t		sn;
+
+				if (!wire_field(&q, v + n, &sf, &swt, &sv, &sn))
+					return false;
+				if (((sf == 1 || sf == 2) && swt != 2) || (sf == 3 && swt != 0))
+					return false;	/* labels, entries, hash */
+			}
+		}
+	}
+	return true;
+}
+
+/* Decompress a snappy PushRequest and check it.  Returns false (fatal set) if it is not one. */
 static bool
 decode_protobuf(LokiRequest *lr, const char *data, int len)
 {
 	size_t		rawlen;
 	char	   *raw;
 	char		msg[256];
-	ProtobufCAllocator allocator;
 
 	if (snappy_uncompressed_length(data, len, &rawlen) != SNAPPY_OK)
 	{
@@ -597,30 +723,121 @@ decode_protobuf(LokiRequest *lr, const char *data, int len)
 		loki_set_fatal(lr, HTTP_STATUS_BAD_REQUEST, "the body is not valid snappy compressed data");
 		return false;
 	}
-	allocator.alloc = pb_alloc;
-	allocator.free = pb_free;
-	allocator.allocator_data = lr->cxt;
-	lr->pb = logproto__push_request__unpack(&allocator, rawlen, (uint8_t *) raw);
-	pfree(raw);
-	if (lr->pb == NULL)
+	if (!wire_check((const uint8 *) raw, (const uint8 *) raw + rawlen))
 	{
 		loki_set_fatal(lr, HTTP_STATUS_BAD_REQUEST,
 					   "the body is not a valid Loki PushRequest protobuf (truncated or malformed)");
 		return false;
 	}
-	for (size_t i = 0; i < lr->pb->n_streams; i++)
-	{
-		const Logproto__StreamAdapter *ps = lr->pb->streams[i];
-		LokiStream *s = add_stream(lr);
-
-		s->labels_text = (const char *) ps->labels.data;
-		s->labels_len = ps->labels.len;
-		s->labels_valid = pg_verifymbstr(s->labels_text, s->labels_len, true);
-		s->bad = parse_labels(s, s->labels_text, s->labels_len);
-		for (size_t j = 0; j < ps->n_entries; j++)
-			pb_entry(lr, s, ps->entries[j]);
-	}
+	lr->pb = (const uint8 *) raw;
+	lr->pb_len = rawlen;
+	lr->pb_next = 0;
+	lr->pb_in_stream = false;
+	lr->stream_cxt = AllocSetContextCreate(lr->cxt, "logagg ingest loki stream",
+										   ALLOCSET_SMALL_SIZES);
+	lr->entry_cxt = AllocSetContextCreate(lr->cxt, "logagg ingest loki entry",
+										  ALLOCSET_DEFAULT_SIZES);
 	return true;
+}
+
+/* The next stream of the protobuf push, its labels parsed; false at the end. */
+static bool
+pb_next_stream(LokiRequest *lr)
+{
+	const uint8 *p = lr->pb + lr->pb_next;
+	const uint8 *end = lr->pb + lr->pb_len;
+	uint64		f;
+	int			wt;
+	const uint8 *v;
+	size_t		n;
+
+	while (p < end && wire_field(&p, end, &f, &wt, &v, &n))
+	{
+		const uint8 *q = v;
+		LokiStream *s = &lr->pb_stream;
+		MemoryContext old;
+
+		if (f != 1)
+			continue;
+		lr->pb_next = p - lr->pb;
+		MemoryContextReset(lr->stream_cxt);
+		memset(s, 0, sizeof(*s));
+		s->labels_text = "";
+		/* its labels: the last labels field, wherever it is */
+		while (q < v + n)
+		{
+			uint64		sf;
+			int			swt;
+			const uint8 *sv;
+			size_t		sn;
+
+			(void) wire_field(&q, v + n, &sf, &swt, &sv, &sn);
+			if (sf == 1)
+			{
+				s->labels_text = (const char *) sv;
+				s->labels_len = sn;
+			}
+		}
+		s->labels_valid = pg_verifymbstr(s->labels_text, s->labels_len, true);
+		old = MemoryContextSwitchTo(lr->stream_cxt);
+		s->bad = parse_labels(s, s->labels_text, s->labels_len);
+		prepare_stream(s);
+		MemoryContextSwitchTo(old);
+		lr->pb_entry_next = v;
+		lr->pb_stream_end = v + n;
+		lr->pb_in_stream = true;
+		return true;
+	}
+	lr->pb_next = lr->pb_len;
+	return false;
+}
+
+/*
+ * The next entry of the current protobuf stream, unpacked into E (in
+ * entry_cxt, reset before); false at the stream's end.  *why is set for
+ * an entry that does not unpack (it is still an entry, refused alone).
+ */
+static bool
+pb_next_entry(LokiRequest *lr, LokiEntry *e, const char **why)
+{
+	const uint8 *p = lr->pb_entry_next;
+	uint64		f;
+	int			wt;
+	const uint8 *v;
+	size_t		n;
+
+	*why = NULL;
+	while (p < lr->pb_stream_end &&
+		   wire_field(&p, lr->pb_stream_end, &f, &wt, &v, &n))
+	{
+		ProtobufCAllocator allocator;
+		Logproto__EntryAdapter *ea;
+		MemoryContext old;
+
+		if (f != 2)
+			continue;
+		lr->pb_entry_next = p;
+		MemoryContextReset(lr->entry_cxt);
+		allocator.alloc = pb_alloc;
+		allocator.free = pb_free;
+		allocator.allocator_data = lr->entry_cxt;
+		ea = logproto__entry_adapter__unpack(&allocator, n, v);
+		if (ea == NULL)
+		{
+			memset(e, 0, sizeof(*e));
+			e->undecodable = true;
+			e->line_data = (const char *) v;	/* the bytes, for the reject */
+			e->line_len = n;
+			*why = "the entry is not a valid EntryAdapter protobuf (truncated or malformed)";
+			return true;
+		}
+		old = MemoryContextSwitchTo(lr->entry_cxt);
+		pb_entry(e, ea);
+		MemoryContextSwitchTo(old);
+		return true;
+	}
+	lr->pb_entry_next = lr->pb_stream_end;
+	return false;
 }
 
 /* ---- the JSON body: {"streams": [{"stream": {...}, "values": [[ts, line, {meta}?], ...]}]} ---- */
@@ -1135,6 +1352,13 @@ entry_raw(void *arg, StringInfo buf)
 	const LokiEntry *e = ((RawArg *) arg)->e;
 	bool		flat;
 
+	if (e->undecodable)
+	{
+		/* the entry's protobuf bytes as they came */
+		appendBinaryStringInfo(buf, e->line_data, e->line_len);
+		return;
+	}
+
 	appendStringInfoString(buf, "{\"streams\":[{");
 	if (e->text)
 	{
@@ -1212,6 +1436,10 @@ emit_entry(IngestBatch *batch, const IngestOrigin *origin, LokiRequest *lr,
 	RawArg		raw = {s, e};
 	const char *reason = s->bad ? s->bad : e->bad;
 
+	lr->nentries++;
+	lr->cur_s = s;
+	lr->cur_e = e;
+
 	if (reason == NULL && !e->has_ts)
 		reason = "the entry has no timestamp";
 	if (reason == NULL && e->line == NULL)
@@ -1252,6 +1480,53 @@ emit_entry(IngestBatch *batch, const IngestOrigin *origin, LokiRequest *lr,
 								 e->line_len + 64);
 	if (st.val[F_LEVEL])
 		pfree(st.val[F_LEVEL]);
+	lr->cur_s = NULL;
+	lr->cur_e = NULL;
+}
+
+/* Protobuf entries into the batch until it is full; true when all are done. */
+static bool
+pb_emit(IngestBatch *batch, const IngestOrigin *origin, LokiRequest *lr)
+{
+	while (!ingest_server_batch_full())
+	{
+		LokiEntry	e;
+		const char *why;
+
+		if (!lr->pb_in_stream && !pb_next_stream(lr))
+			return true;
+		if (!pb_next_entry(lr, &e, &why))
+		{
+			lr->pb_in_stream = false;
+			continue;
+		}
+		if (why)
+			e.bad = why;
+		emit_entry(batch, origin, lr, &lr->pb_stream, &e);
+	}
+	return false;
+}
+
+/* JSON entries into the batch until it is full; true when all are done. */
+static bool
+json_emit(IngestBatch *batch, const IngestOrigin *origin, LokiRequest *lr)
+{
+	while (lr->cur_stream < lr->nstreams && !ingest_server_batch_full())
+	{
+		LokiStream *s = &lr->streams[lr->cur_stream];
+
+		if (!s->prepared)
+			prepare_stream(s);
+		if (lr->cur_entry >= s->nentries)
+		{
+			lr->cur_stream++;
+			lr->cur_entry = 0;
+			continue;
+		}
+		emit_entry(batch, origin, lr, s, &s->entries[lr->cur_entry]);
+		lr->cur_entry++;
+	}
+	return lr->cur_stream >= lr->nstreams;
 }
 
 /*
@@ -1266,6 +1541,7 @@ ingest_loki_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, 
 	LokiRequest *lr = c->loki;
 	MemoryContext oldcxt;
 	bool		ok;
+	bool		done;
 
 	if (!pos->started && lr->preset)
 	{
@@ -1296,28 +1572,14 @@ ingest_loki_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, 
 		}
 	}
 	oldcxt = MemoryContextSwitchTo(lr->cxt);
-	lr->emitting = true;
-	while (lr->cur_stream < lr->nstreams && !ingest_server_batch_full())
-	{
-		LokiStream *s = &lr->streams[lr->cur_stream];
-
-		if (!s->prepared)
-			prepare_stream(s);
-		if (lr->cur_entry >= s->nentries)
-		{
-			lr->cur_stream++;
-			lr->cur_entry = 0;
-			continue;
-		}
-		emit_entry(batch, origin, lr, s, &s->entries[lr->cur_entry]);
-		lr->cur_entry++;
-	}
-	lr->emitting = false;
+	if (lr->format == LOKI_PROTOBUF)
+		done = pb_emit(batch, origin, lr);
+	else
+		done = json_emit(batch, origin, lr);
 	MemoryContextSwitchTo(oldcxt);
-	if (lr->cur_stream < lr->nstreams)
-		return false;
-	loki_release_decoded(lr);
-	return true;
+	if (done)
+		loki_release_decoded(lr);
+	return done;
 }
 
 /* ---- outcomes and the reply ---- */
@@ -1338,10 +1600,10 @@ ingest_loki_note_rejected(Conn *c, const char *reason)
 	if (++lr->reported > LOKI_REPLY_ENTRIES)
 		return;
 	initStringInfo(&s);
-	if (lr->emitting && lr->cur_stream < lr->nstreams)
+	if (lr->cur_e)
 	{
-		const LokiStream *st = &lr->streams[lr->cur_stream];
-		const LokiEntry *e = &st->entries[lr->cur_entry];
+		const LokiStream *st = lr->cur_s;
+		const LokiEntry *e = lr->cur_e;
 
 		if (e->has_ts)
 			appendStringInfo(&s, "entry with timestamp " INT64_FORMAT ".%09d", e->sec, e->nsec);

@@ -159,6 +159,15 @@ $r = push_req(snappy(pb_push([ '{job="nul"}', [ pb_entry($now_ns, "meta not utf8
 is(sql(q~SELECT count(*) FROM logagg.rejected WHERE reason LIKE 'structured metadata is not valid UTF-8%' AND raw IS NULL AND position('\x78ff79'::bytea IN raw_bytes) > 0~),
 	'1', 'metadata that is not UTF-8: refused, its bytes in the reject');
 
+# an entry that is not a valid EntryAdapter: refused alone, its bytes kept
+$r = push_req(snappy(pb_push([ '{job="badentry"}', [ pb_entry($now_ns, 'entry before'), "\x12\x05ab", pb_entry($now_ns, 'entry after') ] ])));
+is($r->{status}, 400, 'an entry that does not unpack: 400');
+like($r->{content}, qr/not a valid EntryAdapter protobuf/, 'the reply says so');
+is(sql("SELECT string_agg(message, ',' ORDER BY message) FROM logagg.logs WHERE attrs->>'job' = 'badentry'"),
+	'entry after,entry before', 'the entries around it are stored');
+is(sql(q~SELECT count(*) FROM logagg.rejected WHERE reason LIKE 'the entry is not a valid EntryAdapter%' AND raw_bytes = '\x120561'::bytea || 'b'::bytea~),
+	'1', 'its bytes are in logagg.rejected');
+
 # ---- malformed labels, one by one ----
 for my $l ('job="x"', '{job=x}', '{job="x}', '{1job="x"}', '{job="x" app="y"}', '{job="x"} trailing',
 	'{job="\q"}', '{job="x", job="y"}')
