@@ -89,6 +89,21 @@ typedef struct LokiEntry
 								 * holds its bytes */
 } LokiEntry;
 
+/* JSON: where a stream's labels and an entry are in the body */
+typedef struct JsonStreamRef
+{
+	const char *labels_text;	/* NULL: no "stream" key */
+	int			labels_len;
+	const char *bad;			/* (static) found when collecting */
+} JsonStreamRef;
+
+typedef struct JsonEntryRef
+{
+	int			stream;
+	int			len;
+	const char *text;
+} JsonEntryRef;
+
 typedef struct LokiStream
 {
 	const char *bad;			/* reason to reject all its entries */
@@ -116,18 +131,22 @@ struct LokiRequest
 	const char *preset;			/* refuse the body with 415 and this reason */
 	/* from here on: set in the main loop */
 	MemoryContext cxt;			/* the decoded push; deleted when done */
-	/* JSON: the decoded streams and entries */
+	/* JSON: while collecting, the streams and entries (JState) */
 	LokiStream *streams;
 	int			nstreams;
 	int			maxstreams;
-	int			cur_stream;		/* next entry to turn into a record */
-	int			cur_entry;
+	/* JSON: then where each stream's labels and each entry are in the body */
+	JsonStreamRef *jstreams;
+	JsonEntryRef *jentries;
+	int			njentries;
+	int			jnext;			/* next entry to turn into a record */
+	int			jstream;		/* the stream in pb_stream (-1: none) */
 	/* protobuf: the decompressed PushRequest, read an entry at a time */
 	const uint8 *pb;
 	size_t		pb_len;
 	size_t		pb_next;		/* where to look for the next stream */
 	bool		pb_in_stream;	/* pb_stream is the stream being read */
-	LokiStream	pb_stream;
+	LokiStream	pb_stream;		/* (JSON too) */
 	const uint8 *pb_stream_end;
 	const uint8 *pb_entry_next; /* where to look for its next entry */
 	MemoryContext stream_cxt;	/* pb_stream's labels (reset per stream) */
@@ -161,6 +180,9 @@ loki_release_decoded(LokiRequest *lr)
 	lr->cxt = NULL;
 	lr->streams = NULL;
 	lr->nstreams = lr->maxstreams = 0;
+	lr->jstreams = NULL;
+	lr->jentries = NULL;
+	lr->njentries = lr->jnext = 0;
 }
 
 static void
@@ -1138,14 +1160,53 @@ j_scalar(void *arg, char *token, JsonTokenType type)
 	}
 }
 
-/* Decode a JSON push.  Returns false (fatal set) if it is not one. */
-static bool
-decode_json(LokiRequest *lr, char *data, int len)
+/*
+ * Collect what DATA (Loki push JSON) holds into LR's streams and entries,
+ * with pg_parse_json's callbacks.  Returns NULL, or why DATA is not such
+ * JSON.
+ */
+static const char *
+json_collect(LokiRequest *lr, char *data, int len)
 {
 	JState		st;
 	JsonSemAction sem;
 	JsonParseErrorType err;
+
+	memset(&st, 0, sizeof(st));
+	memset(&sem, 0, sizeof(sem));
+	st.lr = lr;
+	st.key3 = "";
+	st.lex = makeJsonLexContextCstringLen(data, len, GetDatabaseEncoding(), true);
+	sem.semstate = &st;
+	sem.object_start = j_object_start;
+	sem.object_end = j_object_end;
+	sem.array_start = j_array_start;
+	sem.array_end = j_array_end;
+	sem.object_field_start = j_field_start;
+	sem.array_element_start = j_element_start;
+	sem.scalar = j_scalar;
+	err = pg_parse_json(st.lex, &sem);
+	if (err != JSON_SUCCESS)
+		return psprintf("the body is not valid JSON: %s", json_errdetail(err, st.lex));
+	return st.fatal;
+}
+
+/*
+ * Decode a JSON push.  Returns false (fatal set) if it is not one.  What
+ * the parse collects (every token, tens of times the body's size for a
+ * body of tiny entries) is dropped at once: only where each stream's
+ * labels and each entry are in the body is kept, and each is read again
+ * when its turn comes (json_emit), so a push in progress holds its body
+ * and a few words per entry.
+ */
+static bool
+decode_json(LokiRequest *lr, char *data, int len)
+{
 	pg_wchar	cp;
+	const char *why;
+	MemoryContext pass;
+	MemoryContext old;
+	int			n = 0;
 
 	if (!pg_verifymbstr(data, len, true))
 	{
@@ -1165,31 +1226,48 @@ decode_json(LokiRequest *lr, char *data, int len)
 								cp, GetDatabaseEncodingName()));
 		return false;
 	}
-	memset(&st, 0, sizeof(st));
-	memset(&sem, 0, sizeof(sem));
-	st.lr = lr;
-	st.key3 = "";
-	st.lex = makeJsonLexContextCstringLen(data, len, GetDatabaseEncoding(), true);
-	sem.semstate = &st;
-	sem.object_start = j_object_start;
-	sem.object_end = j_object_end;
-	sem.array_start = j_array_start;
-	sem.array_end = j_array_end;
-	sem.object_field_start = j_field_start;
-	sem.array_element_start = j_element_start;
-	sem.scalar = j_scalar;
-	err = pg_parse_json(st.lex, &sem);
-	if (err != JSON_SUCCESS)
+	pass = AllocSetContextCreate(CurrentMemoryContext, "logagg ingest loki json",
+								 ALLOCSET_DEFAULT_SIZES);
+	old = MemoryContextSwitchTo(pass);
+	why = json_collect(lr, data, len);
+	MemoryContextSwitchTo(old);
+	if (why)
 	{
-		loki_set_fatal(lr, HTTP_STATUS_BAD_REQUEST,
-					   psprintf("the body is not valid JSON: %s", json_errdetail(err, st.lex)));
+		loki_set_fatal(lr, HTTP_STATUS_BAD_REQUEST, why);
+		MemoryContextDelete(pass);
+		lr->streams = NULL;
+		lr->nstreams = 0;
 		return false;
 	}
-	if (st.fatal)
+	for (int i = 0; i < lr->nstreams; i++)
+		n += lr->streams[i].nentries;
+	lr->jstreams = palloc(Max(lr->nstreams, 1) * sizeof(JsonStreamRef));
+	lr->jentries = palloc_extended(Max(n, 1) * sizeof(JsonEntryRef), MCXT_ALLOC_HUGE);
+	for (int i = 0; i < lr->nstreams; i++)
 	{
-		loki_set_fatal(lr, HTTP_STATUS_BAD_REQUEST, st.fatal);
-		return false;
+		LokiStream *s = &lr->streams[i];
+
+		lr->jstreams[i].labels_text = s->labels_text;
+		lr->jstreams[i].labels_len = s->labels_len;
+		lr->jstreams[i].bad = s->bad;
+		for (int j = 0; j < s->nentries; j++)
+		{
+			JsonEntryRef *r = &lr->jentries[lr->njentries++];
+
+			r->stream = i;
+			r->text = s->entries[j].text;
+			r->len = s->entries[j].text_len;
+		}
 	}
+	MemoryContextDelete(pass);
+	lr->streams = NULL;
+	lr->nstreams = lr->maxstreams = 0;
+	lr->jnext = 0;
+	lr->jstream = -1;
+	lr->stream_cxt = AllocSetContextCreate(lr->cxt, "logagg ingest loki stream",
+										   ALLOCSET_SMALL_SIZES);
+	lr->entry_cxt = AllocSetContextCreate(lr->cxt, "logagg ingest loki entry",
+										  ALLOCSET_DEFAULT_SIZES);
 	return true;
 }
 
@@ -1507,26 +1585,71 @@ pb_emit(IngestBatch *batch, const IngestOrigin *origin, LokiRequest *lr)
 	return false;
 }
 
+/*
+ * One piece of the body read again as a push of its own (in the current
+ * memory context): what it holds is the only stream of TMP.
+ */
+static LokiStream *
+json_reread(LokiRequest *tmp, const char *prefix, const char *text, int len, const char *suffix)
+{
+	char	   *w = psprintf("%s%.*s%s", prefix, len, text, suffix);
+
+	memset(tmp, 0, sizeof(*tmp));
+	if (json_collect(tmp, w, strlen(w)) != NULL || tmp->nstreams != 1)
+		return NULL;			/* not expected: it was read once already */
+	return &tmp->streams[0];
+}
+
 /* JSON entries into the batch until it is full; true when all are done. */
 static bool
 json_emit(IngestBatch *batch, const IngestOrigin *origin, LokiRequest *lr)
 {
-	while (lr->cur_stream < lr->nstreams && !ingest_server_batch_full())
+	while (lr->jnext < lr->njentries && !ingest_server_batch_full())
 	{
-		LokiStream *s = &lr->streams[lr->cur_stream];
+		const JsonEntryRef *r = &lr->jentries[lr->jnext];
+		LokiRequest tmp;
+		LokiStream *one;
+		LokiEntry	e;
+		MemoryContext old;
 
-		if (!s->prepared)
-			prepare_stream(s);
-		if (lr->cur_entry >= s->nentries)
+		if (r->stream != lr->jstream)
 		{
-			lr->cur_stream++;
-			lr->cur_entry = 0;
-			continue;
+			const JsonStreamRef *sr = &lr->jstreams[r->stream];
+
+			MemoryContextReset(lr->stream_cxt);
+			old = MemoryContextSwitchTo(lr->stream_cxt);
+			one = sr->labels_text ?
+				json_reread(&tmp, "{\"streams\":[{\"stream\":", sr->labels_text, sr->labels_len, "}]}") :
+				json_reread(&tmp, "{\"streams\":[{", "", 0, "}]}");
+			memset(&lr->pb_stream, 0, sizeof(LokiStream));
+			if (one)
+				lr->pb_stream = *one;
+			else
+				lr->pb_stream.bad = "the stream's labels could not be read";
+			if (sr->bad)
+				lr->pb_stream.bad = sr->bad;
+			lr->pb_stream.prepared = false;
+			prepare_stream(&lr->pb_stream);
+			MemoryContextSwitchTo(old);
+			lr->jstream = r->stream;
 		}
-		emit_entry(batch, origin, lr, s, &s->entries[lr->cur_entry]);
-		lr->cur_entry++;
+		MemoryContextReset(lr->entry_cxt);
+		old = MemoryContextSwitchTo(lr->entry_cxt);
+		one = json_reread(&tmp, "{\"streams\":[{\"values\":[", r->text, r->len, "]}]}");
+		if (one && one->nentries == 1)
+			e = one->entries[0];
+		else
+		{
+			memset(&e, 0, sizeof(e));
+			e.text = r->text;
+			e.text_len = r->len;
+			e.bad = "the entry could not be read";
+		}
+		emit_entry(batch, origin, lr, &lr->pb_stream, &e);
+		MemoryContextSwitchTo(old);
+		lr->jnext++;
 	}
-	return lr->cur_stream >= lr->nstreams;
+	return lr->jnext >= lr->njentries;
 }
 
 /*
