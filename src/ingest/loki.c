@@ -140,16 +140,16 @@ struct LokiRequest
 	JsonEntryRef *jentries;
 	int			njentries;
 	int			jnext;			/* next entry to turn into a record */
-	int			jstream;		/* the stream in pb_stream (-1: none) */
+	int			jstream;		/* which one is in "stream" (-1: none) */
 	/* protobuf: the decompressed PushRequest, read an entry at a time */
 	const uint8 *pb;
 	size_t		pb_len;
 	size_t		pb_next;		/* where to look for the next stream */
-	bool		pb_in_stream;	/* pb_stream is the stream being read */
-	LokiStream	pb_stream;		/* (JSON too) */
+	bool		pb_in_stream;	/* "stream" is being read */
+	LokiStream	stream;			/* the stream being read (JSON too) */
 	const uint8 *pb_stream_end;
 	const uint8 *pb_entry_next; /* where to look for its next entry */
-	MemoryContext stream_cxt;	/* pb_stream's labels (reset per stream) */
+	MemoryContext stream_cxt;	/* "stream"'s labels (reset per stream) */
 	MemoryContext entry_cxt;	/* one entry's decoding (reset per entry) */
 	int64		nentries;		/* entries of the push read so far */
 	const LokiStream *cur_s;	/* the entry being checked (for rejected */
@@ -776,7 +776,7 @@ pb_next_stream(LokiRequest *lr)
 	while (p < end && wire_field(&p, end, &f, &wt, &v, &n))
 	{
 		const uint8 *q = v;
-		LokiStream *s = &lr->pb_stream;
+		LokiStream *s = &lr->stream;
 		MemoryContext old;
 
 		if (f != 1)
@@ -1580,7 +1580,7 @@ pb_emit(IngestBatch *batch, const IngestOrigin *origin, LokiRequest *lr)
 		}
 		if (why)
 			e.bad = why;
-		emit_entry(batch, origin, lr, &lr->pb_stream, &e);
+		emit_entry(batch, origin, lr, &lr->stream, &e);
 	}
 	return false;
 }
@@ -1621,15 +1621,15 @@ json_emit(IngestBatch *batch, const IngestOrigin *origin, LokiRequest *lr)
 			one = sr->labels_text ?
 				json_reread(&tmp, "{\"streams\":[{\"stream\":", sr->labels_text, sr->labels_len, "}]}") :
 				json_reread(&tmp, "{\"streams\":[{", "", 0, "}]}");
-			memset(&lr->pb_stream, 0, sizeof(LokiStream));
+			memset(&lr->stream, 0, sizeof(LokiStream));
 			if (one)
-				lr->pb_stream = *one;
+				lr->stream = *one;
 			else
-				lr->pb_stream.bad = "the stream's labels could not be read";
+				lr->stream.bad = "the stream's labels could not be read";
 			if (sr->bad)
-				lr->pb_stream.bad = sr->bad;
-			lr->pb_stream.prepared = false;
-			prepare_stream(&lr->pb_stream);
+				lr->stream.bad = sr->bad;
+			lr->stream.prepared = false;
+			prepare_stream(&lr->stream);
 			MemoryContextSwitchTo(old);
 			lr->jstream = r->stream;
 		}
@@ -1645,7 +1645,7 @@ json_emit(IngestBatch *batch, const IngestOrigin *origin, LokiRequest *lr)
 			e.text_len = r->len;
 			e.bad = "the entry could not be read";
 		}
-		emit_entry(batch, origin, lr, &lr->pb_stream, &e);
+		emit_entry(batch, origin, lr, &lr->stream, &e);
 		MemoryContextSwitchTo(old);
 		lr->jnext++;
 	}
