@@ -30,7 +30,7 @@ PKG_LIBS    = libwebsockets libuv libcurl zlib
 PG_CPPFLAGS = -Isrc -Ibuild/proto $(shell pkg-config --cflags $(PKG_LIBS)) -DLOGAGG_VERSION=\"$(EXTVERSION)\"
 PG_CFLAGS   = -Wall -Wextra -Werror -Wno-unused-parameter -Wno-missing-field-initializers \
               -Wno-sign-compare -Wno-cast-function-type
-SHLIB_LINK  = $(shell pkg-config --libs $(PKG_LIBS)) -lcrypto -lprotobuf-c
+SHLIB_LINK  = $(shell pkg-config --libs $(PKG_LIBS)) -lcrypto -lprotobuf-c -lsnappy
 
 # Tests, declared the PGXS way: `make installcheck` runs pg_regress (sql/,
 # expected/) and the isolation specs (test/isolation/), each on a throwaway

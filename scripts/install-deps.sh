@@ -11,7 +11,7 @@ PACKAGES=(
   libdbd-pg-perl
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
   libcurl4-openssl-dev zlib1g-dev libssl-dev
-  libprotobuf-c-dev protobuf-c-compiler python3-protobuf
+  libprotobuf-c-dev protobuf-c-compiler python3-protobuf libsnappy-dev python3-snappy
   python3 python3-websockets python3-aiosmtpd
   curl procps valgrind
   openssl

@@ -173,6 +173,15 @@ send_http_failure(Conn *c)
 	StringInfoData s;
 
 	initStringInfo(&s);
+	if (c->loki_reply)
+	{
+		/* Loki answers in plain text */
+		appendStringInfo(&s, "%s\n", c->http_fail_reason);
+		ingest_loki_error(c, c->http_fail_status, s.data);
+		pfree(s.data);
+		c->http_fail_status = 0;
+		return;
+	}
 	appendStringInfoString(&s, c->es_reply ? "{\"error\": {\"type\": \"parse_exception\", \"reason\": " :
 						   "{\"error\": ");
 	escape_json(&s, c->http_fail_reason);
@@ -209,6 +218,12 @@ send_http_reply(Conn *c)
 	{
 		if (c->wsi)
 			ingest_es_reply(c);
+		return;
+	}
+	if (c->loki)
+	{
+		if (c->wsi)
+			ingest_loki_reply(c);
 		return;
 	}
 	if (c->wsi)

@@ -202,6 +202,7 @@ conn_free(Conn *c)
 	ingest_buf_free(&c->out_errors);
 	ingest_buf_free(&c->out);
 	ingest_es_free(c);
+	ingest_loki_free(c);
 	ingest_otlp_free(c);
 	ingest_closed_since_trim++;
 	if (c->prev)

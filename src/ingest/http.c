@@ -4,7 +4,8 @@
  *		Plain HTTP on the ingest port: POST /ingest (Content-Length or
  *		chunked bodies, decoded here because lws 4.1 does not), GET /healthz,
  *		GET /metrics (rendered by metrics.c), the Elasticsearch endpoints
- *		(routed to es_bulk.c), and writing the replies.
+ *		(routed to es_bulk.c), the Loki push endpoint (routed to loki.c),
+ *		and writing the replies.
  *
  * A POST body is queued like a WebSocket message; its reply
  * ({"accepted": N, "rejected": M}) is written after the commit that
@@ -203,6 +204,8 @@ http_body_complete(Conn *c)
 	if (c->revoked)
 	{
 		c->rx.len = 0;
+		if (c->loki_reply)
+			return ingest_loki_unauthorized(c);
 		return ingest_http_reply(c, HTTP_STATUS_UNAUTHORIZED, "application/json",
 								 "{\"error\": \"token revoked\"}");
 	}
@@ -274,6 +277,11 @@ refuse(Conn *c, int status, const char *why)
 
 	if (c->otlp)
 		return ingest_otlp_refuse(c, status, why);
+	if (c->loki_reply)
+	{
+		snprintf(body, sizeof(body), "%s\n", why);
+		return ingest_loki_error(c, status, body);
+	}
 	snprintf(body, sizeof(body), "{\"error\": \"%s\"}", why);
 	return ingest_http_reply(c, status, "application/json", body);
 }
@@ -316,7 +324,12 @@ expect_body(struct lws *wsi, Conn *c, const char *source)
 	c->revoked = false;
 	if ((status = body_framing(wsi, c, &why)) != 0)
 		return refuse(c, status, why);
-	if (!body_encoding(wsi, c))
+	/*
+	 * The Loki door reads a body of another encoding as it is: snappy is
+	 * what its protobuf bodies are, and any other is refused by loki.c
+	 * after the body is kept in logagg.rejected.
+	 */
+	if (!body_encoding(wsi, c) && !c->loki_reply)
 	{
 		c->http_close = true;	/* its body is not read */
 		return refuse(c, HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE,
@@ -328,6 +341,39 @@ expect_body(struct lws *wsi, Conn *c, const char *source)
 }
 
 #define NOT_ES	(-2)
+#define NOT_LOKI	(-2)
+
+/*
+ * The Loki push endpoint (loki.c).  Returns NOT_LOKI for other paths,
+ * else what the lws callback returns.  A body refused before it is read
+ * closes the connection after the answer, as for _bulk.
+ */
+static int
+loki_request(struct lws *wsi, Conn *c, const char *uri, bool is_post)
+{
+	char		source[sizeof(((Conn *) NULL)->source)];
+	bool		push;
+	int			r = ingest_loki_route(wsi, c, uri, is_post, &push);
+
+	if (r == 1)
+		return NOT_LOKI;
+	if (r != 0 || c->http_status != 0)
+	{
+		c->http_close |= is_post;
+		return r;				/* refused at once (method, content type, busy) */
+	}
+	if (ingest_authenticate(wsi, source, sizeof(source), &c->has_token, c->token_hash) != 0)
+	{
+		c->http_close |= is_post;
+		return ingest_loki_unauthorized(c);
+	}
+	if (c->es)
+		ingest_es_free(c);		/* a push after a _bulk request */
+	if (c->otlp)
+		ingest_otlp_free(c);	/* a push after an OTLP request */
+	return expect_body(wsi, c, source);
+}
+
 #define NOT_OTLP (-2)
 
 /*
@@ -448,10 +494,15 @@ ingest_http_request(struct lws *wsi, SessionData *pss, const char *uri)
 		return 0;
 	}
 	c->es_reply = false;
+	c->loki_reply = false;
 	c->http_fail_status = 0;
 	c->http_fail_reason = NULL;
 	c->body_encoding = BODY_IDENTITY;
 	c->http_retry_after = 0;
+	if ((status = loki_request(wsi, c, uri, is_post)) != NOT_LOKI)
+		return status;
+	if (c->loki)
+		ingest_loki_free(c);	/* another request after a push */
 	if ((status = otlp_request(wsi, c, uri, is_post)) != NOT_OTLP)
 		return status;
 	if (c->otlp)
@@ -483,16 +534,20 @@ ingest_http_writeable(struct lws *wsi, Conn *c)
 	unsigned char *p = start;
 	unsigned char *end = hdr + sizeof(hdr) - 1;
 	Buf			body = {0};
+	bool		basic = c->es_reply || c->loki_reply;
 
 	if (c->http_status == 0)
 		return 0;
-	if (lws_add_http_common_headers(wsi, c->http_status, c->http_type,
+	/* a 204 has neither a body nor a Content-Length (RFC 9110 8.6) */
+	if (c->http_status == HTTP_STATUS_NO_CONTENT ?
+		lws_add_http_header_status(wsi, c->http_status, &p, end) :
+		lws_add_http_common_headers(wsi, c->http_status, c->http_type,
 									c->out.len, &p, end))
 		return -1;
 	if (c->http_status == HTTP_STATUS_UNAUTHORIZED &&
 		lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
-									 (const unsigned char *) (c->es_reply ? "Basic realm=\"logagg\"" : "Bearer realm=\"logagg\""),
-									 c->es_reply ? 20 : 21, &p, end))
+									 (const unsigned char *) (basic ? "Basic realm=\"logagg\"" : "Bearer realm=\"logagg\""),
+									 basic ? 20 : 21, &p, end))
 		return -1;
 	/* the official Elasticsearch clients refuse a server without it */
 	if (c->es_reply &&

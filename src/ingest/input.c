@@ -84,6 +84,8 @@ cb_rejected(void *arg, const char *reason, bool has_seq, int64 seq)
 	c->http_rejected++;
 	if (c->es)
 		ingest_es_note_rejected(c, reason);
+	if (c->loki)
+		ingest_loki_note_rejected(c, reason);
 	if (c->otlp)
 		ingest_otlp_note_rejected(c, reason);
 	if (c->is_http)
@@ -253,6 +255,7 @@ ingest_server_process_input(void)
 				;				/* refused as a whole */
 			else if (c->otlp ? ingest_otlp_parse_part(ingest_cur_batch, &origin, c, m->data, m->len, &m->pos) :
 					 c->es ? ingest_es_parse_part(ingest_cur_batch, &origin, c, m->data, m->len, &m->pos) :
+					 c->loki ? ingest_loki_parse_part(ingest_cur_batch, &origin, c, m->data, m->len, &m->pos) :
 					 ingest_parse_message_part(ingest_cur_batch, &origin, m->data, m->len, &m->pos,
 											   logagg_batch_rows))
 				msg_done(c, m);

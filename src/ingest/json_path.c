@@ -273,3 +273,13 @@ ingest_parse_record(IngestBatch *batch, const IngestOrigin *origin, char *text, 
 	ingest_finish_record(batch, origin, &st, text, len);
 }
 
+
+/*
+ * For a door that runs pg_parse_json over a whole body (loki.c): the
+ * first \u escape the database encoding cannot hold, or 0.
+ */
+pg_wchar
+ingest_unconvertible_escape(const char *text, int len)
+{
+	return unconvertible_escape(text, len);
+}

@@ -23,6 +23,7 @@
 
 #include "common/jsonapi.h"
 #include "lib/stringinfo.h"
+#include "mb/pg_wchar.h"
 
 #include "ingest.h"
 
@@ -106,6 +107,11 @@ extern RecField ingest_field_of(const char *name);
 extern RecField ingest_field_of_len(const char *name, int len);
 extern void ingest_finish_record(IngestBatch *batch, const IngestOrigin *origin,
 								 RecState *st, char *text, int len);
+/* writes a decoded record's text (for logagg.rejected) into buf */
+typedef void (*IngestRawFn) (void *arg, StringInfo buf);
+extern void ingest_finish_decoded_record(IngestBatch *batch, const IngestOrigin *origin,
+										 RecState *st, TimestampTz ts,
+										 IngestRawFn raw_fn, void *raw_arg, int len);
 extern void ingest_finish_record_raw(IngestBatch *batch, const IngestOrigin *origin,
 									 RecState *st, char *text, int len, bool is_text);
 
@@ -126,6 +132,7 @@ extern void ingest_add_reject(IngestBatch *batch, const IngestOrigin *origin,
 /* json_path.c */
 extern void ingest_parse_record(IngestBatch *batch, const IngestOrigin *origin,
 								char *text, int len);
+extern pg_wchar ingest_unconvertible_escape(const char *text, int len);
 
 /* scanner.c */
 extern bool ingest_fast_unit(IngestBatch *batch, const IngestOrigin *origin,

@@ -414,3 +414,39 @@ ingest_finish_record_raw(IngestBatch *batch, const IngestOrigin *origin, RecStat
 	keep_record(batch, origin, st, &rec, len);
 }
 
+
+/*
+ * A record that a door decoded itself (a Loki push entry): its ts is
+ * already a value, it has no seq, and its text -- needed only when it is
+ * rejected -- is made by RAW_FN.  The fields in ST go through the same
+ * checks as every record's; LEN counts towards the batch's bytes.
+ */
+void
+ingest_finish_decoded_record(IngestBatch *batch, const IngestOrigin *origin, RecState *st,
+							 TimestampTz ts, IngestRawFn raw_fn, void *raw_arg, int len)
+{
+	IngestRecord rec;
+	char		reasonbuf[128];
+	const char *reason = st->bad;
+
+	Assert(st->val[F_TS] == NULL && st->val[F_SEQ] == NULL);
+	memset(&rec, 0, sizeof(rec));
+	rec.received_at = origin->received_at;
+	rec.ts = ts;
+	if (reason == NULL && !ingest_ts_in_window(ts, origin->received_at, reasonbuf, sizeof(reasonbuf)))
+		reason = reasonbuf;
+	if (reason == NULL)
+		reason = check_fields(batch, origin, st, &rec, reasonbuf, sizeof(reasonbuf));
+	if (reason != NULL)
+	{
+		StringInfoData raw;
+
+		initStringInfo(&raw);
+		raw_fn(raw_arg, &raw);
+		ingest_add_reject_bytes(batch, origin, reason, raw.data, raw.len,
+								pg_verifymbstr(raw.data, raw.len, true), false, 0);
+		pfree(raw.data);
+		return;
+	}
+	keep_record(batch, origin, st, &rec, len);
+}

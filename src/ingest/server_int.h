@@ -67,6 +67,7 @@ typedef struct Msg
 
 typedef struct Conn Conn;
 typedef struct EsRequest EsRequest;
+typedef struct LokiRequest LokiRequest;
 typedef struct OtlpRequest OtlpRequest;
 
 /* Content-Encoding of a POST body (decompress.c, in the main loop). */
@@ -152,6 +153,8 @@ struct Conn
 	const char *http_type;
 	bool		es_reply;		/* answer in Elasticsearch's shapes */
 	EsRequest  *es;				/* a _bulk body: its items (es_bulk.c) */
+	bool		loki_reply;		/* answer in Loki's shapes */
+	LokiRequest *loki;			/* a Loki push body (loki.c) */
 	OtlpRequest *otlp;			/* a POST /v1/logs body (otlp.c) */
 	uint8		body_encoding;	/* BODY_* of the body being read */
 	int			http_retry_after;	/* seconds for Retry-After (0: none) */
@@ -228,6 +231,15 @@ extern void ingest_es_note_refused(Conn *c, int rec_idx, const char *reason);
 extern void ingest_es_batch_done(void);
 extern void ingest_es_reply(Conn *c);
 
+/* loki.c: the Loki push endpoint */
+extern int	ingest_loki_route(struct lws *wsi, Conn *c, const char *uri, bool is_post, bool *push);
+extern int	ingest_loki_unauthorized(Conn *c);
+extern int	ingest_loki_error(Conn *c, int status, const char *text);
+extern void ingest_loki_free(Conn *c);
+extern bool ingest_loki_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c,
+								   char *data, int len, IngestParsePos *pos);
+extern void ingest_loki_note_rejected(Conn *c, const char *reason);
+extern void ingest_loki_reply(Conn *c);
 /* otlp.c: the OpenTelemetry door (POST /v1/logs) */
 extern int	ingest_otlp_route(struct lws *wsi, Conn *c, const char *uri, bool is_post);
 extern int	ingest_otlp_unauthorized(Conn *c);

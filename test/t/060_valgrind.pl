@@ -2,9 +2,9 @@
 # valgrind (every worker and backend is a fork of it, so all of them are
 # checked) while the whole path is exercised: WebSocket ingest with
 # streams, one-record frames, garbage and bad requests, HTTP POST, _bulk,
-# /v1/logs, gzip bodies, /metrics, SQL ingest, alert dispatch to a webhook through libcurl, and a
-# cloud-sync export to a file:// target.  Then every process's valgrind
-# report must be empty.
+# /v1/logs, gzip bodies, Loki pushes, /metrics, SQL ingest, alert dispatch
+# to a webhook through libcurl, and a cloud-sync export to a file:// target.
+# Then every process's valgrind report must be empty.
 #
 # PostgreSQL's Debian build has no valgrind client requests, so palloc'd
 # chunks are not checked one by one; what is checked is every malloc'd
@@ -181,6 +181,42 @@ my $stored = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
 is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 3 + 1 + 2 + 2, 'every acked record is stored once');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + 2 + 3 + ($stdin_rejected // 0),
 	'every rejected record is in logagg.rejected');
+
+# the Loki door: protobuf + snappy (good, and bad in every way), JSON
+# (with gzip, unknown keys, entries of the wrong shape), partial pushes
+{
+	sub pbv { my $n = shift; my $s = ''; while ($n >= 0x80) { $s .= chr(($n & 0x7f) | 0x80); $n >>= 7; } return $s . chr($n); }
+	sub pbld { my ($f, $b) = @_; return pbv(($f << 3) | 2) . pbv(length $b) . $b; }
+	my $sec = time();
+	my $entry = sub { my ($line, %meta) = @_; return pbld(2, pbld(1, pbv(8) . pbv($sec) . pbv(16) . pbv(123456789)) . pbld(2, $line)
+		. join('', map { pbld(3, pbld(1, $_) . pbld(2, $meta{$_})) } sort keys %meta) . pbv(15 << 3) . pbv(7)); };
+	my @bodies = (
+		pbld(1, pbld(1, '{job="vg", level="warn", q="a\"b\\\\c\n"}') . $entry->('loki 1', trace_id => 'x', ctl => "a\x01b")
+			. $entry->('loki 2', level => 'x' x 40) . $entry->("bad \xff utf8") . $entry->("nul \0 byte")),
+		pbld(1, pbld(1, '{job="vg", broken') . $entry->('loki bad labels')),
+		pbld(1, pbld(1, '{job="vg"}') . $entry->('loki 3')) . "\x0a\xff",
+		"\x0f\xff\xff garbage");
+	my $i = 0;
+	for my $pb (@bodies)
+	{
+		my $sn = '';
+		IPC::Run::run([ '/usr/bin/python3', '-c', 'import sys, snappy; sys.stdout.buffer.write(snappy.compress(sys.stdin.buffer.read()))' ],
+			'<', \$pb, '>', \$sn);
+		IPC::Run::run([ 'curl', '-s', '-u', "loki:$token", '-H', 'Content-Type: application/x-protobuf', '--data-binary', '@-',
+				'-o', '/dev/null', '-w', '%{http_code}', "$http/loki/api/v1/push" ], '<', \$sn, '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+		like($out, qr/^(204|400)$/, 'Loki protobuf push ' . $i++ . ": $out");
+	}
+	my $ns = $sec . '000000000';
+	for my $req ([ "\xff\x00\x01 not snappy", 'application/x-protobuf', '400' ],
+		[ "\x80\x80\x80\x40 bomb", 'application/x-protobuf', '413' ],
+		[ qq({"streams": [{"stream": {"job": "vgj"}, "x": [1], "values": [["$ns", "loki json", {"m": "v"}], [1, 2], {"a": 1}, ["$ns"]]}], "y": {}}), 'application/json', '400' ],
+		[ '{"streams": [', 'application/json', '400' ], [ 'text', 'text/plain', '415' ])
+	{
+		IPC::Run::run([ 'curl', '-s', '-u', "loki:$token", '-H', "Content-Type: $req->[1]", '--data-binary', '@-',
+				'-o', '/dev/null', '-w', '%{http_code}', "$http/loki/api/v1/push" ], '<', \$req->[0], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+		is($out, $req->[2], "Loki push ($req->[1]) answers $req->[2]");
+	}
+}
 
 # a rule regex that runs out of time (logagg.regex_timeout), in the ingest
 # worker and in a backend: no match, the record stored, nothing leaked
