@@ -606,6 +606,33 @@ END
 $fn$;
 COMMENT ON FUNCTION @extschema@._index_partition(text) IS
     'Internal: gives one new logs partition to the owner of logagg.logs and creates its BRIN (ts) and btree (source, ts) indexes.';
+-- ---- plain-text lines: level, status and time read from the line ----
+-- A source may turn off reading its plain-text lines' level, HTTP status
+-- and time from the line itself (schema/00_core.sql,
+-- schema/10_core_functions.sql; docs/shippers.md).
+ALTER TABLE @extschema@.sources ADD COLUMN detect boolean NOT NULL DEFAULT true;
+COMMENT ON COLUMN @extschema@.sources.detect IS
+    'Read the level, HTTP status and time of this source''s plain-text lines from the line itself (docs/shippers.md); set with logagg.set_source_detection.';
+
+CREATE FUNCTION @extschema@.set_source_detection(name text, detect boolean) RETURNS void
+    LANGUAGE plpgsql STRICT VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE @extschema@.sources s SET detect = set_source_detection.detect
+     WHERE s.name = set_source_detection.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'source "%" does not exist', set_source_detection.name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM logagg.sources lists the sources.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.set_source_detection(text, boolean) IS
+    'Turns on or off reading the level, HTTP status and time of a source''s plain-text lines from the line itself (logagg.sources.detect; on for new sources).';
+REVOKE ALL ON FUNCTION @extschema@.set_source_detection(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.set_source_detection(text, boolean) TO logagg_admin;
+GRANT SELECT (detect) ON @extschema@.sources TO logagg_reader;
 -- Privileges (schema/00_core.sql, schema/90_privileges.sql): a dedicated
 -- non-superuser role, logagg_owner, owns every object and is the role the
 -- background workers and the SECURITY DEFINER functions run as; logagg_admin

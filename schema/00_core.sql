@@ -130,10 +130,13 @@ CREATE TABLE @extschema@.sources (
     token_hash  bytea NOT NULL UNIQUE,
     enabled     boolean NOT NULL DEFAULT true,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    revoked_at  timestamptz
+    revoked_at  timestamptz,
+    detect      boolean NOT NULL DEFAULT true
 );
 COMMENT ON TABLE @extschema@.sources IS
     'Log sources and the SHA-256 of their ingest token (the token itself is shown once by logagg.create_source and never stored).';
+COMMENT ON COLUMN @extschema@.sources.detect IS
+    'Read the level, HTTP status and time of this source''s plain-text lines from the line itself (docs/shippers.md); set with logagg.set_source_detection.';
 
 CREATE TABLE @extschema@.streams (
     stream_id   text PRIMARY KEY CHECK (length(stream_id) BETWEEN 1 AND 128),

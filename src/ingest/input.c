@@ -140,6 +140,9 @@ ingest_server_process_input(void)
 	 */
 	if (logagg_auth == LOGAGG_AUTH_TOKEN && ingest_conns != NULL)
 		ingest_auth_refresh(ingest_auth_outdated(ingest_latest_received));
+	/* under trust too: the cache says which sources read plain-text lines */
+	else if (ingest_conns != NULL)
+		ingest_auth_load_if_stale();
 
 	while (progress && !ingest_server_batch_full())
 	{
@@ -179,6 +182,7 @@ ingest_server_process_input(void)
 			origin.accepted = cb_accepted;
 			origin.rejected = cb_rejected;
 			origin.refused = cb_refused;
+			origin.detects = ingest_auth_detects;
 			/* a message of many records stops when the batch is full */
 			if (c->es ? ingest_es_parse_part(ingest_cur_batch, &origin, c, m->data, m->len, &m->pos) :
 				ingest_parse_message_part(ingest_cur_batch, &origin, m->data, m->len, &m->pos,

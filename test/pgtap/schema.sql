@@ -1,7 +1,7 @@
 -- pgTAP: CREATE EXTENSION logagg creates every fixed object of
 -- docs/design.md §3 with the documented columns and types.
 BEGIN;
-SELECT plan(112);
+SELECT plan(113);
 
 SELECT has_schema('logagg');
 SELECT has_type('logagg', 'severity', 'severity type');
@@ -40,6 +40,7 @@ SELECT col_type_is('logagg', 'sources', 'name', 'text', 'sources.name');
 SELECT col_type_is('logagg', 'sources', 'token_hash', 'bytea', 'sources.token_hash');
 SELECT col_type_is('logagg', 'sources', 'enabled', 'boolean', 'sources.enabled');
 SELECT col_type_is('logagg', 'sources', 'created_at', 'timestamp with time zone', 'sources.created_at');
+SELECT col_type_is('logagg', 'sources', 'detect', 'boolean', 'sources.detect');
 SELECT has_table('logagg', 'streams', 'streams table');
 SELECT col_type_is('logagg', 'streams', 'stream_id', 'text', 'streams.stream_id');
 SELECT col_type_is('logagg', 'streams', 'source', 'text', 'streams.source');
