@@ -414,6 +414,7 @@ ingest_detect_line(const char *line, int len, TimestampTz received_at, DetectRes
 	{
 		const char *v;
 		int			n;
+		char		c;
 
 		/* only at the start of a word */
 		if (!IS_ALPHA(*p) || (p > line && (IS_WORDCH(p[-1]) || p[-1] == '.')))
@@ -425,15 +426,22 @@ ingest_detect_line(const char *line, int len, TimestampTz received_at, DetectRes
 				out->has_status = true;
 			continue;
 		}
-		if (kind > LV_KEY &&
+		/* the keys start with l, s or h: most words are none */
+		c = pg_ascii_tolower((unsigned char) *p);
+		if (kind > LV_KEY && (c == 'l' || c == 's') &&
 			(v = key_value(p, end, level_keys, lengthof(level_keys))) != NULL)
 		{
+			const char *w;
+
 			for (n = 0; v + n < end && IS_ALPHA(v[n]); n++)
 				;
-			if ((level = level_word(v, n)) != NULL)
+			if ((w = level_word(v, n)) != NULL)
+			{
+				level = w;
 				kind = LV_KEY;
+			}
 		}
-		if (!status_by_key &&
+		if (!status_by_key && (c == 's' || c == 'h') &&
 			(v = key_value(p, end, status_keys, lengthof(status_keys))) != NULL &&
 			http_status(v, end, &out->status))
 		{

@@ -61,6 +61,7 @@ sub plain_lines
 		[ qq(time=${rfc}Z level=warn msg="slow query" duration=2.3s status=200), 'warn', 200, undef, 'low' ],
 		[ qq(lvl=E msg="no such level word" status_code=503), undef, 503, undef, 'critical' ],
 		[ qq([WARN] cache miss ratio high), 'warn', undef, undef, 'low' ],
+		[ qq([WARN] quota near limit level=unknown), 'warn', undef, undef, 'low' ],
 		[ qq(${rfc}Z ERROR payment failed order=200 status=502), 'error', 502, $us, 'critical' ],
 		[ qq(${rfc}.250+02:00 INFO request served in 12 ms), 'info', undef, $us + 250000 - 7200_000_000, 'low' ],
 		[ qq({"level":"error","message":"json in a log line","status":500}), 'error', 500, undef, 'critical' ],
