@@ -50,7 +50,6 @@ static void
 rec_field_start(void *state, char *fname, bool isnull)
 {
 	RecState   *st = state;
-
 	int			rank;
 
 	if (st->d.depth != 1)
@@ -64,7 +63,7 @@ rec_field_start(void *state, char *fname, bool isnull)
 			st->cur = F_ATTR;
 			break;
 		case FIELD_DISPLACE:
-			/* a name listed before the holder's: the holder goes to attrs */
+			/* a name listed before the holder's (or a null holder): the holder goes to attrs */
 			appendStringInfoChar(&st->attrs, st->attrs.len == 0 ? '{' : ',');
 			escape_json(&st->attrs, ingest_field_name(st->rank[st->cur]));
 			appendStringInfoChar(&st->attrs, ':');

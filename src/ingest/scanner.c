@@ -395,7 +395,7 @@ ingest_scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int dept
 		{
 			if (claim == FIELD_DISPLACE)
 			{
-				/* a name listed before the holder's: the holder goes to attrs */
+				/* a name listed before the holder's (or a null holder): the holder goes to attrs */
 				const char *name = ingest_field_name(st->rank[f]);
 
 				if (st->held[f][0] == '{' || st->held[f][0] == '[')
