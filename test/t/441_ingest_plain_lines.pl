@@ -105,6 +105,33 @@ ok(poll_until(sub {
 	sql("SELECT level = 'error' AND status = 502 AND severity = 'critical' FROM logagg.logs WHERE message = '$probe on-$n'") eq 't';
 }, 30), 'detection on again: the line gets its level, status and severity');
 
+# ---- under logagg.auth = trust (records name their source): the worker still follows the switch ----
+sql("SELECT logagg.create_source('svc-trust')");
+sql("SELECT logagg.set_source_detection('svc-trust', false)");
+sql("ALTER SYSTEM SET logagg.auth = 'trust'");
+sql("SELECT pg_reload_conf()");
+sub post_trust
+{
+	my ($source, $line) = @_;
+	return $http->request('POST', "http://127.0.0.1:$port/ingest",
+		{ content => $json->encode({ source => $source, log => $line }) })->{status};
+}
+ok(poll_until(sub { $n++; post_trust('svc-free', "$probe trust-$n") == 200 }, 30), 'trust: no token needed');
+ok(poll_until(sub {
+	$n++;
+	post_trust('svc-trust', "$probe t-off-$n");
+	sql("SELECT level IS NULL AND status IS NULL FROM logagg.logs WHERE message = '$probe t-off-$n'") eq 't';
+}, 30), 'trust: a source with detection off is stored as it came');
+post_trust('svc-free', "$probe t-free");
+is(sql("SELECT level || '/' || status FROM logagg.logs WHERE message = '$probe t-free'"), 'error/502',
+	'trust: a source the table does not know is read');
+sql("SELECT logagg.set_source_detection('svc-trust', true)");
+ok(poll_until(sub {
+	$n++;
+	post_trust('svc-trust', "$probe t-on-$n");
+	sql("SELECT level = 'error' AND status = 502 FROM logagg.logs WHERE message = '$probe t-on-$n'") eq 't';
+}, 30), 'trust: switched on again, the worker reads the source\'s lines');
+
 my ($err) = $node->psql('postgres', "SELECT logagg.set_source_detection('no-such-source', true)", stderr => \my $stderr);
 like($stderr, qr/source "no-such-source" does not exist/, 'set_source_detection: an unknown source is an error');
 is(sql("SELECT pid FROM logagg.status() WHERE kind = 'ingest'"), $pid, 'the ingest worker kept its PID');
