@@ -1,7 +1,7 @@
 -- pgTAP: CREATE EXTENSION logagg creates every fixed object of
 -- docs/design.md §3 with the documented columns and types.
 BEGIN;
-SELECT plan(113);
+SELECT plan(114);
 
 SELECT has_schema('logagg');
 SELECT has_type('logagg', 'severity', 'severity type');
@@ -129,6 +129,7 @@ SELECT is((SELECT count(*)::int FROM pg_class c, unnest(ARRAY['TRIGGER', 'TRUNCA
 SELECT function_returns('logagg', 'classify', ARRAY['integer', 'text', 'text', 'text'], 'logagg.severity', 'classify(int, text, text, text) -> severity');
 SELECT function_returns('logagg', 'create_source', ARRAY['text'], 'text', 'create_source(text) -> text');
 SELECT has_function('logagg', 'revoke_source', ARRAY['text'], 'revoke_source(text)');
+SELECT has_function('logagg', 'set_source_detection', ARRAY['text', 'boolean'], 'set_source_detection(text, boolean)');
 SELECT has_function('logagg', 'status', ARRAY[]::text[], 'status()');
 SELECT has_function('logagg', 'maintain', ARRAY[]::text[], 'maintain()');
 SELECT function_returns('logagg', 'ingest', ARRAY['jsonb'], 'bigint', 'ingest(jsonb) -> bigint');
