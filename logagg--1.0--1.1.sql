@@ -630,6 +630,34 @@ COMMENT ON FUNCTION @extschema@.create_source(text, boolean, text) IS
     'Creates a log source and returns its ingest token. The token is shown only this once; only its SHA-256 is stored. forwarder => true: the token''s records name their own source (sources => ''team-a-*,billing'' limits which, as globs).';
 REVOKE ALL ON FUNCTION @extschema@.create_source(text, boolean, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.create_source(text, boolean, text) TO logagg_admin;
+-- ---- plain-text lines: level, status and time read from the line ----
+-- A source may turn off reading its plain-text lines' level, HTTP status
+-- and time from the line itself (schema/00_core.sql,
+-- schema/10_core_functions.sql; docs/shippers.md).
+ALTER TABLE @extschema@.sources ADD COLUMN detect boolean NOT NULL DEFAULT true;
+COMMENT ON COLUMN @extschema@.sources.detect IS
+    'Read the level, HTTP status and time of this source''s plain-text lines from the line itself (docs/shippers.md); set with logagg.set_source_detection.';
+
+CREATE FUNCTION @extschema@.set_source_detection(name text, detect boolean) RETURNS void
+    LANGUAGE plpgsql STRICT VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE @extschema@.sources s SET detect = set_source_detection.detect
+     WHERE s.name = set_source_detection.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'source "%" does not exist', set_source_detection.name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM logagg.sources lists the sources.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.set_source_detection(text, boolean) IS
+    'Turns on or off reading the level, HTTP status and time of a source''s plain-text lines from the line itself (logagg.sources.detect; on for new sources).';
+REVOKE ALL ON FUNCTION @extschema@.set_source_detection(text, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.set_source_detection(text, boolean) TO logagg_admin;
+GRANT SELECT (detect) ON @extschema@.sources TO logagg_reader;
+
 -- ---- scale-out on Citus ----
 -- logagg.distribute(), the node role and the alert hand-over from worker
 -- nodes (schema/60_citus.sql), and maintain() doing nothing on a Citus

@@ -134,7 +134,8 @@ CREATE TABLE @extschema@.sources (
     forwarder   boolean NOT NULL DEFAULT false,
     forward_sources text,
     CONSTRAINT sources_forward_sources_check CHECK (forward_sources IS NULL OR (forwarder AND length(forward_sources) <= 256
-        AND forward_sources ~ '^[A-Za-z0-9*?][A-Za-z0-9*?._-]{0,127}(,[A-Za-z0-9*?][A-Za-z0-9*?._-]{0,127})*$'))
+        AND forward_sources ~ '^[A-Za-z0-9*?][A-Za-z0-9*?._-]{0,127}(,[A-Za-z0-9*?][A-Za-z0-9*?._-]{0,127})*$')),
+    detect      boolean NOT NULL DEFAULT true
 );
 COMMENT ON TABLE @extschema@.sources IS
     'Log sources and the SHA-256 of their ingest token (the token itself is shown once by logagg.create_source and never stored).';
@@ -142,6 +143,8 @@ COMMENT ON COLUMN @extschema@.sources.forwarder IS
     'A forwarding token (a collector''s): each record names its own source (source, service.name, Loki service_name/job/app), else the token''s name is used.';
 COMMENT ON COLUMN @extschema@.sources.forward_sources IS
     'For a forwarder: the source names its records may take, as comma-separated globs (* any run, ? one character); NULL = any valid name.';
+COMMENT ON COLUMN @extschema@.sources.detect IS
+    'Read the level, HTTP status and time of this source''s plain-text lines from the line itself (docs/shippers.md); set with logagg.set_source_detection.';
 
 CREATE TABLE @extschema@.streams (
     stream_id   text PRIMARY KEY CHECK (length(stream_id) BETWEEN 1 AND 128),

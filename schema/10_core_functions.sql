@@ -27,6 +27,23 @@ CREATE FUNCTION @extschema@.create_source(name text, forwarder boolean DEFAULT f
 COMMENT ON FUNCTION @extschema@.create_source(text, boolean, text) IS
     'Creates a log source and returns its ingest token. The token is shown only this once; only its SHA-256 is stored. forwarder => true: the token''s records name their own source (sources => ''team-a-*,billing'' limits which, as globs).';
 
+CREATE FUNCTION @extschema@.set_source_detection(name text, detect boolean) RETURNS void
+    LANGUAGE plpgsql STRICT VOLATILE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE @extschema@.sources s SET detect = set_source_detection.detect
+     WHERE s.name = set_source_detection.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'source "%" does not exist', set_source_detection.name
+            USING ERRCODE = 'undefined_object',
+                  HINT = 'SELECT name FROM logagg.sources lists the sources.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.set_source_detection(text, boolean) IS
+    'Turns on or off reading the level, HTTP status and time of a source''s plain-text lines from the line itself (logagg.sources.detect; on for new sources).';
+
 CREATE FUNCTION @extschema@.rotate_source_token(name text) RETURNS text
     LANGUAGE c STRICT VOLATILE AS 'MODULE_PATHNAME', 'logagg_rotate_source_token';
 COMMENT ON FUNCTION @extschema@.rotate_source_token(text) IS

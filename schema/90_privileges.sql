@@ -73,7 +73,7 @@ GRANT SELECT ON @extschema@.logs, @extschema@.logs_default, @extschema@.rules,
       @extschema@.sync_log, @extschema@.partitions
     TO logagg_reader;
 -- column grants: token hashes and destination configs stay hidden
-GRANT SELECT (name, enabled, created_at, revoked_at, forwarder, forward_sources) ON @extschema@.sources TO logagg_reader;
+GRANT SELECT (name, enabled, created_at, revoked_at, forwarder, forward_sources, detect) ON @extschema@.sources TO logagg_reader;
 GRANT SELECT (name, kind, enabled, created_at, updated_at) ON @extschema@.destinations TO logagg_reader;
 
 GRANT logagg_reader, logagg_writer TO logagg_admin;
@@ -91,6 +91,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.create_source(text, boolean, text),
                           @extschema@.revoke_source(text),
                           @extschema@.maintain()
     TO logagg_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.set_source_detection(text, boolean) TO logagg_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.ingest(jsonb) TO logagg_writer;
 GRANT EXECUTE ON FUNCTION @extschema@.grant_source_write(name, text),
                           @extschema@.revoke_source_write(name, text)

@@ -15,6 +15,8 @@ PACKAGES=(
   python3 python3-websockets python3-aiosmtpd
   curl procps valgrind
   openssl
+  syslog-ng-core syslog-ng-mod-http syslog-ng-scl
+  libestr0 libfastjson4 liblognorm5
 )
 
 SUDO=""
@@ -69,4 +71,24 @@ if [ -n "${CITUS_SOURCE:-}" ] &&
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${CITUS_BUILD_DEPS[@]}" >/dev/null
   $SUDO env PATH="$PATH" CITUS_SOURCE="$CITUS_SOURCE" bash "$(dirname "$0")/install-citus.sh"
+fi
+
+# rsyslog (its omelasticsearch output, for the shipper tests) conflicts with
+# syslog-ng-core as a Debian package (both provide system-log-daemon), so it
+# is unpacked, not installed, into a private directory: the tests run its
+# rsyslogd with -M pointing at its modules.  Its libraries (libestr0,
+# libfastjson4, liblognorm5, libcurl4 ...) are in PACKAGES above.
+RSYSLOG_DIR=${LOGAGG_RSYSLOG_DIR:-/opt/logagg-rsyslog}
+if [ ! -x "$RSYSLOG_DIR/usr/sbin/rsyslogd" ] || [ ! -f "$RSYSLOG_DIR/usr/lib/x86_64-linux-gnu/rsyslog/omelasticsearch.so" ]; then
+  echo "install-deps: unpacking rsyslog and rsyslog-elasticsearch into $RSYSLOG_DIR"
+  tmp=$(mktemp -d)
+  (cd "$tmp" && apt-get download rsyslog rsyslog-elasticsearch >/dev/null 2>&1) || {
+    $SUDO apt-get update -qq
+    (cd "$tmp" && apt-get download rsyslog rsyslog-elasticsearch >/dev/null)
+  }
+  $SUDO mkdir -p "$RSYSLOG_DIR"
+  for deb in "$tmp"/*.deb; do
+    $SUDO dpkg -x "$deb" "$RSYSLOG_DIR"
+  done
+  rm -rf "$tmp"
 fi

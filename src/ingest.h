@@ -36,6 +36,8 @@
 #define INGEST_REJECT_RAW_BYTES	(64 * 1024)
 /* Longest reject reason (cut at a character boundary). */
 #define INGEST_REJECT_REASON_BYTES	256
+/* How much of a plain-text line's start is read for its level, status and time */
+#define INGEST_DETECT_SCAN_BYTES	1024
 /* Deepest JSON nesting accepted (deeper frames are refused, not parsed). */
 #define INGEST_MAX_JSON_DEPTH	64
 
@@ -159,6 +161,12 @@ typedef struct IngestOrigin
 	 * before it commits.
 	 */
 	void		(*refused) (void *arg, const IngestRecord *rec, const char *reason);
+
+	/*
+	 * Does the record's source want plain-text lines read for their level,
+	 * status and time (logagg.sources.detect)?  NULL: yes.
+	 */
+	bool		(*detects) (const char *source);
 } IngestOrigin;
 
 /*

@@ -1216,6 +1216,52 @@ check_source_grants(IngestBatch *batch)
 	hash_destroy(allowed);
 }
 
+/*
+ * logagg.ingest(): the sources that turned off the reading of plain-text
+ * lines (sources.detect), looked up once per call; the parser asks
+ * sql_detects.
+ */
+static HTAB *sql_no_detect = NULL;
+
+static bool
+sql_detects(const char *source)
+{
+	return sql_no_detect == NULL || strlen(source) > INGEST_MAX_SOURCE_LEN ||
+		hash_search(sql_no_detect, source, HASH_FIND, NULL) == NULL;
+}
+
+static void
+load_no_detect(void)
+{
+	HASHCTL		ctl;
+	MemoryContext caller = CurrentMemoryContext;	/* SPI_finish frees its own */
+
+	sql_no_detect = NULL;
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "logagg: SPI_connect failed");
+	/* detect through to_jsonb: a 1.0 schema not yet updated has no such column */
+	if (SPI_execute("SELECT name FROM logagg.sources s "
+					"WHERE NOT coalesce((pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'detect')::boolean, true)",
+					true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "logagg: reading logagg.sources failed");
+	if (SPI_processed > 0)
+	{
+		ctl.keysize = INGEST_MAX_SOURCE_LEN + 1;
+		ctl.entrysize = INGEST_MAX_SOURCE_LEN + 1;
+		ctl.hcxt = caller;
+		sql_no_detect = hash_create("logagg sources without detection", 16, &ctl,
+									HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			char	   *src = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+
+			if (src && strlen(src) <= INGEST_MAX_SOURCE_LEN)
+				(void) hash_search(sql_no_detect, src, HASH_ENTER, NULL);
+		}
+	}
+	SPI_finish();
+}
+
 PG_FUNCTION_INFO_V1(logagg_ingest_sql);
 Datum
 logagg_ingest_sql(PG_FUNCTION_ARGS)
@@ -1233,7 +1279,10 @@ logagg_ingest_sql(PG_FUNCTION_ARGS)
 	memset(&origin, 0, sizeof(origin));
 	origin.peer = "sql";
 	origin.received_at = GetCurrentTimestamp();
+	origin.detects = sql_detects;
+	load_no_detect();
 	ingest_parse_message(batch, &origin, text, strlen(text));
+	sql_no_detect = NULL;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "logagg: SPI_connect failed");

@@ -5,7 +5,8 @@
  *		hashes of logagg.sources, reloaded when the sources_changed trigger's
  *		relcache invalidation arrives, and the revocation of connections whose
  *		token is no longer valid.  The cache also says which tokens forward
- *		(records name their own source) and within which patterns.
+ *		(records name their own source) and within which patterns, and which
+ *		sources turned off the reading of plain-text lines (sources.detect).
  *
  * The main loop starts an empty transaction before servicing the sockets
  * when none ran in the last millisecond, so a revoked token is refused
@@ -38,7 +39,14 @@ typedef struct SourceEntry
 	char		forward_sources[INGEST_MAX_FORWARD_SOURCES_LEN + 1];	/* "" = any */
 } SourceEntry;
 
+/* a source that turned off the reading of plain-text lines */
+typedef struct NoDetectEntry
+{
+	char		name[INGEST_MAX_SOURCE_LEN + 1];	/* key */
+} NoDetectEntry;
+
 static HTAB *sources = NULL;
+static HTAB *no_detect = NULL;
 static bool sources_valid = false;
 static Oid	sources_relid = InvalidOid;
 static TimestampTz last_xact_start = 0;
@@ -64,15 +72,24 @@ sources_load(void)
 	ctl.hcxt = TopMemoryContext;
 	sources = hash_create("logagg ingest tokens", 64, &ctl,
 						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	if (no_detect)
+		hash_destroy(no_detect);
+	ctl.keysize = INGEST_MAX_SOURCE_LEN + 1;
+	ctl.entrysize = sizeof(NoDetectEntry);
+	no_detect = hash_create("logagg sources without detection", 16, &ctl,
+							HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
 	sources_valid = true;		/* an invalidation during the load wins */
 	sources_relid = get_relname_relid("sources", get_namespace_oid(LOGAGG_SCHEMA, false));
 
-	/* version 1.0's table (before ALTER EXTENSION UPDATE) has no forwarders */
-	if (get_attnum(sources_relid, "forwarder") != InvalidAttrNumber)
-		ret = SPI_execute("SELECT name, token_hash, enabled, forwarder, forward_sources "
-						  "FROM logagg.sources", true, 0);
-	else
-		ret = SPI_execute("SELECT name, token_hash, enabled FROM logagg.sources", true, 0);
+	/*
+	 * The columns 1.1 added, through to_jsonb: a 1.0 schema not yet
+	 * updated (ALTER EXTENSION UPDATE) has none of them.
+	 */
+	ret = SPI_execute("SELECT name, token_hash, enabled, "
+					  "coalesce((pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'detect')::boolean, true), "
+					  "coalesce((pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'forwarder')::boolean, false), "
+					  "pg_catalog.to_jsonb(s) OPERATOR(pg_catalog.->>) 'forward_sources' "
+					  "FROM logagg.sources s", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "logagg: reading logagg.sources failed: %s", SPI_result_code_string(ret));
 	for (uint64 i = 0; i < SPI_processed; i++)
@@ -83,19 +100,23 @@ sources_load(void)
 		bytea	   *hash = DatumGetByteaPP(SPI_getbinval(tup, desc, 2, &isnull));
 		SourceEntry *e;
 		bool		found;
+		bool		detect_null;
+		char	   *name = SPI_getvalue(tup, desc, 1);
+
+		if (!DatumGetBool(SPI_getbinval(tup, desc, 4, &detect_null)) && !detect_null &&
+			strlen(name) <= INGEST_MAX_SOURCE_LEN)
+			(void) hash_search(no_detect, name, HASH_ENTER, NULL);
 
 		if (isnull || VARSIZE_ANY_EXHDR(hash) != LOGAGG_TOKEN_HASH_LEN)
 			continue;
 		e = hash_search(sources, VARDATA_ANY(hash), HASH_ENTER, &found);
-		strlcpy(e->name, SPI_getvalue(tup, desc, 1), sizeof(e->name));
+		strlcpy(e->name, name, sizeof(e->name));
 		e->enabled = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
-		e->forwarder = false;
+		e->forwarder = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull)) && !isnull;
 		e->forward_sources[0] = '\0';
-		if (desc->natts >= 5)
 		{
-			char	   *pattern = SPI_getvalue(tup, desc, 5);
+			char	   *pattern = SPI_getvalue(tup, desc, 6);
 
-			e->forwarder = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
 			if (pattern)
 				strlcpy(e->forward_sources, pattern, sizeof(e->forward_sources));
 		}
@@ -169,6 +190,21 @@ ingest_auth_refresh(bool force)
 	{
 		logagg_run_or_exit(sources_load_cb, NULL, "logagg ingest: loading tokens");
 		close_revoked();
+	}
+}
+
+/*
+ * Under trust no token is checked, but the cache still says which sources
+ * read plain-text lines: load it when a change made it stale (the batches'
+ * transactions deliver the invalidations).
+ */
+void
+ingest_auth_load_if_stale(void)
+{
+	if (!sources_valid)
+	{
+		last_xact_start = GetCurrentTimestamp();
+		logagg_run_or_exit(sources_load_cb, NULL, "logagg ingest: loading sources");
 	}
 }
 
@@ -290,6 +326,18 @@ ingest_auth_forwarding(const uint8 *hash, IngestOrigin *origin)
 		return;
 	origin->forwarder = true;
 	origin->forward_sources = e->forward_sources[0] ? e->forward_sources : NULL;
+}
+
+/*
+ * Does SOURCE want its plain-text lines read (sources.detect)?  A source
+ * the table does not know does (a name a record gave under trust).
+ * Called while parsing, outside transactions: a hash lookup only.
+ */
+bool
+ingest_auth_detects(const char *source)
+{
+	return no_detect == NULL || strlen(source) > INGEST_MAX_SOURCE_LEN ||
+		hash_search(no_detect, source, HASH_FIND, NULL) == NULL;
 }
 
 /* Register for invalidations of logagg.sources (once, at server start). */

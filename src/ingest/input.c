@@ -207,6 +207,9 @@ ingest_server_process_input(void)
 	 */
 	if (logagg_auth == LOGAGG_AUTH_TOKEN && ingest_conns != NULL)
 		ingest_auth_refresh(ingest_auth_outdated(ingest_latest_received));
+	/* under trust too: the cache says which sources read plain-text lines */
+	else if (ingest_conns != NULL)
+		ingest_auth_load_if_stale();
 
 	while (progress && !ingest_server_batch_full())
 	{
@@ -248,6 +251,7 @@ ingest_server_process_input(void)
 			origin.accepted = cb_accepted;
 			origin.rejected = cb_rejected;
 			origin.refused = cb_refused;
+			origin.detects = ingest_auth_detects;
 			if (m->encoding != BODY_IDENTITY)
 				m = decode_body(c, m, &origin);
 			/* a message of many records stops when the batch is full */

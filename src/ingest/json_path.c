@@ -50,10 +50,28 @@ static void
 rec_field_start(void *state, char *fname, bool isnull)
 {
 	RecState   *st = state;
+	int			rank;
 
 	if (st->d.depth != 1)
 		return;
-	st->cur = ingest_field_of(fname);
+	st->cur = ingest_field_of(fname, &rank);
+	switch (ingest_field_claim(st, st->cur, rank, isnull))
+	{
+		case FIELD_TAKE:
+			break;
+		case FIELD_LOSE:
+			st->cur = F_ATTR;
+			break;
+		case FIELD_DISPLACE:
+			/* a name listed before the holder's (or a null holder): the holder goes to attrs */
+			appendStringInfoChar(&st->attrs, st->attrs.len == 0 ? '{' : ',');
+			escape_json(&st->attrs, ingest_field_name(st->rank[st->cur]));
+			appendStringInfoChar(&st->attrs, ':');
+			appendBinaryStringInfo(&st->attrs, st->held[st->cur], st->heldlen[st->cur]);
+			break;
+	}
+	if (st->cur != F_ATTR)
+		st->rank[st->cur] = rank;
 	st->cur_start = st->d.lex->token_start;
 	st->cur_scalar = false;
 }
@@ -66,6 +84,11 @@ rec_field_end(void *state, char *fname, bool isnull)
 
 	if (st->d.depth != 1)
 		return;
+	if (st->cur != F_ATTR)
+	{
+		st->held[st->cur] = st->cur_start;
+		st->heldlen[st->cur] = end - st->cur_start;
+	}
 	if (st->cur == F_ATTR)
 	{
 		/* keep the field as it came: name re-escaped, value's raw text */

@@ -72,7 +72,19 @@ typedef struct RecState
 	bool		in_batch;		/* scanner: val[], raw_message, attrs_text are
 								 * already in the batch's memory */
 	const char *bad;			/* reason to reject, found while parsing */
+	/* which of a field's names holds it (ingest_field_claim) */
+	uint8		rank[F_NUM_FIELDS];	/* its rank; 0 = none */
+	const char *held[F_NUM_FIELDS];	/* its value's raw JSON text, in the unit */
+	int			heldlen[F_NUM_FIELDS];
 } RecState;
+
+/* ingest_field_claim: who keeps a field a record names more than once */
+typedef enum FieldClaim
+{
+	FIELD_TAKE,					/* the new name */
+	FIELD_LOSE,					/* the holder; the new name goes to attrs */
+	FIELD_DISPLACE				/* the new name; the holder goes to attrs */
+} FieldClaim;
 
 /* JSON whitespace and digits, as both parse paths and the framing see them */
 #define IS_WS(c) ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
@@ -94,7 +106,19 @@ skip_ws(char *p, char *end)
  */
 /* timestamp.c */
 extern bool ingest_parse_timestamp(const char *s, int len, TimestampTz *result);
-extern bool ingest_epoch_ms_to_timestamp(const char *token, TimestampTz *result);
+extern bool ingest_epoch_to_timestamp(const char *token, TimestampTz *result);
+
+/* detect.c */
+typedef struct DetectResult
+{
+	const char *level;			/* canonical level name, or NULL */
+	bool		has_status;
+	int			status;
+	bool		has_ts;
+	TimestampTz ts;
+} DetectResult;
+extern void ingest_detect_line(const char *line, int len, TimestampTz received_at,
+							   DetectResult *out);
 
 /* input_checks.c */
 extern int	ingest_json_nesting_depth(const char *s, int len);
@@ -103,8 +127,11 @@ extern bool ingest_is_hex(const char *s);
 extern bool ingest_parse_int64(const char *s, int64 *out);
 
 /* record.c */
-extern RecField ingest_field_of(const char *name);
-extern RecField ingest_field_of_len(const char *name, int len);
+extern RecField ingest_field_of(const char *name, int *rank);
+extern RecField ingest_field_of_len(const char *name, int len, int *rank);
+extern const char *ingest_field_name(int rank);
+extern FieldClaim ingest_field_claim(const RecState *st, RecField f, int rank,
+									  bool is_null);
 extern void ingest_finish_record(IngestBatch *batch, const IngestOrigin *origin,
 								 RecState *st, char *text, int len);
 /* writes a decoded record's text (for logagg.rejected) into buf */

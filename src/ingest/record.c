@@ -15,48 +15,57 @@
 #include "postgres.h"
 
 #include "mb/pg_wchar.h"
+#include "utils/json.h"
 #include "utils/memutils.h"
 
 #include "ingest/parse_int.h"
 
-/* Fields of the protocol mapped to columns, with their other names. */
+/*
+ * Fields of the protocol mapped to columns, with their other names: the
+ * names shippers and logging libraries use (Fluent Bit, Vector, Filebeat,
+ * syslog-ng, journald, OpenTelemetry, Elastic Common Schema, Python).
+ * Each field's names are listed in their order of precedence: when a
+ * record holds several names of one field, the one listed first wins,
+ * wherever it stands in the record, and the others are kept in attrs
+ * (docs/shippers.md has this table).  A name's rank is its place in this
+ * list, plus one.
+ */
 static const struct
 {
 	const char *name;
 	RecField	field;
 }			field_names[] = {
-	{"ts", F_TS},
+	{"ts", F_TS}, {"timestamp", F_TS}, {"@timestamp", F_TS}, {"time", F_TS}, {"date", F_TS},
 	{"source", F_SOURCE}, {"service", F_SOURCE},
-	{"level", F_LEVEL}, {"severity_text", F_LEVEL},
+	{"level", F_LEVEL}, {"severity", F_LEVEL}, {"log.level", F_LEVEL},
+	{"severity_text", F_LEVEL}, {"levelname", F_LEVEL},
 	{"severity_number", F_SEVERITY_NUMBER},
-	{"status", F_STATUS}, {"http.status_code", F_STATUS},
-	{"message", F_MESSAGE}, {"msg", F_MESSAGE}, {"body", F_MESSAGE},
-	{"trace_id", F_TRACE_ID}, {"span_id", F_SPAN_ID},
-	{"seq", F_SEQ},
-	/* Elastic Common Schema names, as the Elasticsearch door receives them */
-	{"@timestamp", F_TS}, {"log.level", F_LEVEL},
+	{"status", F_STATUS}, {"status_code", F_STATUS}, {"http.status_code", F_STATUS},
 	{"http.response.status_code", F_STATUS},
-	{"trace.id", F_TRACE_ID}, {"span.id", F_SPAN_ID},
+	{"message", F_MESSAGE}, {"msg", F_MESSAGE}, {"log", F_MESSAGE}, {"body", F_MESSAGE},
+	{"MESSAGE", F_MESSAGE},
+	{"trace_id", F_TRACE_ID}, {"trace.id", F_TRACE_ID},
+	{"span_id", F_SPAN_ID}, {"span.id", F_SPAN_ID},
+	{"seq", F_SEQ},
 };
 
-static const char *const field_display[F_NUM_FIELDS] = {
-	"", "ts", "source", "level", "severity_number", "status", "message",
-	"trace_id", "span_id", "seq"
-};
-
-/* The column field NAME maps to (F_ATTR: none, it goes into attrs). */
+/* The column field NAME maps to (F_ATTR: none, it goes into attrs), and its rank. */
 RecField
-ingest_field_of(const char *name)
+ingest_field_of(const char *name, int *rank)
 {
 	for (int i = 0; i < lengthof(field_names); i++)
 		if (strcmp(name, field_names[i].name) == 0)
+		{
+			*rank = i + 1;
 			return field_names[i].field;
+		}
+	*rank = 0;
 	return F_ATTR;
 }
 
 /* ingest_field_of for a name that is not NUL-terminated (lengths first) */
 RecField
-ingest_field_of_len(const char *name, int len)
+ingest_field_of_len(const char *name, int len, int *rank)
 {
 	static uint8 lens[lengthof(field_names)];
 
@@ -65,8 +74,42 @@ ingest_field_of_len(const char *name, int len)
 			lens[i] = (uint8) strlen(field_names[i].name);
 	for (int i = 0; i < lengthof(field_names); i++)
 		if (lens[i] == len && memcmp(name, field_names[i].name, len) == 0)
+		{
+			*rank = i + 1;
 			return field_names[i].field;
+		}
+	*rank = 0;
 	return F_ATTR;
+}
+
+/* The name of rank RANK (as ingest_field_of gave it) */
+const char *
+ingest_field_name(int rank)
+{
+	Assert(rank >= 1 && rank <= lengthof(field_names));
+	return field_names[rank - 1].name;
+}
+
+/*
+ * A name of field f with rank RANK turned up in a record (IS_NULL: its
+ * value is null, which counts as absent): who keeps the field?
+ * FIELD_TAKE: this name (the field was free, or held by the same name,
+ * which a repeated name overwrites as in jsonb); FIELD_LOSE: the name
+ * that holds it comes first in the list, or this value is null, so this
+ * one goes to attrs; FIELD_DISPLACE: this one comes first, or the
+ * holder's value is null, so the holder (st->rank[f], st->held[f]) goes
+ * to attrs and this one takes the field.
+ */
+FieldClaim
+ingest_field_claim(const RecState *st, RecField f, int rank, bool is_null)
+{
+	if (f == F_ATTR || st->rank[f] == 0 || st->rank[f] == rank)
+		return FIELD_TAKE;
+	if (is_null)
+		return FIELD_LOSE;
+	if (st->held[f][0] == 'n')
+		return FIELD_DISPLACE;
+	return st->rank[f] < rank ? FIELD_LOSE : FIELD_DISPLACE;
 }
 
 /* ---- one validator per field: each returns a reject reason or NULL ---- */
@@ -86,14 +129,23 @@ check_seq(const RecState *st, bool *has_seq, int64 *seq)
 	return NULL;
 }
 
-/* ts: RFC 3339 text or epoch milliseconds, within the accepted window */
+/*
+ * ts: RFC 3339 text, or an epoch time as a number (or a string of one):
+ * seconds, milliseconds, microseconds or nanoseconds, told apart by
+ * magnitude (ingest_epoch_to_timestamp); within the accepted window.
+ */
 static const char *
-check_ts(const char *v, JsonTokenType t, TimestampTz received_at,
+check_ts(const char *name, const char *v, JsonTokenType t, TimestampTz received_at,
 		 TimestampTz *ts, char *buf, int buflen)
 {
-	if (!(t == JSON_TOKEN_STRING ? ingest_parse_timestamp(v, strlen(v), ts) :
-		  t == JSON_TOKEN_NUMBER ? ingest_epoch_ms_to_timestamp(v, ts) : false))
-		return "ts must be an RFC 3339 timestamp or epoch milliseconds";
+	if (!(t == JSON_TOKEN_STRING ? (ingest_parse_timestamp(v, strlen(v), ts) ||
+									ingest_epoch_to_timestamp(v, ts)) :
+		  t == JSON_TOKEN_NUMBER ? ingest_epoch_to_timestamp(v, ts) : false))
+	{
+		snprintf(buf, buflen, "%s must be an RFC 3339 timestamp or epoch seconds, milliseconds, microseconds or nanoseconds",
+				 name);
+		return buf;
+	}
 	if (!ingest_ts_in_window(*ts, received_at, buf, buflen))
 		return buf;
 	return NULL;
@@ -116,14 +168,57 @@ check_source(const IngestOrigin *origin, const char *v, JsonTokenType t, char **
 	return NULL;
 }
 
-/* level: a short string, normalised (lower case, canonical names) */
+/*
+ * A level given as a number: a syslog severity (0 emerg .. 7 debug), or
+ * the levels of pino and bunyan (10 trace, 20 debug ... 60 fatal), which
+ * cannot be mistaken for one.  NULL when it is neither.
+ */
 static const char *
-check_level(IngestBatch *batch, const char *v, JsonTokenType t, char **level)
+level_of_number(int64 n)
+{
+	static const char *const syslog_names[] = {
+		"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"
+	};
+	static const char *const pino_names[] = {
+		"trace", "debug", "info", "warn", "error", "fatal"
+	};
+	const char *name = NULL;
+
+	if (n >= 0 && n <= 7)
+		name = syslog_names[n];
+	else if (n >= 10 && n <= 60 && n % 10 == 0)
+		name = pino_names[n / 10 - 1];
+	return name ? logagg_normalize_level(name, strlen(name)) : NULL;
+}
+
+/*
+ * level: a short string, normalised (lower case, canonical names); a
+ * number, or a string of one digit, as level_of_number reads it
+ */
+static const char *
+check_level(IngestBatch *batch, const char *name, const char *v, JsonTokenType t,
+			char **level, char *buf, int buflen)
 {
 	const char *canon;
+	int64		n;
 
+	if (t == JSON_TOKEN_NUMBER ||
+		(t == JSON_TOKEN_STRING && v[0] >= '0' && v[0] <= '7' && v[1] == '\0'))
+	{
+		if (!ingest_parse_int64(v, &n) || (canon = level_of_number(n)) == NULL)
+		{
+			snprintf(buf, buflen, "%s must be a string of at most 32 characters, a syslog severity from 0 to 7 or a pino level",
+					 name);
+			return buf;
+		}
+		*level = (char *) canon;
+		return NULL;
+	}
 	if (t != JSON_TOKEN_STRING || strlen(v) > 32)
-		return "level must be a string of at most 32 characters";
+	{
+		snprintf(buf, buflen, "%s must be a string of at most 32 characters", name);
+		return buf;
+	}
 	canon = logagg_normalize_level(v, strlen(v));
 	/* canonical names are static strings: no copy */
 	if (canon)
@@ -152,14 +247,18 @@ check_severity_number(const char *v, JsonTokenType t, bool has_level, char **lev
 
 /* status: 0 to 999 */
 static const char *
-check_status(const char *v, JsonTokenType t, IngestRecord *rec)
+check_status(const char *name, const char *v, JsonTokenType t, IngestRecord *rec,
+			 char *buf, int buflen)
 {
 	int64		n;
 
 	/* "503" is common enough from string-typed loggers */
 	if ((t != JSON_TOKEN_NUMBER && t != JSON_TOKEN_STRING) ||
 		!ingest_parse_int64(v, &n) || n < 0 || n > 999)
-		return "status must be an integer from 0 to 999";
+	{
+		snprintf(buf, buflen, "%s must be an integer from 0 to 999", name);
+		return buf;
+	}
 	rec->has_status = true;
 	rec->status = (int) n;
 	return NULL;
@@ -175,12 +274,12 @@ check_message(const char *v, char **message)
 
 /* trace_id, span_id: hex strings of at most 64 digits */
 static const char *
-check_hex_id(RecField f, const char *v, JsonTokenType t, char **id,
+check_hex_id(const char *name, const char *v, JsonTokenType t, char **id,
 			 char *buf, int buflen)
 {
 	if (t != JSON_TOKEN_STRING || !ingest_is_hex(v) || strlen(v) > 64)
 	{
-		snprintf(buf, buflen, "%s must be a hex string", field_display[f]);
+		snprintf(buf, buflen, "%s must be a hex string", name);
 		return buf;
 	}
 	*id = (char *) v;
@@ -200,10 +299,15 @@ check_fields(IngestBatch *batch, const IngestOrigin *origin, const RecState *st,
 		const char *v = st->val[f];
 		JsonTokenType t = st->type[f];
 		const char *reason = NULL;
+		const char *name;
 
+		if (st->rank[f] == 0)
+			continue;
+		/* the name the record gave the field: reasons use it */
+		name = ingest_field_name(st->rank[f]);
 		if (st->nonscalar[f] && f != F_MESSAGE)
 		{
-			snprintf(buf, buflen, "%s must not be an object or array", field_display[f]);
+			snprintf(buf, buflen, "%s must not be an object or array", name);
 			return buf;
 		}
 		if (v == NULL)
@@ -211,28 +315,28 @@ check_fields(IngestBatch *batch, const IngestOrigin *origin, const RecState *st,
 		switch ((RecField) f)
 		{
 			case F_TS:
-				reason = check_ts(v, t, origin->received_at, &rec->ts, buf, buflen);
+				reason = check_ts(name, v, t, origin->received_at, &rec->ts, buf, buflen);
 				break;
 			case F_SOURCE:
 				reason = check_source(origin, v, t, &rec->source, buf, buflen);
 				break;
 			case F_LEVEL:
-				reason = check_level(batch, v, t, &rec->level);
+				reason = check_level(batch, name, v, t, &rec->level, buf, buflen);
 				break;
 			case F_SEVERITY_NUMBER:
 				reason = check_severity_number(v, t, st->val[F_LEVEL] != NULL, &rec->level);
 				break;
 			case F_STATUS:
-				reason = check_status(v, t, rec);
+				reason = check_status(name, v, t, rec, buf, buflen);
 				break;
 			case F_MESSAGE:
 				reason = check_message(v, &rec->message);
 				break;
 			case F_TRACE_ID:
-				reason = check_hex_id(F_TRACE_ID, v, t, &rec->trace_id, buf, buflen);
+				reason = check_hex_id(name, v, t, &rec->trace_id, buf, buflen);
 				break;
 			case F_SPAN_ID:
-				reason = check_hex_id(F_SPAN_ID, v, t, &rec->span_id, buf, buflen);
+				reason = check_hex_id(name, v, t, &rec->span_id, buf, buflen);
 				break;
 			case F_SEQ:			/* check_seq */
 			case F_ATTR:
@@ -334,6 +438,80 @@ strings_into_batch(IngestBatch *batch, const IngestOrigin *origin,
 	}
 }
 
+/*
+ * Field f, which lost to what the line itself says (detect_plain_line),
+ * goes to attrs under the name the record gave it.
+ */
+static void
+attrs_add_held(IngestBatch *batch, RecState *st, RecField f)
+{
+	const char *name = ingest_field_name(st->rank[f]);
+
+	if (st->in_batch)
+	{
+		/* the scanner's attrs are final text in the batch (or none) */
+		MemoryContext old = MemoryContextSwitchTo(batch->cxt);
+		StringInfoData b;
+
+		initStringInfo(&b);
+		if (st->attrs_text)
+		{
+			appendBinaryStringInfo(&b, st->attrs_text, strlen(st->attrs_text) - 1);
+			appendStringInfoChar(&b, ',');
+		}
+		else
+			appendStringInfoChar(&b, '{');
+		appendStringInfo(&b, "\"%s\":", name);
+		appendBinaryStringInfo(&b, st->held[f], st->heldlen[f]);
+		appendStringInfoChar(&b, '}');
+		st->attrs_text = b.data;
+		MemoryContextSwitchTo(old);
+	}
+	else
+	{
+		appendStringInfoChar(&st->attrs, st->attrs.len == 0 ? '{' : ',');
+		escape_json(&st->attrs, name);
+		appendStringInfoChar(&st->attrs, ':');
+		appendBinaryStringInfo(&st->attrs, st->held[f], st->heldlen[f]);
+	}
+}
+
+/*
+ * A plain-text line is a record with a string message and no level,
+ * status or severity_number: what tail-style inputs send.  Unless its
+ * source turned detection off, read its level, HTTP status and time from
+ * the line itself (detect.c).  The line's own time wins over a time field
+ * (for a tailed file the shipper's time is when it read the line, the
+ * line's is when it happened); that field then stays in attrs.  A time
+ * outside the accepted window is not used.
+ */
+static void
+detect_plain_line(IngestBatch *batch, const IngestOrigin *origin, RecState *st,
+				  IngestRecord *rec)
+{
+	DetectResult d;
+	char		buf[INGEST_REJECT_REASON_BYTES];
+
+	if (rec->message == NULL || rec->message != st->val[F_MESSAGE] ||
+		st->type[F_MESSAGE] != JSON_TOKEN_STRING ||
+		rec->level != NULL || rec->has_status ||
+		(origin->detects &&
+		 !origin->detects(origin->source ? origin->source :
+						  rec->source ? rec->source : "unknown")))
+		return;
+	ingest_detect_line(rec->message, strnlen(rec->message, INGEST_DETECT_SCAN_BYTES + 1),
+					   origin->received_at, &d);
+	rec->level = (char *) d.level;
+	rec->has_status = d.has_status;
+	rec->status = d.status;
+	if (d.has_ts && ingest_ts_in_window(d.ts, origin->received_at, buf, sizeof(buf)))
+	{
+		rec->ts = d.ts;
+		if (st->rank[F_TS] != 0 && st->val[F_TS] != NULL)
+			attrs_add_held(batch, st, F_TS);
+	}
+}
+
 /* attrs: the fields not mapped to columns, as one JSON object's text */
 static void
 take_attrs(IngestBatch *batch, RecState *st, IngestRecord *rec)
@@ -355,6 +533,7 @@ static void
 keep_record(IngestBatch *batch, const IngestOrigin *origin, RecState *st,
 			IngestRecord *rec, int len)
 {
+	detect_plain_line(batch, origin, st, rec);
 	strings_into_batch(batch, origin, st, rec);
 	rec->stream = origin->stream;
 	rec->peer = origin->peer;

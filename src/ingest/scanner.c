@@ -351,6 +351,29 @@ scan_value(char *p, char *end, int depth, bool *too_big)
 	}
 }
 
+/* Add "name":value (raw JSON texts) to the attrs being built in abuf. */
+static void
+attrs_append(StringInfo abuf, MemoryContext scratch, const char *name, int namelen,
+			 bool quote, const char *val, int vallen)
+{
+	if (abuf->data == NULL)
+	{
+		/* scratch, not the batch's memory (the current context) */
+		MemoryContext old = MemoryContextSwitchTo(scratch);
+
+		initStringInfo(abuf);
+		MemoryContextSwitchTo(old);
+	}
+	appendStringInfoChar(abuf, abuf->len == 0 ? '{' : ',');
+	if (quote)
+		appendStringInfoChar(abuf, '"');
+	appendBinaryStringInfo(abuf, name, namelen);
+	if (quote)
+		appendStringInfoChar(abuf, '"');
+	appendStringInfoChar(abuf, ':');
+	appendBinaryStringInfo(abuf, val, vallen);
+}
+
 /*
  * One record object at *pp (its '{'): fills st like the pg_parse_json
  * callbacks would, advances *pp past the '}'.  false = give up.
@@ -389,36 +412,30 @@ ingest_scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int dept
 				   *ve;
 		bool		esc;
 		RecField	f;
+		int			rank;
+		FieldClaim	claim;
 
 		if (p >= end || *p != '"')
 			return false;
 		ks = p;
 		if ((ke = scan_string(p, end, &esc)) == NULL || esc)
 			return false;
-		f = ingest_field_of_len(ks + 1, ke - ks - 2);
+		f = ingest_field_of_len(ks + 1, ke - ks - 2, &rank);
 		p = skip_ws(ke, end);
 		if (p >= end || *p != ':')
 			return false;
 		vs = p = skip_ws(p + 1, end);
 		if (p >= end)
 			return false;
+		claim = ingest_field_claim(st, f, rank, *vs == 'n');
+		if (claim == FIELD_LOSE)
+			f = F_ATTR;
 
 		if (f == F_ATTR)
 		{
 			if ((ve = scan_value(vs, end, depth, &too_big)) == NULL)
 				return false;
-			if (abuf->data == NULL)
-			{
-				/* scratch, not the batch's memory (the current context) */
-				MemoryContext old = MemoryContextSwitchTo(scratch);
-
-				initStringInfo(abuf);
-				MemoryContextSwitchTo(old);
-			}
-			appendStringInfoChar(abuf, abuf->len == 0 ? '{' : ',');
-			appendBinaryStringInfo(abuf, ks, ke - ks);	/* name as it came */
-			appendStringInfoChar(abuf, ':');
-			appendBinaryStringInfo(abuf, vs, ve - vs);
+			attrs_append(abuf, scratch, ks, ke - ks, false, vs, ve - vs);	/* name as it came */
 		}
 		else if (*vs == '{' || *vs == '[')
 		{
@@ -459,6 +476,22 @@ ingest_scan_record(char **pp, char *end, RecState *st, StringInfo abuf, int dept
 				st->raw_message = NULL;
 			st->val[f] = v;
 			st->type[f] = t;
+		}
+		if (f != F_ATTR)
+		{
+			if (claim == FIELD_DISPLACE)
+			{
+				/* a name listed before the holder's (or a null holder): the holder goes to attrs */
+				const char *name = ingest_field_name(st->rank[f]);
+
+				if (st->held[f][0] == '{' || st->held[f][0] == '[')
+					st->attrs_flat = false;
+				attrs_append(abuf, scratch, name, strlen(name), true,
+							 st->held[f], st->heldlen[f]);
+			}
+			st->rank[f] = rank;
+			st->held[f] = vs;
+			st->heldlen[f] = ve - vs;
 		}
 		p = skip_ws(ve, end);
 		if (p < end && *p == ',')

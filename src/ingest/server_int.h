@@ -200,6 +200,8 @@ extern void ingest_conn_queue_message(Conn *c, const char *data, size_t len);
 /* auth.c: the token cache */
 extern void ingest_auth_init(void);
 extern void ingest_auth_refresh(bool force);
+extern bool ingest_auth_detects(const char *source);
+extern void ingest_auth_load_if_stale(void);
 extern bool ingest_auth_outdated(TimestampTz received);
 extern void ingest_auth_xact_started(TimestampTz when);
 extern int	ingest_authenticate(struct lws *wsi, char *source, int size,

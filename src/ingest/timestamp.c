@@ -2,7 +2,8 @@
  *
  * timestamp.c
  *		The ingest protocol's timestamps: RFC 3339 text (a strict, fast parser
- *		for what loggers write) and epoch milliseconds.
+ *		for what loggers write) and epoch times in seconds, milliseconds,
+ *		microseconds or nanoseconds, told apart by magnitude.
  *
  * Neither raises an error for any input: false means "not a timestamp",
  * and the record is rejected with the ts field's reason.
@@ -34,8 +35,9 @@ digits(const char *s, int n, int *out)
 
 /*
  * RFC 3339: YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM).  A space may
- * stand for the T, and a bare date-time without zone is taken as UTC
- * (both are common in practice).  Parsed by hand, not with timestamptz_in,
+ * stand for the T, a comma for the point (Python's logging), the zone may
+ * be +HHMM, and a bare date-time without zone is taken as UTC (all common
+ * in practice).  Parsed by hand, not with timestamptz_in,
  * because that one raises errors and depends on DateStyle and TimeZone.
  */
 bool
@@ -62,7 +64,7 @@ ingest_parse_timestamp(const char *s, int len, TimestampTz *result)
 		!digits(s + 17, 2, &sec))
 		return false;
 	i = 19;
-	if (i < len && s[i] == '.')
+	if (i < len && (s[i] == '.' || s[i] == ','))
 	{
 		int64		scale = 100000;
 
@@ -82,12 +84,13 @@ ingest_parse_timestamp(const char *s, int len, TimestampTz *result)
 
 		if ((s[i] == 'Z' || s[i] == 'z') && i + 1 == len)
 			i++;
-		else if ((s[i] == '+' || s[i] == '-') && i + 6 == len &&
-				 digits(s + i + 1, 2, &oh) && s[i + 3] == ':' &&
-				 digits(s + i + 4, 2, &om) && oh < 24 && om < 60)
+		else if ((s[i] == '+' || s[i] == '-') &&
+				 ((i + 6 == len && s[i + 3] == ':' && digits(s + i + 4, 2, &om)) ||
+				  (i + 5 == len && digits(s + i + 3, 2, &om))) &&
+				 digits(s + i + 1, 2, &oh) && oh < 24 && om < 60)
 		{
 			offset_secs = (oh * 3600 + om * 60) * (s[i] == '-' ? -1 : 1);
-			i += 6;
+			i = len;
 		}
 		else
 			return false;
@@ -107,18 +110,102 @@ ingest_parse_timestamp(const char *s, int len, TimestampTz *result)
 	return true;
 }
 
-/* Epoch milliseconds (a JSON number) to a timestamp. */
-bool
-ingest_epoch_ms_to_timestamp(const char *token, TimestampTz *result)
-{
-	char	   *end;
-	double		ms = strtod(token, &end);
+/*
+ * Thresholds that tell the unit of an epoch time by its magnitude (of its
+ * integer part): below 1e11 it is seconds (1e11 s is in the year 5138),
+ * below 1e14 milliseconds (1e11 ms is in 1973), below 1e17 microseconds,
+ * else nanoseconds.  So every time from 1973 to 5138 is read right in any
+ * of the four units, and epoch milliseconds -- the protocol's own unit --
+ * are read as before.  docs/protocol.md documents them.
+ */
+#define EPOCH_MAX_SECONDS	INT64CONST(100000000000)
+#define EPOCH_MAX_MILLIS	INT64CONST(100000000000000)
+#define EPOCH_MAX_MICROS	INT64CONST(100000000000000000)
 
-	/* year 1 .. 9999 */
-	if (*end != '\0' || isnan(ms) || ms < -62135596800000.0 || ms > 253402300799000.0)
+/* Microseconds since the Unix epoch to a timestamp, in years 1 .. 9999. */
+static bool
+unix_usecs_to_timestamp(int64 us, TimestampTz *result)
+{
+	if (us < INT64CONST(-62135596800000000) || us > INT64CONST(253402300799999999))
 		return false;
-	*result = (TimestampTz) llround(ms * 1000.0) -
-		((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
+	*result = us - ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY);
 	return true;
 }
 
+/* An epoch time with an exponent (rare): through a double. */
+static bool
+epoch_double_to_timestamp(const char *token, TimestampTz *result)
+{
+	char	   *end;
+	double		v = strtod(token, &end);
+	double		a = fabs(v);
+	double		scale;
+
+	if (*end != '\0' || isnan(v) || a >= 1e20)
+		return false;
+	scale = a < (double) EPOCH_MAX_SECONDS ? 1e6 : a < (double) EPOCH_MAX_MILLIS ? 1e3 :
+		a < (double) EPOCH_MAX_MICROS ? 1.0 : 1e-3;
+	return unix_usecs_to_timestamp((int64) llround(v * scale), result);
+}
+
+/*
+ * An epoch time (a JSON number, or the text of one) to a timestamp: its
+ * unit told by magnitude (see EPOCH_MAX_SECONDS), a fraction allowed
+ * (Fluent Bit's 1764688200.123456), rounded to the microsecond.  Decimal
+ * digits are shifted exactly, without a double, so that 19-digit
+ * nanoseconds and 16-digit microseconds keep every digit.
+ */
+bool
+ingest_epoch_to_timestamp(const char *token, TimestampTz *result)
+{
+	const char *p = token;
+	bool		neg = false;
+	uint64		ip = 0;
+	int			ndig = 0;
+	const char *frac = "";
+	int			nfrac = 0;
+	int			shift;
+	int64		us;
+
+	if (*p == '-')
+	{
+		neg = true;
+		p++;
+	}
+	for (; IS_DIGIT(*p); p++)
+	{
+		if (++ndig > 19)
+			return false;
+		ip = ip * 10 + (*p - '0');
+	}
+	if (ndig == 0)
+		return false;
+	if (*p == '.')
+	{
+		frac = ++p;
+		while (IS_DIGIT(*p))
+			p++;
+		nfrac = p - frac;
+		if (nfrac == 0)
+			return false;
+	}
+	if (*p == 'e' || *p == 'E')
+		return epoch_double_to_timestamp(token, result);
+	if (*p != '\0')
+		return false;
+
+	/* digits to move the point to the right to get microseconds */
+	shift = ip < (uint64) EPOCH_MAX_SECONDS ? 6 : ip < (uint64) EPOCH_MAX_MILLIS ? 3 :
+		ip < (uint64) EPOCH_MAX_MICROS ? 0 : -3;
+	if (shift >= 0)
+	{
+		us = (int64) ip;
+		for (int i = 0; i < shift; i++)
+			us = us * 10 + (i < nfrac ? frac[i] - '0' : 0);
+		if (shift < nfrac && frac[shift] >= '5')
+			us++;
+	}
+	else
+		us = (int64) (ip / 1000) + (ip % 1000 >= 500 ? 1 : 0);
+	return unix_usecs_to_timestamp(neg ? -us : us, result);
+}

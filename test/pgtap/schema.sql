@@ -42,6 +42,7 @@ SELECT col_type_is('logagg', 'sources', 'enabled', 'boolean', 'sources.enabled')
 SELECT col_type_is('logagg', 'sources', 'created_at', 'timestamp with time zone', 'sources.created_at');
 SELECT col_type_is('logagg', 'sources', 'forwarder', 'boolean', 'sources.forwarder');
 SELECT col_type_is('logagg', 'sources', 'forward_sources', 'text', 'sources.forward_sources');
+SELECT col_type_is('logagg', 'sources', 'detect', 'boolean', 'sources.detect');
 SELECT has_table('logagg', 'streams', 'streams table');
 SELECT col_type_is('logagg', 'streams', 'stream_id', 'text', 'streams.stream_id');
 SELECT col_type_is('logagg', 'streams', 'source', 'text', 'streams.source');
@@ -130,6 +131,7 @@ SELECT is((SELECT count(*)::int FROM pg_class c, unnest(ARRAY['TRIGGER', 'TRUNCA
 SELECT function_returns('logagg', 'classify', ARRAY['integer', 'text', 'text', 'text'], 'logagg.severity', 'classify(int, text, text, text) -> severity');
 SELECT function_returns('logagg', 'create_source', ARRAY['text', 'boolean', 'text'], 'text', 'create_source(text, boolean, text) -> text');
 SELECT has_function('logagg', 'revoke_source', ARRAY['text'], 'revoke_source(text)');
+SELECT has_function('logagg', 'set_source_detection', ARRAY['text', 'boolean'], 'set_source_detection(text, boolean)');
 SELECT has_function('logagg', 'status', ARRAY[]::text[], 'status()');
 SELECT has_function('logagg', 'maintain', ARRAY[]::text[], 'maintain()');
 SELECT function_returns('logagg', 'ingest', ARRAY['jsonb'], 'bigint', 'ingest(jsonb) -> bigint');

@@ -21,6 +21,8 @@ use lib "$ENV{LOGAGG_SRC}/test/lib";
 use LogaggTest;
 use AlertReceivers;
 use OtlpWire;
+use LogaggLines ();
+use JSON::PP ();
 
 my ($valgrind) = map { "$_/valgrind" } grep { -x "$_/valgrind" } split /:/, $ENV{PATH};
 plan skip_all => 'valgrind is not installed (scripts/install-deps.sh installs it)' unless $valgrind;
@@ -97,6 +99,22 @@ my ($out, $err);
 IPC::Run::run([ 'curl', '-s', '-X', 'POST', '--data-binary', qq({"message":"post"}\n{bad\n[{"status":404}]),
 		"$http/ingest?token=$token" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
 like($out, qr/"accepted": 2, "rejected": 1/, 'POST /ingest: two stored, one rejected');
+# plain-text lines (their level, status and time read from the line) and
+# field names that lose to one listed first (kept in attrs)
+my @plain = LogaggLines::plain_lines(time() - 3600);
+my $plain = join("\n", (map { JSON::PP->new->encode({ date => time() - 5, log => $_->[0] }) } @plain),
+	qq({"msg":"m2","message":"m1","time":"x","ts":${\ (time() * 1000)},"severity":"warn","level":null}));
+my $before = $node->safe_psql('postgres', 'SELECT coalesce(max(id), 0) FROM logagg.logs');
+IPC::Run::run([ 'curl', '-s', '-X', 'POST', '--data-binary', $plain, "$http/ingest?token=$token" ],
+	'>', \$out, '2>', \$err, IPC::Run::timeout(120));
+like($out, qr/"accepted": ${\ (@plain + 1)}, "rejected": 0/, 'POST /ingest: plain-text lines and field names, all stored');
+is($node->safe_psql('postgres', qq{SELECT count(level) || ',' || count(status) FROM logagg.logs WHERE id > $before}),
+	scalar(grep { defined $_->[1] } @plain) + 1 . ',' . scalar(grep { defined $_->[2] } @plain),
+	'the levels and statuses read from the lines');
+is($node->safe_psql('postgres', qq{SELECT message || ' ' || level || ' ' || (attrs - 'date')::text FROM logagg.logs WHERE id > $before AND message = 'm1'}),
+	'm1 warn {"msg": "m2", "time": "x", "level": null}', 'the names listed first won, the others are in attrs');
+# out of the counts and sync windows below (their times are an hour and more ago)
+$node->safe_psql('postgres', "DELETE FROM logagg.logs WHERE id > $before");
 for my $req ([ 'POST', "$http/ingest", '401' ], [ 'GET', "$http/nowhere?token=$token", '404' ],
 	[ 'GET', "$http/healthz", '200' ])
 {

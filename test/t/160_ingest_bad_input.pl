@@ -100,14 +100,14 @@ my @wrong = (
 	[ '{"seq":101,"status":"abc","message":"w"}', 'status must be' ],
 	[ '{"seq":102,"status":true,"message":"w"}', 'status must be' ],
 	[ '{"seq":103,"status":1000,"message":"w"}', 'status must be' ],
-	[ '{"seq":104,"level":5,"message":"w"}', 'level must be' ],
+	[ '{"seq":104,"level":8,"message":"w"}', 'level must be' ],
 	[ '{"seq":105,"level":["error"],"message":"w"}', 'level must not be an object or array' ],
 	[ '{"seq":106,"severity_number":99,"message":"w"}', 'severity_number must be' ],
 	[ '{"seq":107,"severity_number":"high","message":"w"}', 'severity_number must be' ],
 	[ '{"seq":108,"trace_id":"not hex!","message":"w"}', 'trace_id must be a hex string' ],
 	[ '{"seq":109,"span_id":12,"message":"w"}', 'span_id must be a hex string' ],
 	[ '{"seq":110,"source":{"x":1},"message":"w"}', 'source must not be an object or array' ],
-	[ '{"seq":111,"http.status_code":"5xx","message":"w"}', 'status must be' ],
+	[ '{"seq":111,"http.status_code":"5xx","message":"w"}', 'http.status_code must be' ],
 );
 $out = send_frame('[' . join(',', map { $_->[0] } @wrong) . ',{"seq":112,"message":"typed ok","status":"404"}]');
 for my $w (@wrong)
