@@ -82,6 +82,20 @@ ingest_field_of_len(const char *name, int len, int *rank)
 	return F_ATTR;
 }
 
+/*
+ * The rank of field F's first listed name: the name a door that decodes
+ * records itself (OTLP, Loki), and so sets val[] without a rank, is
+ * reported under.
+ */
+static int
+first_rank(RecField f)
+{
+	for (int i = 0; i < lengthof(field_names); i++)
+		if (field_names[i].field == f)
+			return i + 1;
+	return 0;
+}
+
 /* The name of rank RANK (as ingest_field_of gave it) */
 const char *
 ingest_field_name(int rank)
@@ -301,10 +315,10 @@ check_fields(IngestBatch *batch, const IngestOrigin *origin, const RecState *st,
 		const char *reason = NULL;
 		const char *name;
 
-		if (st->rank[f] == 0)
+		if (st->rank[f] == 0 && v == NULL && !st->nonscalar[f])
 			continue;
 		/* the name the record gave the field: reasons use it */
-		name = ingest_field_name(st->rank[f]);
+		name = ingest_field_name(st->rank[f] ? st->rank[f] : first_rank((RecField) f));
 		if (st->nonscalar[f] && f != F_MESSAGE)
 		{
 			snprintf(buf, buflen, "%s must not be an object or array", name);
@@ -496,8 +510,9 @@ detect_plain_line(IngestBatch *batch, const IngestOrigin *origin, RecState *st,
 		st->type[F_MESSAGE] != JSON_TOKEN_STRING ||
 		rec->level != NULL || rec->has_status ||
 		(origin->detects &&
-		 !origin->detects(origin->source ? origin->source :
-						  rec->source ? rec->source : "unknown")))
+		 !origin->detects(origin->source && !origin->forwarder ? origin->source :
+						  rec->source ? rec->source :
+						  origin->source ? origin->source : "unknown")))
 		return;
 	ingest_detect_line(rec->message, strnlen(rec->message, INGEST_DETECT_SCAN_BYTES + 1),
 					   origin->received_at, &d);

@@ -1,7 +1,7 @@
 -- pgTAP: CREATE EXTENSION logagg creates every fixed object of
 -- docs/design.md §3 with the documented columns and types.
 BEGIN;
-SELECT plan(114);
+SELECT plan(116);
 
 SELECT has_schema('logagg');
 SELECT has_type('logagg', 'severity', 'severity type');
