@@ -1075,6 +1075,56 @@ $fn$;
 COMMENT ON FUNCTION @extschema@.maintain() IS
     'Runs partition maintenance now (partitions for the current and next interval, then retention) and wakes the maintenance worker to build missing search indexes; the worker does the same periodically.';
 
+-- Create the partition [start, start + interval) unless an existing one
+-- already overlaps it.  Rows that landed in the DEFAULT partition for that
+-- range are moved in, because PostgreSQL refuses a new partition whose range
+-- the default partition already holds rows for.
+--
+-- The maintenance worker and logagg.maintain() may do this at the same
+-- time.  SHARE UPDATE EXCLUSIVE on logagg.logs conflicts with itself but
+-- not with ingest's inserts: the second caller waits until the first
+-- commits, and then (a new snapshot per statement) finds its partitions.
+-- A caller whose snapshot is older (REPEATABLE READ) can still miss them
+-- and finds the name taken: that partition exists, which is all it wanted.
+-- ONLY the parent is locked: LOCK TABLE would also lock every partition,
+-- and wait for a CREATE INDEX CONCURRENTLY of the maintenance worker
+-- (schema/60_search.sql) that itself waits for this transaction to end.
+CREATE OR REPLACE FUNCTION @extschema@._ensure_partition(p_start timestamptz, p_secs int)
+    RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    p_end  timestamptz := p_start + make_interval(secs => p_secs);
+    p_name text;
+BEGIN
+    LOCK TABLE ONLY @extschema@.logs IN SHARE UPDATE EXCLUSIVE MODE;
+    IF EXISTS (SELECT 1 FROM @extschema@.partitions
+               WHERE NOT is_default AND range_start < p_end AND range_end > p_start) THEN
+        RETURN false;
+    END IF;
+    p_name := 'logs_' || to_char(p_start AT TIME ZONE 'UTC',
+                                 CASE WHEN p_secs % 86400 = 0 THEN 'YYYYMMDD' ELSE 'YYYYMMDD_HH24MI' END);
+    IF EXISTS (SELECT 1 FROM @extschema@.logs_default WHERE ts >= p_start AND ts < p_end) THEN
+        EXECUTE format('CREATE TABLE @extschema@.%I (LIKE @extschema@.logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', p_name);
+        EXECUTE format('WITH moved AS (DELETE FROM @extschema@.logs_default WHERE ts >= $1 AND ts < $2 RETURNING *)
+                        INSERT INTO @extschema@.%I SELECT * FROM moved', p_name) USING p_start, p_end;
+        PERFORM @extschema@._index_partition(p_name);
+        EXECUTE format('ALTER TABLE @extschema@.logs ATTACH PARTITION @extschema@.%I FOR VALUES FROM (%L) TO (%L)',
+                       p_name, p_start, p_end);
+    ELSE
+        EXECUTE format('CREATE TABLE @extschema@.%I PARTITION OF @extschema@.logs FOR VALUES FROM (%L) TO (%L)',
+                       p_name, p_start, p_end);
+        PERFORM @extschema@._index_partition(p_name);
+    END IF;
+    RETURN true;
+EXCEPTION WHEN duplicate_table THEN
+    RETURN false;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._ensure_partition(timestamptz, int) IS
+    'Internal: creates one logs partition, moving rows for its range out of the default partition.';
+
 -- Partitions are read through logs, where the read restrictions apply;
 -- 1.0 let readers select logs_default directly.
 REVOKE SELECT ON @extschema@.logs_default FROM logagg_reader;
@@ -1092,7 +1142,6 @@ REVOKE ALL ON FUNCTION @extschema@._source_globs(text),
                        @extschema@._search_index_todo(),
                        @extschema@._wake_maintenance()
     FROM PUBLIC;
-GRANT SELECT ON @extschema@.source_readers TO logagg_reader;
 GRANT EXECUTE ON FUNCTION @extschema@.search(text, timestamptz, timestamptz, text, @extschema@.severity, jsonb, int),
                           @extschema@._source_globs(text),
                           @extschema@._glob_like(text)
@@ -1102,9 +1151,11 @@ GRANT EXECUTE ON FUNCTION @extschema@.grant_source_read(name, text),
                           @extschema@.create_reader_token(text, text),
                           @extschema@.revoke_reader_token(text)
     TO logagg_admin;
+-- admin first: the ACL then reads as a fresh install's
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.source_readers, @extschema@.reader_tokens,
                                         @extschema@.reader_token_list
     TO logagg_admin;
+GRANT SELECT ON @extschema@.source_readers TO logagg_reader;
 -- Privileges (schema/00_core.sql, schema/90_privileges.sql): a dedicated
 -- non-superuser role, logagg_owner, owns every object and is the role the
 -- background workers and the SECURITY DEFINER functions run as; logagg_admin

@@ -102,6 +102,9 @@ COMMENT ON FUNCTION @extschema@._index_partition(text) IS
 -- commits, and then (a new snapshot per statement) finds its partitions.
 -- A caller whose snapshot is older (REPEATABLE READ) can still miss them
 -- and finds the name taken: that partition exists, which is all it wanted.
+-- ONLY the parent is locked: LOCK TABLE would also lock every partition,
+-- and wait for a CREATE INDEX CONCURRENTLY of the maintenance worker
+-- (schema/60_search.sql) that itself waits for this transaction to end.
 CREATE FUNCTION @extschema@._ensure_partition(p_start timestamptz, p_secs int)
     RETURNS boolean
     LANGUAGE plpgsql
@@ -111,7 +114,7 @@ DECLARE
     p_end  timestamptz := p_start + make_interval(secs => p_secs);
     p_name text;
 BEGIN
-    LOCK TABLE @extschema@.logs IN SHARE UPDATE EXCLUSIVE MODE;
+    LOCK TABLE ONLY @extschema@.logs IN SHARE UPDATE EXCLUSIVE MODE;
     IF EXISTS (SELECT 1 FROM @extschema@.partitions
                WHERE NOT is_default AND range_start < p_end AND range_end > p_start) THEN
         RETURN false;
