@@ -6,7 +6,7 @@
 # of MODES, alternating, on fresh instances, in one run: off (no search
 # index), messages (logagg.index_messages = on), attrs
 # (logagg.index_attrs = on), both.  The partitions have their indexes
-# before the first record is sent.
+# before the first record is sent.  BENCH_CONF: more postgresql.conf lines.
 #
 #   bench/search/ingest_cost.sh   # EMITTERS=2 COUNT=100000 BATCH=200 ROUNDS=2 MODES="off messages attrs both"
 #
@@ -14,7 +14,7 @@
 set -euo pipefail
 if [ "$(id -u)" -eq 0 ]; then
   exec runuser -u postgres -- env PATH="$PATH" EMITTERS="${EMITTERS:-}" COUNT="${COUNT:-}" \
-    BATCH="${BATCH:-}" ROUNDS="${ROUNDS:-}" MODES="${MODES:-}" bash "$0" "$@"
+    BATCH="${BATCH:-}" ROUNDS="${ROUNDS:-}" MODES="${MODES:-}" BENCH_CONF="${BENCH_CONF:-}" bash "$0" "$@"
 fi
 EMITTERS=${EMITTERS:-2}
 COUNT=${COUNT:-100000}
@@ -29,7 +29,8 @@ one_run() {
     m=off; a=off
     case $mode in messages) m=on ;; attrs) a=on ;; both) m=on; a=on ;; esac
     EXTRA_CONF="logagg.index_messages = $m
-logagg.index_attrs = $a"
+logagg.index_attrs = $a
+${BENCH_CONF:-}"
     # shellcheck source=bench/lib/instance.sh
     source "$here/bench/lib/instance.sh"
     psql -c "CREATE EXTENSION pg_trgm" -c "SELECT logagg.maintain()" >/dev/null
