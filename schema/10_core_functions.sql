@@ -103,10 +103,11 @@ BEGIN
                      WHERE c.oid = '@extschema@.logs'::regclass));
     EXECUTE format('CREATE INDEX %I ON @extschema@.%I USING brin (ts)', p_name || '_ts_brin', p_name);
     EXECUTE format('CREATE INDEX %I ON @extschema@.%I (source, ts)', p_name || '_source_ts', p_name);
+    PERFORM @extschema@._index_partition_search(p_name);  -- schema/60_search.sql
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._index_partition(text) IS
-    'Internal: gives one new logs partition to the owner of logagg.logs and creates its BRIN (ts) and btree (source, ts) indexes.';
+    'Internal: gives one new logs partition to the owner of logagg.logs and creates its BRIN (ts) and btree (source, ts) indexes, and the search indexes logagg.index_messages and logagg.index_attrs ask for.';
 
 -- Create the partition [start, start + interval) unless an existing one
 -- already overlaps it.  Rows that landed in the DEFAULT partition for that
@@ -119,6 +120,9 @@ COMMENT ON FUNCTION @extschema@._index_partition(text) IS
 -- commits, and then (a new snapshot per statement) finds its partitions.
 -- A caller whose snapshot is older (REPEATABLE READ) can still miss them
 -- and finds the name taken: that partition exists, which is all it wanted.
+-- ONLY the parent is locked: LOCK TABLE would also lock every partition,
+-- and wait for a CREATE INDEX CONCURRENTLY of the maintenance worker
+-- (schema/60_search.sql) that itself waits for this transaction to end.
 CREATE FUNCTION @extschema@._ensure_partition(p_start timestamptz, p_secs int)
     RETURNS boolean
     LANGUAGE plpgsql
@@ -128,7 +132,7 @@ DECLARE
     p_end  timestamptz := p_start + make_interval(secs => p_secs);
     p_name text;
 BEGIN
-    LOCK TABLE @extschema@.logs IN SHARE UPDATE EXCLUSIVE MODE;
+    LOCK TABLE ONLY @extschema@.logs IN SHARE UPDATE EXCLUSIVE MODE;
     IF EXISTS (SELECT 1 FROM @extschema@.partitions
                WHERE NOT is_default AND range_start < p_end AND range_end > p_start) THEN
         RETURN false;
@@ -191,10 +195,13 @@ BEGIN
     END IF;
     PERFORM @extschema@._create_partitions(now());
     PERFORM @extschema@._run_retention();  -- schema/30_sync.sql
+    -- search indexes of existing partitions: built CONCURRENTLY by the
+    -- worker, which a function cannot do (schema/60_search.sql)
+    PERFORM @extschema@._wake_maintenance();
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@.maintain() IS
-    'Runs partition maintenance now (partitions for the current and next interval, then retention); the maintenance worker does the same periodically.';
+    'Runs partition maintenance now (partitions for the current and next interval, then retention) and wakes the maintenance worker to build missing search indexes; the worker does the same periodically.';
 
 CREATE FUNCTION @extschema@.fingerprint(source text, severity @extschema@.severity, status int, message text)
     RETURNS text

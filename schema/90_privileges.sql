@@ -67,7 +67,10 @@ GRANT SET ON PARAMETER log_min_error_statement TO logagg_owner;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
 
-GRANT SELECT ON @extschema@.logs, @extschema@.logs_default, @extschema@.rules,
+-- Not logs_default: partitions are read through logs, where the read
+-- restrictions of schema/60_search.sql apply (row-level security is not
+-- applied to a partition queried on its own).
+GRANT SELECT ON @extschema@.logs, @extschema@.rules,
       @extschema@.streams, @extschema@.rejected, @extschema@.routes,
       @extschema@.alert_queue, @extschema@.alert_log, @extschema@.silences,
       @extschema@.sync_log, @extschema@.partitions
@@ -117,4 +120,17 @@ GRANT EXECUTE ON FUNCTION @extschema@.add_destination(text, text, jsonb),
                           @extschema@._set_destination_enabled(text, boolean),
                           @extschema@._raise_unknown_destination(text, text),
                           @extschema@._wake_dispatchers_at_commit()
+    TO logagg_admin;
+-- search and read access (schema/60_search.sql): readers search, and read
+-- the restrictions (the policies look them up as the reading role);
+-- admin restricts roles and issues reader tokens.
+GRANT SELECT ON @extschema@.source_readers TO logagg_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.search(text, timestamptz, timestamptz, text, @extschema@.severity, jsonb, int),
+                          @extschema@._source_globs(text),
+                          @extschema@._glob_like(text)
+    TO logagg_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.grant_source_read(name, text),
+                          @extschema@.revoke_source_read(name, text),
+                          @extschema@.create_reader_token(text, text),
+                          @extschema@.revoke_reader_token(text)
     TO logagg_admin;

@@ -353,6 +353,17 @@ logagg_define_gucs(void)
 							&logagg_regex_timeout_ms, 100, 0, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
+	DefineCustomBoolVariable("logagg.index_messages",
+							 "Give each partition of logagg.logs a trigram GIN index on message, for logagg.search() (needs pg_trgm).",
+							 "New partitions get it when created; existing ones from the maintenance worker, with CREATE INDEX CONCURRENTLY.",
+							 &logagg_index_messages, false,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("logagg.index_attrs",
+							 "Give each partition of logagg.logs a jsonb_path_ops GIN index on attrs, for attrs containment (@>).",
+							 "New partitions get it when created; existing ones from the maintenance worker, with CREATE INDEX CONCURRENTLY.",
+							 &logagg_index_attrs, false,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
 	logagg_define_sync_gucs();	/* sync.c: sync_grace, sync_part_size, ... */
 
 	MarkGUCPrefixReserved("logagg");

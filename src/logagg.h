@@ -199,6 +199,14 @@ extern void logagg_token_hash(const char *token, size_t len,
 extern bool logagg_timingsafe_equal(const uint8 *a, const uint8 *b, size_t len);
 extern bool logagg_valid_source_name(const char *name);
 extern bool logagg_source_pattern_match(const char *patterns, const char *name);
+extern char *logagg_new_token(const char *prefix, bytea **hash_out);
+
+/* ---- reader tokens (reader_tokens.c) and search indexes (search_index.c) ---- */
+extern bool logagg_index_messages;
+extern bool logagg_index_attrs;
+extern void logagg_reader_tokens_refresh(void);
+extern bool logagg_reader_token_sources(const char *token, char *sources, int size);
+extern void logagg_build_search_indexes(void);
 
 /* ---- rows of SQL functions' results, decoded by name (result_columns.c) ---- */
 

@@ -3,8 +3,9 @@
  * maintenance_worker.c
  *		The "logagg maintenance" background worker: creates partitions of
  *		logagg.logs ahead of time and applies logagg.retention, on start
- *		and then every minute; runs a cloud-sync cycle (sync.c) on start
- *		and then every logagg.sync_interval.
+ *		and then every minute; builds missing search indexes of existing
+ *		partitions (search_index.c) whenever it wakes; runs a cloud-sync
+ *		cycle (sync.c) on start and then every logagg.sync_interval.
  *
  * logagg.sync_now() does not signal this worker: it runs the same cycle
  * synchronously in the calling session (so it can return what it
@@ -80,6 +81,12 @@ logagg_maintenance_main(Datum arg)
 			logagg_run_or_exit(maintenance_cycle, NULL, "logagg: partition maintenance");
 			next_run = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), MAINTENANCE_PERIOD_MS);
 		}
+
+		/*
+		 * Search indexes of existing partitions, CONCURRENTLY, outside any
+		 * transaction (search_index.c); also when logagg.maintain() woke us.
+		 */
+		logagg_build_search_indexes();
 
 		/*
 		 * The sync deadline is recomputed from the current GUC on every

@@ -79,9 +79,12 @@ check_source_name(const char *name)
 				 errhint("Source names appear in object keys of the cloud sync, so they are kept simple.")));
 }
 
-/* A fresh token; its hash goes into *hash_out as a bytea. */
-static char *
-new_token(bytea **hash_out)
+/*
+ * A fresh token with the given prefix ("lgt_" for sources, "lgr_" for
+ * readers); its hash goes into *hash_out as a bytea.
+ */
+char *
+logagg_new_token(const char *prefix, bytea **hash_out)
 {
 	uint8		rnd[TOKEN_RANDOM_BYTES];
 	char	   *token;
@@ -91,10 +94,10 @@ new_token(bytea **hash_out)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("could not generate a random token")));
-	token = palloc(strlen(TOKEN_PREFIX) + 2 * TOKEN_RANDOM_BYTES + 1);
-	strcpy(token, TOKEN_PREFIX);
-	hex_encode((const char *) rnd, sizeof(rnd), token + strlen(TOKEN_PREFIX));
-	token[strlen(TOKEN_PREFIX) + 2 * TOKEN_RANDOM_BYTES] = '\0';
+	token = palloc(strlen(prefix) + 2 * TOKEN_RANDOM_BYTES + 1);
+	strcpy(token, prefix);
+	hex_encode((const char *) rnd, sizeof(rnd), token + strlen(prefix));
+	token[strlen(prefix) + 2 * TOKEN_RANDOM_BYTES] = '\0';
 	explicit_bzero(rnd, sizeof(rnd));
 
 	hash = palloc(VARHDRSZ + LOGAGG_TOKEN_HASH_LEN);
@@ -102,6 +105,12 @@ new_token(bytea **hash_out)
 	logagg_token_hash(token, strlen(token), (uint8 *) VARDATA(hash));
 	*hash_out = hash;
 	return token;
+}
+
+static char *
+new_token(bytea **hash_out)
+{
+	return logagg_new_token(TOKEN_PREFIX, hash_out);
 }
 
 /*

@@ -1,7 +1,7 @@
 -- pgTAP: CREATE EXTENSION logagg creates every fixed object of
 -- docs/design.md §3 with the documented columns and types.
 BEGIN;
-SELECT plan(116);
+SELECT plan(129);
 
 SELECT has_schema('logagg');
 SELECT has_type('logagg', 'severity', 'severity type');
@@ -144,6 +144,28 @@ SELECT function_returns('logagg', 'add_route', ARRAY['text', 'logagg.severity', 
 SELECT function_returns('logagg', 'silence', ARRAY['text', 'text', 'interval', 'text'], 'integer', 'silence(text, text, interval, text) -> int');
 SELECT has_function('logagg', 'test_destination', ARRAY['text'], 'test_destination(text)');
 SELECT has_function('logagg', 'sync_now', ARRAY[]::text[], 'sync_now()');
+
+-- search and read access (schema/60_search.sql)
+SELECT has_table('logagg', 'source_readers', 'source_readers table');
+SELECT has_table('logagg', 'reader_tokens', 'reader_tokens table');
+SELECT col_type_is('logagg', 'reader_tokens', 'token_hash', 'bytea', 'reader_tokens.token_hash');
+SELECT hasnt_column('logagg', 'reader_token_list', 'token_hash', 'reader_token_list has no hash');
+SELECT function_returns('logagg', 'search', ARRAY['text', 'timestamp with time zone', 'timestamp with time zone', 'text', 'logagg.severity', 'jsonb', 'integer'],
+                        'setof logagg.logs', 'search(...) -> setof logs');
+SELECT ok(NOT (SELECT prosecdef FROM pg_proc WHERE oid = 'logagg.search(text, timestamptz, timestamptz, text, logagg.severity, jsonb, int)'::regprocedure),
+          'search runs with the caller''s rights');
+SELECT function_returns('logagg', 'create_reader_token', ARRAY['text', 'text'], 'text', 'create_reader_token(text, text) -> text');
+SELECT has_function('logagg', 'grant_source_read', ARRAY['name', 'text'], 'grant_source_read(name, text)');
+SELECT has_function('logagg', 'revoke_source_read', ARRAY['name', 'text'], 'revoke_source_read(name, text)');
+SELECT is((SELECT string_agg(c.relname, ',' ORDER BY c.relname) FROM pg_class c
+            WHERE c.relnamespace = 'logagg'::regnamespace AND c.relrowsecurity),
+          'alert_log,alert_queue,logs,rejected', 'row-level security on the tables holding per-source rows');
+SELECT is((SELECT count(*)::int FROM pg_policy WHERE polname = 'source_read' AND NOT polpermissive), 4,
+          'a restrictive source_read policy on each');
+SELECT ok(NOT has_table_privilege('logagg_reader', 'logagg.logs_default', 'SELECT'),
+          'readers cannot read a partition directly');
+SELECT ok(NOT has_function_privilege('logagg_reader', 'logagg.grant_source_read(name, text)', 'EXECUTE'),
+          'logagg_reader cannot change read restrictions');
 
 -- every public table and function is documented
 SELECT is((SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
