@@ -820,6 +820,13 @@ AS $fn$
 DECLARE
     r pg_roles;
 BEGIN
+    -- the shards' copies of the read policy would not follow the roles
+    -- (schema/60_citus.sql): refuse rather than protect nothing
+    IF @extschema@._is_distributed('logs') THEN
+        RAISE EXCEPTION 'per-source read restrictions are not supported on a distributed logagg.logs'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'docs/scale-out.md, "Read restrictions".';
+    END IF;
     SELECT * INTO r FROM pg_roles a WHERE a.rolname = grant_source_read.role_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'role "%" does not exist', grant_source_read.role_name
@@ -1417,6 +1424,16 @@ BEGIN
     -- logs by source: one source's time range is one shard (and one node),
     -- its rows in (source, ts) order together; see docs/scale-out.md.
     IF NOT @extschema@._is_distributed('logs') THEN
+        -- Citus refuses the read policy's subquery on a distributed table,
+        -- and the shards' copies of a policy would not follow its roles:
+        -- per-source read restrictions stay a single-server feature
+        IF EXISTS (SELECT 1 FROM @extschema@.source_readers) THEN
+            RAISE EXCEPTION 'logagg.logs cannot be distributed while roles have per-source read restrictions'
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Lift them with logagg.revoke_source_read(role) first; docs/scale-out.md, "Read restrictions".';
+        END IF;
+        -- no subquery, and no restricted role could read anything
+        ALTER POLICY source_read ON @extschema@.logs USING (false);
         PERFORM create_distributed_table('@extschema@.logs', 'source', shard_count => shard_count);
         changed := changed || 'logs'::text;
     END IF;
@@ -1497,6 +1514,7 @@ REVOKE ALL ON FUNCTION @extschema@._node_role(), @extschema@._is_distributed(tex
     @extschema@._drain_alert_inbox(), @extschema@.distribute(int) FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@._alert_inbox, @extschema@._alert_threshold
     TO logagg_admin;
+GRANT EXECUTE ON FUNCTION @extschema@._is_distributed(text) TO logagg_admin;
 
 -- Privileges (schema/00_core.sql, schema/90_privileges.sql): a dedicated
 -- non-superuser role, logagg_owner, owns every object and is the role the

@@ -205,6 +205,16 @@ BEGIN
     -- logs by source: one source's time range is one shard (and one node),
     -- its rows in (source, ts) order together; see docs/scale-out.md.
     IF NOT @extschema@._is_distributed('logs') THEN
+        -- Citus refuses the read policy's subquery on a distributed table,
+        -- and the shards' copies of a policy would not follow its roles:
+        -- per-source read restrictions stay a single-server feature
+        IF EXISTS (SELECT 1 FROM @extschema@.source_readers) THEN
+            RAISE EXCEPTION 'logagg.logs cannot be distributed while roles have per-source read restrictions'
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Lift them with logagg.revoke_source_read(role) first; docs/scale-out.md, "Read restrictions".';
+        END IF;
+        -- no subquery, and no restricted role could read anything
+        ALTER POLICY source_read ON @extschema@.logs USING (false);
         PERFORM create_distributed_table('@extschema@.logs', 'source', shard_count => shard_count);
         changed := changed || 'logs'::text;
     END IF;

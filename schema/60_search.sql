@@ -147,6 +147,13 @@ AS $fn$
 DECLARE
     r pg_roles;
 BEGIN
+    -- the shards' copies of the read policy would not follow the roles
+    -- (schema/60_citus.sql): refuse rather than protect nothing
+    IF @extschema@._is_distributed('logs') THEN
+        RAISE EXCEPTION 'per-source read restrictions are not supported on a distributed logagg.logs'
+            USING ERRCODE = 'feature_not_supported',
+                  HINT = 'docs/scale-out.md, "Read restrictions".';
+    END IF;
     SELECT * INTO r FROM pg_roles a WHERE a.rolname = grant_source_read.role_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'role "%" does not exist', grant_source_read.role_name

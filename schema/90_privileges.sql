@@ -66,6 +66,8 @@ GRANT USAGE, CREATE ON SCHEMA @extschema@ TO logagg_owner;
 GRANT SET ON PARAMETER log_min_error_statement TO logagg_owner;
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA @extschema@ FROM PUBLIC;
+-- grant_source_read, run by logagg_admin, asks it (schema/60_citus.sql)
+GRANT EXECUTE ON FUNCTION @extschema@._is_distributed(text) TO logagg_admin;
 
 -- Not logs_default: partitions are read through logs, where the read
 -- restrictions of schema/60_search.sql apply (row-level security is not

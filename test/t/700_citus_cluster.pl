@@ -129,6 +129,12 @@ is($coord->safe_psql('postgres', "SELECT last_seq FROM logagg.streams WHERE stre
 is($w1->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), '0', 'nothing rejected on the worker node');
 like(slurp_file($w1->logfile), qr/terminated by signal 9: Killed/, "w1's postmaster saw the ingest worker killed");
 
+# --- per-source read restrictions stay a single-server feature ---
+$coord->safe_psql('postgres', q{CREATE ROLE reader_a LOGIN; GRANT logagg_reader TO reader_a;});
+my (undef, undef, $gerr) = $coord->psql('postgres', q{SELECT logagg.grant_source_read('reader_a', 'svc-coord')});
+like($gerr, qr/per-source read restrictions are not supported on a distributed logagg.logs/,
+	'grant_source_read is refused on a distributed logs rather than protecting nothing');
+
 # --- one alert from the worker node, one notification ---
 my $line = '{"level":"error","status":503,"message":"503 GET /pay cluster-alert-probe"}';
 my $ack = `printf '%s' '$line' | curl -s -H 'Authorization: Bearer $tok_b' --data-binary \@- http://127.0.0.1:$w1->{logagg_port}/ingest`;
