@@ -117,3 +117,21 @@ GRANT EXECUTE ON FUNCTION @extschema@.add_destination(text, text, jsonb),
                           @extschema@._raise_unknown_destination(text, text),
                           @extschema@._wake_dispatchers_at_commit()
     TO logagg_admin;
+-- alert rules (schema/25_alert_rules.sql): admin manages the rules; reader
+-- sees them, the alert states and their history.
+GRANT SELECT ON @extschema@.alert_rules, @extschema@.alerts, @extschema@.alert_history,
+      @extschema@.firing_alerts
+    TO logagg_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.rule_preview(text),
+                          @extschema@._alert_rule_id(text),
+                          @extschema@._alert_rule_values(int, timestamptz, interval),
+                          @extschema@._alert_window_start(timestamptz, interval, int),
+                          @extschema@._absent_lookback()
+    TO logagg_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.add_alert_rule(text, jsonb, interval, float8, text, text[], interval, @extschema@.severity, boolean),
+                          @extschema@.remove_alert_rule(text),
+                          @extschema@.pause_alert_rule(text),
+                          @extschema@.resume_alert_rule(text),
+                          @extschema@._validate_alert_rule(jsonb, interval, float8, text, text[], interval),
+                          @extschema@._alert_bucket_secs(interval)
+    TO logagg_admin;

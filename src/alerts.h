@@ -49,6 +49,8 @@ typedef struct LogaggAlert
 	int			attempts;		/* including this one */
 	bool		is_test;
 	char	   *payload;		/* the fixed-field JSON object (webhook body) */
+	char	   *rule_status;	/* alert of an alert rule: "firing" or
+								 * "resolved"; NULL for a record alert */
 } LogaggAlert;
 
 typedef struct LogaggDelivery

@@ -20,6 +20,7 @@
 
 #include "utils/guc.h"
 
+#include "alert_rules.h"
 #include "logagg.h"
 #include "sync.h"
 
@@ -344,6 +345,7 @@ logagg_define_gucs(void)
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 
 	logagg_define_sync_gucs();	/* sync.c: sync_grace, sync_part_size, ... */
+	logagg_define_alert_rule_gucs();	/* alert_rules.c */
 
 	MarkGUCPrefixReserved("logagg");
 }
