@@ -401,7 +401,8 @@ CREATE FUNCTION @extschema@.pause_alert_rule(name text) RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    UPDATE @extschema@.alert_rules SET enabled = false WHERE id = @extschema@._alert_rule_id(name);
+    UPDATE @extschema@.alert_rules r SET enabled = false
+     WHERE r.id = @extschema@._alert_rule_id(pause_alert_rule.name);
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@.pause_alert_rule(text) IS
@@ -412,7 +413,8 @@ CREATE FUNCTION @extschema@.resume_alert_rule(name text) RETURNS void
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    UPDATE @extschema@.alert_rules SET enabled = true WHERE id = @extschema@._alert_rule_id(name);
+    UPDATE @extschema@.alert_rules r SET enabled = true
+     WHERE r.id = @extschema@._alert_rule_id(resume_alert_rule.name);
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@.resume_alert_rule(text) IS

@@ -120,7 +120,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.add_destination(text, text, jsonb),
 -- alert rules (schema/25_alert_rules.sql): admin manages the rules; reader
 -- sees them, the alert states and their history.
 GRANT SELECT ON @extschema@.alert_rules, @extschema@.alerts, @extschema@.alert_history,
-      @extschema@.firing_alerts
+      @extschema@.firing_alerts, @extschema@._alert_rule_counts
     TO logagg_reader;
 GRANT EXECUTE ON FUNCTION @extschema@.rule_preview(text),
                           @extschema@._alert_rule_id(text),
