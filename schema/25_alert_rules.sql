@@ -460,9 +460,11 @@ BEGIN
       FROM @extschema@.alerts al JOIN @extschema@.alert_rules r ON r.id = al.rule_id
      WHERE al.id = p_alert_id;
     v_fp := 'rule-' || left(md5(a.rid::text || ':' || a.labels::text), 16);
-    v_msg := format('%s %s: %s %s %s (window %s)%s', a.name, p_status, a.kind,
-                    CASE a.kind WHEN 'absent' THEN 'no records' ELSE round(a.value::numeric, 4)::text END,
-                    CASE a.kind WHEN 'absent' THEN '' ELSE '> ' || a.threshold END,
+    -- e.g. "errors firing: count 51 (threshold 50, window 00:05:00) {"source": "svc-a"}"
+    v_msg := format('%s %s: %s (%s, window %s)%s', a.name, p_status,
+                    CASE a.kind WHEN 'absent' THEN 'no records'
+                         ELSE a.kind || ' ' || coalesce(trim_scale(round(a.value::numeric, 4))::text, '-') END,
+                    CASE a.kind WHEN 'absent' THEN 'absent' ELSE 'threshold ' || a.threshold END,
                     a."window",
                     CASE WHEN a.labels = '{}' THEN '' ELSE ' ' || a.labels::text END);
     v_payload := jsonb_build_object(
