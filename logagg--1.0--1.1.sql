@@ -607,7 +607,8 @@ $fn$;
 COMMENT ON FUNCTION @extschema@._index_partition(text) IS
     'Internal: gives one new logs partition to the owner of logagg.logs and creates its BRIN (ts) and btree (source, ts) indexes.';
 -- ---- alert rules over time windows ----
--- (schema/25_alert_rules.sql, and its grants from schema/90_privileges.sql)
+-- (schema/25_alert_rules.sql; the storm guard in _enqueue_alerts of
+-- schema/20_alerts.sql; grants from schema/90_privileges.sql)
 
 -- logagg alert rules over time windows: the rules (logagg.alert_rules),
 -- their exact per-(rule, group, time bucket) counters filled by ingest in
@@ -627,6 +628,99 @@ COMMENT ON COLUMN @extschema@.routes.send_resolved IS
     'Whether a rule alert that this route notified as firing is also notified when it resolves.';
 COMMENT ON COLUMN @extschema@.routes.repeat_interval IS
     'A rule alert still firing is notified again this long after its previous notification on this route; NULL never repeats.';
+
+-- ---------------------------------------------------------------------------
+-- storm guard (per route): at most max_notifications new notifications per
+-- group_window, then one digest per window (schema/20_alerts.sql,
+-- _enqueue_alerts, calls these)
+-- ---------------------------------------------------------------------------
+ALTER TABLE @extschema@.routes
+    ADD COLUMN max_notifications int DEFAULT 10
+        CHECK (max_notifications IS NULL OR max_notifications >= 1);
+COMMENT ON COLUMN @extschema@.routes.max_notifications IS
+    'Storm guard: at most this many new record-alert notifications per group_window on this route; the alerts beyond go into one digest per window ("and N more alerts from M fingerprints"). NULL = no limit.';
+
+CREATE TABLE @extschema@._route_storm (
+    route_id        int PRIMARY KEY REFERENCES @extschema@.routes (id) ON DELETE CASCADE,
+    window_start    timestamptz NOT NULL,
+    sent            int NOT NULL DEFAULT 0,
+    digest_alert_id bigint
+);
+COMMENT ON TABLE @extschema@._route_storm IS
+    'Internal: storm guard state per route: the current window, notifications queued in it, and its digest still collecting alerts.';
+
+-- May route p_route queue one more notification in its current window?
+-- Counts it when yes.  A window starts with the first notification after
+-- the previous one ended.
+CREATE FUNCTION @extschema@._route_admit(p_route int, p_window interval, p_max int) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_sent int;
+BEGIN
+    IF p_max IS NULL THEN
+        RETURN true;
+    END IF;
+    INSERT INTO @extschema@._route_storm AS s (route_id, window_start, sent)
+    VALUES (p_route, now(), 0)
+    ON CONFLICT (route_id) DO UPDATE
+        SET window_start = CASE WHEN s.window_start + p_window <= now() THEN now() ELSE s.window_start END,
+            sent = CASE WHEN s.window_start + p_window <= now() THEN 0 ELSE s.sent END,
+            digest_alert_id = CASE WHEN s.window_start + p_window <= now() THEN NULL ELSE s.digest_alert_id END
+    RETURNING s.sent INTO v_sent;
+    IF v_sent < p_max THEN
+        UPDATE @extschema@._route_storm SET sent = sent + 1 WHERE route_id = p_route;
+        RETURN true;
+    END IF;
+    RETURN false;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._route_admit(int, interval, int) IS
+    'Internal: storm guard; true (and counted) when the route may queue another notification in its current group_window.';
+
+-- Add p_count records of one more fingerprint to the route's digest of
+-- the current window (a new digest, due at the window's end, when there
+-- is none or it is already being sent).  Returns the digest's alert id.
+CREATE FUNCTION @extschema@._add_to_digest(p_route int, p_destination text, p_window interval,
+                                           p_severity @extschema@.severity, p_count bigint,
+                                           p_first timestamptz, p_last timestamptz)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    st   record;
+    v_id bigint;
+BEGIN
+    SELECT * INTO st FROM @extschema@._route_storm WHERE route_id = p_route;
+    UPDATE @extschema@.alert_queue q
+       SET count = q.count + p_count,
+           severity = least(q.severity, p_severity),
+           first_seen = least(q.first_seen, p_first),
+           last_seen = greatest(q.last_seen, p_last),
+           payload = q.payload
+               || jsonb_build_object('fingerprints', (q.payload->>'fingerprints')::int + 1,
+                                     'message', format('and %s more alerts from %s fingerprints',
+                                                       q.count + p_count, (q.payload->>'fingerprints')::int + 1))
+     WHERE q.id = st.digest_alert_id AND q.attempts = 0 AND q.claimed_by IS NULL AND q.dead_at IS NULL
+    RETURNING q.id INTO v_id;
+    IF v_id IS NULL THEN
+        INSERT INTO @extschema@.alert_queue
+            (severity, route_id, destination, fingerprint, source, count, first_seen, last_seen,
+             payload, next_attempt_at)
+        VALUES (p_severity, p_route, p_destination, 'digest-' || p_route, NULL, p_count, p_first, p_last,
+                jsonb_build_object('digest', true, 'fingerprints', 1, 'level', NULL, 'status', NULL,
+                                   'message', format('and %s more alerts from 1 fingerprints', p_count)),
+                greatest(now(), st.window_start + p_window))
+        RETURNING id INTO v_id;
+        UPDATE @extschema@._route_storm SET digest_alert_id = v_id WHERE route_id = p_route;
+    END IF;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._add_to_digest(int, text, interval, @extschema@.severity, bigint, timestamptz, timestamptz) IS
+    'Internal: storm guard; adds one more fingerprint''s records to the route''s digest of the current window and returns the digest''s alert id.';
 
 CREATE TABLE @extschema@.alert_rules (
     id           serial PRIMARY KEY,
@@ -1258,7 +1352,121 @@ SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_rules_id_seq', '')
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_history', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_history_id_seq', '');
 
-REVOKE ALL ON FUNCTION @extschema@._alert_bucket_secs(interval),
+CREATE OR REPLACE FUNCTION @extschema@._enqueue_alerts(groups jsonb) RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    g        record;
+    r        record;
+    st       record;
+    n        int := 0;
+    v_now    timestamptz := now();
+    v_due    timestamptz;
+    v_id     bigint;
+    v_sample jsonb;
+BEGIN
+    IF groups IS NULL OR jsonb_typeof(groups) <> 'array' THEN
+        RETURN 0;
+    END IF;
+    FOR g IN
+        SELECT (e->>'severity')::@extschema@.severity AS severity,
+               e->>'source' AS source,
+               e->>'fingerprint' AS fingerprint,
+               e->'status' AS status, e->'level' AS level, e->'message' AS message,
+               (e->>'log_id')::bigint AS log_id,
+               greatest(coalesce((e->>'count')::bigint, 1), 1) AS cnt,
+               coalesce((e->>'first_seen')::timestamptz, v_now) AS first_seen,
+               coalesce((e->>'last_seen')::timestamptz, (e->>'first_seen')::timestamptz, v_now) AS last_seen
+        FROM jsonb_array_elements(groups) e
+        WHERE e->>'severity' IS NOT NULL AND e->>'fingerprint' IS NOT NULL
+    LOOP
+        v_sample := jsonb_build_object('status', g.status, 'level', g.level, 'message', g.message);
+        FOR r IN
+            SELECT rt.id, rt.destination, rt.group_window, rt.max_notifications
+            FROM @extschema@.routes rt
+            JOIN @extschema@.destinations d ON d.name = rt.destination AND d.enabled
+            WHERE rt.enabled
+              AND g.severity <= rt.min_severity
+              AND (rt.source IS NULL OR rt.source = g.source)
+            ORDER BY rt.id
+        LOOP
+            -- creates or locks the group's state row (xmax = 0: just inserted)
+            INSERT INTO @extschema@._alert_groups AS s
+                (route_id, fingerprint, notified_at, last_record_at)
+            VALUES (r.id, g.fingerprint, v_now, v_now)
+            ON CONFLICT (route_id, fingerprint)
+                DO UPDATE SET route_id = s.route_id
+            RETURNING s.notified_at, s.last_record_at, s.pending_alert_id,
+                      (s.xmax = 0) AS inserted
+            INTO st;
+
+            IF st.inserted OR st.last_record_at < v_now - r.group_window THEN
+                -- a new group (or one that ended): notify at once, unless
+                -- the route's storm guard is spent: then into its digest
+                IF @extschema@._route_admit(r.id, r.group_window, r.max_notifications) THEN
+                    INSERT INTO @extschema@.alert_queue
+                        (severity, route_id, destination, fingerprint, source, log_id,
+                         count, first_seen, last_seen, payload, next_attempt_at)
+                    VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
+                            g.cnt, g.first_seen, g.last_seen, v_sample, v_now);
+                    v_id := NULL;
+                ELSE
+                    v_id := @extschema@._add_to_digest(r.id, r.destination, r.group_window, g.severity,
+                                                       g.cnt, g.first_seen, g.last_seen);
+                END IF;
+                UPDATE @extschema@._alert_groups
+                   SET notified_at = v_now, last_record_at = v_now, pending_alert_id = v_id
+                 WHERE route_id = r.id AND fingerprint = g.fingerprint;
+            ELSE
+                -- an active group: add to the pending summary while no
+                -- dispatcher has started sending it, else schedule the next
+                UPDATE @extschema@.alert_queue q
+                   SET count = q.count + g.cnt,
+                       first_seen = least(q.first_seen, g.first_seen),
+                       last_seen = greatest(q.last_seen, g.last_seen),
+                       log_id = CASE WHEN q.payload ? 'digest' THEN q.log_id ELSE coalesce(g.log_id, q.log_id) END,
+                       -- a digest keeps its own text, with the new count
+                       payload = CASE WHEN q.payload ? 'digest'
+                                      THEN q.payload || jsonb_build_object('message',
+                                               format('and %s more alerts from %s fingerprints',
+                                                      q.count + g.cnt, q.payload->>'fingerprints'))
+                                      ELSE v_sample END
+                 WHERE q.id = st.pending_alert_id AND q.attempts = 0 AND q.claimed_by IS NULL
+                       AND q.dead_at IS NULL;
+                IF FOUND THEN
+                    UPDATE @extschema@._alert_groups SET last_record_at = v_now
+                     WHERE route_id = r.id AND fingerprint = g.fingerprint;
+                ELSE
+                    v_due := greatest(v_now, st.notified_at + r.group_window);
+                    IF @extschema@._route_admit(r.id, r.group_window, r.max_notifications) THEN
+                        INSERT INTO @extschema@.alert_queue
+                            (severity, route_id, destination, fingerprint, source, log_id,
+                             count, first_seen, last_seen, payload, next_attempt_at)
+                        VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
+                                g.cnt, g.first_seen, g.last_seen, v_sample, v_due)
+                        RETURNING id INTO v_id;
+                    ELSE
+                        v_id := @extschema@._add_to_digest(r.id, r.destination, r.group_window, g.severity,
+                                                           g.cnt, g.first_seen, g.last_seen);
+                    END IF;
+                    UPDATE @extschema@._alert_groups
+                       SET notified_at = v_due, last_record_at = v_now, pending_alert_id = v_id
+                     WHERE route_id = r.id AND fingerprint = g.fingerprint;
+                END IF;
+            END IF;
+            n := n + 1;
+        END LOOP;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._enqueue_alerts(jsonb) IS
+    'Internal: called once per ingest batch with its alert groups; routes them, applies the group_window timeline and queues notifications. Returns the number of queue rows written or updated.';
+
+REVOKE ALL ON FUNCTION @extschema@._route_admit(int, interval, int),
+                       @extschema@._add_to_digest(int, text, interval, @extschema@.severity, bigint, timestamptz, timestamptz),
+                       @extschema@._alert_bucket_secs(interval),
                        @extschema@._alert_window_start(timestamptz, interval, int),
                        @extschema@._alert_rule_values(int, timestamptz, interval),
                        @extschema@._absent_lookback(),
@@ -1276,7 +1484,7 @@ REVOKE ALL ON FUNCTION @extschema@._alert_bucket_secs(interval),
     FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.alert_rules, @extschema@._alert_rule_counts,
       @extschema@.alerts, @extschema@.alert_history, @extschema@._alert_route_sends,
-      @extschema@.firing_alerts
+      @extschema@._route_storm, @extschema@.firing_alerts
     TO logagg_admin;
 GRANT USAGE, SELECT, UPDATE ON SEQUENCE @extschema@.alert_rules_id_seq, @extschema@.alerts_id_seq,
       @extschema@.alert_history_id_seq

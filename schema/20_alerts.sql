@@ -140,6 +140,10 @@ CREATE TRIGGER alert_queue_wake AFTER INSERT ON @extschema@.alert_queue
 -- arriving, they are added to one pending summary due group_window after
 -- the previous notification; a group without records for a whole window
 -- ends.  Every record is counted in exactly one queue row per route.
+-- Storm guard: a route queues at most max_notifications new notifications
+-- per group_window; the groups beyond go into one digest per window
+-- (_route_admit, _add_to_digest in schema/25_alert_rules.sql), whose
+-- count still adds up to their records.
 CREATE FUNCTION @extschema@._enqueue_alerts(groups jsonb) RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -171,7 +175,7 @@ BEGIN
     LOOP
         v_sample := jsonb_build_object('status', g.status, 'level', g.level, 'message', g.message);
         FOR r IN
-            SELECT rt.id, rt.destination, rt.group_window
+            SELECT rt.id, rt.destination, rt.group_window, rt.max_notifications
             FROM @extschema@.routes rt
             JOIN @extschema@.destinations d ON d.name = rt.destination AND d.enabled
             WHERE rt.enabled
@@ -190,37 +194,54 @@ BEGIN
             INTO st;
 
             IF st.inserted OR st.last_record_at < v_now - r.group_window THEN
-                -- a new group (or one that ended): notify at once
-                INSERT INTO @extschema@.alert_queue
-                    (severity, route_id, destination, fingerprint, source, log_id,
-                     count, first_seen, last_seen, payload, next_attempt_at)
-                VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
-                        g.cnt, g.first_seen, g.last_seen, v_sample, v_now);
+                -- a new group (or one that ended): notify at once, unless
+                -- the route's storm guard is spent: then into its digest
+                IF @extschema@._route_admit(r.id, r.group_window, r.max_notifications) THEN
+                    INSERT INTO @extschema@.alert_queue
+                        (severity, route_id, destination, fingerprint, source, log_id,
+                         count, first_seen, last_seen, payload, next_attempt_at)
+                    VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
+                            g.cnt, g.first_seen, g.last_seen, v_sample, v_now);
+                    v_id := NULL;
+                ELSE
+                    v_id := @extschema@._add_to_digest(r.id, r.destination, r.group_window, g.severity,
+                                                       g.cnt, g.first_seen, g.last_seen);
+                END IF;
                 UPDATE @extschema@._alert_groups
-                   SET notified_at = v_now, last_record_at = v_now, pending_alert_id = NULL
+                   SET notified_at = v_now, last_record_at = v_now, pending_alert_id = v_id
                  WHERE route_id = r.id AND fingerprint = g.fingerprint;
             ELSE
                 -- an active group: add to the pending summary while no
                 -- dispatcher has started sending it, else schedule the next
-                UPDATE @extschema@.alert_queue
-                   SET count = count + g.cnt,
-                       first_seen = least(first_seen, g.first_seen),
-                       last_seen = greatest(last_seen, g.last_seen),
-                       log_id = coalesce(g.log_id, log_id),
-                       payload = v_sample
-                 WHERE id = st.pending_alert_id AND attempts = 0 AND claimed_by IS NULL
-                       AND dead_at IS NULL;
+                UPDATE @extschema@.alert_queue q
+                   SET count = q.count + g.cnt,
+                       first_seen = least(q.first_seen, g.first_seen),
+                       last_seen = greatest(q.last_seen, g.last_seen),
+                       log_id = CASE WHEN q.payload ? 'digest' THEN q.log_id ELSE coalesce(g.log_id, q.log_id) END,
+                       -- a digest keeps its own text, with the new count
+                       payload = CASE WHEN q.payload ? 'digest'
+                                      THEN q.payload || jsonb_build_object('message',
+                                               format('and %s more alerts from %s fingerprints',
+                                                      q.count + g.cnt, q.payload->>'fingerprints'))
+                                      ELSE v_sample END
+                 WHERE q.id = st.pending_alert_id AND q.attempts = 0 AND q.claimed_by IS NULL
+                       AND q.dead_at IS NULL;
                 IF FOUND THEN
                     UPDATE @extschema@._alert_groups SET last_record_at = v_now
                      WHERE route_id = r.id AND fingerprint = g.fingerprint;
                 ELSE
                     v_due := greatest(v_now, st.notified_at + r.group_window);
-                    INSERT INTO @extschema@.alert_queue
-                        (severity, route_id, destination, fingerprint, source, log_id,
-                         count, first_seen, last_seen, payload, next_attempt_at)
-                    VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
-                            g.cnt, g.first_seen, g.last_seen, v_sample, v_due)
-                    RETURNING id INTO v_id;
+                    IF @extschema@._route_admit(r.id, r.group_window, r.max_notifications) THEN
+                        INSERT INTO @extschema@.alert_queue
+                            (severity, route_id, destination, fingerprint, source, log_id,
+                             count, first_seen, last_seen, payload, next_attempt_at)
+                        VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
+                                g.cnt, g.first_seen, g.last_seen, v_sample, v_due)
+                        RETURNING id INTO v_id;
+                    ELSE
+                        v_id := @extschema@._add_to_digest(r.id, r.destination, r.group_window, g.severity,
+                                                           g.cnt, g.first_seen, g.last_seen);
+                    END IF;
                     UPDATE @extschema@._alert_groups
                        SET notified_at = v_due, last_record_at = v_now, pending_alert_id = v_id
                      WHERE route_id = r.id AND fingerprint = g.fingerprint;

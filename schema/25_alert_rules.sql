@@ -17,6 +17,99 @@ COMMENT ON COLUMN @extschema@.routes.send_resolved IS
 COMMENT ON COLUMN @extschema@.routes.repeat_interval IS
     'A rule alert still firing is notified again this long after its previous notification on this route; NULL never repeats.';
 
+-- ---------------------------------------------------------------------------
+-- storm guard (per route): at most max_notifications new notifications per
+-- group_window, then one digest per window (schema/20_alerts.sql,
+-- _enqueue_alerts, calls these)
+-- ---------------------------------------------------------------------------
+ALTER TABLE @extschema@.routes
+    ADD COLUMN max_notifications int DEFAULT 10
+        CHECK (max_notifications IS NULL OR max_notifications >= 1);
+COMMENT ON COLUMN @extschema@.routes.max_notifications IS
+    'Storm guard: at most this many new record-alert notifications per group_window on this route; the alerts beyond go into one digest per window ("and N more alerts from M fingerprints"). NULL = no limit.';
+
+CREATE TABLE @extschema@._route_storm (
+    route_id        int PRIMARY KEY REFERENCES @extschema@.routes (id) ON DELETE CASCADE,
+    window_start    timestamptz NOT NULL,
+    sent            int NOT NULL DEFAULT 0,
+    digest_alert_id bigint
+);
+COMMENT ON TABLE @extschema@._route_storm IS
+    'Internal: storm guard state per route: the current window, notifications queued in it, and its digest still collecting alerts.';
+
+-- May route p_route queue one more notification in its current window?
+-- Counts it when yes.  A window starts with the first notification after
+-- the previous one ended.
+CREATE FUNCTION @extschema@._route_admit(p_route int, p_window interval, p_max int) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_sent int;
+BEGIN
+    IF p_max IS NULL THEN
+        RETURN true;
+    END IF;
+    INSERT INTO @extschema@._route_storm AS s (route_id, window_start, sent)
+    VALUES (p_route, now(), 0)
+    ON CONFLICT (route_id) DO UPDATE
+        SET window_start = CASE WHEN s.window_start + p_window <= now() THEN now() ELSE s.window_start END,
+            sent = CASE WHEN s.window_start + p_window <= now() THEN 0 ELSE s.sent END,
+            digest_alert_id = CASE WHEN s.window_start + p_window <= now() THEN NULL ELSE s.digest_alert_id END
+    RETURNING s.sent INTO v_sent;
+    IF v_sent < p_max THEN
+        UPDATE @extschema@._route_storm SET sent = sent + 1 WHERE route_id = p_route;
+        RETURN true;
+    END IF;
+    RETURN false;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._route_admit(int, interval, int) IS
+    'Internal: storm guard; true (and counted) when the route may queue another notification in its current group_window.';
+
+-- Add p_count records of one more fingerprint to the route's digest of
+-- the current window (a new digest, due at the window's end, when there
+-- is none or it is already being sent).  Returns the digest's alert id.
+CREATE FUNCTION @extschema@._add_to_digest(p_route int, p_destination text, p_window interval,
+                                           p_severity @extschema@.severity, p_count bigint,
+                                           p_first timestamptz, p_last timestamptz)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    st   record;
+    v_id bigint;
+BEGIN
+    SELECT * INTO st FROM @extschema@._route_storm WHERE route_id = p_route;
+    UPDATE @extschema@.alert_queue q
+       SET count = q.count + p_count,
+           severity = least(q.severity, p_severity),
+           first_seen = least(q.first_seen, p_first),
+           last_seen = greatest(q.last_seen, p_last),
+           payload = q.payload
+               || jsonb_build_object('fingerprints', (q.payload->>'fingerprints')::int + 1,
+                                     'message', format('and %s more alerts from %s fingerprints',
+                                                       q.count + p_count, (q.payload->>'fingerprints')::int + 1))
+     WHERE q.id = st.digest_alert_id AND q.attempts = 0 AND q.claimed_by IS NULL AND q.dead_at IS NULL
+    RETURNING q.id INTO v_id;
+    IF v_id IS NULL THEN
+        INSERT INTO @extschema@.alert_queue
+            (severity, route_id, destination, fingerprint, source, count, first_seen, last_seen,
+             payload, next_attempt_at)
+        VALUES (p_severity, p_route, p_destination, 'digest-' || p_route, NULL, p_count, p_first, p_last,
+                jsonb_build_object('digest', true, 'fingerprints', 1, 'level', NULL, 'status', NULL,
+                                   'message', format('and %s more alerts from 1 fingerprints', p_count)),
+                greatest(now(), st.window_start + p_window))
+        RETURNING id INTO v_id;
+        UPDATE @extschema@._route_storm SET digest_alert_id = v_id WHERE route_id = p_route;
+    END IF;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._add_to_digest(int, text, interval, @extschema@.severity, bigint, timestamptz, timestamptz) IS
+    'Internal: storm guard; adds one more fingerprint''s records to the route''s digest of the current window and returns the digest''s alert id.';
+
 CREATE TABLE @extschema@.alert_rules (
     id           serial PRIMARY KEY,
     name         text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'),

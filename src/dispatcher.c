@@ -88,7 +88,7 @@ logagg_alert_headline(LogaggAlert *a)
 	for (const char *p = a->severity; *p; p++)
 		appendStringInfoChar(&s, pg_toupper((unsigned char) *p));
 	appendStringInfoString(&s, "] ");
-	if (a->source[0] || a->rule_status == NULL)
+	if (a->source[0])
 		appendStringInfo(&s, "%s: ", a->source);
 	if (a->has_status)
 	{
@@ -378,12 +378,14 @@ append_payload_value(StringInfo s, Jsonb *payload, const char *key)
  * order: by length, then bytewise; ": " and ", " separators), so receivers
  * and signatures see the same bodies as before.  A rule alert's (payload
  * with a "rule" key) adds rule, kind, value, labels, threshold, starts_at
- * and ends_at after them; its status is "firing" or "resolved".
+ * and ends_at after them; its status is "firing" or "resolved".  A storm
+ * guard digest adds "digest": true and its number of fingerprints.
  */
 static char *
 build_payload(LogaggAlert *a, bool source_null, Jsonb *payload, MemoryContext cxt)
 {
 	StringInfoData s;
+	JsonbValue	dv;
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 
 	initStringInfo(&s);
@@ -411,6 +413,13 @@ build_payload(LogaggAlert *a, bool source_null, Jsonb *payload, MemoryContext cx
 	escape_json(&s, a->destination);
 	appendStringInfoString(&s, ", \"fingerprint\": ");
 	escape_json(&s, a->fingerprint);
+	if (payload != NULL && JB_ROOT_IS_OBJECT(payload) &&
+		getKeyJsonValueFromContainer(&payload->root, "digest", 6, &dv) != NULL)
+	{
+		/* a storm guard digest: how many fingerprints it stands for */
+		appendStringInfoString(&s, ", \"digest\": true, \"fingerprints\": ");
+		append_payload_value(&s, payload, "fingerprints");
+	}
 	if (a->rule_status)
 	{
 		/* an alert rule's notification: what fired, on which labels, when */
