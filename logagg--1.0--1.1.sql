@@ -630,6 +630,127 @@ COMMENT ON COLUMN @extschema@.routes.repeat_interval IS
     'A rule alert still firing is notified again this long after its previous notification on this route; NULL never repeats.';
 
 -- ---------------------------------------------------------------------------
+-- route label matchers and continue, like Alertmanager's
+-- ---------------------------------------------------------------------------
+ALTER TABLE @extschema@.routes
+    ADD COLUMN matchers jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(matchers) = 'array'),
+    ADD COLUMN "continue" boolean NOT NULL DEFAULT true;
+COMMENT ON COLUMN @extschema@.routes.matchers IS
+    'Label matchers that must all hold for the route to take an alert: [{"label", "op" (=, !=, =~, !~), "value"}], set with logagg.set_route_matchers. Labels: source, severity, status, level, fingerprint of record alerts; rule, severity and the group labels of rule alerts. A missing label is the empty string; regexes match the whole value.';
+COMMENT ON COLUMN @extschema@.routes."continue" IS
+    'Routes are tried in id order; an alert taken by a route with continue = false is not offered to the routes after it.';
+
+-- Alertmanager-style matcher strings ('severity="critical"', 'source=~svc-.*')
+-- or objects, checked and stored as [{"label", "op", "value"}].
+CREATE FUNCTION @extschema@._parse_matchers(p_matchers jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    e      jsonb;
+    m      text[];
+    v_op   text;
+    v_lbl  text;
+    v_val  text;
+    result jsonb := '[]';
+BEGIN
+    IF p_matchers IS NULL OR jsonb_typeof(p_matchers) <> 'array' THEN
+        RAISE EXCEPTION 'route matchers must be a JSON array'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example ''["severity=\"critical\"", "source=~\"svc-.*\""]''.';
+    END IF;
+    FOR e IN SELECT * FROM jsonb_array_elements(p_matchers) LOOP
+        IF jsonb_typeof(e) = 'string' THEN
+            m := regexp_match(e #>> '{}', '^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$');
+            IF m IS NULL THEN
+                RAISE EXCEPTION 'invalid route matcher "%"', e #>> '{}'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'A matcher is LABEL OP VALUE with OP one of =, !=, =~, !~: severity="critical".';
+            END IF;
+            v_lbl := m[1];
+            v_op := m[2];
+            v_val := m[3];
+            IF v_val ~ '^".*"$' THEN
+                v_val := substr(v_val, 2, length(v_val) - 2);
+            END IF;
+        ELSIF jsonb_typeof(e) = 'object' THEN
+            v_lbl := e->>'label';
+            v_op := e->>'op';
+            v_val := e->>'value';
+        ELSE
+            v_lbl := NULL;
+        END IF;
+        IF v_lbl IS NULL OR v_lbl !~ '^[A-Za-z_][A-Za-z0-9_.]*$' OR v_op IS NULL
+           OR v_op NOT IN ('=', '!=', '=~', '!~') OR v_val IS NULL THEN
+            RAISE EXCEPTION 'invalid route matcher %', e
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use strings like severity="critical" or objects {"label": ..., "op": "=", "value": ...}.';
+        END IF;
+        IF v_op IN ('=~', '!~') THEN
+            BEGIN
+                PERFORM '' ~ v_val;
+            EXCEPTION WHEN invalid_regular_expression THEN
+                RAISE EXCEPTION 'route matcher on "%" has an invalid regular expression: %', v_lbl, SQLERRM
+                    USING ERRCODE = 'invalid_parameter_value';
+            END;
+        END IF;
+        result := result || jsonb_build_array(jsonb_build_object('label', v_lbl, 'op', v_op, 'value', v_val));
+    END LOOP;
+    RETURN result;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._parse_matchers(jsonb) IS
+    'Internal: checks route matchers (Alertmanager-style strings or objects) and returns them as [{"label", "op", "value"}].';
+
+-- Do all matchers hold for these labels?  A missing label is ''; a
+-- regex matches the whole value, under logagg.regex_timeout.
+CREATE FUNCTION @extschema@._route_matches(p_matchers jsonb, p_labels jsonb) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    m   jsonb;
+    v   text;
+    ok  boolean;
+BEGIN
+    FOR m IN SELECT * FROM jsonb_array_elements(p_matchers) LOOP
+        v := coalesce(p_labels->>(m->>'label'), '');
+        ok := CASE m->>'op'
+                WHEN '=' THEN v = m->>'value'
+                WHEN '!=' THEN v <> m->>'value'
+                WHEN '=~' THEN @extschema@._regex_match(v, '^(?:' || (m->>'value') || ')$')
+                WHEN '!~' THEN NOT @extschema@._regex_match(v, '^(?:' || (m->>'value') || ')$')
+              END;
+        IF NOT coalesce(ok, false) THEN
+            RETURN false;
+        END IF;
+    END LOOP;
+    RETURN true;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._route_matches(jsonb, jsonb) IS
+    'Internal: true when every route matcher holds for the alert''s labels.';
+
+CREATE FUNCTION @extschema@.set_route_matchers(id int, matchers jsonb, "continue" boolean DEFAULT true)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE @extschema@.routes r
+       SET matchers = @extschema@._parse_matchers(set_route_matchers.matchers),
+           "continue" = coalesce(set_route_matchers."continue", true)
+     WHERE r.id = set_route_matchers.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'route % does not exist', id
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM logagg.routes lists them.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.set_route_matchers(int, jsonb, boolean) IS
+    'Sets a route''s label matchers (all must hold: ["severity=\"critical\"", "source=~\"svc-.*\"", "rule!=noisy"]) and whether alerts it takes go on to the later routes ("continue", default true).';
+
+-- ---------------------------------------------------------------------------
 -- storm guard (per route): at most max_notifications new notifications per
 -- group_window, then one digest per window (schema/20_alerts.sql,
 -- _enqueue_alerts, calls these)
@@ -1178,8 +1299,8 @@ BEGIN
         'ends_at', CASE WHEN p_status = 'resolved' THEN @extschema@._utc(a.resolved_at) END,
         'kind', a.kind, 'threshold', a.threshold, 'level', NULL, 'message', v_msg);
 
-    WITH rt AS (
-        SELECT rt.id, rt.destination
+    WITH cand AS (
+        SELECT rt.id, rt.destination, rt."continue"
         FROM @extschema@.routes rt
         JOIN @extschema@.destinations d ON d.name = rt.destination AND d.enabled
         LEFT JOIN @extschema@._alert_route_sends s ON s.alert_id = p_alert_id AND s.route_id = rt.id
@@ -1190,7 +1311,14 @@ BEGIN
                                    AND s.sent_at + rt.repeat_interval <= now()
                 ELSE a.severity <= rt.min_severity
                      AND (rt.source IS NULL OR rt.source = a.labels->>'source')
+                     AND (rt.matchers = '[]' OR @extschema@._route_matches(rt.matchers,
+                            a.labels || jsonb_build_object('rule', a.name, 'severity', a.severity)))
               END
+    ), rt AS (
+        -- routes in id order, up to the first that does not continue
+        SELECT cand.id, cand.destination FROM cand
+        WHERE p_status <> 'firing' OR p_repeat
+           OR cand.id <= coalesce((SELECT min(c2.id) FROM cand c2 WHERE NOT c2."continue"), cand.id)
     ), q AS (
         INSERT INTO @extschema@.alert_queue
             (severity, route_id, destination, fingerprint, source, log_id, count,
@@ -1365,6 +1493,7 @@ DECLARE
     v_due    timestamptz;
     v_id     bigint;
     v_sample jsonb;
+    v_labels jsonb;
 BEGIN
     IF groups IS NULL OR jsonb_typeof(groups) <> 'array' THEN
         RETURN 0;
@@ -1382,13 +1511,17 @@ BEGIN
         WHERE e->>'severity' IS NOT NULL AND e->>'fingerprint' IS NOT NULL
     LOOP
         v_sample := jsonb_build_object('status', g.status, 'level', g.level, 'message', g.message);
+        v_labels := jsonb_build_object('source', g.source, 'severity', g.severity,
+                                       'status', g.status #>> '{}', 'level', g.level #>> '{}',
+                                       'fingerprint', g.fingerprint);
         FOR r IN
-            SELECT rt.id, rt.destination, rt.group_window, rt.max_notifications
+            SELECT rt.id, rt.destination, rt.group_window, rt.max_notifications, rt."continue"
             FROM @extschema@.routes rt
             JOIN @extschema@.destinations d ON d.name = rt.destination AND d.enabled
             WHERE rt.enabled
               AND g.severity <= rt.min_severity
               AND (rt.source IS NULL OR rt.source = g.source)
+              AND (rt.matchers = '[]' OR @extschema@._route_matches(rt.matchers, v_labels))
             ORDER BY rt.id
         LOOP
             -- creates or locks the group's state row (xmax = 0: just inserted)
@@ -1456,6 +1589,8 @@ BEGIN
                 END IF;
             END IF;
             n := n + 1;
+            -- a route with "continue" = false is the last one the alert takes
+            EXIT WHEN NOT r."continue";
         END LOOP;
     END LOOP;
     RETURN n;
@@ -1464,7 +1599,10 @@ $fn$;
 COMMENT ON FUNCTION @extschema@._enqueue_alerts(jsonb) IS
     'Internal: called once per ingest batch with its alert groups; routes them, applies the group_window timeline and queues notifications. Returns the number of queue rows written or updated.';
 
-REVOKE ALL ON FUNCTION @extschema@._route_admit(int, interval, int),
+REVOKE ALL ON FUNCTION @extschema@._parse_matchers(jsonb),
+                       @extschema@._route_matches(jsonb, jsonb),
+                       @extschema@.set_route_matchers(int, jsonb, boolean),
+                       @extschema@._route_admit(int, interval, int),
                        @extschema@._add_to_digest(int, text, interval, @extschema@.severity, bigint, timestamptz, timestamptz),
                        @extschema@._alert_bucket_secs(interval),
                        @extschema@._alert_window_start(timestamptz, interval, int),
@@ -1504,6 +1642,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.add_alert_rule(text, jsonb, interval, floa
                           @extschema@.remove_alert_rule(text),
                           @extschema@.pause_alert_rule(text),
                           @extschema@.resume_alert_rule(text),
+                          @extschema@.set_route_matchers(int, jsonb, boolean),
+                          @extschema@._parse_matchers(jsonb),
                           @extschema@._validate_alert_rule(jsonb, interval, float8, text, text[], interval),
                           @extschema@._alert_bucket_secs(interval)
     TO logagg_admin;

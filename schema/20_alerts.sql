@@ -143,7 +143,9 @@ CREATE TRIGGER alert_queue_wake AFTER INSERT ON @extschema@.alert_queue
 -- Storm guard: a route queues at most max_notifications new notifications
 -- per group_window; the groups beyond go into one digest per window
 -- (_route_admit, _add_to_digest in schema/25_alert_rules.sql), whose
--- count still adds up to their records.
+-- count still adds up to their records.  Routes are taken in id order;
+-- their label matchers (source, severity, status, level, fingerprint)
+-- must all hold, and one with "continue" = false ends the list.
 CREATE FUNCTION @extschema@._enqueue_alerts(groups jsonb) RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -157,6 +159,7 @@ DECLARE
     v_due    timestamptz;
     v_id     bigint;
     v_sample jsonb;
+    v_labels jsonb;
 BEGIN
     IF groups IS NULL OR jsonb_typeof(groups) <> 'array' THEN
         RETURN 0;
@@ -174,13 +177,17 @@ BEGIN
         WHERE e->>'severity' IS NOT NULL AND e->>'fingerprint' IS NOT NULL
     LOOP
         v_sample := jsonb_build_object('status', g.status, 'level', g.level, 'message', g.message);
+        v_labels := jsonb_build_object('source', g.source, 'severity', g.severity,
+                                       'status', g.status #>> '{}', 'level', g.level #>> '{}',
+                                       'fingerprint', g.fingerprint);
         FOR r IN
-            SELECT rt.id, rt.destination, rt.group_window, rt.max_notifications
+            SELECT rt.id, rt.destination, rt.group_window, rt.max_notifications, rt."continue"
             FROM @extschema@.routes rt
             JOIN @extschema@.destinations d ON d.name = rt.destination AND d.enabled
             WHERE rt.enabled
               AND g.severity <= rt.min_severity
               AND (rt.source IS NULL OR rt.source = g.source)
+              AND (rt.matchers = '[]' OR @extschema@._route_matches(rt.matchers, v_labels))
             ORDER BY rt.id
         LOOP
             -- creates or locks the group's state row (xmax = 0: just inserted)
@@ -248,6 +255,8 @@ BEGIN
                 END IF;
             END IF;
             n := n + 1;
+            -- a route with "continue" = false is the last one the alert takes
+            EXIT WHEN NOT r."continue";
         END LOOP;
     END LOOP;
     RETURN n;
