@@ -343,6 +343,35 @@ BEGIN
         FROM gone;
     END IF;
 
+    -- routes in one of their mute time intervals send nothing: their due
+    -- alerts are logged as silenced, like Alertmanager drops them
+    IF EXISTS (SELECT 1 FROM @extschema@.routes rt
+               WHERE rt.mute_time_intervals <> '[]'
+                 AND @extschema@._route_muted(rt.mute_time_intervals, now())) THEN
+        WITH gone AS (
+            DELETE FROM @extschema@.alert_queue q
+             WHERE q.id = ANY (ARRAY(
+                SELECT q2.id
+                FROM @extschema@.alert_queue q2
+                JOIN @extschema@.routes rt ON rt.id = q2.route_id
+                WHERE q2.dead_at IS NULL AND q2.next_attempt_at <= now()
+                  AND NOT coalesce(q2.payload->'test' = 'true'::jsonb, false)
+                  AND rt.mute_time_intervals <> '[]'
+                  AND @extschema@._route_muted(rt.mute_time_intervals, now())
+                ORDER BY q2.severity, q2.next_attempt_at, q2.id
+                FOR UPDATE OF q2 SKIP LOCKED
+                LIMIT 1000))
+            RETURNING q.*
+        )
+        INSERT INTO @extschema@.alert_log
+            (alert_id, destination, route_id, severity, fingerprint, source, count,
+             attempt, outcome, error)
+        SELECT gone.id, gone.destination, gone.route_id, gone.severity, gone.fingerprint,
+               gone.source, gone.count, gone.attempts, 'silenced',
+               'muted by the mute_time_intervals of route ' || gone.route_id
+        FROM gone;
+    END IF;
+
     RETURN QUERY
     WITH due AS (
         SELECT q.id AS qid, q.next_attempt_at AS due_at

@@ -139,6 +139,129 @@ COMMENT ON FUNCTION @extschema@.set_route_matchers(int, jsonb, boolean) IS
     'Sets a route''s label matchers (all must hold: ["severity=\"critical\"", "source=~\"svc-.*\"", "rule!=noisy"]) and whether alerts it takes go on to the later routes ("continue", default true).';
 
 -- ---------------------------------------------------------------------------
+-- silences that start later, and mute time intervals on routes
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.schedule_silence(source text, fingerprint text,
+                                             starts_at timestamptz, ends_at timestamptz,
+                                             comment text, message_regex text DEFAULT NULL)
+    RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_id int;
+BEGIN
+    IF starts_at IS NULL OR ends_at IS NULL OR ends_at <= starts_at OR ends_at <= now() THEN
+        RAISE EXCEPTION 'a silence must end after it starts, and in the future'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example logagg.schedule_silence(''db'', NULL, ''2026-01-03 02:00Z'', ''2026-01-03 04:00Z'', ''maintenance'').';
+    END IF;
+    INSERT INTO @extschema@.silences (source, fingerprint, message_regex, starts_at, ends_at, comment)
+    VALUES (schedule_silence.source, schedule_silence.fingerprint, schedule_silence.message_regex,
+            schedule_silence.starts_at, schedule_silence.ends_at, schedule_silence.comment)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.schedule_silence(text, text, timestamptz, timestamptz, text, text) IS
+    'Mutes alerts matching source, fingerprint and message_regex (NULL = any) from starts_at (possibly in the future) to ends_at; muted alerts are logged as silenced. Returns the silence id.';
+
+ALTER TABLE @extschema@.routes
+    ADD COLUMN mute_time_intervals jsonb NOT NULL DEFAULT '[]'
+        CHECK (jsonb_typeof(mute_time_intervals) = 'array');
+COMMENT ON COLUMN @extschema@.routes.mute_time_intervals IS
+    'When the route sends nothing (like Alertmanager''s mute_time_intervals): [{"weekdays": ["monday:friday", "sunday"], "times": [{"start_time": "22:00", "end_time": "24:00"}], "location": "Europe/Berlin"}]; an interval matches when every part it has matches. Set with logagg.set_route_mute_times; alerts due while muted are logged as silenced.';
+
+-- Is t inside one of the intervals?  Weekdays and times are read in the
+-- interval's location (default UTC).
+CREATE FUNCTION @extschema@._route_muted(p_intervals jsonb, p_at timestamptz) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN EXISTS (
+        SELECT 1
+        FROM jsonb_array_elements(p_intervals) i,
+             LATERAL (SELECT p_at AT TIME ZONE coalesce(i->>'location', 'UTC') AS lt) l
+        WHERE (NOT i ? 'weekdays' OR EXISTS (
+                  SELECT 1 FROM jsonb_array_elements_text(i->'weekdays') w,
+                       LATERAL (SELECT array_position(ARRAY['sunday', 'monday', 'tuesday', 'wednesday',
+                                                            'thursday', 'friday', 'saturday'],
+                                                      split_part(w, ':', 1)) - 1 AS a,
+                                       array_position(ARRAY['sunday', 'monday', 'tuesday', 'wednesday',
+                                                            'thursday', 'friday', 'saturday'],
+                                                      coalesce(nullif(split_part(w, ':', 2), ''), split_part(w, ':', 1))) - 1 AS b) d
+                  WHERE extract(dow FROM l.lt) BETWEEN d.a AND d.b))
+          AND (NOT i ? 'times' OR EXISTS (
+                  SELECT 1 FROM jsonb_array_elements(i->'times') t
+                  WHERE l.lt::time >= (t->>'start_time')::time
+                    AND (t->>'end_time' = '24:00' OR l.lt::time < (t->>'end_time')::time))));
+COMMENT ON FUNCTION @extschema@._route_muted(jsonb, timestamptz) IS
+    'Internal: whether a route''s mute_time_intervals cover the given moment.';
+
+CREATE FUNCTION @extschema@.set_route_mute_times(id int, intervals jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    i jsonb;
+    w text;
+    t jsonb;
+    days text[] := ARRAY['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'];
+    hint text := 'For example ''[{"weekdays": ["saturday:sunday"], "times": [{"start_time": "00:00", "end_time": "24:00"}], "location": "Europe/Berlin"}]''.';
+BEGIN
+    IF intervals IS NULL OR jsonb_typeof(intervals) <> 'array' THEN
+        RAISE EXCEPTION 'mute time intervals must be a JSON array' USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+    END IF;
+    FOR i IN SELECT * FROM jsonb_array_elements(intervals) LOOP
+        IF jsonb_typeof(i) <> 'object' OR EXISTS (SELECT 1 FROM jsonb_object_keys(i) k
+                                                  WHERE k NOT IN ('weekdays', 'times', 'location')) THEN
+            RAISE EXCEPTION 'a mute time interval is an object of weekdays, times and location'
+                USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+        END IF;
+        IF i ? 'weekdays' THEN
+            IF jsonb_typeof(i->'weekdays') <> 'array' THEN
+                RAISE EXCEPTION '"weekdays" must be an array' USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+            END IF;
+            FOR w IN SELECT * FROM jsonb_array_elements_text(i->'weekdays') LOOP
+                IF NOT (split_part(w, ':', 1) = ANY (days))
+                   OR (w LIKE '%:%' AND NOT (split_part(w, ':', 2) = ANY (days)))
+                   OR array_position(days, split_part(w, ':', 1))
+                      > array_position(days, coalesce(nullif(split_part(w, ':', 2), ''), split_part(w, ':', 1))) THEN
+                    RAISE EXCEPTION 'invalid weekday or range "%"', w
+                        USING ERRCODE = 'invalid_parameter_value',
+                              HINT = 'Lower-case day names, or ranges from sunday to saturday such as "monday:friday".';
+                END IF;
+            END LOOP;
+        END IF;
+        IF i ? 'times' THEN
+            IF jsonb_typeof(i->'times') <> 'array' THEN
+                RAISE EXCEPTION '"times" must be an array' USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+            END IF;
+            FOR t IN SELECT * FROM jsonb_array_elements(i->'times') LOOP
+                IF t->>'start_time' !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$'
+                   OR t->>'end_time' !~ '^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$'
+                   OR (t->>'end_time' <> '24:00' AND (t->>'end_time')::time <= (t->>'start_time')::time) THEN
+                    RAISE EXCEPTION 'invalid time range %', t
+                        USING ERRCODE = 'invalid_parameter_value',
+                              HINT = '{"start_time": "HH:MM", "end_time": "HH:MM"} with end after start (24:00 for the end of the day).';
+                END IF;
+            END LOOP;
+        END IF;
+        IF i ? 'location' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = i->>'location') THEN
+            RAISE EXCEPTION 'unknown time zone "%"', i->>'location'
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an IANA name such as Europe/Berlin (pg_timezone_names).';
+        END IF;
+    END LOOP;
+    UPDATE @extschema@.routes r SET mute_time_intervals = intervals WHERE r.id = set_route_mute_times.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'route % does not exist', id
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM logagg.routes lists them.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.set_route_mute_times(int, jsonb) IS
+    'Sets when a route sends nothing (weekdays, times of day, time zone); alerts that fall due then are logged as silenced.';
+
+-- ---------------------------------------------------------------------------
 -- storm guard (per route): at most max_notifications new notifications per
 -- group_window, then one digest per window (schema/20_alerts.sql,
 -- _enqueue_alerts, calls these)

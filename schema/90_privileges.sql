@@ -133,6 +133,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.add_alert_rule(text, jsonb, interval, floa
                           @extschema@.pause_alert_rule(text),
                           @extschema@.resume_alert_rule(text),
                           @extschema@.set_route_matchers(int, jsonb, boolean),
+                          @extschema@.set_route_mute_times(int, jsonb),
+                          @extschema@.schedule_silence(text, text, timestamptz, timestamptz, text, text),
                           @extschema@._parse_matchers(jsonb),
                           @extschema@._validate_alert_rule(jsonb, interval, float8, text, text[], interval),
                           @extschema@._alert_bucket_secs(interval)
