@@ -1599,10 +1599,101 @@ $fn$;
 COMMENT ON FUNCTION @extschema@._prune_alert_rule_counts() IS
     'Internal: deletes alert rule counters no window needs any more (and those of removed rules), and inactive / resolved alerts older than logagg.absent_lookback. Returns counter rows deleted.';
 
+-- ---------------------------------------------------------------------------
+-- inhibition, like Alertmanager's inhibit_rules
+-- ---------------------------------------------------------------------------
+CREATE TABLE @extschema@.inhibit_rules (
+    id               serial PRIMARY KEY,
+    source_matchers  jsonb NOT NULL,
+    target_matchers  jsonb NOT NULL,
+    equal            text[] NOT NULL DEFAULT '{}',
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE @extschema@.inhibit_rules IS
+    'While a rule alert matching source_matchers fires, alerts matching target_matchers whose labels listed in equal have the same values are not sent (logged as silenced). Made with logagg.add_inhibit_rule.';
+
+CREATE FUNCTION @extschema@.add_inhibit_rule(source_matchers jsonb, target_matchers jsonb,
+                                             equal text[] DEFAULT '{}')
+    RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_id int;
+BEGIN
+    IF equal IS NULL OR EXISTS (SELECT 1 FROM unnest(equal) e WHERE e IS NULL OR e !~ '^[A-Za-z_][A-Za-z0-9_.]*$') THEN
+        RAISE EXCEPTION 'equal must be a list of label names'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ARRAY[''source''].';
+    END IF;
+    INSERT INTO @extschema@.inhibit_rules (source_matchers, target_matchers, equal)
+    VALUES (@extschema@._parse_matchers(source_matchers), @extschema@._parse_matchers(target_matchers),
+            add_inhibit_rule.equal)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.add_inhibit_rule(jsonb, jsonb, text[]) IS
+    'Adds an inhibition rule (Alertmanager semantics): while a firing rule alert matches source_matchers, alerts matching target_matchers with equal values of the labels in equal are not sent. Returns its id.';
+
+CREATE FUNCTION @extschema@.remove_inhibit_rule(id int) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    DELETE FROM @extschema@.inhibit_rules i WHERE i.id = remove_inhibit_rule.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'inhibit rule % does not exist', id
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM logagg.inhibit_rules lists them.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.remove_inhibit_rule(int) IS
+    'Deletes an inhibition rule.';
+
+-- The labels an alert of the queue is matched on: source, severity,
+-- status, level, fingerprint; a rule alert's rule and group labels.
+CREATE FUNCTION @extschema@._queued_alert_labels(q @extschema@.alert_queue) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN jsonb_typeof(q.payload->'labels') = 'object' THEN q.payload->'labels' ELSE '{}' END
+           || jsonb_strip_nulls(jsonb_build_object('source', q.source, 'severity', q.severity,
+                                                  'status', q.payload->>'status', 'level', q.payload->>'level',
+                                                  'fingerprint', q.fingerprint, 'rule', q.payload->>'rule'));
+COMMENT ON FUNCTION @extschema@._queued_alert_labels(@extschema@.alert_queue) IS
+    'Internal: the labels route matchers and inhibition rules see for a queued alert.';
+
+-- The inhibition rule that mutes this queued alert now, if any.
+CREATE FUNCTION @extschema@._inhibited_by(q @extschema@.alert_queue) RETURNS int
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT ir.id
+    FROM @extschema@.inhibit_rules ir
+    CROSS JOIN LATERAL (SELECT @extschema@._queued_alert_labels(q) AS labels) t
+    WHERE @extschema@._route_matches(ir.target_matchers, t.labels)
+      AND EXISTS (
+          SELECT 1
+          FROM @extschema@.alerts a
+          JOIN @extschema@.alert_rules r ON r.id = a.rule_id
+          CROSS JOIN LATERAL (SELECT a.labels || jsonb_build_object('rule', r.name, 'severity', r.severity) AS labels) s
+          WHERE a.state = 'firing'
+            -- an alert never inhibits itself
+            AND NOT (coalesce(q.payload->>'rule', '') = r.name AND q.payload->'labels' = a.labels)
+            AND @extschema@._route_matches(ir.source_matchers, s.labels)
+            AND NOT EXISTS (SELECT 1 FROM unnest(ir.equal) e
+                            WHERE coalesce(t.labels->>e, '') <> coalesce(s.labels->>e, '')))
+    ORDER BY ir.id
+    LIMIT 1;
+END;
+COMMENT ON FUNCTION @extschema@._inhibited_by(@extschema@.alert_queue) IS
+    'Internal: the id of an inhibition rule that mutes the queued alert now (a firing rule alert matches its source side), or NULL.';
+
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_rules', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_rules_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_history', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_history_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.inhibit_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.inhibit_rules_id_seq', '');
 
 CREATE OR REPLACE FUNCTION @extschema@._enqueue_alerts(groups jsonb) RETURNS int
     LANGUAGE plpgsql
@@ -1723,8 +1814,8 @@ $fn$;
 COMMENT ON FUNCTION @extschema@._enqueue_alerts(jsonb) IS
     'Internal: called once per ingest batch with its alert groups; routes them, applies the group_window timeline and queues notifications. Returns the number of queue rows written or updated.';
 
--- _claim_alerts(): due alerts of a route inside its mute time intervals
--- are logged as silenced.  Only that block is new, so the definition in
+-- _claim_alerts(): due alerts of a route inside its mute time intervals,
+-- and inhibited alerts, are logged as silenced.  Only those blocks are new, so the definition in
 -- place is edited (as the silence regex patch above does) rather than
 -- restated.
 DO $mute$
@@ -1766,6 +1857,32 @@ BEGIN
         FROM gone;
     END IF;
 
+    -- inhibition: while a matching rule alert fires, targets are not sent
+    IF EXISTS (SELECT 1 FROM @extschema@.inhibit_rules)
+       AND EXISTS (SELECT 1 FROM @extschema@.alerts a WHERE a.state = 'firing') THEN
+        WITH cand AS (
+            SELECT q.id AS qid, @extschema@._inhibited_by(q) AS rule_id
+            FROM @extschema@.alert_queue q
+            WHERE q.dead_at IS NULL AND q.next_attempt_at <= now()
+              AND NOT coalesce(q.payload->'test' = 'true'::jsonb, false)
+            ORDER BY q.severity, q.next_attempt_at, q.id
+            FOR UPDATE OF q SKIP LOCKED
+            LIMIT 1000
+        ), gone AS (
+            DELETE FROM @extschema@.alert_queue q
+             USING cand c
+             WHERE q.id = c.qid AND c.rule_id IS NOT NULL
+            RETURNING q.*, c.rule_id
+        )
+        INSERT INTO @extschema@.alert_log
+            (alert_id, destination, route_id, severity, fingerprint, source, count,
+             attempt, outcome, error)
+        SELECT gone.id, gone.destination, gone.route_id, gone.severity, gone.fingerprint,
+               gone.source, gone.count, gone.attempts, 'silenced',
+               'inhibited by inhibit rule ' || gone.rule_id
+        FROM gone;
+    END IF;
+
 $m$ || v_anchor);
 END
 $mute$;
@@ -1792,19 +1909,23 @@ REVOKE ALL ON FUNCTION @extschema@._parse_matchers(jsonb),
                        @extschema@._queue_rule_alert(bigint, text, boolean),
                        @extschema@._set_alert_state(bigint, text, float8),
                        @extschema@._evaluate_alert_rules(),
-                       @extschema@._prune_alert_rule_counts()
+                       @extschema@._prune_alert_rule_counts(),
+                       @extschema@.add_inhibit_rule(jsonb, jsonb, text[]),
+                       @extschema@.remove_inhibit_rule(int),
+                       @extschema@._queued_alert_labels(@extschema@.alert_queue),
+                       @extschema@._inhibited_by(@extschema@.alert_queue)
     FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.alert_rules, @extschema@._alert_rule_counts,
       @extschema@.alerts, @extschema@.alert_history, @extschema@._alert_route_sends,
-      @extschema@._route_storm, @extschema@.firing_alerts
+      @extschema@._route_storm, @extschema@.firing_alerts, @extschema@.inhibit_rules
     TO logagg_admin;
 GRANT USAGE, SELECT, UPDATE ON SEQUENCE @extschema@.alert_rules_id_seq, @extschema@.alerts_id_seq,
-      @extschema@.alert_history_id_seq
+      @extschema@.alert_history_id_seq, @extschema@.inhibit_rules_id_seq
     TO logagg_admin;
 -- admin manages the rules; reader
 -- sees them, the alert states and their history.
 GRANT SELECT ON @extschema@.alert_rules, @extschema@.alerts, @extschema@.alert_history,
-      @extschema@.firing_alerts, @extschema@._alert_rule_counts
+      @extschema@.firing_alerts, @extschema@._alert_rule_counts, @extschema@.inhibit_rules
     TO logagg_reader;
 GRANT EXECUTE ON FUNCTION @extschema@.rule_preview(text),
                           @extschema@._alert_rule_id(text),
@@ -1818,6 +1939,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.add_alert_rule(text, jsonb, interval, floa
                           @extschema@.resume_alert_rule(text),
                           @extschema@.set_route_matchers(int, jsonb, boolean),
                           @extschema@.set_route_mute_times(int, jsonb),
+                          @extschema@.add_inhibit_rule(jsonb, jsonb, text[]),
+                          @extschema@.remove_inhibit_rule(int),
                           @extschema@.schedule_silence(text, text, timestamptz, timestamptz, text, text),
                           @extschema@._parse_matchers(jsonb),
                           @extschema@._validate_alert_rule(jsonb, interval, float8, text, text[], interval),

@@ -372,6 +372,32 @@ BEGIN
         FROM gone;
     END IF;
 
+    -- inhibition: while a matching rule alert fires, targets are not sent
+    IF EXISTS (SELECT 1 FROM @extschema@.inhibit_rules)
+       AND EXISTS (SELECT 1 FROM @extschema@.alerts a WHERE a.state = 'firing') THEN
+        WITH cand AS (
+            SELECT q.id AS qid, @extschema@._inhibited_by(q) AS rule_id
+            FROM @extschema@.alert_queue q
+            WHERE q.dead_at IS NULL AND q.next_attempt_at <= now()
+              AND NOT coalesce(q.payload->'test' = 'true'::jsonb, false)
+            ORDER BY q.severity, q.next_attempt_at, q.id
+            FOR UPDATE OF q SKIP LOCKED
+            LIMIT 1000
+        ), gone AS (
+            DELETE FROM @extschema@.alert_queue q
+             USING cand c
+             WHERE q.id = c.qid AND c.rule_id IS NOT NULL
+            RETURNING q.*, c.rule_id
+        )
+        INSERT INTO @extschema@.alert_log
+            (alert_id, destination, route_id, severity, fingerprint, source, count,
+             attempt, outcome, error)
+        SELECT gone.id, gone.destination, gone.route_id, gone.severity, gone.fingerprint,
+               gone.source, gone.count, gone.attempts, 'silenced',
+               'inhibited by inhibit rule ' || gone.rule_id
+        FROM gone;
+    END IF;
+
     RETURN QUERY
     WITH due AS (
         SELECT q.id AS qid, q.next_attempt_at AS due_at

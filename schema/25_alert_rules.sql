@@ -986,7 +986,98 @@ $fn$;
 COMMENT ON FUNCTION @extschema@._prune_alert_rule_counts() IS
     'Internal: deletes alert rule counters no window needs any more (and those of removed rules), and inactive / resolved alerts older than logagg.absent_lookback. Returns counter rows deleted.';
 
+-- ---------------------------------------------------------------------------
+-- inhibition, like Alertmanager's inhibit_rules
+-- ---------------------------------------------------------------------------
+CREATE TABLE @extschema@.inhibit_rules (
+    id               serial PRIMARY KEY,
+    source_matchers  jsonb NOT NULL,
+    target_matchers  jsonb NOT NULL,
+    equal            text[] NOT NULL DEFAULT '{}',
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE @extschema@.inhibit_rules IS
+    'While a rule alert matching source_matchers fires, alerts matching target_matchers whose labels listed in equal have the same values are not sent (logged as silenced). Made with logagg.add_inhibit_rule.';
+
+CREATE FUNCTION @extschema@.add_inhibit_rule(source_matchers jsonb, target_matchers jsonb,
+                                             equal text[] DEFAULT '{}')
+    RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_id int;
+BEGIN
+    IF equal IS NULL OR EXISTS (SELECT 1 FROM unnest(equal) e WHERE e IS NULL OR e !~ '^[A-Za-z_][A-Za-z0-9_.]*$') THEN
+        RAISE EXCEPTION 'equal must be a list of label names'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ARRAY[''source''].';
+    END IF;
+    INSERT INTO @extschema@.inhibit_rules (source_matchers, target_matchers, equal)
+    VALUES (@extschema@._parse_matchers(source_matchers), @extschema@._parse_matchers(target_matchers),
+            add_inhibit_rule.equal)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.add_inhibit_rule(jsonb, jsonb, text[]) IS
+    'Adds an inhibition rule (Alertmanager semantics): while a firing rule alert matches source_matchers, alerts matching target_matchers with equal values of the labels in equal are not sent. Returns its id.';
+
+CREATE FUNCTION @extschema@.remove_inhibit_rule(id int) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    DELETE FROM @extschema@.inhibit_rules i WHERE i.id = remove_inhibit_rule.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'inhibit rule % does not exist', id
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM logagg.inhibit_rules lists them.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.remove_inhibit_rule(int) IS
+    'Deletes an inhibition rule.';
+
+-- The labels an alert of the queue is matched on: source, severity,
+-- status, level, fingerprint; a rule alert's rule and group labels.
+CREATE FUNCTION @extschema@._queued_alert_labels(q @extschema@.alert_queue) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN jsonb_typeof(q.payload->'labels') = 'object' THEN q.payload->'labels' ELSE '{}' END
+           || jsonb_strip_nulls(jsonb_build_object('source', q.source, 'severity', q.severity,
+                                                  'status', q.payload->>'status', 'level', q.payload->>'level',
+                                                  'fingerprint', q.fingerprint, 'rule', q.payload->>'rule'));
+COMMENT ON FUNCTION @extschema@._queued_alert_labels(@extschema@.alert_queue) IS
+    'Internal: the labels route matchers and inhibition rules see for a queued alert.';
+
+-- The inhibition rule that mutes this queued alert now, if any.
+CREATE FUNCTION @extschema@._inhibited_by(q @extschema@.alert_queue) RETURNS int
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT ir.id
+    FROM @extschema@.inhibit_rules ir
+    CROSS JOIN LATERAL (SELECT @extschema@._queued_alert_labels(q) AS labels) t
+    WHERE @extschema@._route_matches(ir.target_matchers, t.labels)
+      AND EXISTS (
+          SELECT 1
+          FROM @extschema@.alerts a
+          JOIN @extschema@.alert_rules r ON r.id = a.rule_id
+          CROSS JOIN LATERAL (SELECT a.labels || jsonb_build_object('rule', r.name, 'severity', r.severity) AS labels) s
+          WHERE a.state = 'firing'
+            -- an alert never inhibits itself
+            AND NOT (coalesce(q.payload->>'rule', '') = r.name AND q.payload->'labels' = a.labels)
+            AND @extschema@._route_matches(ir.source_matchers, s.labels)
+            AND NOT EXISTS (SELECT 1 FROM unnest(ir.equal) e
+                            WHERE coalesce(t.labels->>e, '') <> coalesce(s.labels->>e, '')))
+    ORDER BY ir.id
+    LIMIT 1;
+END;
+COMMENT ON FUNCTION @extschema@._inhibited_by(@extschema@.alert_queue) IS
+    'Internal: the id of an inhibition rule that mutes the queued alert now (a firing rule alert matches its source side), or NULL.';
+
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_rules', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_rules_id_seq', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_history', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_history_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.inhibit_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.inhibit_rules_id_seq', '');

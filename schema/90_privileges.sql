@@ -120,7 +120,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.add_destination(text, text, jsonb),
 -- alert rules (schema/25_alert_rules.sql): admin manages the rules; reader
 -- sees them, the alert states and their history.
 GRANT SELECT ON @extschema@.alert_rules, @extschema@.alerts, @extschema@.alert_history,
-      @extschema@.firing_alerts, @extschema@._alert_rule_counts
+      @extschema@.firing_alerts, @extschema@._alert_rule_counts, @extschema@.inhibit_rules
     TO logagg_reader;
 GRANT EXECUTE ON FUNCTION @extschema@.rule_preview(text),
                           @extschema@._alert_rule_id(text),
@@ -134,6 +134,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.add_alert_rule(text, jsonb, interval, floa
                           @extschema@.resume_alert_rule(text),
                           @extschema@.set_route_matchers(int, jsonb, boolean),
                           @extschema@.set_route_mute_times(int, jsonb),
+                          @extschema@.add_inhibit_rule(jsonb, jsonb, text[]),
+                          @extschema@.remove_inhibit_rule(int),
                           @extschema@.schedule_silence(text, text, timestamptz, timestamptz, text, text),
                           @extschema@._parse_matchers(jsonb),
                           @extschema@._validate_alert_rule(jsonb, interval, float8, text, text[], interval),
