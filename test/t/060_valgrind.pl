@@ -71,7 +71,7 @@ SELECT logagg.add_alert_rule('vg-count', '{"source": "svc-*", "min_severity": "h
                              '1 hour', 0, 'count', ARRAY['source', 'status', 'severity']);
 SELECT logagg.add_alert_rule('vg-ratio', '{"message_regex": "e", "level": ["error", "fatal"]}',
                              '1 hour', 0, 'ratio', ARRAY['level', 'attrs.deep']);
-SELECT logagg.add_alert_rule('vg-attrs', '{"attrs": {"deep": {"er": [1]}}}', '1 hour', 0, 'rate', ARRAY[]::text[]);
+SELECT logagg.add_alert_rule('vg-attrs', '{"attrs": {"attrs": {"deep": {"er": [1]}}}}', '1 hour', 0, 'rate', ARRAY[]::text[]);
 });
 my $url = "ws://127.0.0.1:$node->{logagg_port}/ingest";
 my $http = "http://127.0.0.1:$node->{logagg_port}";
