@@ -1887,6 +1887,37 @@ $m$ || v_anchor);
 END
 $mute$;
 
+-- The alertmanager destination kind: the kind check and
+-- _validate_destination() (schema/20_alerts.sql) gain it.  Only those
+-- expressions change, so the definition in place is edited.
+ALTER TABLE @extschema@.destinations DROP CONSTRAINT destinations_kind_check;
+ALTER TABLE @extschema@.destinations ADD CONSTRAINT destinations_kind_check
+    CHECK (kind IN ('webhook', 'slack', 'email', 'sms', 'pagerduty', 'alertmanager'));
+DO $am$
+DECLARE
+    def text := pg_catalog.pg_get_functiondef(
+                    '@extschema@._validate_destination(text, jsonb)'::pg_catalog.regprocedure);
+    v_old1 text := $o1$        ELSE
+            RAISE EXCEPTION 'unknown destination kind "%"', kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use one of webhook, slack, email, sms, pagerduty.';$o1$;
+    v_new1 text := $n1$        WHEN 'alertmanager' THEN
+            required := ARRAY['url'];
+            allowed := ARRAY['url', 'headers', 'generator_url'];
+        ELSE
+            RAISE EXCEPTION 'unknown destination kind "%"', kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use one of webhook, slack, email, sms, pagerduty, alertmanager.';$n1$;
+    v_old2 text := $o2$            WHEN kind = 'webhook' AND config->>'url' ~* '^http://'$o2$;
+    v_new2 text := $n2$            WHEN kind IN ('webhook', 'alertmanager') AND config->>'url' ~* '^http://'$n2$;
+BEGIN
+    IF pg_catalog.strpos(def, v_old1) = 0 OR pg_catalog.strpos(def, v_old2) = 0 THEN
+        RAISE EXCEPTION 'logagg upgrade: _validate_destination() is not the expected one';
+    END IF;
+    EXECUTE pg_catalog.replace(pg_catalog.replace(def, v_old1, v_new1), v_old2, v_new2);
+END
+$am$;
+
 REVOKE ALL ON FUNCTION @extschema@._parse_matchers(jsonb),
                        @extschema@._route_matches(jsonb, jsonb),
                        @extschema@.set_route_matchers(int, jsonb, boolean),

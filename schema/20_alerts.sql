@@ -7,7 +7,7 @@
 
 CREATE TABLE @extschema@.destinations (
     name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'),
-    kind        text NOT NULL CHECK (kind IN ('webhook', 'slack', 'email', 'sms', 'pagerduty')),
+    kind        text NOT NULL CHECK (kind IN ('webhook', 'slack', 'email', 'sms', 'pagerduty', 'alertmanager')),
     config      jsonb NOT NULL DEFAULT '{}',
     enabled     boolean NOT NULL DEFAULT true,
     created_at  timestamptz NOT NULL DEFAULT now(),
@@ -653,10 +653,13 @@ BEGIN
         WHEN 'pagerduty' THEN
             required := ARRAY['routing_key'];
             allowed := ARRAY['url', 'routing_key'];
+        WHEN 'alertmanager' THEN
+            required := ARRAY['url'];
+            allowed := ARRAY['url', 'headers', 'generator_url'];
         ELSE
             RAISE EXCEPTION 'unknown destination kind "%"', kind
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Use one of webhook, slack, email, sms, pagerduty.';
+                      HINT = 'Use one of webhook, slack, email, sms, pagerduty, alertmanager.';
     END CASE;
     allowed := allowed || common;
 
@@ -750,7 +753,7 @@ BEGIN
             WHEN kind = 'sms' AND config->>'base_url' ~* '^http://' THEN 'auth_token'
             WHEN kind = 'pagerduty' AND config->>'url' ~* '^http://' THEN 'routing_key'
             WHEN kind = 'slack' AND config->>'webhook_url' ~* '^http://' THEN 'webhook_url'
-            WHEN kind = 'webhook' AND config->>'url' ~* '^http://'
+            WHEN kind IN ('webhook', 'alertmanager') AND config->>'url' ~* '^http://'
                  AND EXISTS (SELECT 1 FROM jsonb_object_keys(
                                  CASE jsonb_typeof(config->'headers') WHEN 'object' THEN config->'headers' ELSE '{}' END) h
                              WHERE lower(h) IN ('authorization', 'proxy-authorization', 'cookie')) THEN 'headers'

@@ -132,5 +132,6 @@ extern void logagg_dest_slack(LogaggDelivery *d);
 extern void logagg_dest_email(LogaggDelivery *d);
 extern void logagg_dest_sms(LogaggDelivery *d);
 extern void logagg_dest_pagerduty(LogaggDelivery *d);
+extern void logagg_dest_alertmanager(LogaggDelivery *d);
 
 #endif							/* LOGAGG_ALERTS_H */

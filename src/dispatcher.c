@@ -66,6 +66,7 @@ static const struct
 	{"email", logagg_dest_email},
 	{"sms", logagg_dest_sms},
 	{"pagerduty", logagg_dest_pagerduty},
+	{"alertmanager", logagg_dest_alertmanager},
 };
 
 /*
