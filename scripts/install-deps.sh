@@ -14,6 +14,7 @@ PACKAGES=(
   python3 python3-websockets python3-aiosmtpd
   curl procps valgrind
   openssl
+  prometheus-alertmanager
 )
 
 SUDO=""
