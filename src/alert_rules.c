@@ -101,11 +101,13 @@ typedef struct CountRule
 	GroupLabel	group[MAX_GROUP_BY];
 	char	   *group_name[MAX_GROUP_BY];	/* label name, JSON-escaped */
 	char	   *attr_key[MAX_GROUP_BY]; /* for GL_ATTR */
+	int			spec;			/* rules with the same group_by share it */
 } CountRule;
 
 static MemoryContext crules_cxt = NULL;
 static CountRule *crules = NULL;
 static int	ncrules = 0;
+static int	nspecs = 0;			/* distinct group_by lists of the rules */
 static bool crules_valid = false;
 static bool crules_callback_registered = false;
 static Oid	crules_relid = InvalidOid;
@@ -115,6 +117,7 @@ static SPIPlanPtr upsert_plan = NULL;
 typedef struct CountKey
 {
 	int			rule_id;
+	uint32		labels_hash;	/* hash of labels, computed once per record */
 	int64		bucket;			/* TimestampTz of the bucket start */
 	const char *labels;			/* JSON object text, in the batch's memory */
 } CountKey;
@@ -139,7 +142,7 @@ static uint32
 count_key_hash(const void *key, Size keysize)
 {
 	const CountKey *k = key;
-	uint32		h = hash_bytes((const unsigned char *) k->labels, strlen(k->labels));
+	uint32		h = k->labels_hash;
 
 	h = hash_combine(h, hash_bytes_uint32((uint32) k->rule_id));
 	h = hash_combine(h, hash_bytes_uint32((uint32) (k->bucket ^ (k->bucket >> 32))));
@@ -152,9 +155,10 @@ count_key_match(const void *a, const void *b, Size keysize)
 	const CountKey *x = a;
 	const CountKey *y = b;
 
-	if (x->rule_id != y->rule_id || x->bucket != y->bucket)
+	if (x->rule_id != y->rule_id || x->bucket != y->bucket ||
+		x->labels_hash != y->labels_hash)
 		return 1;
-	return strcmp(x->labels, y->labels);
+	return x->labels == y->labels ? 0 : strcmp(x->labels, y->labels);
 }
 
 static char *
@@ -255,6 +259,29 @@ load_rule(HeapTuple tup, TupleDesc desc, CountRule *r)
 	}
 }
 
+/*
+ * Rules with the same group_by give a record the same labels: they share
+ * a "spec", so the labels are built once per record and spec.
+ */
+static void
+assign_spec(CountRule *r, int n_before)
+{
+	for (int i = 0; i < n_before; i++)
+	{
+		const CountRule *o = &crules[i];
+		bool		same = (o->ngroup == r->ngroup);
+
+		for (int k = 0; same && k < r->ngroup; k++)
+			same = (strcmp(o->group_name[k], r->group_name[k]) == 0);
+		if (same)
+		{
+			r->spec = o->spec;
+			return;
+		}
+	}
+	r->spec = nspecs++;
+}
+
 /* (Re)load the rules if a change invalidated them.  Needs SPI. */
 static void
 crules_ensure_loaded(void)
@@ -301,8 +328,14 @@ crules_ensure_loaded(void)
 			elog(ERROR, "logagg: reading logagg.alert_rules failed: %s", SPI_result_code_string(ret));
 		oldcxt = MemoryContextSwitchTo(crules_cxt);
 		crules = palloc0(sizeof(CountRule) * Max(SPI_processed, 1));
+		nspecs = 0;
 		for (uint64 i = 0; i < SPI_processed; i++)
-			load_rule(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &crules[ncrules++]);
+		{
+			CountRule  *r = &crules[ncrules++];
+
+			load_rule(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, r);
+			assign_spec(r, ncrules - 1);
+		}
 		MemoryContextSwitchTo(oldcxt);
 	}
 	PG_CATCH();
@@ -353,6 +386,8 @@ typedef struct RecordView
 	LogaggSeverity sev;
 	Jsonb	   *attrs;
 	bool		attrs_made;
+	char	  **labels;			/* per spec, built on first use (NULL) */
+	uint32	   *labels_hash;	/* per spec, with labels */
 } RecordView;
 
 static Jsonb *
@@ -548,9 +583,17 @@ count_record(HTAB *counts, RecordView *v, int64 id)
 		full = rest_matches(rule, v);
 		if (!full && !rule->is_ratio)
 			continue;
+		if (v->labels[rule->spec] == NULL)
+		{
+			char	   *l = group_labels(rule, v);
+
+			v->labels[rule->spec] = l;
+			v->labels_hash[rule->spec] = hash_bytes((const unsigned char *) l, strlen(l));
+		}
+		key.labels_hash = v->labels_hash[rule->spec];
 		key.rule_id = rule->id;
 		key.bucket = bucket_of(v->r->ts, rule->bucket_us);
-		key.labels = group_labels(rule, v);
+		key.labels = v->labels[rule->spec];
 		e = hash_search(counts, &key, HASH_ENTER, &found);
 		if (!found)
 		{
@@ -559,8 +602,6 @@ count_record(HTAB *counts, RecordView *v, int64 id)
 			e->last_ts = 0;
 			e->last_id = 0;
 		}
-		else
-			pfree((char *) key.labels);
 		e->total++;
 		if (full)
 		{
@@ -677,6 +718,8 @@ logagg_alert_rules_count(IngestBatch *batch, const int *idx, int n,
 	MemoryContext oldcxt;
 	HASHCTL		ctl;
 	HTAB	   *counts;
+	char	  **labels;
+	uint32	   *hashes;
 
 	crules_ensure_loaded();
 	if (ncrules == 0 || n == 0)
@@ -692,6 +735,8 @@ logagg_alert_rules_count(IngestBatch *batch, const int *idx, int n,
 	ctl.hcxt = cxt;
 	counts = hash_create("logagg alert rule counts", 256, &ctl,
 						 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	labels = palloc(sizeof(char *) * Max(nspecs, 1));
+	hashes = palloc(sizeof(uint32) * Max(nspecs, 1));
 	for (int k = 0; k < n; k++)
 	{
 		RecordView	v;
@@ -701,6 +746,10 @@ logagg_alert_rules_count(IngestBatch *batch, const int *idx, int n,
 		v.sev = (LogaggSeverity) sevs[i];
 		v.attrs = NULL;
 		v.attrs_made = false;
+		/* label strings stay: hash keys point at the ones first used */
+		memset(labels, 0, sizeof(char *) * Max(nspecs, 1));
+		v.labels = labels;
+		v.labels_hash = hashes;
 		count_record(counts, &v, ids[i]);
 	}
 	if (hash_get_num_entries(counts) > 0)
