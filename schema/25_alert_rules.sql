@@ -406,7 +406,7 @@ CREATE TABLE @extschema@._alert_rule_counts (
     last_ts      timestamptz,
     last_log_id  bigint,
     PRIMARY KEY (rule_id, labels, bucket)
-);
+) WITH (fillfactor = 50);   -- room for HOT updates: every batch updates its counters
 CREATE INDEX _alert_rule_counts_bucket ON @extschema@._alert_rule_counts (rule_id, bucket);
 COMMENT ON TABLE @extschema@._alert_rule_counts IS
     'Internal: records counted per (rule, group labels, time bucket of ts), written by ingest in the transaction of the rows: matched = records matching the whole filter, total = records matching its source / min_severity / attrs parts (ratio rules), last_ts / last_log_id = the latest matching record.';

@@ -663,7 +663,7 @@ upsert_counts(HTAB *counts)
 						"FROM unnest($1, $2, $3, $4, $5, $6, $7) "
 						"  AS u(rule_id, labels, bucket, matched, total, last_ts, last_id) "
 						"WHERE EXISTS (SELECT 1 FROM logagg.alert_rules r WHERE r.id = u.rule_id) "
-						"ORDER BY u.rule_id, u.labels::jsonb, u.bucket "
+						"ORDER BY u.rule_id, u.labels COLLATE \"C\", u.bucket "
 						"ON CONFLICT (rule_id, labels, bucket) DO UPDATE SET "
 						"matched = c.matched + excluded.matched, total = c.total + excluded.total, "
 						"last_log_id = CASE WHEN excluded.last_ts IS NOT NULL AND "
