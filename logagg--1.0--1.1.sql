@@ -1215,6 +1215,1378 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.source_readers, @extschema@.
                                         @extschema@.reader_token_list
     TO logagg_admin;
 GRANT SELECT ON @extschema@.source_readers TO logagg_reader;
+-- ---- alert rules over time windows ----
+-- (schema/25_alert_rules.sql; from schema/20_alerts.sql _enqueue_alerts
+-- with the storm guard and route matchers, _claim_alerts with route mute
+-- times; grants from schema/90_privileges.sql)
+
+-- logagg alert rules over time windows: the rules (logagg.alert_rules),
+-- their exact per-(rule, group, time bucket) counters filled by ingest in
+-- the batch's own transaction (src/alert_rules.c), the alert lifecycle
+-- (logagg.alerts, logagg.alert_history) advanced by the evaluator that
+-- dispatch worker 1 runs every logagg.rule_eval_interval
+-- (_evaluate_alert_rules), and the firing / resolved notifications it
+-- queues through the routes of schema/20_alerts.sql.  docs/alerts.md,
+-- "Alert rules", describes the behaviour for users.
+
+-- Per route: resolved notifications and re-sends of firing rule alerts.
+ALTER TABLE @extschema@.routes
+    ADD COLUMN send_resolved boolean NOT NULL DEFAULT true,
+    ADD COLUMN repeat_interval interval DEFAULT '4 hours'
+        CHECK (repeat_interval IS NULL OR repeat_interval > '0');
+COMMENT ON COLUMN @extschema@.routes.send_resolved IS
+    'Whether a rule alert that this route notified as firing is also notified when it resolves.';
+COMMENT ON COLUMN @extschema@.routes.repeat_interval IS
+    'A rule alert still firing is notified again this long after its previous notification on this route; NULL never repeats.';
+
+-- ---------------------------------------------------------------------------
+-- route label matchers and continue, like Alertmanager's
+-- ---------------------------------------------------------------------------
+ALTER TABLE @extschema@.routes
+    ADD COLUMN matchers jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(matchers) = 'array'),
+    ADD COLUMN "continue" boolean NOT NULL DEFAULT true;
+COMMENT ON COLUMN @extschema@.routes.matchers IS
+    'Label matchers that must all hold for the route to take an alert: [{"label", "op" (=, !=, =~, !~), "value"}], set with logagg.set_route_matchers. Labels: source, severity, status, level, fingerprint of record alerts; rule, severity and the group labels of rule alerts. A missing label is the empty string; regexes match the whole value.';
+COMMENT ON COLUMN @extschema@.routes."continue" IS
+    'Routes are tried in id order; an alert taken by a route with continue = false is not offered to the routes after it.';
+
+-- Alertmanager-style matcher strings ('severity="critical"', 'source=~svc-.*')
+-- or objects, checked and stored as [{"label", "op", "value"}].
+CREATE FUNCTION @extschema@._parse_matchers(p_matchers jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    e      jsonb;
+    m      text[];
+    v_op   text;
+    v_lbl  text;
+    v_val  text;
+    result jsonb := '[]';
+BEGIN
+    IF p_matchers IS NULL OR jsonb_typeof(p_matchers) <> 'array' THEN
+        RAISE EXCEPTION 'route matchers must be a JSON array'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example ''["severity=\"critical\"", "source=~\"svc-.*\""]''.';
+    END IF;
+    FOR e IN SELECT * FROM jsonb_array_elements(p_matchers) LOOP
+        IF jsonb_typeof(e) = 'string' THEN
+            m := regexp_match(e #>> '{}', '^\s*([A-Za-z_][A-Za-z0-9_.]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$');
+            IF m IS NULL THEN
+                RAISE EXCEPTION 'invalid route matcher "%"', e #>> '{}'
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'A matcher is LABEL OP VALUE with OP one of =, !=, =~, !~: severity="critical".';
+            END IF;
+            v_lbl := m[1];
+            v_op := m[2];
+            v_val := m[3];
+            IF v_val ~ '^".*"$' THEN
+                v_val := substr(v_val, 2, length(v_val) - 2);
+            END IF;
+        ELSIF jsonb_typeof(e) = 'object' THEN
+            v_lbl := e->>'label';
+            v_op := e->>'op';
+            v_val := e->>'value';
+        ELSE
+            v_lbl := NULL;
+        END IF;
+        IF v_lbl IS NULL OR v_lbl !~ '^[A-Za-z_][A-Za-z0-9_.]*$' OR v_op IS NULL
+           OR v_op NOT IN ('=', '!=', '=~', '!~') OR v_val IS NULL THEN
+            RAISE EXCEPTION 'invalid route matcher %', e
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use strings like severity="critical" or objects {"label": ..., "op": "=", "value": ...}.';
+        END IF;
+        IF v_op IN ('=~', '!~') THEN
+            BEGIN
+                PERFORM '' ~ v_val;
+            EXCEPTION WHEN invalid_regular_expression THEN
+                RAISE EXCEPTION 'route matcher on "%" has an invalid regular expression: %', v_lbl, SQLERRM
+                    USING ERRCODE = 'invalid_parameter_value';
+            END;
+        END IF;
+        result := result || jsonb_build_array(jsonb_build_object('label', v_lbl, 'op', v_op, 'value', v_val));
+    END LOOP;
+    RETURN result;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._parse_matchers(jsonb) IS
+    'Internal: checks route matchers (Alertmanager-style strings or objects) and returns them as [{"label", "op", "value"}].';
+
+-- Do all matchers hold for these labels?  A missing label is ''; a
+-- regex matches the whole value, under logagg.regex_timeout.
+CREATE FUNCTION @extschema@._route_matches(p_matchers jsonb, p_labels jsonb) RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    m   jsonb;
+    v   text;
+    ok  boolean;
+BEGIN
+    FOR m IN SELECT * FROM jsonb_array_elements(p_matchers) LOOP
+        v := coalesce(p_labels->>(m->>'label'), '');
+        ok := CASE m->>'op'
+                WHEN '=' THEN v = m->>'value'
+                WHEN '!=' THEN v <> m->>'value'
+                WHEN '=~' THEN @extschema@._regex_match(v, '^(?:' || (m->>'value') || ')$')
+                WHEN '!~' THEN NOT @extschema@._regex_match(v, '^(?:' || (m->>'value') || ')$')
+              END;
+        IF NOT coalesce(ok, false) THEN
+            RETURN false;
+        END IF;
+    END LOOP;
+    RETURN true;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._route_matches(jsonb, jsonb) IS
+    'Internal: true when every route matcher holds for the alert''s labels.';
+
+CREATE FUNCTION @extschema@.set_route_matchers(id int, matchers jsonb, "continue" boolean DEFAULT true)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE @extschema@.routes r
+       SET matchers = @extschema@._parse_matchers(set_route_matchers.matchers),
+           "continue" = coalesce(set_route_matchers."continue", true)
+     WHERE r.id = set_route_matchers.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'route % does not exist', id
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM logagg.routes lists them.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.set_route_matchers(int, jsonb, boolean) IS
+    'Sets a route''s label matchers (all must hold: ["severity=\"critical\"", "source=~\"svc-.*\"", "rule!=noisy"]) and whether alerts it takes go on to the later routes ("continue", default true).';
+
+-- ---------------------------------------------------------------------------
+-- silences that start later, and mute time intervals on routes
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.schedule_silence(source text, fingerprint text,
+                                             starts_at timestamptz, ends_at timestamptz,
+                                             comment text, message_regex text DEFAULT NULL)
+    RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_id int;
+BEGIN
+    IF starts_at IS NULL OR ends_at IS NULL OR ends_at <= starts_at OR ends_at <= now() THEN
+        RAISE EXCEPTION 'a silence must end after it starts, and in the future'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'For example logagg.schedule_silence(''db'', NULL, ''2026-01-03 02:00Z'', ''2026-01-03 04:00Z'', ''maintenance'').';
+    END IF;
+    INSERT INTO @extschema@.silences (source, fingerprint, message_regex, starts_at, ends_at, comment)
+    VALUES (schedule_silence.source, schedule_silence.fingerprint, schedule_silence.message_regex,
+            schedule_silence.starts_at, schedule_silence.ends_at, schedule_silence.comment)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.schedule_silence(text, text, timestamptz, timestamptz, text, text) IS
+    'Mutes alerts matching source, fingerprint and message_regex (NULL = any) from starts_at (possibly in the future) to ends_at; muted alerts are logged as silenced. Returns the silence id.';
+
+ALTER TABLE @extschema@.routes
+    ADD COLUMN mute_time_intervals jsonb NOT NULL DEFAULT '[]'
+        CHECK (jsonb_typeof(mute_time_intervals) = 'array');
+COMMENT ON COLUMN @extschema@.routes.mute_time_intervals IS
+    'When the route sends nothing (like Alertmanager''s mute_time_intervals): [{"weekdays": ["monday:friday", "sunday"], "times": [{"start_time": "22:00", "end_time": "24:00"}], "location": "Europe/Berlin"}]; an interval matches when every part it has matches. Set with logagg.set_route_mute_times; alerts due while muted are logged as silenced.';
+
+-- Is t inside one of the intervals?  Weekdays and times are read in the
+-- interval's location (default UTC).
+CREATE FUNCTION @extschema@._route_muted(p_intervals jsonb, p_at timestamptz) RETURNS boolean
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN EXISTS (
+        SELECT 1
+        FROM jsonb_array_elements(p_intervals) i,
+             LATERAL (SELECT p_at AT TIME ZONE coalesce(i->>'location', 'UTC') AS lt) l
+        WHERE (NOT i ? 'weekdays' OR EXISTS (
+                  SELECT 1 FROM jsonb_array_elements_text(i->'weekdays') w,
+                       LATERAL (SELECT array_position(ARRAY['sunday', 'monday', 'tuesday', 'wednesday',
+                                                            'thursday', 'friday', 'saturday'],
+                                                      split_part(w, ':', 1)) - 1 AS a,
+                                       array_position(ARRAY['sunday', 'monday', 'tuesday', 'wednesday',
+                                                            'thursday', 'friday', 'saturday'],
+                                                      coalesce(nullif(split_part(w, ':', 2), ''), split_part(w, ':', 1))) - 1 AS b) d
+                  WHERE extract(dow FROM l.lt) BETWEEN d.a AND d.b))
+          AND (NOT i ? 'times' OR EXISTS (
+                  SELECT 1 FROM jsonb_array_elements(i->'times') t
+                  WHERE l.lt::time >= (t->>'start_time')::time
+                    AND (t->>'end_time' = '24:00' OR l.lt::time < (t->>'end_time')::time))));
+COMMENT ON FUNCTION @extschema@._route_muted(jsonb, timestamptz) IS
+    'Internal: whether a route''s mute_time_intervals cover the given moment.';
+
+CREATE FUNCTION @extschema@.set_route_mute_times(id int, intervals jsonb) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    i jsonb;
+    w text;
+    t jsonb;
+    days text[] := ARRAY['sunday', 'monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday'];
+    hint text := 'For example ''[{"weekdays": ["saturday:sunday"], "times": [{"start_time": "00:00", "end_time": "24:00"}], "location": "Europe/Berlin"}]''.';
+BEGIN
+    IF intervals IS NULL OR jsonb_typeof(intervals) <> 'array' THEN
+        RAISE EXCEPTION 'mute time intervals must be a JSON array' USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+    END IF;
+    FOR i IN SELECT * FROM jsonb_array_elements(intervals) LOOP
+        IF jsonb_typeof(i) <> 'object' OR EXISTS (SELECT 1 FROM jsonb_object_keys(i) k
+                                                  WHERE k NOT IN ('weekdays', 'times', 'location')) THEN
+            RAISE EXCEPTION 'a mute time interval is an object of weekdays, times and location'
+                USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+        END IF;
+        IF i ? 'weekdays' THEN
+            IF jsonb_typeof(i->'weekdays') <> 'array' THEN
+                RAISE EXCEPTION '"weekdays" must be an array' USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+            END IF;
+            FOR w IN SELECT * FROM jsonb_array_elements_text(i->'weekdays') LOOP
+                IF NOT (split_part(w, ':', 1) = ANY (days))
+                   OR (w LIKE '%:%' AND NOT (split_part(w, ':', 2) = ANY (days)))
+                   OR array_position(days, split_part(w, ':', 1))
+                      > array_position(days, coalesce(nullif(split_part(w, ':', 2), ''), split_part(w, ':', 1))) THEN
+                    RAISE EXCEPTION 'invalid weekday or range "%"', w
+                        USING ERRCODE = 'invalid_parameter_value',
+                              HINT = 'Lower-case day names, or ranges from sunday to saturday such as "monday:friday".';
+                END IF;
+            END LOOP;
+        END IF;
+        IF i ? 'times' THEN
+            IF jsonb_typeof(i->'times') <> 'array' THEN
+                RAISE EXCEPTION '"times" must be an array' USING ERRCODE = 'invalid_parameter_value', HINT = hint;
+            END IF;
+            FOR t IN SELECT * FROM jsonb_array_elements(i->'times') LOOP
+                IF t->>'start_time' !~ '^([01][0-9]|2[0-3]):[0-5][0-9]$'
+                   OR t->>'end_time' !~ '^(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$'
+                   OR (t->>'end_time' <> '24:00' AND (t->>'end_time')::time <= (t->>'start_time')::time) THEN
+                    RAISE EXCEPTION 'invalid time range %', t
+                        USING ERRCODE = 'invalid_parameter_value',
+                              HINT = '{"start_time": "HH:MM", "end_time": "HH:MM"} with end after start (24:00 for the end of the day).';
+                END IF;
+            END LOOP;
+        END IF;
+        IF i ? 'location' AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_timezone_names z WHERE z.name = i->>'location') THEN
+            RAISE EXCEPTION 'unknown time zone "%"', i->>'location'
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Use an IANA name such as Europe/Berlin (pg_timezone_names).';
+        END IF;
+    END LOOP;
+    UPDATE @extschema@.routes r SET mute_time_intervals = intervals WHERE r.id = set_route_mute_times.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'route % does not exist', id
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM logagg.routes lists them.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.set_route_mute_times(int, jsonb) IS
+    'Sets when a route sends nothing (weekdays, times of day, time zone); alerts that fall due then are logged as silenced.';
+
+-- ---------------------------------------------------------------------------
+-- storm guard (per route): at most max_notifications new notifications per
+-- group_window, then one digest per window (schema/20_alerts.sql,
+-- _enqueue_alerts, calls these)
+-- ---------------------------------------------------------------------------
+ALTER TABLE @extschema@.routes
+    ADD COLUMN max_notifications int DEFAULT 10
+        CHECK (max_notifications IS NULL OR max_notifications >= 1);
+COMMENT ON COLUMN @extschema@.routes.max_notifications IS
+    'Storm guard: at most this many new record-alert notifications per group_window on this route; the alerts beyond go into one digest per window ("and N more alerts from M fingerprints"). NULL = no limit.';
+
+CREATE TABLE @extschema@._route_storm (
+    route_id        int PRIMARY KEY REFERENCES @extschema@.routes (id) ON DELETE CASCADE,
+    window_start    timestamptz NOT NULL,
+    sent            int NOT NULL DEFAULT 0,
+    digest_alert_id bigint
+);
+COMMENT ON TABLE @extschema@._route_storm IS
+    'Internal: storm guard state per route: the current window, notifications queued in it, and its digest still collecting alerts.';
+
+-- May route p_route queue one more notification in its current window?
+-- Counts it when yes.  A window starts with the first notification after
+-- the previous one ended.
+CREATE FUNCTION @extschema@._route_admit(p_route int, p_window interval, p_max int) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_sent int;
+BEGIN
+    IF p_max IS NULL THEN
+        RETURN true;
+    END IF;
+    INSERT INTO @extschema@._route_storm AS s (route_id, window_start, sent)
+    VALUES (p_route, now(), 0)
+    ON CONFLICT (route_id) DO UPDATE
+        SET window_start = CASE WHEN s.window_start + p_window <= now() THEN now() ELSE s.window_start END,
+            sent = CASE WHEN s.window_start + p_window <= now() THEN 0 ELSE s.sent END,
+            digest_alert_id = CASE WHEN s.window_start + p_window <= now() THEN NULL ELSE s.digest_alert_id END
+    RETURNING s.sent INTO v_sent;
+    IF v_sent < p_max THEN
+        UPDATE @extschema@._route_storm SET sent = sent + 1 WHERE route_id = p_route;
+        RETURN true;
+    END IF;
+    RETURN false;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._route_admit(int, interval, int) IS
+    'Internal: storm guard; true (and counted) when the route may queue another notification in its current group_window.';
+
+-- Add p_count records of one more fingerprint to the route's digest of
+-- the current window (a new digest, due at the window's end, when there
+-- is none or it is already being sent).  Returns the digest's alert id.
+CREATE FUNCTION @extschema@._add_to_digest(p_route int, p_destination text, p_window interval,
+                                           p_severity @extschema@.severity, p_count bigint,
+                                           p_first timestamptz, p_last timestamptz)
+    RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    st   record;
+    v_id bigint;
+BEGIN
+    SELECT * INTO st FROM @extschema@._route_storm WHERE route_id = p_route;
+    UPDATE @extschema@.alert_queue q
+       SET count = q.count + p_count,
+           severity = least(q.severity, p_severity),
+           first_seen = least(q.first_seen, p_first),
+           last_seen = greatest(q.last_seen, p_last),
+           payload = q.payload
+               || jsonb_build_object('fingerprints', (q.payload->>'fingerprints')::int + 1,
+                                     'message', format('and %s more alerts from %s fingerprints',
+                                                       q.count + p_count, (q.payload->>'fingerprints')::int + 1))
+     WHERE q.id = st.digest_alert_id AND q.attempts = 0 AND q.claimed_by IS NULL AND q.dead_at IS NULL
+    RETURNING q.id INTO v_id;
+    IF v_id IS NULL THEN
+        INSERT INTO @extschema@.alert_queue
+            (severity, route_id, destination, fingerprint, source, count, first_seen, last_seen,
+             payload, next_attempt_at)
+        VALUES (p_severity, p_route, p_destination, 'digest-' || p_route, NULL, p_count, p_first, p_last,
+                jsonb_build_object('digest', true, 'fingerprints', 1, 'level', NULL, 'status', NULL,
+                                   'message', format('and %s more alerts from 1 fingerprints', p_count)),
+                greatest(now(), st.window_start + p_window))
+        RETURNING id INTO v_id;
+        UPDATE @extschema@._route_storm SET digest_alert_id = v_id WHERE route_id = p_route;
+    END IF;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._add_to_digest(int, text, interval, @extschema@.severity, bigint, timestamptz, timestamptz) IS
+    'Internal: storm guard; adds one more fingerprint''s records to the route''s digest of the current window and returns the digest''s alert id.';
+
+CREATE TABLE @extschema@.alert_rules (
+    id           serial PRIMARY KEY,
+    name         text NOT NULL UNIQUE CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'),
+    kind         text NOT NULL CHECK (kind IN ('count', 'rate', 'ratio', 'absent')),
+    filter       jsonb NOT NULL DEFAULT '{}',
+    "window"     interval NOT NULL,
+    threshold    float8 NOT NULL,
+    group_by     text[] NOT NULL,
+    for_duration interval NOT NULL DEFAULT '0',
+    severity     @extschema@.severity NOT NULL DEFAULT 'high',
+    enabled      boolean NOT NULL DEFAULT true,
+    bucket_secs  int NOT NULL CHECK (bucket_secs >= 1),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    evaluated_at timestamptz
+);
+COMMENT ON TABLE @extschema@.alert_rules IS
+    'Alert rules over time windows (count, rate, ratio, absent per group), made with logagg.add_alert_rule. Ingest counts every rule, paused or not, in the transaction of the rows; the evaluator fires and resolves the enabled ones.';
+COMMENT ON COLUMN @extschema@.alert_rules.filter IS
+    'Which records count: source (glob, * and ?), min_severity, level (one or a list), status (a number or [lo, hi]), message_regex, attrs (containment); every key optional.';
+COMMENT ON COLUMN @extschema@.alert_rules."window" IS
+    'Time span over record time (ts) the rule counts, in 60 buckets of bucket_secs.';
+COMMENT ON COLUMN @extschema@.alert_rules.threshold IS
+    'count: fires when the count in the window is above it; rate: count per second; ratio: matching / all of the group; absent: unused.';
+COMMENT ON COLUMN @extschema@.alert_rules.group_by IS
+    'Labels the rule is evaluated per: up to three of source, level, status, severity, attrs.KEY.';
+COMMENT ON COLUMN @extschema@.alert_rules.for_duration IS
+    'How long the condition must hold (pending) before the alert fires.';
+COMMENT ON COLUMN @extschema@.alert_rules.enabled IS
+    'false: paused (still counted, logagg.rule_preview works, nothing fires).';
+COMMENT ON COLUMN @extschema@.alert_rules.bucket_secs IS
+    'Width of one counter bucket: the window / 60, at least one second.';
+COMMENT ON COLUMN @extschema@.alert_rules.evaluated_at IS
+    'Start of the evaluation that last looked at this enabled rule.';
+
+-- Ingest caches the rules (src/alert_rules.c); a change of what it reads
+-- (not pause / resume / evaluated_at) tells it to reload.
+CREATE TRIGGER alert_rules_changed
+    AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF kind, filter, "window", group_by, bucket_secs
+    ON @extschema@.alert_rules
+    FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._invalidate_cache();
+
+-- No foreign key to alert_rules: ingest must never fail a batch because a
+-- rule was removed meanwhile (its counts are skipped, or pruned later).
+CREATE TABLE @extschema@._alert_rule_counts (
+    rule_id      int NOT NULL,
+    labels       jsonb NOT NULL,
+    bucket       timestamptz NOT NULL,
+    matched      bigint NOT NULL DEFAULT 0,
+    total        bigint NOT NULL DEFAULT 0,
+    last_ts      timestamptz,
+    last_log_id  bigint,
+    PRIMARY KEY (rule_id, labels, bucket)
+) WITH (fillfactor = 50);   -- room for HOT updates: every batch updates its counters
+CREATE INDEX _alert_rule_counts_bucket ON @extschema@._alert_rule_counts (rule_id, bucket);
+COMMENT ON TABLE @extschema@._alert_rule_counts IS
+    'Internal: records counted per (rule, group labels, time bucket of ts), written by ingest in the transaction of the rows: matched = records matching the whole filter, total = records matching its source / min_severity / attrs parts (ratio rules), last_ts / last_log_id = the latest matching record.';
+
+CREATE TABLE @extschema@.alerts (
+    id            bigserial PRIMARY KEY,
+    rule_id       int NOT NULL REFERENCES @extschema@.alert_rules (id) ON DELETE CASCADE,
+    labels        jsonb NOT NULL,
+    state         text NOT NULL CHECK (state IN ('inactive', 'pending', 'firing', 'resolved')),
+    since         timestamptz NOT NULL,
+    value         float8,
+    sample_log_id bigint,
+    sample_ts     timestamptz,
+    fired_at      timestamptz,
+    resolved_at   timestamptz,
+    evaluated_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (rule_id, labels)
+);
+COMMENT ON TABLE @extschema@.alerts IS
+    'Current state of every (rule, group) that has met its condition: pending (waiting for for_duration), firing, resolved, or inactive (was pending, condition cleared).';
+COMMENT ON COLUMN @extschema@.alerts.since IS 'When the alert entered its current state.';
+COMMENT ON COLUMN @extschema@.alerts.value IS 'The rule''s value for the group at the latest evaluation (count, rate, ratio; 0 for absent).';
+COMMENT ON COLUMN @extschema@.alerts.sample_log_id IS 'id in logagg.logs of the latest record that matched the filter (NULL for absent).';
+COMMENT ON COLUMN @extschema@.alerts.fired_at IS 'When it last started firing (starts_at of its notifications).';
+COMMENT ON COLUMN @extschema@.alerts.resolved_at IS 'When it last resolved (ends_at of the resolved notification).';
+
+CREATE TABLE @extschema@.alert_history (
+    id          bigserial PRIMARY KEY,
+    at          timestamptz NOT NULL DEFAULT now(),
+    alert_id    bigint NOT NULL,
+    rule_id     int NOT NULL,
+    rule        text NOT NULL,
+    labels      jsonb NOT NULL,
+    from_state  text NOT NULL,
+    to_state    text NOT NULL,
+    value       float8
+);
+CREATE INDEX alert_history_at ON @extschema@.alert_history (at);
+COMMENT ON TABLE @extschema@.alert_history IS
+    'Every state change of a rule alert (inactive -> pending -> firing -> resolved), with the value at that moment.';
+
+-- Per (alert, route): when the route was last notified of the firing alert
+-- (for repeat_interval, and so that resolved goes where firing went).
+CREATE TABLE @extschema@._alert_route_sends (
+    alert_id  bigint NOT NULL REFERENCES @extschema@.alerts (id) ON DELETE CASCADE,
+    route_id  int NOT NULL REFERENCES @extschema@.routes (id) ON DELETE CASCADE,
+    sent_at   timestamptz NOT NULL,
+    PRIMARY KEY (alert_id, route_id)
+);
+COMMENT ON TABLE @extschema@._alert_route_sends IS
+    'Internal: routes a firing rule alert was queued to, and when last (repeat_interval; resolved goes to the same routes).';
+
+CREATE VIEW @extschema@.firing_alerts AS
+SELECT a.id, r.name AS rule, r.kind, r.severity, a.labels, a.value, r.threshold,
+       a.fired_at AS starts_at, a.sample_log_id, a.evaluated_at
+FROM @extschema@.alerts a
+JOIN @extschema@.alert_rules r ON r.id = a.rule_id
+WHERE a.state = 'firing';
+COMMENT ON VIEW @extschema@.firing_alerts IS
+    'Rule alerts firing now, with their rule, labels, value and since when.';
+
+-- ---------------------------------------------------------------------------
+-- windows and values
+-- ---------------------------------------------------------------------------
+
+CREATE FUNCTION @extschema@._alert_bucket_secs(w interval) RETURNS int
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN greatest(1, floor(extract(epoch FROM w) / 60))::int;
+COMMENT ON FUNCTION @extschema@._alert_bucket_secs(interval) IS
+    'Internal: counter bucket width of a window: window / 60, whole seconds, at least 1.';
+
+-- The window at time t is the bucket holding t and the buckets before it,
+-- ceil(window / bucket) in all (buckets are aligned to the Unix epoch, as
+-- src/alert_rules.c computes them): between window - bucket and window long.
+CREATE FUNCTION @extschema@._alert_window_start(t timestamptz, w interval, bucket_secs int)
+    RETURNS timestamptz
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    SET search_path = pg_catalog, pg_temp
+    RETURN to_timestamp((floor(extract(epoch FROM t) / bucket_secs)
+                         - (ceil(extract(epoch FROM w) / bucket_secs) - 1)) * bucket_secs);
+COMMENT ON FUNCTION @extschema@._alert_window_start(timestamptz, interval, int) IS
+    'Internal: first ts counted in a rule''s window at time t.';
+
+-- Every group of a rule known from its counters (seen within lookback),
+-- with the rule's value at p_now and whether its condition holds.
+CREATE FUNCTION @extschema@._alert_rule_values(p_rule_id int, p_now timestamptz, p_lookback interval)
+    RETURNS TABLE (labels jsonb, value float8, matched bigint, total bigint,
+                   cond boolean, sample_log_id bigint, sample_ts timestamptz)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH r AS (
+        SELECT ar.*, @extschema@._alert_window_start(p_now, ar."window", ar.bucket_secs) AS ws
+        FROM @extschema@.alert_rules ar WHERE ar.id = p_rule_id
+    ), g AS (
+        SELECT c.labels,
+               coalesce(sum(c.matched) FILTER (WHERE c.bucket >= r.ws), 0)::bigint AS matched,
+               coalesce(sum(c.total) FILTER (WHERE c.bucket >= r.ws), 0)::bigint AS total,
+               (array_agg(c.last_log_id ORDER BY c.last_ts DESC NULLS LAST)
+                   FILTER (WHERE c.bucket >= r.ws AND c.last_ts IS NOT NULL))[1] AS sample_log_id,
+               max(c.last_ts) FILTER (WHERE c.bucket >= r.ws) AS sample_ts,
+               bool_or(c.matched > 0) AS seen
+        FROM @extschema@._alert_rule_counts c, r
+        WHERE c.rule_id = r.id AND c.bucket >= least(r.ws, p_now - p_lookback)
+        GROUP BY c.labels
+    ), v AS (
+        SELECT g.*,
+               CASE r.kind
+                   WHEN 'count' THEN g.matched::float8
+                   WHEN 'rate' THEN g.matched / greatest(extract(epoch FROM r."window")::float8, 1)
+                   WHEN 'ratio' THEN CASE WHEN g.total > 0 THEN g.matched::float8 / g.total END
+                   ELSE g.matched::float8
+               END AS value,
+               r.kind, r.threshold
+        FROM g, r
+    )
+    SELECT v.labels, v.value, v.matched, v.total,
+           CASE v.kind WHEN 'absent' THEN v.seen AND v.matched = 0
+                       ELSE coalesce(v.value > v.threshold, false) END,
+           v.sample_log_id, v.sample_ts
+    FROM v;
+END;
+COMMENT ON FUNCTION @extschema@._alert_rule_values(int, timestamptz, interval) IS
+    'Internal: per group of a rule, its value in the window at p_now and whether the condition holds (absent: groups that matched within p_lookback).';
+
+CREATE FUNCTION @extschema@._absent_lookback() RETURNS interval
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN make_interval(secs => coalesce(
+        (SELECT s.setting::float8 FROM pg_catalog.pg_settings s WHERE s.name = 'logagg.absent_lookback'),
+        86400));
+COMMENT ON FUNCTION @extschema@._absent_lookback() IS
+    'Internal: logagg.absent_lookback as an interval (1 day when logagg is not preloaded).';
+
+-- ---------------------------------------------------------------------------
+-- rule management
+-- ---------------------------------------------------------------------------
+
+-- Check a rule's parts; returns the filter as stored (levels normalised).
+CREATE FUNCTION @extschema@._validate_alert_rule(p_filter jsonb, p_window interval, p_threshold float8,
+                                                 p_kind text, p_group_by text[], p_for interval)
+    RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    k text;
+    v jsonb;
+    g text;
+    v_levels text[];
+    allowed text[] := ARRAY['source', 'min_severity', 'level', 'status', 'message_regex', 'attrs'];
+    example text := 'For example ''{"source": "svc-*", "status": [500, 599]}''.';
+BEGIN
+    IF p_filter IS NULL OR jsonb_typeof(p_filter) <> 'object' THEN
+        RAISE EXCEPTION 'alert rule filter must be a JSON object'
+            USING ERRCODE = 'invalid_parameter_value', HINT = example;
+    END IF;
+    FOR k, v IN SELECT * FROM jsonb_each(p_filter) LOOP
+        IF NOT k = ANY (allowed) THEN
+            RAISE EXCEPTION 'unknown key "%" in alert rule filter', k
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = format('Allowed keys: %s.', array_to_string(allowed, ', '));
+        END IF;
+        IF k = 'source' AND (jsonb_typeof(v) <> 'string' OR length(v #>> '{}') NOT BETWEEN 1 AND 256) THEN
+            RAISE EXCEPTION '"source" in alert rule filter must be a source name or glob'
+                USING ERRCODE = 'invalid_parameter_value', HINT = '"*" matches any run of characters, "?" one: "svc-*".';
+        ELSIF k = 'min_severity' AND (jsonb_typeof(v) <> 'string' OR v #>> '{}' NOT IN ('critical', 'high', 'low')) THEN
+            RAISE EXCEPTION '"min_severity" in alert rule filter must be critical, high or low'
+                USING ERRCODE = 'invalid_parameter_value';
+        ELSIF k = 'level' THEN
+            IF NOT (jsonb_typeof(v) = 'string'
+                    OR (jsonb_typeof(v) = 'array' AND jsonb_array_length(v) > 0
+                        AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(v) x WHERE jsonb_typeof(x) <> 'string'))) THEN
+                RAISE EXCEPTION '"level" in alert rule filter must be a level or a non-empty array of levels'
+                    USING ERRCODE = 'invalid_parameter_value', HINT = 'For example "error" or ["error", "fatal"].';
+            END IF;
+        ELSIF k = 'status' THEN
+            IF NOT ((jsonb_typeof(v) = 'number' AND v::numeric = trunc(v::numeric) AND v::numeric BETWEEN 0 AND 999)
+                    OR (jsonb_typeof(v) = 'array' AND jsonb_array_length(v) = 2
+                        AND jsonb_typeof(v->0) = 'number' AND jsonb_typeof(v->1) = 'number'
+                        AND (v->>0)::numeric = trunc((v->>0)::numeric) AND (v->>1)::numeric = trunc((v->>1)::numeric)
+                        AND (v->>0)::numeric BETWEEN 0 AND 999 AND (v->>1)::numeric BETWEEN 0 AND 999
+                        AND (v->>0)::numeric <= (v->>1)::numeric)) THEN
+                RAISE EXCEPTION '"status" in alert rule filter must be a status or a range [lo, hi] (0-999)'
+                    USING ERRCODE = 'invalid_parameter_value', HINT = 'For example 404 or [500, 599].';
+            END IF;
+        ELSIF k = 'message_regex' THEN
+            IF jsonb_typeof(v) <> 'string' OR v #>> '{}' = '' THEN
+                RAISE EXCEPTION '"message_regex" in alert rule filter must be a non-empty string'
+                    USING ERRCODE = 'invalid_parameter_value';
+            END IF;
+            BEGIN
+                PERFORM '' ~ (v #>> '{}');
+            EXCEPTION WHEN invalid_regular_expression THEN
+                RAISE EXCEPTION '"message_regex" in alert rule filter is not a valid regular expression: %', SQLERRM
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'POSIX regular expressions as for the ~ operator; each record gets logagg.regex_timeout.';
+            END;
+        ELSIF k = 'attrs' AND jsonb_typeof(v) <> 'object' THEN
+            RAISE EXCEPTION '"attrs" in alert rule filter must be a JSON object'
+                USING ERRCODE = 'invalid_parameter_value', HINT = 'Records match when their attrs contain it: {"region": "eu"}.';
+        END IF;
+    END LOOP;
+    IF p_filter ? 'level' THEN
+        SELECT array_agg(@extschema@.normalize_level(x)) INTO v_levels
+          FROM jsonb_array_elements_text(CASE jsonb_typeof(p_filter->'level')
+                                             WHEN 'array' THEN p_filter->'level'
+                                             ELSE jsonb_build_array(p_filter->'level') END) x;
+        p_filter := jsonb_set(p_filter, '{level}', to_jsonb(v_levels));
+    END IF;
+
+    IF p_kind IS NULL OR p_kind NOT IN ('count', 'rate', 'ratio', 'absent') THEN
+        RAISE EXCEPTION 'unknown alert rule kind "%"', p_kind
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'Use one of count, rate, ratio, absent.';
+    END IF;
+    IF p_kind = 'ratio' AND NOT (p_filter ?| ARRAY['level', 'status', 'message_regex']) THEN
+        RAISE EXCEPTION 'a ratio rule needs a level, status or message_regex in its filter'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'The ratio is records matching the whole filter / records matching only its source, min_severity and attrs.';
+    END IF;
+    IF p_window IS NULL OR extract(epoch FROM p_window) < 1 OR extract(epoch FROM p_window) > 31 * 86400
+       OR extract(month FROM p_window) <> 0 OR extract(year FROM p_window) <> 0 THEN
+        RAISE EXCEPTION 'alert rule window must be from 1 second to 31 days'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ''5 minutes''; months are not a fixed length.';
+    END IF;
+    IF p_threshold IS NULL OR p_threshold = 'NaN' OR p_threshold < 0 OR p_threshold = 'Infinity' THEN
+        RAISE EXCEPTION 'alert rule threshold must be a finite number >= 0'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_for IS NULL OR p_for < '0' OR extract(month FROM p_for) <> 0 OR extract(year FROM p_for) <> 0 THEN
+        RAISE EXCEPTION 'for_duration must be zero or positive (and without months)'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_group_by IS NULL OR cardinality(p_group_by) > 3
+       OR (SELECT count(DISTINCT x) FROM unnest(p_group_by) x) <> cardinality(p_group_by) THEN
+        RAISE EXCEPTION 'group_by must be at most three distinct labels'
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Labels: source, level, status, severity, attrs.KEY; ARRAY[]::text[] for one group.';
+    END IF;
+    FOREACH g IN ARRAY p_group_by LOOP
+        IF g IS NULL OR NOT (g IN ('source', 'level', 'status', 'severity') OR g ~ '^attrs\.[A-Za-z0-9_.-]{1,64}$') THEN
+            RAISE EXCEPTION 'unknown group_by label "%"', g
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Labels: source, level, status, severity, attrs.KEY (KEY: 1-64 letters, digits, "_", "." or "-").';
+        END IF;
+    END LOOP;
+    RETURN p_filter;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._validate_alert_rule(jsonb, interval, float8, text, text[], interval) IS
+    'Internal: checks an alert rule (filter keys and types, kind, window, threshold, group_by, for_duration) with errors that name the part; returns the filter with its levels normalised.';
+
+CREATE FUNCTION @extschema@.add_alert_rule(name text, filter jsonb, "window" interval, threshold float8,
+                                           kind text DEFAULT 'count',
+                                           group_by text[] DEFAULT ARRAY['source'],
+                                           for_duration interval DEFAULT '0',
+                                           severity @extschema@.severity DEFAULT 'high',
+                                           paused boolean DEFAULT false)
+    RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_filter jsonb;
+    v_id     int;
+BEGIN
+    IF name IS NULL OR name !~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' THEN
+        RAISE EXCEPTION 'invalid alert rule name "%"', name
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Use 1-128 letters, digits, ".", "_" or "-", starting with a letter or digit.';
+    END IF;
+    IF EXISTS (SELECT 1 FROM @extschema@.alert_rules r WHERE r.name = add_alert_rule.name) THEN
+        RAISE EXCEPTION 'alert rule "%" already exists', name
+            USING ERRCODE = 'duplicate_object',
+                  HINT = 'Counts belong to a rule as it was defined: remove it with logagg.remove_alert_rule first, or choose another name.';
+    END IF;
+    IF severity IS NULL THEN
+        RAISE EXCEPTION 'alert rule severity must not be NULL' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    v_filter := @extschema@._validate_alert_rule(filter, "window", threshold, kind, group_by, for_duration);
+    INSERT INTO @extschema@.alert_rules (name, kind, filter, "window", threshold, group_by,
+                                         for_duration, severity, enabled, bucket_secs)
+    VALUES (add_alert_rule.name, add_alert_rule.kind, v_filter, add_alert_rule."window",
+            add_alert_rule.threshold, add_alert_rule.group_by, add_alert_rule.for_duration,
+            add_alert_rule.severity, NOT coalesce(paused, false),
+            @extschema@._alert_bucket_secs(add_alert_rule."window"))
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.add_alert_rule(text, jsonb, interval, float8, text, text[], interval, @extschema@.severity, boolean) IS
+    'Creates an alert rule (kind count, rate, ratio or absent over window, per group_by labels, pending for for_duration before firing); applies to ingest from its next batch, without a restart. paused = true creates it paused (see logagg.rule_preview). Returns the rule id.';
+
+CREATE FUNCTION @extschema@._alert_rule_id(p_name text) RETURNS int
+    LANGUAGE plpgsql STABLE
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_id int;
+BEGIN
+    SELECT r.id INTO v_id FROM @extschema@.alert_rules r WHERE r.name = p_name;
+    IF v_id IS NULL THEN
+        RAISE EXCEPTION 'alert rule "%" does not exist', p_name
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT name FROM logagg.alert_rules lists them.';
+    END IF;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._alert_rule_id(text) IS
+    'Internal: the id of the named alert rule, or an undefined_object error.';
+
+CREATE FUNCTION @extschema@.remove_alert_rule(name text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_id int := @extschema@._alert_rule_id(name);
+BEGIN
+    DELETE FROM @extschema@.alert_rules WHERE id = v_id;
+    DELETE FROM @extschema@._alert_rule_counts WHERE rule_id = v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.remove_alert_rule(text) IS
+    'Deletes an alert rule with its counters and alert states (alert_history and sent notifications stay); nothing is notified.';
+
+CREATE FUNCTION @extschema@.pause_alert_rule(name text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE @extschema@.alert_rules r SET enabled = false
+     WHERE r.id = @extschema@._alert_rule_id(pause_alert_rule.name);
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.pause_alert_rule(text) IS
+    'Pauses an alert rule: it is still counted, but not evaluated; its alerts keep their state until it is resumed.';
+
+CREATE FUNCTION @extschema@.resume_alert_rule(name text) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    UPDATE @extschema@.alert_rules r SET enabled = true
+     WHERE r.id = @extschema@._alert_rule_id(resume_alert_rule.name);
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.resume_alert_rule(text) IS
+    'Resumes a paused alert rule: evaluated again from the next evaluation.';
+
+CREATE FUNCTION @extschema@.rule_preview(name text)
+    RETURNS TABLE (labels jsonb, value float8, matched bigint, total bigint,
+                   would_fire boolean, state text, window_start timestamptz)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT v.labels, v.value, v.matched, v.total, v.cond, coalesce(a.state, 'inactive'),
+           @extschema@._alert_window_start(now(), r."window", r.bucket_secs)
+    FROM @extschema@.alert_rules r
+    CROSS JOIN LATERAL @extschema@._alert_rule_values(r.id, now(), @extschema@._absent_lookback()) v
+    LEFT JOIN @extschema@.alerts a ON a.rule_id = r.id AND a.labels = v.labels
+    WHERE r.id = @extschema@._alert_rule_id(rule_preview.name)
+    ORDER BY v.cond DESC, v.value DESC NULLS LAST, v.labels;
+END;
+COMMENT ON FUNCTION @extschema@.rule_preview(text) IS
+    'Per group of an alert rule (paused or not): its value now, whether its condition holds (would_fire, before for_duration) and its alert state. Counting starts when the rule is created.';
+
+-- ---------------------------------------------------------------------------
+-- evaluation (dispatch worker 1, every logagg.rule_eval_interval)
+-- ---------------------------------------------------------------------------
+
+-- Queue a rule alert's notification to its routes: p_status firing (first
+-- notification, or a repeat when p_repeat) or resolved.  Returns rows queued.
+CREATE FUNCTION @extschema@._queue_rule_alert(p_alert_id bigint, p_status text, p_repeat boolean)
+    RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    a       record;
+    v_fp    text;
+    v_msg   text;
+    v_payload jsonb;
+    n       int;
+BEGIN
+    SELECT al.*, r.name, r.kind, r.threshold, r."window", r.severity, r.id AS rid
+      INTO a
+      FROM @extschema@.alerts al JOIN @extschema@.alert_rules r ON r.id = al.rule_id
+     WHERE al.id = p_alert_id;
+    v_fp := 'rule-' || left(md5(a.rid::text || ':' || a.labels::text), 16);
+    -- e.g. "errors firing: count 51 (threshold 50, window 00:05:00) {"source": "svc-a"}"
+    v_msg := format('%s %s: %s (%s, window %s)%s', a.name, p_status,
+                    CASE a.kind WHEN 'absent' THEN 'no records'
+                         ELSE a.kind || ' ' || coalesce(trim_scale(round(a.value::numeric, 4))::text, '-') END,
+                    CASE a.kind WHEN 'absent' THEN 'absent' ELSE 'threshold ' || a.threshold END,
+                    a."window",
+                    CASE WHEN a.labels = '{}' THEN '' ELSE ' ' || a.labels::text END);
+    v_payload := jsonb_build_object(
+        'rule', a.name, 'status', p_status, 'value', a.value, 'labels', a.labels,
+        'starts_at', @extschema@._utc(a.fired_at),
+        'ends_at', CASE WHEN p_status = 'resolved' THEN @extschema@._utc(a.resolved_at) END,
+        'kind', a.kind, 'threshold', a.threshold, 'level', NULL, 'message', v_msg);
+
+    WITH cand AS (
+        SELECT rt.id, rt.destination, rt."continue"
+        FROM @extschema@.routes rt
+        JOIN @extschema@.destinations d ON d.name = rt.destination AND d.enabled
+        LEFT JOIN @extschema@._alert_route_sends s ON s.alert_id = p_alert_id AND s.route_id = rt.id
+        WHERE rt.enabled
+          AND CASE
+                WHEN p_status = 'resolved' THEN s.route_id IS NOT NULL AND rt.send_resolved
+                WHEN p_repeat THEN s.route_id IS NOT NULL AND rt.repeat_interval IS NOT NULL
+                                   AND s.sent_at + rt.repeat_interval <= now()
+                ELSE a.severity <= rt.min_severity
+                     AND (rt.source IS NULL OR rt.source = a.labels->>'source')
+                     AND (rt.matchers = '[]' OR @extschema@._route_matches(rt.matchers,
+                            a.labels || jsonb_build_object('rule', a.name, 'severity', a.severity)))
+              END
+    ), rt AS (
+        -- routes in id order, up to the first that does not continue
+        SELECT cand.id, cand.destination FROM cand
+        WHERE p_status <> 'firing' OR p_repeat
+           OR cand.id <= coalesce((SELECT min(c2.id) FROM cand c2 WHERE NOT c2."continue"), cand.id)
+    ), q AS (
+        INSERT INTO @extschema@.alert_queue
+            (severity, route_id, destination, fingerprint, source, log_id, count,
+             first_seen, last_seen, payload, next_attempt_at)
+        SELECT a.severity, rt.id, rt.destination, v_fp, a.labels->>'source', a.sample_log_id,
+               greatest(0, round(coalesce(a.value, 0)))::bigint,
+               coalesce(a.fired_at, now()), coalesce(a.resolved_at, now()), v_payload, now()
+        FROM rt
+        RETURNING route_id
+    ), s AS (
+        INSERT INTO @extschema@._alert_route_sends AS s (alert_id, route_id, sent_at)
+        SELECT p_alert_id, q.route_id, now() FROM q WHERE p_status = 'firing'
+        ON CONFLICT (alert_id, route_id) DO UPDATE SET sent_at = excluded.sent_at
+    )
+    SELECT count(*) INTO n FROM q;
+    IF p_status = 'resolved' THEN
+        DELETE FROM @extschema@._alert_route_sends WHERE alert_id = p_alert_id;
+    END IF;
+    RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._queue_rule_alert(bigint, text, boolean) IS
+    'Internal: queues a rule alert''s firing (new or repeated) or resolved notification to its routes; returns the number of queue rows.';
+
+-- Move a rule alert to a new state, with its history row.
+CREATE FUNCTION @extschema@._set_alert_state(p_alert_id bigint, p_state text, p_value float8)
+    RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    WITH old AS (
+        SELECT a.id, a.state FROM @extschema@.alerts a WHERE a.id = p_alert_id FOR UPDATE
+    ), upd AS (
+        UPDATE @extschema@.alerts a
+           SET state = p_state, since = now(), value = p_value, evaluated_at = now(),
+               fired_at = CASE WHEN p_state = 'firing' THEN now() ELSE a.fired_at END,
+               resolved_at = CASE WHEN p_state = 'resolved' THEN now()
+                                  WHEN p_state = 'firing' THEN NULL ELSE a.resolved_at END
+          FROM old WHERE a.id = old.id
+        RETURNING a.*, old.state AS old_state
+    )
+    INSERT INTO @extschema@.alert_history (alert_id, rule_id, rule, labels, from_state, to_state, value)
+    SELECT upd.id, upd.rule_id, r.name, upd.labels, upd.old_state, upd.state, upd.value
+    FROM upd JOIN @extschema@.alert_rules r ON r.id = upd.rule_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._set_alert_state(bigint, text, float8) IS
+    'Internal: moves a rule alert to a state (since = now) and records the change in alert_history.';
+
+-- One evaluation of every enabled rule at now(): the lifecycle
+-- inactive -> pending (for_duration) -> firing -> resolved per group, and
+-- the notifications that go with it.  Returns the queue rows written.
+CREATE FUNCTION @extschema@._evaluate_alert_rules() RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r          record;
+    g          record;
+    n          int := 0;
+    v_id       bigint;
+    v_lookback interval := @extschema@._absent_lookback();
+BEGIN
+    FOR r IN SELECT * FROM @extschema@.alert_rules WHERE enabled ORDER BY id LOOP
+        FOR g IN
+            SELECT coalesce(v.labels, a.labels) AS labels, coalesce(v.cond, false) AS cond,
+                   coalesce(v.value, CASE WHEN r.kind = 'ratio' THEN NULL ELSE 0 END) AS value,
+                   v.sample_log_id, v.sample_ts,
+                   a.id AS alert_id, a.state, a.since
+            FROM @extschema@._alert_rule_values(r.id, now(), v_lookback) v
+            FULL JOIN (SELECT * FROM @extschema@.alerts x
+                        WHERE x.rule_id = r.id AND x.state IN ('pending', 'firing')) a
+                   ON a.labels = v.labels
+            WHERE coalesce(v.cond, false) OR a.state IN ('pending', 'firing')
+        LOOP
+            IF g.cond THEN
+                IF g.state IS NULL THEN
+                    INSERT INTO @extschema@.alerts AS x (rule_id, labels, state, since, value,
+                                                       sample_log_id, sample_ts)
+                    VALUES (r.id, g.labels, 'inactive', now(), g.value, g.sample_log_id, g.sample_ts)
+                    ON CONFLICT (rule_id, labels) DO UPDATE
+                        SET sample_log_id = coalesce(excluded.sample_log_id, x.sample_log_id),
+                            sample_ts = coalesce(excluded.sample_ts, x.sample_ts)
+                    RETURNING x.id INTO v_id;
+                    IF r.for_duration > '0' THEN
+                        PERFORM @extschema@._set_alert_state(v_id, 'pending', g.value);
+                    ELSE
+                        PERFORM @extschema@._set_alert_state(v_id, 'firing', g.value);
+                        n := n + @extschema@._queue_rule_alert(v_id, 'firing', false);
+                    END IF;
+                ELSIF g.state = 'pending' AND g.since + r.for_duration <= now() THEN
+                    UPDATE @extschema@.alerts
+                       SET sample_log_id = coalesce(g.sample_log_id, sample_log_id),
+                           sample_ts = coalesce(g.sample_ts, sample_ts)
+                     WHERE id = g.alert_id;
+                    PERFORM @extschema@._set_alert_state(g.alert_id, 'firing', g.value);
+                    n := n + @extschema@._queue_rule_alert(g.alert_id, 'firing', false);
+                ELSE
+                    UPDATE @extschema@.alerts
+                       SET value = g.value, evaluated_at = now(),
+                           sample_log_id = coalesce(g.sample_log_id, sample_log_id),
+                           sample_ts = coalesce(g.sample_ts, sample_ts)
+                     WHERE id = g.alert_id;
+                    IF g.state = 'firing' THEN
+                        n := n + @extschema@._queue_rule_alert(g.alert_id, 'firing', true);
+                    END IF;
+                END IF;
+            ELSIF g.state = 'pending' THEN
+                PERFORM @extschema@._set_alert_state(g.alert_id, 'inactive', g.value);
+            ELSE
+                PERFORM @extschema@._set_alert_state(g.alert_id, 'resolved', g.value);
+                n := n + @extschema@._queue_rule_alert(g.alert_id, 'resolved', false);
+            END IF;
+        END LOOP;
+    END LOOP;
+    UPDATE @extschema@.alert_rules SET evaluated_at = now() WHERE enabled;
+    RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._evaluate_alert_rules() IS
+    'Internal: evaluates every enabled alert rule now, moves its alerts through pending / firing / resolved and queues their notifications. Returns the number of queue rows written.';
+
+-- Counters older than every window that needs them: per (rule, group) the
+-- newest bucket is kept for logagg.absent_lookback (an absent rule must
+-- know the group was seen), everything else once it left the window.
+CREATE FUNCTION @extschema@._prune_alert_rule_counts() RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    n int;
+    m int;
+    v_lookback interval := @extschema@._absent_lookback();
+BEGIN
+    DELETE FROM @extschema@._alert_rule_counts c
+     WHERE NOT EXISTS (SELECT 1 FROM @extschema@.alert_rules r WHERE r.id = c.rule_id);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM @extschema@._alert_rule_counts c
+     USING @extschema@.alert_rules r
+     WHERE r.id = c.rule_id
+       AND c.bucket < @extschema@._alert_window_start(now(), r."window", r.bucket_secs)
+       AND (c.bucket < now() - v_lookback
+            OR EXISTS (SELECT 1 FROM @extschema@._alert_rule_counts c2
+                        WHERE c2.rule_id = c.rule_id AND c2.labels = c.labels
+                          AND c2.bucket > c.bucket));
+    GET DIAGNOSTICS m = ROW_COUNT;
+    -- alerts that are over and whose group is gone
+    DELETE FROM @extschema@.alerts a
+     WHERE a.state IN ('inactive', 'resolved') AND a.since < now() - v_lookback;
+    RETURN n + m;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._prune_alert_rule_counts() IS
+    'Internal: deletes alert rule counters no window needs any more (and those of removed rules), and inactive / resolved alerts older than logagg.absent_lookback. Returns counter rows deleted.';
+
+-- ---------------------------------------------------------------------------
+-- inhibition, like Alertmanager's inhibit_rules
+-- ---------------------------------------------------------------------------
+CREATE TABLE @extschema@.inhibit_rules (
+    id               serial PRIMARY KEY,
+    source_matchers  jsonb NOT NULL,
+    target_matchers  jsonb NOT NULL,
+    equal            text[] NOT NULL DEFAULT '{}',
+    created_at       timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE @extschema@.inhibit_rules IS
+    'While a rule alert matching source_matchers fires, alerts matching target_matchers whose labels listed in equal have the same values are not sent (logged as silenced). Made with logagg.add_inhibit_rule.';
+
+CREATE FUNCTION @extschema@.add_inhibit_rule(source_matchers jsonb, target_matchers jsonb,
+                                             equal text[] DEFAULT '{}')
+    RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_id int;
+BEGIN
+    IF equal IS NULL OR EXISTS (SELECT 1 FROM unnest(equal) e WHERE e IS NULL OR e !~ '^[A-Za-z_][A-Za-z0-9_.]*$') THEN
+        RAISE EXCEPTION 'equal must be a list of label names'
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'For example ARRAY[''source''].';
+    END IF;
+    INSERT INTO @extschema@.inhibit_rules (source_matchers, target_matchers, equal)
+    VALUES (@extschema@._parse_matchers(source_matchers), @extschema@._parse_matchers(target_matchers),
+            add_inhibit_rule.equal)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.add_inhibit_rule(jsonb, jsonb, text[]) IS
+    'Adds an inhibition rule (Alertmanager semantics): while a firing rule alert matches source_matchers, alerts matching target_matchers with equal values of the labels in equal are not sent. Returns its id.';
+
+CREATE FUNCTION @extschema@.remove_inhibit_rule(id int) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    DELETE FROM @extschema@.inhibit_rules i WHERE i.id = remove_inhibit_rule.id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'inhibit rule % does not exist', id
+            USING ERRCODE = 'undefined_object', HINT = 'SELECT * FROM logagg.inhibit_rules lists them.';
+    END IF;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@.remove_inhibit_rule(int) IS
+    'Deletes an inhibition rule.';
+
+-- The labels an alert of the queue is matched on: source, severity,
+-- status, level, fingerprint; a rule alert's rule and group labels.
+CREATE FUNCTION @extschema@._queued_alert_labels(q @extschema@.alert_queue) RETURNS jsonb
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN CASE WHEN jsonb_typeof(q.payload->'labels') = 'object' THEN q.payload->'labels' ELSE '{}' END
+           || jsonb_strip_nulls(jsonb_build_object('source', q.source, 'severity', q.severity,
+                                                  'status', q.payload->>'status', 'level', q.payload->>'level',
+                                                  'fingerprint', q.fingerprint, 'rule', q.payload->>'rule'));
+COMMENT ON FUNCTION @extschema@._queued_alert_labels(@extschema@.alert_queue) IS
+    'Internal: the labels route matchers and inhibition rules see for a queued alert.';
+
+-- The inhibition rule that mutes this queued alert now, if any.
+CREATE FUNCTION @extschema@._inhibited_by(q @extschema@.alert_queue) RETURNS int
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT ir.id
+    FROM @extschema@.inhibit_rules ir
+    CROSS JOIN LATERAL (SELECT @extschema@._queued_alert_labels(q) AS labels) t
+    WHERE @extschema@._route_matches(ir.target_matchers, t.labels)
+      AND EXISTS (
+          SELECT 1
+          FROM @extschema@.alerts a
+          JOIN @extschema@.alert_rules r ON r.id = a.rule_id
+          CROSS JOIN LATERAL (SELECT a.labels || jsonb_build_object('rule', r.name, 'severity', r.severity) AS labels) s
+          WHERE a.state = 'firing'
+            -- an alert never inhibits itself
+            AND NOT (coalesce(q.payload->>'rule', '') = r.name AND q.payload->'labels' = a.labels)
+            AND @extschema@._route_matches(ir.source_matchers, s.labels)
+            AND NOT EXISTS (SELECT 1 FROM unnest(ir.equal) e
+                            WHERE coalesce(t.labels->>e, '') <> coalesce(s.labels->>e, '')))
+    ORDER BY ir.id
+    LIMIT 1;
+END;
+COMMENT ON FUNCTION @extschema@._inhibited_by(@extschema@.alert_queue) IS
+    'Internal: the id of an inhibition rule that mutes the queued alert now (a firing rule alert matches its source side), or NULL.';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_rules_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_history', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.alert_history_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.inhibit_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.inhibit_rules_id_seq', '');
+
+CREATE OR REPLACE FUNCTION @extschema@._enqueue_alerts(groups jsonb) RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    g        record;
+    r        record;
+    st       record;
+    n        int := 0;
+    v_now    timestamptz := now();
+    v_due    timestamptz;
+    v_id     bigint;
+    v_sample jsonb;
+    v_labels jsonb;
+BEGIN
+    IF groups IS NULL OR jsonb_typeof(groups) <> 'array' THEN
+        RETURN 0;
+    END IF;
+    FOR g IN
+        SELECT (e->>'severity')::@extschema@.severity AS severity,
+               e->>'source' AS source,
+               e->>'fingerprint' AS fingerprint,
+               e->'status' AS status, e->'level' AS level, e->'message' AS message,
+               (e->>'log_id')::bigint AS log_id,
+               greatest(coalesce((e->>'count')::bigint, 1), 1) AS cnt,
+               coalesce((e->>'first_seen')::timestamptz, v_now) AS first_seen,
+               coalesce((e->>'last_seen')::timestamptz, (e->>'first_seen')::timestamptz, v_now) AS last_seen
+        FROM jsonb_array_elements(groups) e
+        WHERE e->>'severity' IS NOT NULL AND e->>'fingerprint' IS NOT NULL
+    LOOP
+        v_sample := jsonb_build_object('status', g.status, 'level', g.level, 'message', g.message);
+        v_labels := jsonb_build_object('source', g.source, 'severity', g.severity,
+                                       'status', g.status #>> '{}', 'level', g.level #>> '{}',
+                                       'fingerprint', g.fingerprint);
+        FOR r IN
+            SELECT rt.id, rt.destination, rt.group_window, rt.max_notifications, rt."continue"
+            FROM @extschema@.routes rt
+            JOIN @extschema@.destinations d ON d.name = rt.destination AND d.enabled
+            WHERE rt.enabled
+              AND g.severity <= rt.min_severity
+              AND (rt.source IS NULL OR rt.source = g.source)
+              AND (rt.matchers = '[]' OR @extschema@._route_matches(rt.matchers, v_labels))
+            ORDER BY rt.id
+        LOOP
+            -- creates or locks the group's state row (xmax = 0: just inserted)
+            INSERT INTO @extschema@._alert_groups AS s
+                (route_id, fingerprint, notified_at, last_record_at)
+            VALUES (r.id, g.fingerprint, v_now, v_now)
+            ON CONFLICT (route_id, fingerprint)
+                DO UPDATE SET route_id = s.route_id
+            RETURNING s.notified_at, s.last_record_at, s.pending_alert_id,
+                      (s.xmax = 0) AS inserted
+            INTO st;
+
+            IF st.inserted OR st.last_record_at < v_now - r.group_window THEN
+                -- a new group (or one that ended): notify at once, unless
+                -- the route's storm guard is spent: then into its digest
+                IF @extschema@._route_admit(r.id, r.group_window, r.max_notifications) THEN
+                    INSERT INTO @extschema@.alert_queue
+                        (severity, route_id, destination, fingerprint, source, log_id,
+                         count, first_seen, last_seen, payload, next_attempt_at)
+                    VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
+                            g.cnt, g.first_seen, g.last_seen, v_sample, v_now);
+                    v_id := NULL;
+                ELSE
+                    v_id := @extschema@._add_to_digest(r.id, r.destination, r.group_window, g.severity,
+                                                       g.cnt, g.first_seen, g.last_seen);
+                END IF;
+                UPDATE @extschema@._alert_groups
+                   SET notified_at = v_now, last_record_at = v_now, pending_alert_id = v_id
+                 WHERE route_id = r.id AND fingerprint = g.fingerprint;
+            ELSE
+                -- an active group: add to the pending summary while no
+                -- dispatcher has started sending it, else schedule the next
+                UPDATE @extschema@.alert_queue q
+                   SET count = q.count + g.cnt,
+                       first_seen = least(q.first_seen, g.first_seen),
+                       last_seen = greatest(q.last_seen, g.last_seen),
+                       log_id = CASE WHEN q.payload ? 'digest' THEN q.log_id ELSE coalesce(g.log_id, q.log_id) END,
+                       -- a digest keeps its own text, with the new count
+                       payload = CASE WHEN q.payload ? 'digest'
+                                      THEN q.payload || jsonb_build_object('message',
+                                               format('and %s more alerts from %s fingerprints',
+                                                      q.count + g.cnt, q.payload->>'fingerprints'))
+                                      ELSE v_sample END
+                 WHERE q.id = st.pending_alert_id AND q.attempts = 0 AND q.claimed_by IS NULL
+                       AND q.dead_at IS NULL;
+                IF FOUND THEN
+                    UPDATE @extschema@._alert_groups SET last_record_at = v_now
+                     WHERE route_id = r.id AND fingerprint = g.fingerprint;
+                ELSE
+                    v_due := greatest(v_now, st.notified_at + r.group_window);
+                    IF @extschema@._route_admit(r.id, r.group_window, r.max_notifications) THEN
+                        INSERT INTO @extschema@.alert_queue
+                            (severity, route_id, destination, fingerprint, source, log_id,
+                             count, first_seen, last_seen, payload, next_attempt_at)
+                        VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
+                                g.cnt, g.first_seen, g.last_seen, v_sample, v_due)
+                        RETURNING id INTO v_id;
+                    ELSE
+                        v_id := @extschema@._add_to_digest(r.id, r.destination, r.group_window, g.severity,
+                                                           g.cnt, g.first_seen, g.last_seen);
+                    END IF;
+                    UPDATE @extschema@._alert_groups
+                       SET notified_at = v_due, last_record_at = v_now, pending_alert_id = v_id
+                     WHERE route_id = r.id AND fingerprint = g.fingerprint;
+                END IF;
+            END IF;
+            n := n + 1;
+            -- a route with "continue" = false is the last one the alert takes
+            EXIT WHEN NOT r."continue";
+        END LOOP;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._enqueue_alerts(jsonb) IS
+    'Internal: called once per ingest batch with its alert groups; routes them, applies the group_window timeline and queues notifications. Returns the number of queue rows written or updated.';
+
+-- _claim_alerts(): due alerts of a route inside its mute time intervals,
+-- and inhibited alerts, are logged as silenced.  Only those blocks are new, so the definition in
+-- place is edited (as the silence regex patch above does) rather than
+-- restated.
+DO $mute$
+DECLARE
+    def      text := pg_catalog.pg_get_functiondef(
+                         '@extschema@._claim_alerts(int, int, int)'::pg_catalog.regprocedure);
+    v_anchor text := $a$    RETURN QUERY
+    WITH due AS ($a$;
+BEGIN
+    IF pg_catalog.strpos(def, v_anchor) = 0 THEN
+        RAISE EXCEPTION 'logagg upgrade: _claim_alerts() is not the expected one';
+    END IF;
+    EXECUTE pg_catalog.replace(def, v_anchor, $m$    -- routes in one of their mute time intervals send nothing: their due
+    -- alerts are logged as silenced, like Alertmanager drops them
+    IF EXISTS (SELECT 1 FROM @extschema@.routes rt
+               WHERE rt.mute_time_intervals <> '[]'
+                 AND @extschema@._route_muted(rt.mute_time_intervals, now())) THEN
+        WITH gone AS (
+            DELETE FROM @extschema@.alert_queue q
+             WHERE q.id = ANY (ARRAY(
+                SELECT q2.id
+                FROM @extschema@.alert_queue q2
+                JOIN @extschema@.routes rt ON rt.id = q2.route_id
+                WHERE q2.dead_at IS NULL AND q2.next_attempt_at <= now()
+                  AND NOT coalesce(q2.payload->'test' = 'true'::jsonb, false)
+                  AND rt.mute_time_intervals <> '[]'
+                  AND @extschema@._route_muted(rt.mute_time_intervals, now())
+                ORDER BY q2.severity, q2.next_attempt_at, q2.id
+                FOR UPDATE OF q2 SKIP LOCKED
+                LIMIT 1000))
+            RETURNING q.*
+        )
+        INSERT INTO @extschema@.alert_log
+            (alert_id, destination, route_id, severity, fingerprint, source, count,
+             attempt, outcome, error)
+        SELECT gone.id, gone.destination, gone.route_id, gone.severity, gone.fingerprint,
+               gone.source, gone.count, gone.attempts, 'silenced',
+               'muted by the mute_time_intervals of route ' || gone.route_id
+        FROM gone;
+    END IF;
+
+    -- inhibition: while a matching rule alert fires, targets are not sent
+    IF EXISTS (SELECT 1 FROM @extschema@.inhibit_rules)
+       AND EXISTS (SELECT 1 FROM @extschema@.alerts a WHERE a.state = 'firing') THEN
+        WITH cand AS (
+            SELECT q.id AS qid, @extschema@._inhibited_by(q) AS rule_id
+            FROM @extschema@.alert_queue q
+            WHERE q.dead_at IS NULL AND q.next_attempt_at <= now()
+              AND NOT coalesce(q.payload->'test' = 'true'::jsonb, false)
+            ORDER BY q.severity, q.next_attempt_at, q.id
+            FOR UPDATE OF q SKIP LOCKED
+            LIMIT 1000
+        ), gone AS (
+            DELETE FROM @extschema@.alert_queue q
+             USING cand c
+             WHERE q.id = c.qid AND c.rule_id IS NOT NULL
+            RETURNING q.*, c.rule_id
+        )
+        INSERT INTO @extschema@.alert_log
+            (alert_id, destination, route_id, severity, fingerprint, source, count,
+             attempt, outcome, error)
+        SELECT gone.id, gone.destination, gone.route_id, gone.severity, gone.fingerprint,
+               gone.source, gone.count, gone.attempts, 'silenced',
+               'inhibited by inhibit rule ' || gone.rule_id
+        FROM gone;
+    END IF;
+
+$m$ || v_anchor);
+END
+$mute$;
+
+-- The alertmanager destination kind: the kind check and
+-- _validate_destination() (schema/20_alerts.sql) gain it.  Only those
+-- expressions change, so the definition in place is edited.
+ALTER TABLE @extschema@.destinations DROP CONSTRAINT destinations_kind_check;
+ALTER TABLE @extschema@.destinations ADD CONSTRAINT destinations_kind_check
+    CHECK (kind IN ('webhook', 'slack', 'email', 'sms', 'pagerduty', 'alertmanager'));
+DO $am$
+DECLARE
+    def text := pg_catalog.pg_get_functiondef(
+                    '@extschema@._validate_destination(text, jsonb)'::pg_catalog.regprocedure);
+    v_old1 text := $o1$        ELSE
+            RAISE EXCEPTION 'unknown destination kind "%"', kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use one of webhook, slack, email, sms, pagerduty.';$o1$;
+    v_new1 text := $n1$        WHEN 'alertmanager' THEN
+            required := ARRAY['url'];
+            allowed := ARRAY['url', 'headers', 'generator_url'];
+        ELSE
+            RAISE EXCEPTION 'unknown destination kind "%"', kind
+                USING ERRCODE = 'invalid_parameter_value',
+                      HINT = 'Use one of webhook, slack, email, sms, pagerduty, alertmanager.';$n1$;
+    v_old2 text := $o2$            WHEN kind = 'webhook' AND config->>'url' ~* '^http://'$o2$;
+    v_new2 text := $n2$            WHEN kind IN ('webhook', 'alertmanager') AND config->>'url' ~* '^http://'$n2$;
+BEGIN
+    IF pg_catalog.strpos(def, v_old1) = 0 OR pg_catalog.strpos(def, v_old2) = 0 THEN
+        RAISE EXCEPTION 'logagg upgrade: _validate_destination() is not the expected one';
+    END IF;
+    EXECUTE pg_catalog.replace(pg_catalog.replace(def, v_old1, v_new1), v_old2, v_new2);
+END
+$am$;
+
+REVOKE ALL ON FUNCTION @extschema@._parse_matchers(jsonb),
+                       @extschema@._route_matches(jsonb, jsonb),
+                       @extschema@.set_route_matchers(int, jsonb, boolean),
+                       @extschema@.schedule_silence(text, text, timestamptz, timestamptz, text, text),
+                       @extschema@._route_muted(jsonb, timestamptz),
+                       @extschema@.set_route_mute_times(int, jsonb),
+                       @extschema@._route_admit(int, interval, int),
+                       @extschema@._add_to_digest(int, text, interval, @extschema@.severity, bigint, timestamptz, timestamptz),
+                       @extschema@._alert_bucket_secs(interval),
+                       @extschema@._alert_window_start(timestamptz, interval, int),
+                       @extschema@._alert_rule_values(int, timestamptz, interval),
+                       @extschema@._absent_lookback(),
+                       @extschema@._validate_alert_rule(jsonb, interval, float8, text, text[], interval),
+                       @extschema@.add_alert_rule(text, jsonb, interval, float8, text, text[], interval, @extschema@.severity, boolean),
+                       @extschema@._alert_rule_id(text),
+                       @extschema@.remove_alert_rule(text),
+                       @extschema@.pause_alert_rule(text),
+                       @extschema@.resume_alert_rule(text),
+                       @extschema@.rule_preview(text),
+                       @extschema@._queue_rule_alert(bigint, text, boolean),
+                       @extschema@._set_alert_state(bigint, text, float8),
+                       @extschema@._evaluate_alert_rules(),
+                       @extschema@._prune_alert_rule_counts(),
+                       @extschema@.add_inhibit_rule(jsonb, jsonb, text[]),
+                       @extschema@.remove_inhibit_rule(int),
+                       @extschema@._queued_alert_labels(@extschema@.alert_queue),
+                       @extschema@._inhibited_by(@extschema@.alert_queue)
+    FROM PUBLIC;
+GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.alert_rules, @extschema@._alert_rule_counts,
+      @extschema@.alerts, @extschema@.alert_history, @extschema@._alert_route_sends,
+      @extschema@._route_storm, @extschema@.firing_alerts, @extschema@.inhibit_rules
+    TO logagg_admin;
+GRANT USAGE, SELECT, UPDATE ON SEQUENCE @extschema@.alert_rules_id_seq, @extschema@.alerts_id_seq,
+      @extschema@.alert_history_id_seq, @extschema@.inhibit_rules_id_seq
+    TO logagg_admin;
+-- admin manages the rules; reader
+-- sees them, the alert states and their history.
+GRANT SELECT ON @extschema@.alert_rules, @extschema@.alerts, @extschema@.alert_history,
+      @extschema@.firing_alerts, @extschema@._alert_rule_counts, @extschema@.inhibit_rules
+    TO logagg_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.rule_preview(text),
+                          @extschema@._alert_rule_id(text),
+                          @extschema@._alert_rule_values(int, timestamptz, interval),
+                          @extschema@._alert_window_start(timestamptz, interval, int),
+                          @extschema@._absent_lookback()
+    TO logagg_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.add_alert_rule(text, jsonb, interval, float8, text, text[], interval, @extschema@.severity, boolean),
+                          @extschema@.remove_alert_rule(text),
+                          @extschema@.pause_alert_rule(text),
+                          @extschema@.resume_alert_rule(text),
+                          @extschema@.set_route_matchers(int, jsonb, boolean),
+                          @extschema@.set_route_mute_times(int, jsonb),
+                          @extschema@.add_inhibit_rule(jsonb, jsonb, text[]),
+                          @extschema@.remove_inhibit_rule(int),
+                          @extschema@.schedule_silence(text, text, timestamptz, timestamptz, text, text),
+                          @extschema@._parse_matchers(jsonb),
+                          @extschema@._validate_alert_rule(jsonb, interval, float8, text, text[], interval),
+                          @extschema@._alert_bucket_secs(interval)
+    TO logagg_admin;
+
 -- ---- scale-out on Citus ----
 -- logagg.distribute(), the node role and the alert hand-over from worker
 -- nodes (schema/60_citus.sql), and maintain() doing nothing on a Citus

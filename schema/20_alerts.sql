@@ -7,7 +7,7 @@
 
 CREATE TABLE @extschema@.destinations (
     name        text PRIMARY KEY CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'),
-    kind        text NOT NULL CHECK (kind IN ('webhook', 'slack', 'email', 'sms', 'pagerduty')),
+    kind        text NOT NULL CHECK (kind IN ('webhook', 'slack', 'email', 'sms', 'pagerduty', 'alertmanager')),
     config      jsonb NOT NULL DEFAULT '{}',
     enabled     boolean NOT NULL DEFAULT true,
     created_at  timestamptz NOT NULL DEFAULT now(),
@@ -140,6 +140,12 @@ CREATE TRIGGER alert_queue_wake AFTER INSERT ON @extschema@.alert_queue
 -- arriving, they are added to one pending summary due group_window after
 -- the previous notification; a group without records for a whole window
 -- ends.  Every record is counted in exactly one queue row per route.
+-- Storm guard: a route queues at most max_notifications new notifications
+-- per group_window; the groups beyond go into one digest per window
+-- (_route_admit, _add_to_digest in schema/25_alert_rules.sql), whose
+-- count still adds up to their records.  Routes are taken in id order;
+-- their label matchers (source, severity, status, level, fingerprint)
+-- must all hold, and one with "continue" = false ends the list.
 CREATE FUNCTION @extschema@._enqueue_alerts(groups jsonb) RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -153,6 +159,7 @@ DECLARE
     v_due    timestamptz;
     v_id     bigint;
     v_sample jsonb;
+    v_labels jsonb;
 BEGIN
     IF groups IS NULL OR jsonb_typeof(groups) <> 'array' THEN
         RETURN 0;
@@ -170,13 +177,17 @@ BEGIN
         WHERE e->>'severity' IS NOT NULL AND e->>'fingerprint' IS NOT NULL
     LOOP
         v_sample := jsonb_build_object('status', g.status, 'level', g.level, 'message', g.message);
+        v_labels := jsonb_build_object('source', g.source, 'severity', g.severity,
+                                       'status', g.status #>> '{}', 'level', g.level #>> '{}',
+                                       'fingerprint', g.fingerprint);
         FOR r IN
-            SELECT rt.id, rt.destination, rt.group_window
+            SELECT rt.id, rt.destination, rt.group_window, rt.max_notifications, rt."continue"
             FROM @extschema@.routes rt
             JOIN @extschema@.destinations d ON d.name = rt.destination AND d.enabled
             WHERE rt.enabled
               AND g.severity <= rt.min_severity
               AND (rt.source IS NULL OR rt.source = g.source)
+              AND (rt.matchers = '[]' OR @extschema@._route_matches(rt.matchers, v_labels))
             ORDER BY rt.id
         LOOP
             -- creates or locks the group's state row (xmax = 0: just inserted)
@@ -190,43 +201,62 @@ BEGIN
             INTO st;
 
             IF st.inserted OR st.last_record_at < v_now - r.group_window THEN
-                -- a new group (or one that ended): notify at once
-                INSERT INTO @extschema@.alert_queue
-                    (severity, route_id, destination, fingerprint, source, log_id,
-                     count, first_seen, last_seen, payload, next_attempt_at)
-                VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
-                        g.cnt, g.first_seen, g.last_seen, v_sample, v_now);
+                -- a new group (or one that ended): notify at once, unless
+                -- the route's storm guard is spent: then into its digest
+                IF @extschema@._route_admit(r.id, r.group_window, r.max_notifications) THEN
+                    INSERT INTO @extschema@.alert_queue
+                        (severity, route_id, destination, fingerprint, source, log_id,
+                         count, first_seen, last_seen, payload, next_attempt_at)
+                    VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
+                            g.cnt, g.first_seen, g.last_seen, v_sample, v_now);
+                    v_id := NULL;
+                ELSE
+                    v_id := @extschema@._add_to_digest(r.id, r.destination, r.group_window, g.severity,
+                                                       g.cnt, g.first_seen, g.last_seen);
+                END IF;
                 UPDATE @extschema@._alert_groups
-                   SET notified_at = v_now, last_record_at = v_now, pending_alert_id = NULL
+                   SET notified_at = v_now, last_record_at = v_now, pending_alert_id = v_id
                  WHERE route_id = r.id AND fingerprint = g.fingerprint;
             ELSE
                 -- an active group: add to the pending summary while no
                 -- dispatcher has started sending it, else schedule the next
-                UPDATE @extschema@.alert_queue
-                   SET count = count + g.cnt,
-                       first_seen = least(first_seen, g.first_seen),
-                       last_seen = greatest(last_seen, g.last_seen),
-                       log_id = coalesce(g.log_id, log_id),
-                       payload = v_sample
-                 WHERE id = st.pending_alert_id AND attempts = 0 AND claimed_by IS NULL
-                       AND dead_at IS NULL;
+                UPDATE @extschema@.alert_queue q
+                   SET count = q.count + g.cnt,
+                       first_seen = least(q.first_seen, g.first_seen),
+                       last_seen = greatest(q.last_seen, g.last_seen),
+                       log_id = CASE WHEN q.payload ? 'digest' THEN q.log_id ELSE coalesce(g.log_id, q.log_id) END,
+                       -- a digest keeps its own text, with the new count
+                       payload = CASE WHEN q.payload ? 'digest'
+                                      THEN q.payload || jsonb_build_object('message',
+                                               format('and %s more alerts from %s fingerprints',
+                                                      q.count + g.cnt, q.payload->>'fingerprints'))
+                                      ELSE v_sample END
+                 WHERE q.id = st.pending_alert_id AND q.attempts = 0 AND q.claimed_by IS NULL
+                       AND q.dead_at IS NULL;
                 IF FOUND THEN
                     UPDATE @extschema@._alert_groups SET last_record_at = v_now
                      WHERE route_id = r.id AND fingerprint = g.fingerprint;
                 ELSE
                     v_due := greatest(v_now, st.notified_at + r.group_window);
-                    INSERT INTO @extschema@.alert_queue
-                        (severity, route_id, destination, fingerprint, source, log_id,
-                         count, first_seen, last_seen, payload, next_attempt_at)
-                    VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
-                            g.cnt, g.first_seen, g.last_seen, v_sample, v_due)
-                    RETURNING id INTO v_id;
+                    IF @extschema@._route_admit(r.id, r.group_window, r.max_notifications) THEN
+                        INSERT INTO @extschema@.alert_queue
+                            (severity, route_id, destination, fingerprint, source, log_id,
+                             count, first_seen, last_seen, payload, next_attempt_at)
+                        VALUES (g.severity, r.id, r.destination, g.fingerprint, g.source, g.log_id,
+                                g.cnt, g.first_seen, g.last_seen, v_sample, v_due)
+                        RETURNING id INTO v_id;
+                    ELSE
+                        v_id := @extschema@._add_to_digest(r.id, r.destination, r.group_window, g.severity,
+                                                           g.cnt, g.first_seen, g.last_seen);
+                    END IF;
                     UPDATE @extschema@._alert_groups
                        SET notified_at = v_due, last_record_at = v_now, pending_alert_id = v_id
                      WHERE route_id = r.id AND fingerprint = g.fingerprint;
                 END IF;
             END IF;
             n := n + 1;
+            -- a route with "continue" = false is the last one the alert takes
+            EXIT WHEN NOT r."continue";
         END LOOP;
     END LOOP;
     RETURN n;
@@ -310,6 +340,61 @@ BEGIN
         SELECT gone.id, gone.destination, gone.route_id, gone.severity, gone.fingerprint,
                gone.source, gone.count, gone.attempts, 'silenced',
                'silenced by silence ' || gone.silence_id
+        FROM gone;
+    END IF;
+
+    -- routes in one of their mute time intervals send nothing: their due
+    -- alerts are logged as silenced, like Alertmanager drops them
+    IF EXISTS (SELECT 1 FROM @extschema@.routes rt
+               WHERE rt.mute_time_intervals <> '[]'
+                 AND @extschema@._route_muted(rt.mute_time_intervals, now())) THEN
+        WITH gone AS (
+            DELETE FROM @extschema@.alert_queue q
+             WHERE q.id = ANY (ARRAY(
+                SELECT q2.id
+                FROM @extschema@.alert_queue q2
+                JOIN @extschema@.routes rt ON rt.id = q2.route_id
+                WHERE q2.dead_at IS NULL AND q2.next_attempt_at <= now()
+                  AND NOT coalesce(q2.payload->'test' = 'true'::jsonb, false)
+                  AND rt.mute_time_intervals <> '[]'
+                  AND @extschema@._route_muted(rt.mute_time_intervals, now())
+                ORDER BY q2.severity, q2.next_attempt_at, q2.id
+                FOR UPDATE OF q2 SKIP LOCKED
+                LIMIT 1000))
+            RETURNING q.*
+        )
+        INSERT INTO @extschema@.alert_log
+            (alert_id, destination, route_id, severity, fingerprint, source, count,
+             attempt, outcome, error)
+        SELECT gone.id, gone.destination, gone.route_id, gone.severity, gone.fingerprint,
+               gone.source, gone.count, gone.attempts, 'silenced',
+               'muted by the mute_time_intervals of route ' || gone.route_id
+        FROM gone;
+    END IF;
+
+    -- inhibition: while a matching rule alert fires, targets are not sent
+    IF EXISTS (SELECT 1 FROM @extschema@.inhibit_rules)
+       AND EXISTS (SELECT 1 FROM @extschema@.alerts a WHERE a.state = 'firing') THEN
+        WITH cand AS (
+            SELECT q.id AS qid, @extschema@._inhibited_by(q) AS rule_id
+            FROM @extschema@.alert_queue q
+            WHERE q.dead_at IS NULL AND q.next_attempt_at <= now()
+              AND NOT coalesce(q.payload->'test' = 'true'::jsonb, false)
+            ORDER BY q.severity, q.next_attempt_at, q.id
+            FOR UPDATE OF q SKIP LOCKED
+            LIMIT 1000
+        ), gone AS (
+            DELETE FROM @extschema@.alert_queue q
+             USING cand c
+             WHERE q.id = c.qid AND c.rule_id IS NOT NULL
+            RETURNING q.*, c.rule_id
+        )
+        INSERT INTO @extschema@.alert_log
+            (alert_id, destination, route_id, severity, fingerprint, source, count,
+             attempt, outcome, error)
+        SELECT gone.id, gone.destination, gone.route_id, gone.severity, gone.fingerprint,
+               gone.source, gone.count, gone.attempts, 'silenced',
+               'inhibited by inhibit rule ' || gone.rule_id
         FROM gone;
     END IF;
 
@@ -568,10 +653,13 @@ BEGIN
         WHEN 'pagerduty' THEN
             required := ARRAY['routing_key'];
             allowed := ARRAY['url', 'routing_key'];
+        WHEN 'alertmanager' THEN
+            required := ARRAY['url'];
+            allowed := ARRAY['url', 'headers', 'generator_url'];
         ELSE
             RAISE EXCEPTION 'unknown destination kind "%"', kind
                 USING ERRCODE = 'invalid_parameter_value',
-                      HINT = 'Use one of webhook, slack, email, sms, pagerduty.';
+                      HINT = 'Use one of webhook, slack, email, sms, pagerduty, alertmanager.';
     END CASE;
     allowed := allowed || common;
 
@@ -665,7 +753,7 @@ BEGIN
             WHEN kind = 'sms' AND config->>'base_url' ~* '^http://' THEN 'auth_token'
             WHEN kind = 'pagerduty' AND config->>'url' ~* '^http://' THEN 'routing_key'
             WHEN kind = 'slack' AND config->>'webhook_url' ~* '^http://' THEN 'webhook_url'
-            WHEN kind = 'webhook' AND config->>'url' ~* '^http://'
+            WHEN kind IN ('webhook', 'alertmanager') AND config->>'url' ~* '^http://'
                  AND EXISTS (SELECT 1 FROM jsonb_object_keys(
                                  CASE jsonb_typeof(config->'headers') WHEN 'object' THEN config->'headers' ELSE '{}' END) h
                              WHERE lower(h) IN ('authorization', 'proxy-authorization', 'cookie')) THEN 'headers'

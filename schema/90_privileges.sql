@@ -136,3 +136,27 @@ GRANT EXECUTE ON FUNCTION @extschema@.grant_source_read(name, text),
                           @extschema@.create_reader_token(text, text),
                           @extschema@.revoke_reader_token(text)
     TO logagg_admin;
+-- alert rules (schema/25_alert_rules.sql): admin manages the rules; reader
+-- sees them, the alert states and their history.
+GRANT SELECT ON @extschema@.alert_rules, @extschema@.alerts, @extschema@.alert_history,
+      @extschema@.firing_alerts, @extschema@._alert_rule_counts, @extschema@.inhibit_rules
+    TO logagg_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.rule_preview(text),
+                          @extschema@._alert_rule_id(text),
+                          @extschema@._alert_rule_values(int, timestamptz, interval),
+                          @extschema@._alert_window_start(timestamptz, interval, int),
+                          @extschema@._absent_lookback()
+    TO logagg_reader;
+GRANT EXECUTE ON FUNCTION @extschema@.add_alert_rule(text, jsonb, interval, float8, text, text[], interval, @extschema@.severity, boolean),
+                          @extschema@.remove_alert_rule(text),
+                          @extschema@.pause_alert_rule(text),
+                          @extschema@.resume_alert_rule(text),
+                          @extschema@.set_route_matchers(int, jsonb, boolean),
+                          @extschema@.set_route_mute_times(int, jsonb),
+                          @extschema@.add_inhibit_rule(jsonb, jsonb, text[]),
+                          @extschema@.remove_inhibit_rule(int),
+                          @extschema@.schedule_silence(text, text, timestamptz, timestamptz, text, text),
+                          @extschema@._parse_matchers(jsonb),
+                          @extschema@._validate_alert_rule(jsonb, interval, float8, text, text[], interval),
+                          @extschema@._alert_bucket_secs(interval)
+    TO logagg_admin;

@@ -17,6 +17,7 @@ PACKAGES=(
   openssl
   syslog-ng-core syslog-ng-mod-http syslog-ng-scl
   libestr0 libfastjson4 liblognorm5
+  prometheus-alertmanager
 )
 
 SUDO=""

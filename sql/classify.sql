@@ -39,3 +39,11 @@ SELECT logagg.fingerprint('service-a', 'critical', 503, 'GET /api/orders/1 503')
      = logagg.fingerprint('service-a', 'critical', 503, 'GET /api/orders/2 503') AS same_group,
        logagg.fingerprint('service-a', 'critical', 503, 'GET /api/orders/1 503')
      = logagg.fingerprint('service-b', 'critical', 503, 'GET /api/orders/1 503') AS other_source;
+-- quoted values, ids of letters and digits, long path segments, query strings
+SELECT logagg.mask_message('user "alice" not found: key=''k-77'' id u1234 at /api/users/0b1f/x?token=abc def');
+SELECT logagg.mask_message('GET /assets/' || repeat('a', 40) || ' 200');
+-- a client error's path is the client's choice: a scan of paths is one alert
+SELECT logagg.fingerprint('web', 'critical', 404, 'GET /aaaa 404')
+     = logagg.fingerprint('web', 'critical', 404, 'GET /bbbb/cc 404') AS scan_is_one_group,
+       logagg.fingerprint('web', 'critical', 503, 'GET /aaaa 503')
+     = logagg.fingerprint('web', 'critical', 503, 'GET /bbbb 503') AS server_errors_keep_paths;

@@ -49,6 +49,8 @@ typedef struct LogaggAlert
 	int			attempts;		/* including this one */
 	bool		is_test;
 	char	   *payload;		/* the fixed-field JSON object (webhook body) */
+	char	   *rule_status;	/* alert of an alert rule: "firing" or
+								 * "resolved"; NULL for a record alert */
 } LogaggAlert;
 
 typedef struct LogaggDelivery
@@ -131,5 +133,6 @@ extern void logagg_dest_slack(LogaggDelivery *d);
 extern void logagg_dest_email(LogaggDelivery *d);
 extern void logagg_dest_sms(LogaggDelivery *d);
 extern void logagg_dest_pagerduty(LogaggDelivery *d);
+extern void logagg_dest_alertmanager(LogaggDelivery *d);
 
 #endif							/* LOGAGG_ALERTS_H */

@@ -1,13 +1,16 @@
 /*-------------------------------------------------------------------------
  *
  * dest_pagerduty.c
- *		"pagerduty" destinations: PagerDuty Events API v2 "trigger" events.
+ *		"pagerduty" destinations: PagerDuty Events API v2 "trigger" events,
+ *		and "resolve" events for resolved alert-rule alerts.
  *
  * Config: {"routing_key": "...", "url": default
  * https://events.pagerduty.com/v2/enqueue}; an http:// url is refused (the
  * routing key in clear) unless "allow_insecure": true.  dedup_key is the alert's
  * fingerprint, so PagerDuty folds every notification of one group into one
- * incident; the fixed fields travel in payload.custom_details.
+ * incident (a rule alert's fingerprint is its rule and labels, so its
+ * resolve carries the dedup_key of its trigger); the fixed fields travel in
+ * payload.custom_details.
  *
  *-------------------------------------------------------------------------
  */
@@ -64,7 +67,9 @@ logagg_dest_pagerduty(LogaggDelivery *d)
 	appendStringInfoString(&b, "{\"routing_key\":");
 	escape_json(&b, key);
 	explicit_bzero(key, strlen(key));
-	appendStringInfoString(&b, ",\"event_action\":\"trigger\",\"dedup_key\":");
+	/* a resolved rule alert resolves the incident its trigger opened */
+	appendStringInfo(&b, ",\"event_action\":\"%s\",\"dedup_key\":",
+					 a->rule_status && strcmp(a->rule_status, "resolved") == 0 ? "resolve" : "trigger");
 	escape_json(&b, a->fingerprint);
 	appendStringInfoString(&b, ",\"client\":\"logagg\",\"payload\":{\"summary\":");
 	escape_json(&b, summary);

@@ -138,7 +138,9 @@ logagg_dest_slack(LogaggDelivery *d)
 	field(&b, "Source", slack_escape(a->source), true);
 	snprintf(num, sizeof(num), INT64_FORMAT, a->count);
 	field(&b, "Count", num, true);
-	if (a->has_status)
+	if (a->rule_status)
+		strlcpy(num, a->rule_status, sizeof(num));	/* firing / resolved */
+	else if (a->has_status)
 		snprintf(num, sizeof(num), "%d", a->status);
 	else
 		strlcpy(num, "-", sizeof(num));

@@ -15,6 +15,14 @@
  *   3. sleep until the latch, a socket, libcurl's timer, or the next
  *      scheduled alert (summary at the end of a group window, retry).
  *
+ * Dispatch worker 1 also evaluates the alert rules every
+ * logagg.rule_eval_interval (alert_rules.c), in a short transaction of its
+ * own between two cycles.  Here rather than in the maintenance worker,
+ * whose sync cycle keeps a transaction open across an upload and could
+ * delay an evaluation by minutes: a dispatcher never blocks on the
+ * network, and the notifications an evaluation queues are claimed by the
+ * same loop right after its commit.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -28,6 +36,7 @@
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
+#include "alert_rules.h"
 #include "alerts.h"
 #include "logagg.h"
 
@@ -57,6 +66,8 @@ logagg_dispatch_main(Datum arg)
 	TimestampTz next_housekeeping;
 	TimestampTz next_drain = 0;
 	TimestampTz first_done_at = 0;
+	TimestampTz last_eval = 0;	/* start of the last rule evaluation */
+	bool		evaluates = (index == 1);
 	bool		want_claim = true;
 
 	logagg_worker_setup(LOGAGG_WORKER_DISPATCH, index);
@@ -98,6 +109,16 @@ logagg_dispatch_main(Datum arg)
 		now = GetCurrentTimestamp();
 		if (next_due != DT_NOEND && now >= next_due)
 			want_claim = true;
+
+		/* recomputed each pass: a reload of the interval applies at once */
+		if (evaluates &&
+			now >= TimestampTzPlusMilliseconds(last_eval, logagg_rule_eval_interval_ms))
+		{
+			last_eval = now;
+			if (logagg_alert_rules_evaluate() > 0)
+				want_claim = true;
+			continue;		/* before claiming: busy cycles never starve it */
+		}
 
 		if (ndone == 0)
 			first_done_at = 0;
@@ -154,6 +175,8 @@ logagg_dispatch_main(Datum arg)
 		wake = Min(next_housekeeping, logagg_worker_next_check());
 		if (index == 1)
 			wake = Min(wake, next_drain);
+		if (evaluates)
+			wake = Min(wake, TimestampTzPlusMilliseconds(last_eval, logagg_rule_eval_interval_ms));
 		curl_timeout = logagg_curlm_timeout_ms();
 		if (curl_timeout >= 0)
 			wake = Min(wake, TimestampTzPlusMilliseconds(now, curl_timeout));

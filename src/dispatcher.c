@@ -68,11 +68,14 @@ static const struct
 	{"email", logagg_dest_email},
 	{"sms", logagg_dest_sms},
 	{"pagerduty", logagg_dest_pagerduty},
+	{"alertmanager", logagg_dest_alertmanager},
 };
 
 /*
  * The one-line summary used as e-mail subject, SMS text and Slack /
- * PagerDuty title: "[CRITICAL] service-a: 503 GET /api/orders ×123".
+ * PagerDuty title: "[CRITICAL] service-a: 503 GET /api/orders ×123"; for
+ * a rule alert the message is the rule's summary, and a resolved one
+ * starts with "[RESOLVED] ".
  */
 char *
 logagg_alert_headline(LogaggAlert *a)
@@ -82,10 +85,14 @@ logagg_alert_headline(LogaggAlert *a)
 	int			len;
 
 	initStringInfo(&s);
+	if (a->rule_status && strcmp(a->rule_status, "resolved") == 0)
+		appendStringInfoString(&s, "[RESOLVED] ");
 	appendStringInfoChar(&s, '[');
 	for (const char *p = a->severity; *p; p++)
 		appendStringInfoChar(&s, pg_toupper((unsigned char) *p));
-	appendStringInfo(&s, "] %s: ", a->source);
+	appendStringInfoString(&s, "] ");
+	if (a->source[0])
+		appendStringInfo(&s, "%s: ", a->source);
 	if (a->has_status)
 	{
 		snprintf(status, sizeof(status), "%d", a->status);
@@ -102,7 +109,7 @@ logagg_alert_headline(LogaggAlert *a)
 	}
 	else
 		appendStringInfoString(&s, a->message);
-	if (a->count > 1)
+	if (a->count > 1 && a->rule_status == NULL)
 		appendStringInfo(&s, " \xC3\x97" INT64_FORMAT, a->count);	/* U+00D7 × */
 	if (a->is_test)
 		appendStringInfoString(&s, " (test)");
@@ -372,12 +379,16 @@ append_payload_value(StringInfo s, Jsonb *payload, const char *key)
  * The notification body of docs/alerts.md "Payload": byte for byte what
  * jsonb_build_object(...)::text produced when SQL built it (keys in jsonb's
  * order: by length, then bytewise; ": " and ", " separators), so receivers
- * and signatures see the same bodies as before.
+ * and signatures see the same bodies as before.  A rule alert's (payload
+ * with a "rule" key) adds rule, kind, value, labels, threshold, starts_at
+ * and ends_at after them; its status is "firing" or "resolved".  A storm
+ * guard digest adds "digest": true and its number of fingerprints.
  */
 static char *
 build_payload(LogaggAlert *a, bool source_null, Jsonb *payload, MemoryContext cxt)
 {
 	StringInfoData s;
+	JsonbValue	dv;
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 
 	initStringInfo(&s);
@@ -405,9 +416,47 @@ build_payload(LogaggAlert *a, bool source_null, Jsonb *payload, MemoryContext cx
 	escape_json(&s, a->destination);
 	appendStringInfoString(&s, ", \"fingerprint\": ");
 	escape_json(&s, a->fingerprint);
+	if (payload != NULL && JB_ROOT_IS_OBJECT(payload) &&
+		getKeyJsonValueFromContainer(&payload->root, "digest", 6, &dv) != NULL)
+	{
+		/* a storm guard digest: how many fingerprints it stands for */
+		appendStringInfoString(&s, ", \"digest\": true, \"fingerprints\": ");
+		append_payload_value(&s, payload, "fingerprints");
+	}
+	if (a->rule_status)
+	{
+		/* an alert rule's notification: what fired, on which labels, when */
+		static const char *const rule_keys[] = {"rule", "kind", "value", "labels",
+		"threshold", "starts_at", "ends_at"};
+
+		for (int i = 0; i < lengthof(rule_keys); i++)
+		{
+			appendStringInfo(&s, ", \"%s\": ", rule_keys[i]);
+			append_payload_value(&s, payload, rule_keys[i]);
+		}
+	}
 	appendStringInfoChar(&s, '}');
 	MemoryContextSwitchTo(old);
 	return s.data;
+}
+
+/*
+ * "firing" or "resolved" when the payload is an alert rule's (it has a
+ * "rule" key), else NULL.
+ */
+static char *
+rule_status_of(Jsonb *payload, MemoryContext cxt)
+{
+	JsonbValue	v;
+
+	if (payload == NULL || !JB_ROOT_IS_OBJECT(payload) ||
+		getKeyJsonValueFromContainer(&payload->root, "rule", 4, &v) == NULL)
+		return NULL;
+	if (getKeyJsonValueFromContainer(&payload->root, "status", 6, &v) != NULL &&
+		v.type == jbvString && v.val.string.len == 8 &&
+		memcmp(v.val.string.val, "resolved", 8) == 0)
+		return MemoryContextStrdup(cxt, "resolved");
+	return MemoryContextStrdup(cxt, "firing");
 }
 
 /*
@@ -490,6 +539,7 @@ decode_claim_row(HeapTuple tup, TupleDesc desc, LogaggAlert *a, MemoryContext cx
 	a->attempts = DatumGetInt32(SPI_getbinval(tup, desc, Anum_claim_attempts, &isnull));
 	a->is_test = DatumGetBool(SPI_getbinval(tup, desc, Anum_claim_is_test, &isnull));
 	v = SPI_getbinval(tup, desc, Anum_claim_payload, &isnull);
+	a->rule_status = isnull ? NULL : rule_status_of(DatumGetJsonbP(v), cxt);
 	a->payload = build_payload(a, source_null, isnull ? NULL : DatumGetJsonbP(v), cxt);
 }
 

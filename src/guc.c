@@ -21,6 +21,7 @@
 #include "miscadmin.h"
 #include "utils/guc.h"
 
+#include "alert_rules.h"
 #include "logagg.h"
 #include "sync.h"
 
@@ -365,6 +366,7 @@ logagg_define_gucs(void)
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 
 	logagg_define_sync_gucs();	/* sync.c: sync_grace, sync_part_size, ... */
+	logagg_define_alert_rule_gucs();	/* alert_rules.c */
 
 	MarkGUCPrefixReserved("logagg");
 }

@@ -64,6 +64,7 @@
 #include "utils/rel.h"
 #include "utils/syscache.h"
 
+#include "alert_rules.h"
 #include "ingest.h"
 
 /* One (fingerprint) group of alert-worthy records in a batch. */
@@ -661,7 +662,8 @@ store_streams(IngestBatch *batch)
 
 /*
  * Store records idx[0..n-1]: draw their ids, classify them, COPY them
- * into logagg.logs and queue their alert groups.  ids and sevs have room
+ * into logagg.logs, count them for the alert rules and queue their alert
+ * groups.  ids and sevs have room
  * for every record of the batch.
  */
 static void
@@ -721,6 +723,9 @@ store_records(IngestBatch *batch, const int *idx, int n, int64 *ids, uint8 *sevs
 		result->rows += logagg_insert_logs_distributed(batch, idx, n, ids, sevs);
 	else
 		result->rows += copy_into_logs(batch, idx, n, ids, sevs);
+
+	/* alert rule counters, committed (or rolled back) with these rows */
+	logagg_alert_rules_count(batch, idx, n, ids, sevs);
 
 	if (groups && hash_get_num_entries(groups) > 0)
 		result->alerts_queued += enqueue_alerts(groups, worker_node);

@@ -1,7 +1,7 @@
 -- pgTAP: CREATE EXTENSION logagg creates every fixed object of
 -- docs/design.md §3 with the documented columns and types.
 BEGIN;
-SELECT plan(129);
+SELECT plan(139);
 
 SELECT has_schema('logagg');
 SELECT has_type('logagg', 'severity', 'severity type');
@@ -102,6 +102,24 @@ SELECT has_table('logagg', 'silences', 'silences table');
 SELECT has_column('logagg', 'silences', 'source', 'silences.source');
 SELECT has_column('logagg', 'silences', 'fingerprint', 'silences.fingerprint');
 SELECT has_column('logagg', 'silences', 'comment', 'silences.comment');
+
+-- alert rules
+SELECT has_table('logagg', 'alert_rules', 'alert_rules table');
+SELECT has_table('logagg', 'alerts', 'alerts table');
+SELECT has_table('logagg', 'alert_history', 'alert_history table');
+SELECT has_view('logagg', 'firing_alerts', 'firing_alerts view');
+SELECT col_type_is('logagg', 'routes', 'send_resolved', 'boolean', 'routes.send_resolved');
+SELECT col_type_is('logagg', 'routes', 'repeat_interval', 'interval', 'routes.repeat_interval');
+SELECT function_returns('logagg', 'add_alert_rule',
+                        ARRAY['text', 'jsonb', 'interval', 'double precision', 'text', 'text[]', 'interval', 'logagg.severity', 'boolean'],
+                        'integer', 'add_alert_rule(...) -> int');
+SELECT has_function('logagg', 'rule_preview', ARRAY['text'], 'rule_preview(text)');
+SELECT ok(has_table_privilege('logagg_reader', 'logagg.alert_history', 'SELECT')
+          AND NOT has_table_privilege('logagg_reader', 'logagg.alert_rules', 'INSERT'),
+          'logagg_reader reads alert history, cannot write rules');
+SELECT ok(NOT has_function_privilege('logagg_reader', 'logagg.remove_alert_rule(text)', 'EXECUTE')
+          AND has_function_privilege('logagg_admin', 'logagg.remove_alert_rule(text)', 'EXECUTE'),
+          'only logagg_admin manages alert rules');
 
 -- sync bookkeeping
 SELECT has_table('logagg', 'sync_log', 'sync_log table');

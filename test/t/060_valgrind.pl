@@ -68,6 +68,13 @@ SELECT logagg.create_source('svc-a')});
 $node->safe_psql('postgres', qq{
 SELECT logagg.add_destination('hook', 'webhook', '{"url": "$rcv->{url}/alerts", "secret": "vg-secret"}');
 SELECT logagg.add_route('hook', 'high', NULL, '0');
+-- alert rules: every filter part and label kind counted by the ingest
+-- worker and by SQL ingest, evaluated by dispatch worker 1
+SELECT logagg.add_alert_rule('vg-count', '{"source": "svc-*", "min_severity": "high", "status": [400, 599]}',
+                             '1 hour', 0, 'count', ARRAY['source', 'status', 'severity']);
+SELECT logagg.add_alert_rule('vg-ratio', '{"message_regex": "e", "level": ["error", "fatal"]}',
+                             '1 hour', 0, 'ratio', ARRAY['level', 'attrs.deep']);
+SELECT logagg.add_alert_rule('vg-attrs', '{"attrs": {"attrs": {"deep": {"er": [1]}}}}', '1 hour', 0, 'rate', ARRAY[]::text[]);
 });
 my $url = "ws://127.0.0.1:$node->{logagg_port}/ingest";
 my $http = "http://127.0.0.1:$node->{logagg_port}";
@@ -195,6 +202,8 @@ SELECT logagg.ingest('[{"message": "from sql", "level": "fatal", "attrs": {"deep
 
 ok( $node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM logagg.alert_log WHERE outcome = 'delivered'}),
 	'alerts were delivered to the webhook');
+ok( $node->poll_query_until('postgres', q{SELECT count(DISTINCT rule_id) = 3 FROM logagg.alerts WHERE state = 'firing'}),
+	'the three alert rules fired');
 my $stored = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
 is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 3 + 1 + 2 + 2, 'every acked record is stored once');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + 2 + 3 + ($stdin_rejected // 0),

@@ -1,0 +1,858 @@
+/*-------------------------------------------------------------------------
+ *
+ * alert_rules.c
+ *		Counting for the alert rules of logagg.alert_rules, in the ingest
+ *		path: per stored batch, every record is matched against every rule
+ *		and counted per (rule, group labels, time bucket of its ts); the
+ *		counts go into logagg._alert_rule_counts with one INSERT ... ON
+ *		CONFLICT DO UPDATE per batch, in the batch's own (sub)transaction.
+ *		Also the evaluation step that dispatch worker 1 runs every
+ *		logagg.rule_eval_interval (logagg._evaluate_alert_rules()).
+ *
+ * Counting in the transaction of the rows is what makes the counts exact:
+ * a batch that commits has its counts committed with it, one that rolls
+ * back (a crash, a record refused by bisection) takes them along.  The
+ * work per batch is one pass over records x rules in memory, then one
+ * statement whose size is the number of distinct (rule, group, bucket)
+ * of the batch, not the number of records.
+ *
+ * The rules are cached per process like logagg.rules (classify.c): a
+ * statement trigger on logagg.alert_rules queues a relcache invalidation,
+ * our callback marks the cache stale, the next batch reloads it.  Paused
+ * rules are counted too (logagg.rule_preview shows them); only the
+ * evaluator skips them.
+ *
+ * A rule's filter comes validated from logagg.add_alert_rule (schema/
+ * 25_alert_rules.sql); nothing here may raise an error for a record's
+ * content, since an error would make the batch bisect and refuse records.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_collation.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "executor/spi.h"
+#include "mb/pg_wchar.h"
+#include "utils/array.h"
+#include "utils/guc.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/inval.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/resowner.h"
+#include "utils/timestamp.h"
+
+#include "alert_rules.h"
+#include "ingest.h"
+
+/* A label value longer than this is cut (at a character boundary). */
+#define LABEL_VALUE_MAX 256
+#define MAX_GROUP_BY 3
+
+/* Unix epoch in PostgreSQL's TimestampTz (microseconds since 2000). */
+#define UNIX_EPOCH_US ((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+
+int			logagg_rule_eval_interval_ms = 5000;
+int			logagg_absent_lookback_secs = 86400;
+
+/* logagg.rule_eval_interval and logagg.absent_lookback (called by guc.c). */
+void
+logagg_define_alert_rule_gucs(void)
+{
+	DefineCustomIntVariable("logagg.rule_eval_interval",
+							"Time between two evaluations of the alert rules (by dispatch worker 1).",
+							NULL, &logagg_rule_eval_interval_ms, 5000, 100, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("logagg.absent_lookback",
+							"How far back an absent alert rule looks for the groups it expects to see.",
+							"A group (e.g. a source) that sent matching records within this time and none in the rule's window makes the rule fire.",
+							&logagg_absent_lookback_secs, 86400, 1, 31 * 86400,
+							PGC_SIGHUP, GUC_UNIT_S, NULL, NULL, NULL);
+}
+
+typedef enum GroupLabel
+{
+	GL_SOURCE, GL_LEVEL, GL_STATUS, GL_SEVERITY, GL_ATTR
+} GroupLabel;
+
+typedef struct CountRule
+{
+	int			id;
+	bool		is_ratio;
+	int64		bucket_us;
+	char	   *source_glob;	/* NULL = any */
+	int			min_severity;	/* -1 = any */
+	int			nlevels;		/* 0 = any */
+	char	  **levels;
+	bool		has_status;
+	int			status_lo;
+	int			status_hi;
+	text	   *message_regex;	/* NULL = any */
+	Jsonb	   *attrs;			/* NULL = any */
+	int			ngroup;
+	GroupLabel	group[MAX_GROUP_BY];
+	char	   *group_name[MAX_GROUP_BY];	/* label name, JSON-escaped */
+	char	   *attr_key[MAX_GROUP_BY]; /* for GL_ATTR */
+	int			spec;			/* rules with the same group_by share it */
+} CountRule;
+
+static MemoryContext crules_cxt = NULL;
+static CountRule *crules = NULL;
+static int	ncrules = 0;
+static int	nspecs = 0;			/* distinct group_by lists of the rules */
+static bool crules_valid = false;
+static bool crules_callback_registered = false;
+static Oid	crules_relid = InvalidOid;
+static SPIPlanPtr upsert_plan = NULL;
+
+/* One counter of a batch: hash key and the counts. */
+typedef struct CountKey
+{
+	int			rule_id;
+	uint32		labels_hash;	/* hash of labels, computed once per record */
+	int64		bucket;			/* TimestampTz of the bucket start */
+	const char *labels;			/* JSON object text, in the batch's memory */
+} CountKey;
+
+typedef struct CountEntry
+{
+	CountKey	key;
+	int64		matched;
+	int64		total;
+	TimestampTz last_ts;		/* of the latest matching record; 0 = none */
+	int64		last_id;
+} CountEntry;
+
+static void
+crules_relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == crules_relid)
+		crules_valid = false;
+}
+
+static uint32
+count_key_hash(const void *key, Size keysize)
+{
+	const CountKey *k = key;
+	uint32		h = k->labels_hash;
+
+	h = hash_combine(h, hash_bytes_uint32((uint32) k->rule_id));
+	h = hash_combine(h, hash_bytes_uint32((uint32) (k->bucket ^ (k->bucket >> 32))));
+	return h;
+}
+
+static int
+count_key_match(const void *a, const void *b, Size keysize)
+{
+	const CountKey *x = a;
+	const CountKey *y = b;
+
+	if (x->rule_id != y->rule_id || x->bucket != y->bucket ||
+		x->labels_hash != y->labels_hash)
+		return 1;
+	return x->labels == y->labels ? 0 : strcmp(x->labels, y->labels);
+}
+
+static char *
+json_quoted(const char *s)
+{
+	StringInfoData b;
+
+	initStringInfo(&b);
+	escape_json(&b, s);
+	return b.data;
+}
+
+/* Reads one rule row of the load query into *r (in crules_cxt). */
+static void
+load_rule(HeapTuple tup, TupleDesc desc, CountRule *r)
+{
+	bool		isnull;
+	Datum		d;
+	char	   *s;
+
+	memset(r, 0, sizeof(*r));
+	r->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+	s = SPI_getvalue(tup, desc, 2);
+	r->is_ratio = (s && strcmp(s, "ratio") == 0);
+	r->bucket_us = (int64) DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)) * USECS_PER_SEC;
+	if (r->bucket_us <= 0)
+		r->bucket_us = USECS_PER_SEC;
+	r->source_glob = SPI_getvalue(tup, desc, 4);
+	r->min_severity = -1;
+	s = SPI_getvalue(tup, desc, 5);
+	for (int i = 0; s && i < 3; i++)
+		if (strcmp(s, logagg_severity_names[i]) == 0)
+			r->min_severity = i;
+	d = SPI_getbinval(tup, desc, 6, &isnull);
+	if (!isnull)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		r->levels = palloc(sizeof(char *) * Max(n, 1));
+		for (int j = 0; j < n; j++)
+			if (!nulls[j])
+				r->levels[r->nlevels++] = TextDatumGetCString(elems[j]);
+		if (r->nlevels == 0)
+			r->nlevels = -1;	/* an empty list matches nothing */
+	}
+	d = SPI_getbinval(tup, desc, 7, &isnull);
+	if (!isnull)
+	{
+		r->has_status = true;
+		r->status_lo = DatumGetInt32(d);
+		r->status_hi = DatumGetInt32(SPI_getbinval(tup, desc, 8, &isnull));
+	}
+	d = SPI_getbinval(tup, desc, 9, &isnull);
+	if (!isnull)
+		r->message_regex = DatumGetTextPCopy(d);
+	d = SPI_getbinval(tup, desc, 10, &isnull);
+	if (!isnull)
+		r->attrs = DatumGetJsonbPCopy(d);
+	d = SPI_getbinval(tup, desc, 11, &isnull);
+	if (!isnull)
+	{
+		Datum	   *elems;
+		bool	   *nulls;
+		int			n;
+
+		deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT,
+						  &elems, &nulls, &n);
+		for (int j = 0; j < n && r->ngroup < MAX_GROUP_BY; j++)
+		{
+			char	   *g;
+			int			k = r->ngroup;
+
+			if (nulls[j])
+				continue;
+			g = TextDatumGetCString(elems[j]);
+			r->group_name[k] = json_quoted(g);
+			if (strcmp(g, "source") == 0)
+				r->group[k] = GL_SOURCE;
+			else if (strcmp(g, "level") == 0)
+				r->group[k] = GL_LEVEL;
+			else if (strcmp(g, "status") == 0)
+				r->group[k] = GL_STATUS;
+			else if (strcmp(g, "severity") == 0)
+				r->group[k] = GL_SEVERITY;
+			else if (strncmp(g, "attrs.", 6) == 0)
+			{
+				r->group[k] = GL_ATTR;
+				r->attr_key[k] = g + 6;
+			}
+			else
+				continue;
+			r->ngroup++;
+		}
+	}
+}
+
+/*
+ * Rules with the same group_by give a record the same labels: they share
+ * a "spec", so the labels are built once per record and spec.
+ */
+static void
+assign_spec(CountRule *r, int n_before)
+{
+	for (int i = 0; i < n_before; i++)
+	{
+		const CountRule *o = &crules[i];
+		bool		same = (o->ngroup == r->ngroup);
+
+		for (int k = 0; same && k < r->ngroup; k++)
+			same = (strcmp(o->group_name[k], r->group_name[k]) == 0);
+		if (same)
+		{
+			r->spec = o->spec;
+			return;
+		}
+	}
+	r->spec = nspecs++;
+}
+
+/* (Re)load the rules if a change invalidated them.  Needs SPI. */
+static void
+crules_ensure_loaded(void)
+{
+	MemoryContext oldcxt;
+	int			ret;
+	Oid			nsp;
+
+	if (!crules_callback_registered)
+	{
+		CacheRegisterRelcacheCallback(crules_relcache_callback, (Datum) 0);
+		crules_callback_registered = true;
+	}
+	if (crules_valid)
+		return;
+
+	if (crules_cxt == NULL)
+		crules_cxt = AllocSetContextCreate(TopMemoryContext, "logagg alert rules",
+										   ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(crules_cxt);
+	crules = NULL;
+	ncrules = 0;
+
+	/* mark valid before reading: an invalidation during the load wins */
+	crules_valid = true;
+	nsp = get_namespace_oid(LOGAGG_SCHEMA, false);
+	crules_relid = get_relname_relid("alert_rules", nsp);
+	if (!OidIsValid(crules_relid))
+		return;					/* a 1.0 schema: no rules */
+
+	PG_TRY();
+	{
+		ret = SPI_execute("SELECT id, kind, bucket_secs, filter->>'source', filter->>'min_severity', "
+						  "CASE WHEN filter ? 'level' THEN "
+						  "  ARRAY(SELECT jsonb_array_elements_text(filter->'level')) END, "
+						  "CASE jsonb_typeof(filter->'status') WHEN 'number' THEN (filter->>'status')::int "
+						  "     WHEN 'array' THEN (filter->'status'->>0)::int END, "
+						  "CASE jsonb_typeof(filter->'status') WHEN 'number' THEN (filter->>'status')::int "
+						  "     WHEN 'array' THEN (filter->'status'->>1)::int END, "
+						  "filter->>'message_regex', filter->'attrs', group_by "
+						  "FROM logagg.alert_rules ORDER BY id", true, 0);
+		if (ret != SPI_OK_SELECT)
+			elog(ERROR, "logagg: reading logagg.alert_rules failed: %s", SPI_result_code_string(ret));
+		oldcxt = MemoryContextSwitchTo(crules_cxt);
+		crules = palloc0(sizeof(CountRule) * Max(SPI_processed, 1));
+		nspecs = 0;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			CountRule  *r = &crules[ncrules++];
+
+			load_rule(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, r);
+			assign_spec(r, ncrules - 1);
+		}
+		MemoryContextSwitchTo(oldcxt);
+	}
+	PG_CATCH();
+	{
+		crules_valid = false;
+		ncrules = 0;
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+/* Shell-style glob: "*" any run of characters, "?" one byte. */
+static bool
+glob_match(const char *p, const char *s)
+{
+	const char *star = NULL;
+	const char *retry = NULL;
+
+	while (*s)
+	{
+		if (*p == '*')
+		{
+			star = p++;
+			retry = s;
+		}
+		else if (*p == '?' || *p == *s)
+		{
+			p++;
+			s++;
+		}
+		else if (star)
+		{
+			p = star + 1;
+			s = ++retry;
+		}
+		else
+			return false;
+	}
+	while (*p == '*')
+		p++;
+	return *p == '\0';
+}
+
+/* What one record offers the matchers; attrs made on first use. */
+typedef struct RecordView
+{
+	const IngestRecord *r;
+	LogaggSeverity sev;
+	Jsonb	   *attrs;
+	bool		attrs_made;
+	char	  **labels;			/* per spec, built on first use (NULL) */
+	uint32	   *labels_hash;	/* per spec, with labels */
+} RecordView;
+
+static Jsonb *
+record_attrs(RecordView *v)
+{
+	if (!v->attrs_made)
+	{
+		v->attrs_made = true;
+		if (v->r->attrs == NULL)
+			v->attrs = NULL;
+		else if (v->r->attrs_flat)
+			v->attrs = DatumGetJsonbP(ingest_flat_attrs_jsonb(v->r->attrs));
+		else
+			v->attrs = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(v->r->attrs)));
+	}
+	return v->attrs;
+}
+
+/* The filter's source, min_severity and attrs parts (a ratio's denominator). */
+static bool
+base_matches(const CountRule *rule, RecordView *v)
+{
+	if (rule->source_glob && !glob_match(rule->source_glob, v->r->source))
+		return false;
+	if (rule->min_severity >= 0 && (int) v->sev > rule->min_severity)
+		return false;
+	if (rule->attrs)
+	{
+		Jsonb	   *a = record_attrs(v);
+
+		if (a == NULL || !JB_ROOT_IS_OBJECT(a))
+			return false;
+		if (!DatumGetBool(DirectFunctionCall2(jsonb_contains, JsonbPGetDatum(a),
+											  JsonbPGetDatum(rule->attrs))))
+			return false;
+	}
+	return true;
+}
+
+/* The filter's level, status and message parts. */
+static bool
+rest_matches(const CountRule *rule, RecordView *v)
+{
+	const IngestRecord *r = v->r;
+
+	if (rule->nlevels != 0)
+	{
+		bool		found = false;
+
+		if (r->level == NULL || rule->nlevels < 0)
+			return false;
+		for (int i = 0; i < rule->nlevels && !found; i++)
+			found = (strcmp(r->level, rule->levels[i]) == 0);
+		if (!found)
+			return false;
+	}
+	if (rule->has_status &&
+		(!r->has_status || r->status < rule->status_lo || r->status > rule->status_hi))
+		return false;
+	if (rule->message_regex)
+	{
+		if (r->message == NULL ||
+			!logagg_regex_match(rule->message_regex, r->message, strlen(r->message),
+								C_COLLATION_OID, "logagg.alert_rules"))
+			return false;
+	}
+	return true;
+}
+
+static void
+append_label_value(StringInfo b, const char *s, int len)
+{
+	char	   *v;
+
+	if (len > LABEL_VALUE_MAX)
+		len = pg_mbcliplen(s, len, LABEL_VALUE_MAX);
+	v = pnstrdup(s, len);
+	escape_json(b, v);
+	pfree(v);
+}
+
+/* A top-level attrs value as label text ("" when absent or null). */
+static void
+append_attr_label(StringInfo b, RecordView *v, const char *key)
+{
+	Jsonb	   *a = record_attrs(v);
+	JsonbValue	jv;
+
+	if (a == NULL || !JB_ROOT_IS_OBJECT(a) ||
+		getKeyJsonValueFromContainer(&a->root, key, strlen(key), &jv) == NULL)
+	{
+		appendStringInfoString(b, "\"\"");
+		return;
+	}
+	switch (jv.type)
+	{
+		case jbvString:
+			append_label_value(b, jv.val.string.val, jv.val.string.len);
+			break;
+		case jbvNumeric:
+			{
+				char	   *n = DatumGetCString(DirectFunctionCall1(numeric_out,
+																	NumericGetDatum(jv.val.numeric)));
+
+				append_label_value(b, n, strlen(n));
+			}
+			break;
+		case jbvBool:
+			appendStringInfoString(b, jv.val.boolean ? "\"true\"" : "\"false\"");
+			break;
+		case jbvBinary:
+			{
+				char	   *t = JsonbToCString(NULL, jv.val.binary.data, jv.val.binary.len);
+
+				append_label_value(b, t, strlen(t));
+			}
+			break;
+		default:
+			appendStringInfoString(b, "\"\"");
+			break;
+	}
+}
+
+/* The record's group labels under the rule, as a JSON object's text. */
+static char *
+group_labels(const CountRule *rule, RecordView *v)
+{
+	StringInfoData b;
+	const IngestRecord *r = v->r;
+
+	initStringInfo(&b);
+	appendStringInfoChar(&b, '{');
+	for (int k = 0; k < rule->ngroup; k++)
+	{
+		char		num[16];
+
+		if (k > 0)
+			appendStringInfoString(&b, ", ");
+		appendStringInfoString(&b, rule->group_name[k]);
+		appendStringInfoString(&b, ": ");
+		switch (rule->group[k])
+		{
+			case GL_SOURCE:
+				append_label_value(&b, r->source, strlen(r->source));
+				break;
+			case GL_LEVEL:
+				append_label_value(&b, r->level ? r->level : "", r->level ? strlen(r->level) : 0);
+				break;
+			case GL_STATUS:
+				if (r->has_status)
+					snprintf(num, sizeof(num), "%d", r->status);
+				else
+					num[0] = '\0';
+				append_label_value(&b, num, strlen(num));
+				break;
+			case GL_SEVERITY:
+				appendStringInfo(&b, "\"%s\"", logagg_severity_names[v->sev]);
+				break;
+			case GL_ATTR:
+				append_attr_label(&b, v, rule->attr_key[k]);
+				break;
+		}
+	}
+	appendStringInfoChar(&b, '}');
+	return b.data;
+}
+
+/* Start of the bucket holding ts, aligned to the Unix epoch. */
+static int64
+bucket_of(TimestampTz ts, int64 width)
+{
+	int64		u = ts + UNIX_EPOCH_US;
+	int64		q = u / width;
+
+	if (u % width < 0)
+		q--;
+	return q * width - UNIX_EPOCH_US;
+}
+
+static void
+count_record(HTAB *counts, RecordView *v, int64 id)
+{
+	for (int i = 0; i < ncrules; i++)
+	{
+		const CountRule *rule = &crules[i];
+		bool		full;
+		CountKey	key;
+		CountEntry *e;
+		bool		found;
+
+		if (!base_matches(rule, v))
+			continue;
+		full = rest_matches(rule, v);
+		if (!full && !rule->is_ratio)
+			continue;
+		if (v->labels[rule->spec] == NULL)
+		{
+			char	   *l = group_labels(rule, v);
+
+			v->labels[rule->spec] = l;
+			v->labels_hash[rule->spec] = hash_bytes((const unsigned char *) l, strlen(l));
+		}
+		key.labels_hash = v->labels_hash[rule->spec];
+		key.rule_id = rule->id;
+		key.bucket = bucket_of(v->r->ts, rule->bucket_us);
+		key.labels = v->labels[rule->spec];
+		e = hash_search(counts, &key, HASH_ENTER, &found);
+		if (!found)
+		{
+			e->matched = 0;
+			e->total = 0;
+			e->last_ts = 0;
+			e->last_id = 0;
+		}
+		e->total++;
+		if (full)
+		{
+			e->matched++;
+			if (e->last_ts == 0 || v->r->ts >= e->last_ts)
+			{
+				e->last_ts = v->r->ts;
+				e->last_id = id;
+			}
+		}
+	}
+	logagg_regex_budget_end();
+}
+
+static ArrayType *
+make_array(Datum *values, bool *nulls, int n, Oid type)
+{
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	int			dims[1] = {n};
+	int			lbs[1] = {1};
+
+	get_typlenbyvalalign(type, &typlen, &typbyval, &typalign);
+	return construct_md_array(values, nulls, 1, dims, lbs, type, typlen, typbyval, typalign);
+}
+
+/* One INSERT ... ON CONFLICT DO UPDATE for every counter of the batch. */
+static void
+upsert_counts(HTAB *counts)
+{
+	long		n = hash_get_num_entries(counts);
+	Datum	   *v[7];
+	bool	   *nulls[7];
+	static const Oid types[7] = {INT4OID, TEXTOID, TIMESTAMPTZOID, INT8OID, INT8OID,
+	TIMESTAMPTZOID, INT8OID};
+	Datum		args[7];
+	HASH_SEQ_STATUS hs;
+	CountEntry *e;
+	int			i = 0;
+	int			ret;
+
+	if (upsert_plan == NULL)
+	{
+		Oid			argtypes[7];
+		SPIPlanPtr	p;
+
+		for (int c = 0; c < 7; c++)
+			argtypes[c] = get_array_type(types[c]);
+
+		/*
+		 * ORDER BY: concurrent batches (the ingest worker and SQL callers)
+		 * lock the counters they update in one order, so they never
+		 * deadlock.  Counts of a rule removed meanwhile are dropped.
+		 */
+		p = SPI_prepare("INSERT INTO logagg._alert_rule_counts AS c "
+						"(rule_id, labels, bucket, matched, total, last_ts, last_log_id) "
+						"SELECT u.rule_id, u.labels::jsonb, u.bucket, u.matched, u.total, u.last_ts, u.last_id "
+						"FROM unnest($1, $2, $3, $4, $5, $6, $7) "
+						"  AS u(rule_id, labels, bucket, matched, total, last_ts, last_id) "
+						"WHERE EXISTS (SELECT 1 FROM logagg.alert_rules r WHERE r.id = u.rule_id) "
+						"ORDER BY u.rule_id, u.labels COLLATE \"C\", u.bucket "
+						"ON CONFLICT (rule_id, labels, bucket) DO UPDATE SET "
+						"matched = c.matched + excluded.matched, total = c.total + excluded.total, "
+						"last_log_id = CASE WHEN excluded.last_ts IS NOT NULL AND "
+						"  (c.last_ts IS NULL OR excluded.last_ts >= c.last_ts) "
+						"  THEN excluded.last_log_id ELSE c.last_log_id END, "
+						"last_ts = CASE WHEN excluded.last_ts IS NOT NULL AND "
+						"  (c.last_ts IS NULL OR excluded.last_ts >= c.last_ts) "
+						"  THEN excluded.last_ts ELSE c.last_ts END",
+						7, argtypes);
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "logagg: preparing the alert rule counter upsert failed: %s",
+				 SPI_result_code_string(SPI_result));
+		upsert_plan = p;
+	}
+
+	for (int c = 0; c < 7; c++)
+	{
+		v[c] = palloc(sizeof(Datum) * n);
+		nulls[c] = palloc0(sizeof(bool) * n);
+	}
+	hash_seq_init(&hs, counts);
+	while ((e = hash_seq_search(&hs)) != NULL)
+	{
+		v[0][i] = Int32GetDatum(e->key.rule_id);
+		v[1][i] = CStringGetTextDatum(e->key.labels);
+		v[2][i] = TimestampTzGetDatum(e->key.bucket);
+		v[3][i] = Int64GetDatum(e->matched);
+		v[4][i] = Int64GetDatum(e->total);
+		v[5][i] = TimestampTzGetDatum(e->last_ts);
+		nulls[5][i] = (e->last_ts == 0 && e->matched == 0);
+		v[6][i] = Int64GetDatum(e->last_id);
+		nulls[6][i] = nulls[5][i];
+		i++;
+	}
+	for (int c = 0; c < 7; c++)
+		args[c] = PointerGetDatum(make_array(v[c], nulls[c], i, types[c]));
+	ret = SPI_execute_plan(upsert_plan, args, NULL, false, 0);
+	if (ret != SPI_OK_INSERT)
+		elog(ERROR, "logagg: counting for alert rules failed: %s", SPI_result_code_string(ret));
+}
+
+/*
+ * Count records idx[0..n-1] of the batch (ids[i], sevs[i] are record i's
+ * id and severity) for every alert rule, in the current transaction.
+ * Needs SPI.  Called by ingest_batch.c right after the rows are copied.
+ */
+void
+logagg_alert_rules_count(IngestBatch *batch, const int *idx, int n,
+						 const int64 *ids, const uint8 *sevs)
+{
+	MemoryContext cxt;
+	MemoryContext oldcxt;
+	HASHCTL		ctl;
+	HTAB	   *counts;
+	char	  **labels;
+	uint32	   *hashes;
+
+	crules_ensure_loaded();
+	if (ncrules == 0 || n == 0)
+		return;
+
+	cxt = AllocSetContextCreate(CurrentMemoryContext, "logagg alert rule counts",
+								ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(cxt);
+	ctl.keysize = sizeof(CountKey);
+	ctl.entrysize = sizeof(CountEntry);
+	ctl.hash = count_key_hash;
+	ctl.match = count_key_match;
+	ctl.hcxt = cxt;
+	counts = hash_create("logagg alert rule counts", 256, &ctl,
+						 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	labels = palloc(sizeof(char *) * Max(nspecs, 1));
+	hashes = palloc(sizeof(uint32) * Max(nspecs, 1));
+	for (int k = 0; k < n; k++)
+	{
+		RecordView	v;
+		int			i = idx[k];
+
+		v.r = &batch->records[i];
+		v.sev = (LogaggSeverity) sevs[i];
+		v.attrs = NULL;
+		v.attrs_made = false;
+		/* label strings stay: hash keys point at the ones first used */
+		memset(labels, 0, sizeof(char *) * Max(nspecs, 1));
+		v.labels = labels;
+		v.labels_hash = hashes;
+		count_record(counts, &v, ids[i]);
+	}
+	if (hash_get_num_entries(counts) > 0)
+		upsert_counts(counts);
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(cxt);
+}
+
+/* ---------------------------------------------------------------------
+ * Evaluation (dispatch worker 1)
+ * ---------------------------------------------------------------------
+ */
+
+/* Counters are pruned this often. */
+#define PRUNE_INTERVAL_MS 60000
+
+static SPIPlanPtr eval_plan = NULL;
+static TimestampTz last_prune = 0;
+
+static void
+evaluate_in_transaction(void *arg)
+{
+	int		   *queued = (int *) arg;
+	bool		isnull;
+	Datum		d;
+
+	if (eval_plan == NULL)
+	{
+		SPIPlanPtr	p = SPI_prepare("SELECT logagg._evaluate_alert_rules()", 0, NULL);
+
+		if (p == NULL || SPI_keepplan(p) != 0)
+			elog(ERROR, "logagg: preparing the alert rule evaluation failed");
+		eval_plan = p;
+	}
+	if (SPI_execute_plan(eval_plan, NULL, NULL, false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "logagg: _evaluate_alert_rules failed");
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	*queued = isnull ? 0 : DatumGetInt32(d);
+
+	if (last_prune == 0 ||
+		TimestampDifferenceExceeds(last_prune, GetCurrentTimestamp(), PRUNE_INTERVAL_MS))
+	{
+		if (SPI_execute("SELECT logagg._prune_alert_rule_counts()", false, 1) != SPI_OK_SELECT)
+			elog(ERROR, "logagg: _prune_alert_rule_counts failed");
+		last_prune = GetCurrentTimestamp();
+	}
+}
+
+static bool
+rules_table_exists(void)
+{
+	Oid			nsp = get_namespace_oid(LOGAGG_SCHEMA, true);
+
+	return OidIsValid(nsp) && OidIsValid(get_relname_relid("alert_rules", nsp));
+}
+
+static void
+evaluate_guarded(void *arg)
+{
+	MemoryContext oldcxt = CurrentMemoryContext;
+	ResourceOwner oldowner = CurrentResourceOwner;
+
+	if (!rules_table_exists())
+		return;
+
+	/*
+	 * In a subtransaction: a failing evaluation (a bug, a lock timeout) is
+	 * logged and tried again next time; it must never make the dispatcher
+	 * exit, which would resend every alert it has in flight.
+	 */
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(oldcxt);
+	PG_TRY();
+	{
+		evaluate_in_transaction(arg);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(WARNING,
+				(errmsg("logagg: evaluating alert rules failed: %s", edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(oldcxt);
+	CurrentResourceOwner = oldowner;
+}
+
+/*
+ * One evaluation of the enabled rules, in a short transaction of its own
+ * (no network I/O in it).  Returns the number of notifications queued.
+ */
+int
+logagg_alert_rules_evaluate(void)
+{
+	int			queued = 0;
+
+	logagg_run_or_exit(evaluate_guarded, &queued, "logagg: evaluating alert rules");
+	return queued;
+}
