@@ -654,6 +654,14 @@ map_record(OtlpRequest *o, const LogRecord *lr, RecState *st)
 	}
 	if (a->len == 1)
 		resetStringInfo(a);		/* no attrs */
+
+	/*
+	 * Text written here from checked values (escape_json, integers,
+	 * shortest-form doubles, nesting bounded by the protobuf walk): without
+	 * an escape it is what the flat attrs reader takes (flat_attrs.c), so
+	 * no jsonb_in per record.  Text that is not valid text is rejected.
+	 */
+	st->attrs_flat = a->len > 0 && memchr(a->data, '\\', a->len) == NULL;
 	if (!valid_text(lr->severity_text) || !valid_text(lr->event_name) ||
 		(st->val[F_MESSAGE] && !valid_text(st->val[F_MESSAGE])) ||
 		(st->val[F_STATUS] && !valid_text(st->val[F_STATUS])) ||

@@ -540,6 +540,7 @@ take_attrs(IngestBatch *batch, RecState *st, IngestRecord *rec)
 	{
 		appendStringInfoChar(&st->attrs, '}');
 		rec->attrs = ingest_batch_strdup(batch, st->attrs.data);
+		rec->attrs_flat = st->attrs_flat;	/* a door vouches for its text */
 	}
 }
 

@@ -1,5 +1,6 @@
 # 442_ingest_shippers.pl -- shippers that tail a file of plain-text lines
-# (nginx, syslog, Python logging, glog ...), unchanged but for a URL and a
+# (nginx, syslog, Python logging, glog ..., then 10,000 more made of them:
+# each stored once and compared in one query), unchanged but for a URL and a
 # token: syslog-ng (http() to POST /ingest, elasticsearch-http() to
 # /_bulk) and rsyslog (imfile, omelasticsearch to /_bulk), both started
 # here on loopback with their own config and state in a temporary
@@ -98,18 +99,47 @@ check_plain_lines($node, 'Fluent Bit json_lines', "source = 'fb-lines'", \@lines
 check_plain_lines($node, 'Fluent Bit json', "source = 'fb-json'", \@lines,
 	"'epoch'::timestamptz + interval '$read seconds'", 'date');
 
-# ---- the file the shippers tail ----
+# ---- the file the shippers tail: the lines above, then 10,000 more made
+# of them (each with " bulk=N" added, which reads as nothing) ----
+my $bulk = 10_000;
+my @bulk = map { my $l = $lines[ $_ % @lines ]; [ "$l->[0] bulk=$_", @$l[ 1 .. 4 ] ] } 1 .. $bulk;
 my $log = "$dir/app.log";
 open(my $fh, '>', $log) or die "$log: $!";
-print $fh map { "$_->[0]\n" } @lines;
+print $fh map { "$_->[0]\n" } @lines, @bulk;
 close $fh;
+my $not_bulk = "message NOT LIKE '% bulk=%'";
+
+# what the 10,000 must be stored as, in a table to compare in one query
+sub lit { my $v = shift; return defined $v ? "'" . ($v =~ s/'/''/gr) . "'" : 'NULL'; }
+sql('CREATE TABLE bulk_expect (line text PRIMARY KEY, level text, status int, ts_us bigint, severity text)');
+for (my $i = 0; $i < @bulk; $i += 1000)
+{
+	my $end = $i + 999 < $#bulk ? $i + 999 : $#bulk;
+	sql('INSERT INTO bulk_expect VALUES '
+		  . join(',', map { '(' . join(',', lit($_->[0]), lit($_->[1]), $_->[2] // 'NULL', $_->[3] // 'NULL', lit($_->[4])) . ')' }
+			  @bulk[ $i .. $end ]));
+}
 
 sub wait_rows
 {
 	my ($source, $what) = @_;
-	ok(poll_until(sub { sql("SELECT count(*) FROM logagg.logs WHERE source = '$source'") >= @lines }, 60),
+	ok(poll_until(sub { sql("SELECT count(*) FROM logagg.logs WHERE source = '$source'") >= @lines + $bulk }, 180),
 		"$what: every line arrived")
 	  or diag(sql("SELECT count(*) FROM logagg.logs WHERE source = '$source'"));
+}
+
+# the 10,000: each stored once, with the level, status, own time and
+# severity its line shows
+sub check_bulk
+{
+	my ($source, $what) = @_;
+	is(sql("SELECT count(*) || ',' || count(DISTINCT message) FROM logagg.logs WHERE source = '$source' AND NOT ($not_bulk)"),
+		"$bulk,$bulk", "$what: the 10,000 lines stored once each");
+	is(sql(qq{SELECT count(*) FROM bulk_expect e LEFT JOIN logagg.logs l ON l.source = '$source' AND l.message = e.line
+		WHERE l.id IS NULL OR l.level IS DISTINCT FROM e.level OR l.status IS DISTINCT FROM e.status
+		   OR l.severity::text <> e.severity OR l.severity <> logagg.classify(l.status, l.level, l.source, l.message)
+		   OR (e.ts_us IS NOT NULL AND (extract(epoch FROM l.ts) * 1000000)::bigint <> e.ts_us)}),
+		'0', "$what: every one of the 10,000 has its line's level, status, time and severity");
 }
 
 # ---- syslog-ng: http() to POST /ingest, elasticsearch-http() to /_bulk ----
@@ -122,18 +152,18 @@ SKIP:
 \@version: 3.38
 \@include "scl.conf"
 options { use-dns(no); stats-freq(0); frac-digits(6); keep-timestamp(no); };
-source s_app { file("$log" flags(no-parse) follow-freq(0.1)); };
+source s_app { file("$log" flags(no-parse) follow-freq(0.1) log-fetch-limit(1000) log-iw-size(20000)); };
 destination d_ingest {
     http(url("http://127.0.0.1:$port/ingest")
          method("POST")
          headers("Authorization: Bearer $token{'syslog-ng'}", "Content-Type: application/x-ndjson")
          body("\$(format-json --scope none message=\${MESSAGE} time=\${ISODATE} ISODATE=\${ISODATE} host=\${HOST})")
-         batch-lines(10) batch-timeout(100));
+         batch-lines(500) batch-timeout(100));
 };
 destination d_es {
     elasticsearch-http(url("http://127.0.0.1:$port/_bulk") index("logs") type("")
                        user("syslog-ng") password("$token{'syslog-ng-es'}")
-                       batch-lines(10) timeout(10) workers(1));
+                       batch-lines(500) timeout(10) workers(1));
 };
 log { source(s_app); destination(d_ingest); destination(d_es); };
 EOF
@@ -146,10 +176,12 @@ EOF
 	wait_rows('syslog-ng-es', 'syslog-ng elasticsearch-http()');
 	$h->signal('TERM');
 	$h->finish;
-	diag("syslog-ng: $err") if sql("SELECT count(*) FROM logagg.logs WHERE source LIKE 'syslog-ng%'") < 2 * @lines;
-	check_plain_lines($node, 'syslog-ng http()', "source = 'syslog-ng'", \@lines,
+	diag("syslog-ng: $err") if sql("SELECT count(*) FROM logagg.logs WHERE source LIKE 'syslog-ng%'") < 2 * (@lines + $bulk);
+	check_bulk('syslog-ng', 'syslog-ng http()');
+	check_bulk('syslog-ng-es', 'syslog-ng elasticsearch-http()');
+	check_plain_lines($node, 'syslog-ng http()', "source = 'syslog-ng' AND $not_bulk", \@lines,
 		"(attrs->>'ISODATE')::timestamptz", 'time');
-	check_plain_lines($node, 'syslog-ng elasticsearch-http()', "source = 'syslog-ng-es'", \@lines,
+	check_plain_lines($node, 'syslog-ng elasticsearch-http()', "source = 'syslog-ng-es' AND $not_bulk", \@lines,
 		"(attrs->>'ISODATE')::timestamptz", '@timestamp');
 }
 
@@ -186,8 +218,9 @@ EOF
 	wait_rows('rsyslog', 'rsyslog omelasticsearch');
 	$h->signal('TERM');
 	$h->finish;
-	diag("rsyslog: $err") if sql("SELECT count(*) FROM logagg.logs WHERE source = 'rsyslog'") < @lines;
-	check_plain_lines($node, 'rsyslog omelasticsearch', "source = 'rsyslog'", \@lines,
+	diag("rsyslog: $err") if sql("SELECT count(*) FROM logagg.logs WHERE source = 'rsyslog'") < @lines + $bulk;
+	check_bulk('rsyslog', 'rsyslog omelasticsearch');
+	check_plain_lines($node, 'rsyslog omelasticsearch', "source = 'rsyslog' AND $not_bulk", \@lines,
 		"(attrs->>'read_at')::timestamptz", '@timestamp');
 }
 
