@@ -187,11 +187,7 @@ load_rule(HeapTuple tup, TupleDesc desc, CountRule *r)
 	if (r->bucket_us <= 0)
 		r->bucket_us = USECS_PER_SEC;
 	r->source_glob = SPI_getvalue(tup, desc, 4);
-	r->min_severity = -1;
-	s = SPI_getvalue(tup, desc, 5);
-	for (int i = 0; s && i < 3; i++)
-		if (strcmp(s, logagg_severity_names[i]) == 0)
-			r->min_severity = i;
+	r->min_severity = logagg_severity_index(SPI_getvalue(tup, desc, 5));
 	d = SPI_getbinval(tup, desc, 6, &isnull);
 	if (!isnull)
 	{

@@ -136,14 +136,23 @@ rules_relcache_callback(Datum arg, Oid relid)
 		rules_valid = false;
 }
 
+int
+logagg_severity_index(const char *name)
+{
+	for (int i = 0; name && i < 3; i++)
+		if (strcmp(name, logagg_severity_names[i]) == 0)
+			return i;
+	return -1;
+}
+
 static LogaggSeverity
 severity_from_name(const char *name)
 {
-	for (int i = 0; i < 3; i++)
-		if (strcmp(name, logagg_severity_names[i]) == 0)
-			return (LogaggSeverity) i;
-	elog(ERROR, "logagg: unknown severity \"%s\"", name);
-	return LOGAGG_SEV_LOW;		/* keep compiler quiet */
+	int			i = logagg_severity_index(name);
+
+	if (i < 0)
+		elog(ERROR, "logagg: unknown severity \"%s\"", name);
+	return (LogaggSeverity) i;
 }
 
 /*

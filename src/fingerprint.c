@@ -181,6 +181,7 @@ logagg_fingerprint_sql(PG_FUNCTION_ARGS)
 {
 	char	   *source = PG_ARGISNULL(0) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *sevname;
+	int			sevidx;
 	LogaggSeverity sev = LOGAGG_SEV_LOW;
 	char	   *message = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
 	char		fp[LOGAGG_FINGERPRINT_LEN + 1];
@@ -190,9 +191,9 @@ logagg_fingerprint_sql(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("severity must not be NULL")));
 	sevname = DatumGetCString(DirectFunctionCall1(enum_out, PG_GETARG_DATUM(1)));
-	for (int i = 0; i < 3; i++)
-		if (strcmp(sevname, logagg_severity_names[i]) == 0)
-			sev = (LogaggSeverity) i;
+	sevidx = logagg_severity_index(sevname);
+	if (sevidx >= 0)
+		sev = (LogaggSeverity) sevidx;
 	logagg_fingerprint(source, sev, PG_ARGISNULL(2) ? 0 : PG_GETARG_INT32(2), !PG_ARGISNULL(2),
 					   message, fp);
 	PG_RETURN_TEXT_P(cstring_to_text(fp));

@@ -289,10 +289,7 @@ alert_threshold(void)
 	if (isnull)
 		return -1;
 	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	for (int i = 0; i < 3; i++)
-		if (strcmp(name, logagg_severity_names[i]) == 0)
-			return i;
-	return -1;
+	return logagg_severity_index(name);
 }
 
 /*

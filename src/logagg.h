@@ -163,6 +163,8 @@ typedef enum LogaggSeverity
 } LogaggSeverity;
 
 extern const char *const logagg_severity_names[];
+/* the LogaggSeverity of a severity name, or -1 (NULL or unknown) */
+extern int	logagg_severity_index(const char *name);
 extern const char *logagg_normalize_level(const char *level, int len);
 extern const char *logagg_level_from_severity_number(int n);
 extern LogaggSeverity logagg_classify_record(int status, bool has_status,

@@ -78,10 +78,5 @@ logagg_cluster_alert_threshold(void)
 	if (SPI_processed != 1)
 		return -1;
 	name = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	if (name == NULL)
-		return -1;
-	for (int i = 0; i < 3; i++)
-		if (strcmp(name, logagg_severity_names[i]) == 0)
-			return i;
-	return -1;
+	return logagg_severity_index(name);
 }
