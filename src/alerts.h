@@ -117,7 +117,7 @@ extern int	logagg_dispatch_inflight;
 extern void logagg_dispatcher_start(int worker_index);
 extern int	logagg_dispatcher_cycle(dlist_head *done, int slots, TimestampTz *next_due);
 extern void logagg_dispatcher_housekeeping(void);
-extern int	logagg_dispatcher_drain_inbox(void);
+extern int	logagg_dispatcher_drain_inbox(bool *citus);
 extern char *logagg_alert_headline(LogaggAlert *a);
 
 /* ---- dest_config.c: a destination's config (jsonb), with defaults ---- */

@@ -42,8 +42,13 @@
 
 /* Forget ended groups and re-check the queue this often. */
 #define HOUSEKEEPING_MS 5000
-/* How often dispatch worker 1 takes alerts handed over by Citus worker nodes. */
+/*
+ * How often dispatch worker 1 takes alerts handed over by Citus worker
+ * nodes; without Citus installed it only checks, rarely, whether it is
+ * (no transaction a second on a server that is no cluster).
+ */
 #define INBOX_DRAIN_MS 1000
+#define INBOX_CHECK_MS 30000
 /* When due rows exist but others hold them: look again after this. */
 #define BUSY_RETRY_MS 50
 /*
@@ -153,9 +158,12 @@ logagg_dispatch_main(Datum arg)
 
 		if (index == 1 && now >= next_drain)
 		{
-			if (logagg_dispatcher_drain_inbox() > 0)
+			bool		citus;
+
+			if (logagg_dispatcher_drain_inbox(&citus) > 0)
 				want_claim = true;
-			next_drain = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), INBOX_DRAIN_MS);
+			next_drain = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													 citus ? INBOX_DRAIN_MS : INBOX_CHECK_MS);
 			continue;
 		}
 

@@ -687,31 +687,43 @@ housekeeping_in_transaction(void *arg)
  * are grouped and routed like local ones.  Without Citus: a catalog
  * lookup.
  */
+typedef struct DrainResult
+{
+	int			queued;
+	bool		citus;			/* Citus is installed: keep draining often */
+} DrainResult;
+
 static void
 drain_in_transaction(void *arg)
 {
-	int		   *queued = arg;
+	DrainResult *r = arg;
 	bool		isnull;
 	Datum		d;
 
-	*queued = 0;
-	if (!OidIsValid(get_extension_oid("citus", true)))
+	r->queued = 0;
+	r->citus = OidIsValid(get_extension_oid("citus", true));
+	if (!r->citus)
 		return;
 	if (SPI_execute("SELECT logagg._drain_alert_inbox()", false, 1) != SPI_OK_SELECT ||
 		SPI_processed != 1)
 		elog(ERROR, "logagg: _drain_alert_inbox failed");
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-	*queued = isnull ? 0 : DatumGetInt32(d);
+	r->queued = isnull ? 0 : DatumGetInt32(d);
 }
 
-/* Returns the alerts queued from worker nodes' hand-overs. */
+/*
+ * Returns the alerts queued from worker nodes' hand-overs; *citus tells
+ * whether Citus is installed at all (if not, there is nothing to take
+ * and the caller asks again only rarely).
+ */
 int
-logagg_dispatcher_drain_inbox(void)
+logagg_dispatcher_drain_inbox(bool *citus)
 {
-	int			queued = 0;
+	DrainResult r = {0, false};
 
-	logagg_run_or_exit(drain_in_transaction, &queued, "logagg: taking alerts from worker nodes");
-	return queued;
+	logagg_run_or_exit(drain_in_transaction, &r, "logagg: taking alerts from worker nodes");
+	*citus = r.citus;
+	return r.queued;
 }
 
 /* Forget ended groups; cheap, run every few seconds. */
