@@ -791,6 +791,7 @@ DECLARE
     v_msg   text;
     v_payload jsonb;
     n       int;
+    v_grouped int[];
 BEGIN
     SELECT al.*, r.name, r.kind, r.threshold, r."window", r.severity, r.id AS rid
       INTO a
@@ -811,7 +812,7 @@ BEGIN
         'kind', a.kind, 'threshold', a.threshold, 'level', NULL, 'message', v_msg);
 
     WITH cand AS (
-        SELECT rt.id, rt.destination, rt."continue"
+        SELECT rt.id, rt.destination, rt."continue", rt.group_by
         FROM @extschema@.routes rt
         JOIN @extschema@.destinations d ON d.name = rt.destination AND d.enabled
         LEFT JOIN @extschema@._alert_route_sends s ON s.alert_id = p_alert_id AND s.route_id = rt.id
@@ -827,7 +828,7 @@ BEGIN
               END
     ), rt AS (
         -- routes in id order, up to the first that does not continue
-        SELECT cand.id, cand.destination FROM cand
+        SELECT cand.id, cand.destination, cand.group_by FROM cand
         WHERE p_status <> 'firing' OR p_repeat
            OR cand.id <= coalesce((SELECT min(c2.id) FROM cand c2 WHERE NOT c2."continue"), cand.id)
     ), q AS (
@@ -838,17 +839,20 @@ BEGIN
                greatest(0, round(coalesce(a.value, 0)))::bigint,
                coalesce(a.fired_at, now()), coalesce(a.resolved_at, now()), v_payload, now()
         FROM rt
+        WHERE rt.group_by IS NULL
         RETURNING route_id
     ), s AS (
         INSERT INTO @extschema@._alert_route_sends AS s (alert_id, route_id, sent_at)
         SELECT p_alert_id, q.route_id, now() FROM q WHERE p_status = 'firing'
         ON CONFLICT (alert_id, route_id) DO UPDATE SET sent_at = excluded.sent_at
     )
-    SELECT count(*) INTO n FROM q;
+    SELECT count(*), (SELECT array_agg(rt.id) FROM rt WHERE rt.group_by IS NOT NULL)
+      INTO n, v_grouped FROM q;
     IF p_status = 'resolved' THEN
         DELETE FROM @extschema@._alert_route_sends WHERE alert_id = p_alert_id;
     END IF;
-    RETURN n;
+    -- routes with group_by notify per group (schema/26_route_groups.sql)
+    RETURN n + @extschema@._route_groups_take(p_alert_id, p_status, p_repeat, v_grouped);
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._queue_rule_alert(bigint, text, boolean) IS

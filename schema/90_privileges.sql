@@ -160,3 +160,5 @@ GRANT EXECUTE ON FUNCTION @extschema@.add_alert_rule(text, jsonb, interval, floa
                           @extschema@._validate_alert_rule(jsonb, interval, float8, text, text[], interval),
                           @extschema@._alert_bucket_secs(interval)
     TO logagg_admin;
+-- route grouping (schema/26_route_groups.sql): admin sets it per route.
+GRANT EXECUTE ON FUNCTION @extschema@.set_route_grouping(int, text[], interval, interval) TO logagg_admin;

@@ -49,8 +49,11 @@ typedef struct LogaggAlert
 	int			attempts;		/* including this one */
 	bool		is_test;
 	char	   *payload;		/* the fixed-field JSON object (webhook body) */
-	char	   *rule_status;	/* alert of an alert rule: "firing" or
+	char	   *rule_status;	/* alert of an alert rule, or a route
+								 * group's notification: "firing" or
 								 * "resolved"; NULL for a record alert */
+	bool		is_group;		/* a route group's notification: the payload
+								 * has group_labels and alerts [...] */
 } LogaggAlert;
 
 typedef struct LogaggDelivery

@@ -12,7 +12,8 @@
  * valid for Prometheus: other characters become "_") or a record alert's
  * fingerprint, status and level; annotations summary (the headline) and
  * description (the message); startsAt; endsAt when a rule alert has
- * resolved.  Alertmanager resolves an alert it has not heard of for its
+ * resolved; a route group's notification posts every alert of the group.
+ * Alertmanager resolves an alert it has not heard of for its
  * resolve_timeout, so a route to it should re-send firing rule alerts
  * (routes.repeat_interval) more often than that.  Credentials in headers
  * over http:// are refused unless "allow_insecure": true.
@@ -58,16 +59,16 @@ append_label(StringInfo b, const char *name, const char *value)
 	escape_json(b, value);
 }
 
-/* The group labels of a rule alert's payload, if any. */
+/* The group labels of a rule alert (its payload, or one of a group's alerts). */
 static void
-append_group_labels(StringInfo b, Jsonb *payload)
+append_group_labels(StringInfo b, JsonbContainer *alert)
 {
 	JsonbValue	v;
 	JsonbIterator *it;
 	JsonbIteratorToken tok;
 	JsonbValue	k;
 
-	if (getKeyJsonValueFromContainer(&payload->root, "labels", 6, &v) == NULL ||
+	if (getKeyJsonValueFromContainer(alert, "labels", 6, &v) == NULL ||
 		v.type != jbvBinary)
 		return;
 	it = JsonbIteratorInit(v.val.binary.data);
@@ -85,6 +86,132 @@ append_group_labels(StringInfo b, Jsonb *payload)
 	}
 }
 
+/* A string member of a JSON object, or NULL. */
+static char *
+get_text(JsonbContainer *obj, const char *key)
+{
+	JsonbValue	v;
+
+	if (getKeyJsonValueFromContainer(obj, key, strlen(key), &v) == NULL || v.type != jbvString)
+		return NULL;
+	return pnstrdup(v.val.string.val, v.val.string.len);
+}
+
+/*
+ * A route group's notification: every alert of the group, each with its
+ * own labels and times, so that Alertmanager groups them again by its own
+ * tree.
+ */
+static void
+append_group_alerts(StringInfo b, LogaggAlert *a, Jsonb *payload, const char *gen)
+{
+	JsonbValue	v;
+	JsonbIterator *it;
+	JsonbIteratorToken tok;
+	bool		first = true;
+
+	appendStringInfoChar(b, '[');
+	if (getKeyJsonValueFromContainer(&payload->root, "alerts", 6, &v) != NULL &&
+		v.type == jbvBinary)
+	{
+		it = JsonbIteratorInit(v.val.binary.data);
+		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		{
+			JsonbContainer *al;
+			char	   *rule;
+			char	   *sev;
+			char	   *status;
+			char	   *starts;
+			char	   *ends;
+
+			if (tok != WJB_ELEM || v.type != jbvBinary)
+				continue;
+			al = v.val.binary.data;
+			rule = get_text(al, "rule");
+			sev = get_text(al, "severity");
+			status = get_text(al, "status");
+			starts = get_text(al, "starts_at");
+			ends = get_text(al, "ends_at");
+			if (!first)
+				appendStringInfoChar(b, ',');
+			first = false;
+			appendStringInfoString(b, "{\"labels\":{");
+			append_label(b, "alertname", rule ? rule : "logagg");
+			append_label(b, "severity", sev ? sev : a->severity);
+			append_group_labels(b, al);
+			appendStringInfoString(b, "},\"annotations\":{\"summary\":");
+			escape_json(b, psprintf("%s %s", rule ? rule : "logagg", status ? status : "firing"));
+			appendStringInfoString(b, ",\"description\":");
+			escape_json(b, a->message);
+			appendStringInfo(b, ",\"logagg_alert_id\":\"" INT64_FORMAT "\"}", a->id);
+			appendStringInfoString(b, ",\"startsAt\":");
+			escape_json(b, starts ? starts : a->first_seen);
+			if (status && strcmp(status, "resolved") == 0 && ends)
+			{
+				appendStringInfoString(b, ",\"endsAt\":");
+				escape_json(b, ends);
+			}
+			appendStringInfoString(b, ",\"generatorURL\":");
+			escape_json(b, psprintf("%s/alerts/" INT64_FORMAT, gen ? gen : "logagg:", a->id));
+			appendStringInfoChar(b, '}');
+		}
+	}
+	appendStringInfoChar(b, ']');
+}
+
+/* A record alert or one rule alert: one Alertmanager alert. */
+static void
+append_one_alert(StringInfo b, LogaggAlert *a, Jsonb *payload, const char *gen)
+{
+	JsonbValue	v;
+	char		num[32];
+
+	appendStringInfoString(b, "[{\"labels\":{");
+	if (a->rule_status &&
+		getKeyJsonValueFromContainer(&payload->root, "rule", 4, &v) != NULL && v.type == jbvString)
+		append_label(b, "alertname", pnstrdup(v.val.string.val, v.val.string.len));
+	else
+		append_label(b, "alertname", "logagg");
+	append_label(b, "severity", a->severity);
+	if (a->source[0])
+		append_label(b, "source", a->source);
+	if (a->rule_status)
+		append_group_labels(b, &payload->root);
+	else
+	{
+		append_label(b, "fingerprint", a->fingerprint);
+		if (a->has_status)
+		{
+			snprintf(num, sizeof(num), "%d", a->status);
+			append_label(b, "status", num);
+		}
+		if (a->level[0])
+			append_label(b, "level", a->level);
+	}
+	appendStringInfoString(b, "},\"annotations\":{\"summary\":");
+	escape_json(b, logagg_alert_headline(a));
+	appendStringInfoString(b, ",\"description\":");
+	escape_json(b, a->message);
+	appendStringInfo(b, ",\"logagg_alert_id\":\"" INT64_FORMAT "\"}", a->id);
+
+	/* a rule alert's starts_at / ends_at; a record alert's first_seen */
+	appendStringInfoString(b, ",\"startsAt\":");
+	if (a->rule_status &&
+		getKeyJsonValueFromContainer(&payload->root, "starts_at", 9, &v) != NULL && v.type == jbvString)
+		escape_json(b, pnstrdup(v.val.string.val, v.val.string.len));
+	else
+		escape_json(b, a->first_seen);
+	if (a->rule_status && strcmp(a->rule_status, "resolved") == 0 &&
+		getKeyJsonValueFromContainer(&payload->root, "ends_at", 7, &v) != NULL && v.type == jbvString)
+	{
+		appendStringInfoString(b, ",\"endsAt\":");
+		escape_json(b, pnstrdup(v.val.string.val, v.val.string.len));
+	}
+	appendStringInfoString(b, ",\"generatorURL\":");
+	escape_json(b, psprintf("%s/alerts/" INT64_FORMAT, gen ? gen : "logagg:", a->id));
+	appendStringInfoString(b, "}]");
+}
+
 void
 logagg_dest_alertmanager(LogaggDelivery *d)
 {
@@ -92,12 +219,10 @@ logagg_dest_alertmanager(LogaggDelivery *d)
 	char	   *url = logagg_cfg_text(a->config, "url");
 	char	   *gen = logagg_cfg_text(a->config, "generator_url");
 	Jsonb	   *payload;
-	JsonbValue	v;
 	List	   *headers;
 	LogaggTransfer *t;
 	StringInfoData b;
 	char	   *endpoint;
-	char		num[32];
 	size_t		ulen;
 
 	if (url == NULL)
@@ -109,50 +234,10 @@ logagg_dest_alertmanager(LogaggDelivery *d)
 	payload = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(a->payload)));
 
 	initStringInfo(&b);
-	appendStringInfoString(&b, "[{\"labels\":{");
-	if (a->rule_status &&
-		getKeyJsonValueFromContainer(&payload->root, "rule", 4, &v) != NULL && v.type == jbvString)
-		append_label(&b, "alertname", pnstrdup(v.val.string.val, v.val.string.len));
+	if (a->is_group)
+		append_group_alerts(&b, a, payload, gen);
 	else
-		append_label(&b, "alertname", "logagg");
-	append_label(&b, "severity", a->severity);
-	if (a->source[0])
-		append_label(&b, "source", a->source);
-	if (a->rule_status)
-		append_group_labels(&b, payload);
-	else
-	{
-		append_label(&b, "fingerprint", a->fingerprint);
-		if (a->has_status)
-		{
-			snprintf(num, sizeof(num), "%d", a->status);
-			append_label(&b, "status", num);
-		}
-		if (a->level[0])
-			append_label(&b, "level", a->level);
-	}
-	appendStringInfoString(&b, "},\"annotations\":{\"summary\":");
-	escape_json(&b, logagg_alert_headline(a));
-	appendStringInfoString(&b, ",\"description\":");
-	escape_json(&b, a->message);
-	appendStringInfo(&b, ",\"logagg_alert_id\":\"" INT64_FORMAT "\"}", a->id);
-
-	/* a rule alert's starts_at / ends_at; a record alert's first_seen */
-	appendStringInfoString(&b, ",\"startsAt\":");
-	if (a->rule_status &&
-		getKeyJsonValueFromContainer(&payload->root, "starts_at", 9, &v) != NULL && v.type == jbvString)
-		escape_json(&b, pnstrdup(v.val.string.val, v.val.string.len));
-	else
-		escape_json(&b, a->first_seen);
-	if (a->rule_status && strcmp(a->rule_status, "resolved") == 0 &&
-		getKeyJsonValueFromContainer(&payload->root, "ends_at", 7, &v) != NULL && v.type == jbvString)
-	{
-		appendStringInfoString(&b, ",\"endsAt\":");
-		escape_json(&b, pnstrdup(v.val.string.val, v.val.string.len));
-	}
-	appendStringInfoString(&b, ",\"generatorURL\":");
-	escape_json(&b, psprintf("%s/alerts/" INT64_FORMAT, gen ? gen : "logagg:", a->id));
-	appendStringInfoString(&b, "}]");
+		append_one_alert(&b, a, payload, gen);
 
 	ulen = strlen(url);
 	while (ulen > 0 && url[ulen - 1] == '/')

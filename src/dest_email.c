@@ -160,9 +160,9 @@ logagg_dest_email(LogaggDelivery *d)
 						   "Content-Transfer-Encoding: 8bit\r\n\r\n");
 
 	initStringInfo(&body);
-	appendStringInfo(&body, "%s%s alert from %s: " INT64_FORMAT " record%s\n\n",
+	appendStringInfo(&body, "%s%s alert from %s: " INT64_FORMAT " %s%s\n\n",
 					 a->is_test ? "TEST: " : "", a->severity, a->source, a->count,
-					 a->count == 1 ? "" : "s");
+					 a->is_group ? "alert" : "record", a->count == 1 ? "" : "s");
 	appendStringInfo(&body, "severity:    %s\n", a->severity);
 	appendStringInfo(&body, "source:      %s\n", a->source);
 	if (a->has_status)

@@ -9,9 +9,11 @@
  * severity, source, count, status fields; the sample message; the time
  * range and fingerprint), and "metadata" {"event_type": "logagg_alert",
  * "event_payload": <the fixed fields>} so that bots get the same fields
- * as webhook receivers.  Log text (source, level, message, the headline
- * made of them) is escaped for Slack wherever it is rendered.  An http://
- * webhook_url is refused unless "allow_insecure": true.
+ * as webhook receivers.  A route group's notification is one message
+ * listing its alerts (its message has a line per alert).  Log text
+ * (source, level, message, the headline made of them) is escaped for
+ * Slack wherever it is rendered.  An http:// webhook_url is refused
+ * unless "allow_insecure": true.
  *
  *-------------------------------------------------------------------------
  */
@@ -137,7 +139,7 @@ logagg_dest_slack(LogaggDelivery *d)
 	field(&b, "Severity", slack_escape(a->severity), true);
 	field(&b, "Source", slack_escape(a->source), true);
 	snprintf(num, sizeof(num), INT64_FORMAT, a->count);
-	field(&b, "Count", num, true);
+	field(&b, a->is_group ? "Alerts" : "Count", num, true);
 	if (a->rule_status)
 		strlcpy(num, a->rule_status, sizeof(num));	/* firing / resolved */
 	else if (a->has_status)
@@ -147,9 +149,12 @@ logagg_dest_slack(LogaggDelivery *d)
 	field(&b, "Status", num, false);
 	appendStringInfoString(&b, "]},{\"type\":\"section\",\"text\":{\"type\":\"mrkdwn\",\"text\":");
 	initStringInfo(&tmp);
-	appendStringInfo(&tmp, "*Sample* (%s)\n```%s```",
-					 a->level[0] ? slack_escape(a->level) : "no level",
-					 slack_escape(a->message));
+	if (a->is_group)
+		appendStringInfo(&tmp, "*Alerts*\n```%s```", slack_escape(a->message));
+	else
+		appendStringInfo(&tmp, "*Sample* (%s)\n```%s```",
+						 a->level[0] ? slack_escape(a->level) : "no level",
+						 slack_escape(a->message));
 	escape_json(&b, tmp.data);
 	appendStringInfoString(&b, "}},{\"type\":\"context\",\"elements\":[{\"type\":\"mrkdwn\",\"text\":");
 	resetStringInfo(&tmp);

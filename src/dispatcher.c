@@ -99,8 +99,11 @@ logagg_alert_headline(LogaggAlert *a)
 		if (strncmp(a->message, status, strlen(status)) != 0)
 			appendStringInfo(&s, "%s ", status);
 	}
-	/* keep subjects and SMS short, cutting at a character boundary */
-	len = strlen(a->message);
+	/*
+	 * keep subjects and SMS short, cutting at a character boundary; a
+	 * group's message lists its alerts after a first summary line
+	 */
+	len = a->is_group ? strcspn(a->message, "\n") : strlen(a->message);
 	if (len > 120)
 	{
 		len = pg_mbcliplen(a->message, len, 117);
@@ -108,7 +111,7 @@ logagg_alert_headline(LogaggAlert *a)
 		appendStringInfoString(&s, "...");
 	}
 	else
-		appendStringInfoString(&s, a->message);
+		appendBinaryStringInfo(&s, a->message, len);
 	if (a->count > 1 && a->rule_status == NULL)
 		appendStringInfo(&s, " \xC3\x97" INT64_FORMAT, a->count);	/* U+00D7 × */
 	if (a->is_test)
@@ -382,7 +385,10 @@ append_payload_value(StringInfo s, Jsonb *payload, const char *key)
  * and signatures see the same bodies as before.  A rule alert's (payload
  * with a "rule" key) adds rule, kind, value, labels, threshold, starts_at
  * and ends_at after them; its status is "firing" or "resolved".  A storm
- * guard digest adds "digest": true and its number of fingerprints.
+ * guard digest adds "digest": true and its number of fingerprints.  A
+ * route group's notification (schema/26_route_groups.sql) adds
+ * group_labels, its numbers of firing and resolved alerts, and alerts:
+ * [{rule, status, value, labels, starts_at, ends_at, ...}].
  */
 static char *
 build_payload(LogaggAlert *a, bool source_null, Jsonb *payload, MemoryContext cxt)
@@ -423,7 +429,18 @@ build_payload(LogaggAlert *a, bool source_null, Jsonb *payload, MemoryContext cx
 		appendStringInfoString(&s, ", \"digest\": true, \"fingerprints\": ");
 		append_payload_value(&s, payload, "fingerprints");
 	}
-	if (a->rule_status)
+	if (a->is_group)
+	{
+		/* a route group's notification: its labels and all its alerts */
+		static const char *const group_keys[] = {"group_labels", "firing", "resolved", "alerts"};
+
+		for (int i = 0; i < lengthof(group_keys); i++)
+		{
+			appendStringInfo(&s, ", \"%s\": ", group_keys[i]);
+			append_payload_value(&s, payload, group_keys[i]);
+		}
+	}
+	else if (a->rule_status)
 	{
 		/* an alert rule's notification: what fired, on which labels, when */
 		static const char *const rule_keys[] = {"rule", "kind", "value", "labels",
@@ -440,9 +457,19 @@ build_payload(LogaggAlert *a, bool source_null, Jsonb *payload, MemoryContext cx
 	return s.data;
 }
 
+/* Is the payload a route group's notification (it has "group_labels")? */
+static bool
+is_group_payload(Jsonb *payload)
+{
+	JsonbValue	v;
+
+	return payload != NULL && JB_ROOT_IS_OBJECT(payload) &&
+		getKeyJsonValueFromContainer(&payload->root, "group_labels", 12, &v) != NULL;
+}
+
 /*
  * "firing" or "resolved" when the payload is an alert rule's (it has a
- * "rule" key), else NULL.
+ * "rule" key) or a route group's, else NULL.
  */
 static char *
 rule_status_of(Jsonb *payload, MemoryContext cxt)
@@ -450,7 +477,8 @@ rule_status_of(Jsonb *payload, MemoryContext cxt)
 	JsonbValue	v;
 
 	if (payload == NULL || !JB_ROOT_IS_OBJECT(payload) ||
-		getKeyJsonValueFromContainer(&payload->root, "rule", 4, &v) == NULL)
+		(getKeyJsonValueFromContainer(&payload->root, "rule", 4, &v) == NULL &&
+		 !is_group_payload(payload)))
 		return NULL;
 	if (getKeyJsonValueFromContainer(&payload->root, "status", 6, &v) != NULL &&
 		v.type == jbvString && v.val.string.len == 8 &&
@@ -513,6 +541,7 @@ decode_claim_row(HeapTuple tup, TupleDesc desc, LogaggAlert *a, MemoryContext cx
 	bool		isnull;
 	bool		source_null;
 	Datum		v;
+	Jsonb	   *payload;
 	MemoryContext old;
 
 	a->id = DatumGetInt64(SPI_getbinval(tup, desc, Anum_claim_id, &isnull));
@@ -539,8 +568,10 @@ decode_claim_row(HeapTuple tup, TupleDesc desc, LogaggAlert *a, MemoryContext cx
 	a->attempts = DatumGetInt32(SPI_getbinval(tup, desc, Anum_claim_attempts, &isnull));
 	a->is_test = DatumGetBool(SPI_getbinval(tup, desc, Anum_claim_is_test, &isnull));
 	v = SPI_getbinval(tup, desc, Anum_claim_payload, &isnull);
-	a->rule_status = isnull ? NULL : rule_status_of(DatumGetJsonbP(v), cxt);
-	a->payload = build_payload(a, source_null, isnull ? NULL : DatumGetJsonbP(v), cxt);
+	payload = isnull ? NULL : DatumGetJsonbP(v);
+	a->rule_status = rule_status_of(payload, cxt);
+	a->is_group = is_group_payload(payload);
+	a->payload = build_payload(a, source_null, payload, cxt);
 }
 
 static void
