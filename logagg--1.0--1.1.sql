@@ -3192,6 +3192,25 @@ $fn$;
 COMMENT ON FUNCTION @extschema@._route_groups_take(bigint, text, boolean, int[]) IS
     'Internal: puts a rule alert that starts firing into its groups on the routes with group_by that take it, or marks it resolved (or still firing) in its groups, and brings their notifications up to date. Returns the queue rows written.';
 
+-- Groups without firing alerts, whose latest notification has left the
+-- queue: what they still hold is brought up to date (told resolved
+-- alerts leave; an empty group ends).  Dispatch housekeeping calls it
+-- every few seconds (src/dispatcher.c).
+CREATE FUNCTION @extschema@._route_groups_expire() RETURNS int
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT coalesce(sum(@extschema@._route_group_flush(g.id, false)), 0)::int
+      FROM @extschema@._route_groups g
+     WHERE NOT EXISTS (SELECT 1 FROM @extschema@._route_group_alerts ga
+                        WHERE ga.group_id = g.id AND NOT ga.resolved)
+       AND NOT EXISTS (SELECT 1 FROM @extschema@.alert_queue q
+                        WHERE q.id = g.pending_alert_id AND q.attempts = 0
+                          AND q.claimed_by IS NULL AND q.dead_at IS NULL);
+END;
+COMMENT ON FUNCTION @extschema@._route_groups_expire() IS
+    'Internal: brings route groups without firing alerts up to date once their latest notification has left the queue (an empty group ends); returns the queue rows written.';
+
 CREATE FUNCTION @extschema@.set_route_grouping(id int, group_by text[],
                                                group_wait interval DEFAULT '30 s',
                                                group_interval interval DEFAULT '5 min')
@@ -3249,6 +3268,7 @@ REVOKE ALL ON FUNCTION @extschema@._route_group_labels(text[], jsonb),
                        @extschema@._route_group_row(bigint),
                        @extschema@._route_group_flush(bigint, boolean),
                        @extschema@._route_groups_take(bigint, text, boolean, int[]),
+                       @extschema@._route_groups_expire(),
                        @extschema@.set_route_grouping(int, text[], interval, interval)
     FROM PUBLIC;
 GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@._route_groups, @extschema@._route_group_alerts

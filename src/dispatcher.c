@@ -709,6 +709,9 @@ housekeeping_in_transaction(void *arg)
 {
 	if (SPI_execute("SELECT logagg._expire_groups()", false, 1) != SPI_OK_SELECT)
 		elog(ERROR, "logagg: _expire_groups failed");
+	/* route groups whose alerts have all resolved (and been told) end */
+	if (SPI_execute("SELECT logagg._route_groups_expire()", false, 1) != SPI_OK_SELECT)
+		elog(ERROR, "logagg: _route_groups_expire failed");
 	logagg_refresh_alert_queue_depth(true);
 }
 
@@ -757,7 +760,7 @@ logagg_dispatcher_drain_inbox(bool *citus)
 	return r.queued;
 }
 
-/* Forget ended groups; cheap, run every few seconds. */
+/* Forget ended groups (record alerts' and routes'); cheap, run every few seconds. */
 void
 logagg_dispatcher_housekeeping(void)
 {
