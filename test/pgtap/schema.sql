@@ -1,7 +1,7 @@
 -- pgTAP: CREATE EXTENSION logagg creates every fixed object of
 -- docs/design.md §3 with the documented columns and types.
 BEGIN;
-SELECT plan(139);
+SELECT plan(146);
 
 SELECT has_schema('logagg');
 SELECT has_type('logagg', 'severity', 'severity type');
@@ -120,6 +120,18 @@ SELECT ok(has_table_privilege('logagg_reader', 'logagg.alert_history', 'SELECT')
 SELECT ok(NOT has_function_privilege('logagg_reader', 'logagg.remove_alert_rule(text)', 'EXECUTE')
           AND has_function_privilege('logagg_admin', 'logagg.remove_alert_rule(text)', 'EXECUTE'),
           'only logagg_admin manages alert rules');
+
+-- route grouping
+SELECT col_type_is('logagg', 'routes', 'group_by', 'text[]', 'routes.group_by');
+SELECT col_type_is('logagg', 'routes', 'group_wait', 'interval', 'routes.group_wait');
+SELECT col_type_is('logagg', 'routes', 'group_interval', 'interval', 'routes.group_interval');
+SELECT has_table('logagg', '_route_groups', '_route_groups table');
+SELECT has_table('logagg', '_route_group_alerts', '_route_group_alerts table');
+SELECT has_function('logagg', 'set_route_grouping', ARRAY['integer', 'text[]', 'interval', 'interval'],
+                    'set_route_grouping(int, text[], interval, interval)');
+SELECT ok(NOT has_function_privilege('logagg_reader', 'logagg.set_route_grouping(int, text[], interval, interval)', 'EXECUTE')
+          AND has_function_privilege('logagg_admin', 'logagg.set_route_grouping(int, text[], interval, interval)', 'EXECUTE'),
+          'only logagg_admin sets route grouping');
 
 -- sync bookkeeping
 SELECT has_table('logagg', 'sync_log', 'sync_log table');
