@@ -2172,6 +2172,8 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
+    -- routes with group_by: one notification per changed group (schema/26_route_groups.sql)
+    n := n + @extschema@._route_groups_flush_due();
     UPDATE @extschema@.alert_rules SET evaluated_at = now() WHERE enabled;
     RETURN n;
 END
@@ -2895,8 +2897,8 @@ GRANT EXECUTE ON FUNCTION @extschema@._is_distributed(text) TO logagg_admin;
 -- ---- route grouping ----
 -- Routes gain group_by / group_wait / group_interval for rule alerts, like
 -- Alertmanager: one notification per group of alerts with equal group_by
--- labels (schema/26_route_groups.sql; _queue_rule_alert hands grouped
--- routes to _route_groups_take).
+-- labels (schema/26_route_groups.sql; _queue_rule_alert and
+-- _evaluate_alert_rules hand grouped routes to it).
 
 ALTER TABLE @extschema@.routes
     ADD COLUMN group_by text[]
@@ -2917,10 +2919,11 @@ CREATE TABLE @extschema@._route_groups (
     created_at       timestamptz NOT NULL DEFAULT now(),
     notified_at      timestamptz,   -- due time of the latest notification queued
     pending_alert_id bigint,        -- that notification, while it may still change
+    dirty            boolean NOT NULL DEFAULT false,  -- changed since the last flush
     UNIQUE (route_id, group_labels)
 );
 COMMENT ON TABLE @extschema@._route_groups IS
-    'Internal: one row per (route with group_by, group label values) that holds alerts: when its latest notification was due and which queued one still collects changes.';
+    'Internal: one row per (route with group_by, group label values) that holds alerts: when its latest notification was due, which queued one still collects changes, and whether alerts joined or resolved since the group was last brought up to date.';
 
 CREATE TABLE @extschema@._route_group_alerts (
     group_id        bigint NOT NULL REFERENCES @extschema@._route_groups (id) ON DELETE CASCADE,
@@ -3010,8 +3013,9 @@ BEGIN
     res.first_seen := coalesce(v.first_seen, now());
     res.last_seen := now();
     -- e.g. "2 firing, 1 resolved: svc-5xx {"source": "svc-a"}", then a line per alert
+    -- labels: what silences' and inhibition rules' matchers see of it
     res.payload := jsonb_build_object(
-        'group_labels', g.group_labels,
+        'group_labels', g.group_labels, 'labels', g.group_labels,
         'status', CASE WHEN v.firing > 0 THEN 'firing' ELSE 'resolved' END,
         'firing', v.firing, 'resolved', v.total - v.firing,
         'alerts', v.alerts, 'level', NULL,
@@ -3053,6 +3057,7 @@ DECLARE
     v_id      bigint;
     v_known   boolean;
     v_changed boolean;
+    v_firing  boolean;
 BEGIN
     SELECT rg.*, rt.destination, rt.send_resolved, rt.group_wait, rt.group_interval,
            rt.repeat_interval, rt.group_window, rt.max_notifications
@@ -3089,8 +3094,9 @@ BEGIN
         DELETE FROM @extschema@._route_groups WHERE id = p_group_id;
         RETURN 0;
     END IF;
-    v_row := @extschema@._route_group_row(p_group_id);
+    UPDATE @extschema@._route_groups SET dirty = false WHERE id = p_group_id AND dirty;
     IF v_pending IS NOT NULL THEN
+        v_row := @extschema@._route_group_row(p_group_id);
         UPDATE @extschema@.alert_queue q
            SET severity = v_row.severity, source = v_row.source, count = v_row.count,
                first_seen = v_row.first_seen, last_seen = v_row.last_seen, payload = v_row.payload
@@ -3100,17 +3106,19 @@ BEGIN
          WHERE group_id = p_group_id;
         RETURN 1;
     END IF;
-    SELECT bool_or(sent), bool_or(NOT sent OR resolved) INTO v_known, v_changed
+    SELECT bool_or(sent), bool_or(NOT sent OR resolved), bool_or(NOT resolved)
+      INTO v_known, v_changed, v_firing
       FROM @extschema@._route_group_alerts WHERE group_id = p_group_id;
     IF v_changed THEN
         v_due := CASE WHEN v_known THEN greatest(now(), g.notified_at + g.group_interval)
                       ELSE now() + g.group_wait END;
-    ELSIF p_repeat AND g.repeat_interval IS NOT NULL AND g.notified_at + g.repeat_interval <= now()
-          AND (v_row.payload->>'firing')::int > 0 THEN
+    ELSIF p_repeat AND v_firing AND g.repeat_interval IS NOT NULL
+          AND g.notified_at + g.repeat_interval <= now() THEN
         v_due := now();
     ELSE
         RETURN 0;
     END IF;
+    v_row := @extschema@._route_group_row(p_group_id);
 
     IF @extschema@._route_admit(g.route_id, g.group_window, g.max_notifications) THEN
         INSERT INTO @extschema@.alert_queue
@@ -3138,8 +3146,11 @@ COMMENT ON FUNCTION @extschema@._route_group_flush(bigint, boolean) IS
 
 -- Called by _queue_rule_alert for every notification of a rule alert:
 -- p_status firing (p_repeat false: it starts firing, and p_routes are the
--- routes with group_by that take it; p_repeat true: it is still firing)
--- or resolved.  Returns the queue rows written.
+-- routes with group_by that take it; p_repeat true: it is still firing,
+-- nothing to do here) or resolved.  Only records the change: the groups
+-- it touched are brought up to date once per evaluation, by
+-- _route_groups_flush_due, so that a thousand alerts firing at once into
+-- one group build its notification once.  Returns 0.
 CREATE FUNCTION @extschema@._route_groups_take(p_alert_id bigint, p_status text, p_repeat boolean,
                                                p_routes int[])
     RETURNS int
@@ -3148,49 +3159,59 @@ CREATE FUNCTION @extschema@._route_groups_take(p_alert_id bigint, p_status text,
 AS $fn$
 DECLARE
     v_labels jsonb;
-    gid      bigint;
-    n        int := 0;
 BEGIN
     IF p_status = 'firing' AND NOT p_repeat AND p_routes IS NOT NULL THEN
         SELECT a.labels || jsonb_build_object('rule', r.name, 'severity', r.severity) INTO v_labels
           FROM @extschema@.alerts a JOIN @extschema@.alert_rules r ON r.id = a.rule_id
          WHERE a.id = p_alert_id;
-        FOR gid IN
-            INSERT INTO @extschema@._route_groups AS rg (route_id, group_labels)
-            SELECT rt.id, @extschema@._route_group_labels(rt.group_by, v_labels)
+        WITH g AS (
+            INSERT INTO @extschema@._route_groups AS rg (route_id, group_labels, dirty)
+            SELECT rt.id, @extschema@._route_group_labels(rt.group_by, v_labels), true
               FROM @extschema@.routes rt
              WHERE rt.id = ANY (p_routes) AND rt.group_by IS NOT NULL
-            ON CONFLICT (route_id, group_labels) DO UPDATE SET route_id = rg.route_id
+            ON CONFLICT (route_id, group_labels) DO UPDATE SET dirty = true
             RETURNING rg.id
-        LOOP
-            -- firing again after it resolved: a change to tell
-            INSERT INTO @extschema@._route_group_alerts AS ga (group_id, alert_id)
-            VALUES (gid, p_alert_id)
-            ON CONFLICT (group_id, alert_id)
-                DO UPDATE SET resolved = false, sent = false, queued_in = NULL, queued_resolved = NULL;
-            n := n + @extschema@._route_group_flush(gid, false);
-        END LOOP;
+        )
+        -- firing again after it resolved: a change to tell
+        INSERT INTO @extschema@._route_group_alerts AS ga (group_id, alert_id)
+        SELECT g.id, p_alert_id FROM g
+        ON CONFLICT (group_id, alert_id)
+            DO UPDATE SET resolved = false, sent = false, queued_in = NULL, queued_resolved = NULL;
     ELSIF p_status = 'resolved' THEN
-        FOR gid IN
+        WITH m AS (
             UPDATE @extschema@._route_group_alerts ga SET resolved = true
              WHERE ga.alert_id = p_alert_id AND NOT ga.resolved
             RETURNING ga.group_id
-        LOOP
-            n := n + @extschema@._route_group_flush(gid, false);
-        END LOOP;
-    ELSIF p_repeat THEN
-        FOR gid IN
-            SELECT ga.group_id FROM @extschema@._route_group_alerts ga
-             WHERE ga.alert_id = p_alert_id AND NOT ga.resolved
-        LOOP
-            n := n + @extschema@._route_group_flush(gid, true);
-        END LOOP;
+        )
+        UPDATE @extschema@._route_groups rg SET dirty = true
+          FROM m WHERE rg.id = m.group_id;
     END IF;
-    RETURN n;
+    RETURN 0;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._route_groups_take(bigint, text, boolean, int[]) IS
-    'Internal: puts a rule alert that starts firing into its groups on the routes with group_by that take it, or marks it resolved (or still firing) in its groups, and brings their notifications up to date. Returns the queue rows written.';
+    'Internal: puts a rule alert that starts firing into its groups on the routes with group_by that take it, or marks it resolved in its groups; the groups are flushed at the end of the evaluation (_route_groups_flush_due).';
+
+-- End of every evaluation (_evaluate_alert_rules): bring each group that
+-- changed up to date, and re-send unchanged firing groups whose
+-- repeat_interval has passed.  Returns the queue rows written.
+CREATE FUNCTION @extschema@._route_groups_flush_due() RETURNS int
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT coalesce(sum(@extschema@._route_group_flush(x.id, true)), 0)::int
+      FROM (SELECT rg.id
+              FROM @extschema@._route_groups rg
+              JOIN @extschema@.routes rt ON rt.id = rg.route_id
+             WHERE rg.dirty
+                OR (rt.repeat_interval IS NOT NULL AND rg.notified_at + rt.repeat_interval <= now()
+                    AND NOT EXISTS (SELECT 1 FROM @extschema@.alert_queue q
+                                     WHERE q.id = rg.pending_alert_id AND q.attempts = 0
+                                       AND q.claimed_by IS NULL AND q.dead_at IS NULL))
+             ORDER BY rg.id) x;
+END;
+COMMENT ON FUNCTION @extschema@._route_groups_flush_due() IS
+    'Internal: at the end of an evaluation, flushes the route groups that changed and those due for repeat_interval; returns the queue rows written.';
 
 -- Groups without firing alerts, whose latest notification has left the
 -- queue: what they still hold is brought up to date (told resolved
@@ -3268,6 +3289,7 @@ REVOKE ALL ON FUNCTION @extschema@._route_group_labels(text[], jsonb),
                        @extschema@._route_group_row(bigint),
                        @extschema@._route_group_flush(bigint, boolean),
                        @extschema@._route_groups_take(bigint, text, boolean, int[]),
+                       @extschema@._route_groups_flush_due(),
                        @extschema@._route_groups_expire(),
                        @extschema@.set_route_grouping(int, text[], interval, interval)
     FROM PUBLIC;

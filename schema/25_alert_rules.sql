@@ -950,6 +950,8 @@ BEGIN
             END IF;
         END LOOP;
     END LOOP;
+    -- routes with group_by: one notification per changed group (schema/26_route_groups.sql)
+    n := n + @extschema@._route_groups_flush_due();
     UPDATE @extschema@.alert_rules SET evaluated_at = now() WHERE enabled;
     RETURN n;
 END
