@@ -270,24 +270,30 @@ CREATE FUNCTION @extschema@._route_groups_take(p_alert_id bigint, p_status text,
 AS $fn$
 DECLARE
     v_labels jsonb;
+    r        record;
 BEGIN
+    -- a group is marked dirty once (WHERE NOT dirty): rewriting its row
+    -- for each of a thousand alerts of one evaluation would leave a
+    -- thousand row versions for every later lookup to walk
     IF p_status = 'firing' AND NOT p_repeat AND p_routes IS NOT NULL THEN
-        SELECT a.labels || jsonb_build_object('rule', r.name, 'severity', r.severity) INTO v_labels
-          FROM @extschema@.alerts a JOIN @extschema@.alert_rules r ON r.id = a.rule_id
+        SELECT a.labels || jsonb_build_object('rule', r2.name, 'severity', r2.severity) INTO v_labels
+          FROM @extschema@.alerts a JOIN @extschema@.alert_rules r2 ON r2.id = a.rule_id
          WHERE a.id = p_alert_id;
-        WITH g AS (
-            INSERT INTO @extschema@._route_groups AS rg (route_id, group_labels, dirty)
-            SELECT rt.id, @extschema@._route_group_labels(rt.group_by, v_labels), true
+        FOR r IN
+            SELECT rt.id, @extschema@._route_group_labels(rt.group_by, v_labels) AS labels
               FROM @extschema@.routes rt
              WHERE rt.id = ANY (p_routes) AND rt.group_by IS NOT NULL
-            ON CONFLICT (route_id, group_labels) DO UPDATE SET dirty = true
-            RETURNING rg.id
-        )
-        -- firing again after it resolved: a change to tell
-        INSERT INTO @extschema@._route_group_alerts AS ga (group_id, alert_id)
-        SELECT g.id, p_alert_id FROM g
-        ON CONFLICT (group_id, alert_id)
-            DO UPDATE SET resolved = false, sent = false, queued_in = NULL, queued_resolved = NULL;
+        LOOP
+            INSERT INTO @extschema@._route_groups AS rg (route_id, group_labels, dirty)
+            VALUES (r.id, r.labels, true)
+            ON CONFLICT (route_id, group_labels) DO UPDATE SET dirty = true WHERE NOT rg.dirty;
+            -- firing again after it resolved: a change to tell
+            INSERT INTO @extschema@._route_group_alerts AS ga (group_id, alert_id)
+            SELECT rg.id, p_alert_id FROM @extschema@._route_groups rg
+             WHERE rg.route_id = r.id AND rg.group_labels = r.labels
+            ON CONFLICT (group_id, alert_id)
+                DO UPDATE SET resolved = false, sent = false, queued_in = NULL, queued_resolved = NULL;
+        END LOOP;
     ELSIF p_status = 'resolved' THEN
         WITH m AS (
             UPDATE @extschema@._route_group_alerts ga SET resolved = true
@@ -295,7 +301,7 @@ BEGIN
             RETURNING ga.group_id
         )
         UPDATE @extschema@._route_groups rg SET dirty = true
-          FROM m WHERE rg.id = m.group_id;
+          FROM m WHERE rg.id = m.group_id AND NOT rg.dirty;
     END IF;
     RETURN 0;
 END
