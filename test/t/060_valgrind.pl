@@ -68,6 +68,12 @@ SELECT logagg.create_source('svc-a')});
 $node->safe_psql('postgres', qq{
 SELECT logagg.add_destination('hook', 'webhook', '{"url": "$rcv->{url}/alerts", "secret": "vg-secret"}');
 SELECT logagg.add_route('hook', 'high', NULL, '0');
+-- route groups: one notification per group of rule alerts (Alertmanager
+-- gets every alert of it, Slack one message listing them)
+SELECT logagg.add_destination('am', 'alertmanager', '{"url": "$rcv->{url}/am"}');
+SELECT logagg.set_route_grouping(logagg.add_route('am', 'high'), ARRAY['rule'], '0 s', '1 min');
+SELECT logagg.add_destination('grp', 'slack', '{"webhook_url": "$rcv->{url}/grp", "allow_insecure": true}');
+SELECT logagg.set_route_grouping(logagg.add_route('grp', 'high'), ARRAY[]::text[], '0 s', '1 min');
 -- alert rules: every filter part and label kind counted by the ingest
 -- worker and by SQL ingest, evaluated by dispatch worker 1
 SELECT logagg.add_alert_rule('vg-count', '{"source": "svc-*", "min_severity": "high", "status": [400, 599]}',
@@ -204,6 +210,9 @@ ok( $node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM logagg.alert_
 	'alerts were delivered to the webhook');
 ok( $node->poll_query_until('postgres', q{SELECT count(DISTINCT rule_id) = 3 FROM logagg.alerts WHERE state = 'firing'}),
 	'the three alert rules fired');
+ok( $node->poll_query_until('postgres', q{SELECT count(DISTINCT destination) = 2 FROM logagg.alert_log
+                                           WHERE outcome = 'delivered' AND destination IN ('am', 'grp')}),
+	'group notifications were delivered (alertmanager, slack)');
 my $stored = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
 is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 3 + 1 + 2 + 2, 'every acked record is stored once');
 is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + 2 + 3 + ($stdin_rejected // 0),
