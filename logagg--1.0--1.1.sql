@@ -3222,19 +3222,38 @@ COMMENT ON FUNCTION @extschema@._route_groups_flush_due() IS
 -- Groups without firing alerts, whose latest notification has left the
 -- queue: what they still hold is brought up to date (told resolved
 -- alerts leave; an empty group ends).  Dispatch housekeeping calls it
--- every few seconds (src/dispatcher.c).
+-- every few seconds (src/dispatcher.c): it takes only groups no one else
+-- holds (SKIP LOCKED: never waiting for the evaluator, so never a
+-- deadlock with it), and a group that fails is a WARNING, not an error
+-- that would make the dispatcher exit.
 CREATE FUNCTION @extschema@._route_groups_expire() RETURNS int
-    LANGUAGE sql
+    LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
-    SELECT coalesce(sum(@extschema@._route_group_flush(g.id, false)), 0)::int
-      FROM @extschema@._route_groups g
-     WHERE NOT EXISTS (SELECT 1 FROM @extschema@._route_group_alerts ga
-                        WHERE ga.group_id = g.id AND NOT ga.resolved)
-       AND NOT EXISTS (SELECT 1 FROM @extschema@.alert_queue q
-                        WHERE q.id = g.pending_alert_id AND q.attempts = 0
-                          AND q.claimed_by IS NULL AND q.dead_at IS NULL);
-END;
+AS $fn$
+DECLARE
+    gid bigint;
+    n   int := 0;
+BEGIN
+    FOR gid IN
+        SELECT g.id
+          FROM @extschema@._route_groups g
+         WHERE NOT EXISTS (SELECT 1 FROM @extschema@._route_group_alerts ga
+                            WHERE ga.group_id = g.id AND NOT ga.resolved)
+           AND NOT EXISTS (SELECT 1 FROM @extschema@.alert_queue q
+                            WHERE q.id = g.pending_alert_id AND q.attempts = 0
+                              AND q.claimed_by IS NULL AND q.dead_at IS NULL)
+         ORDER BY g.id
+           FOR UPDATE OF g SKIP LOCKED
+    LOOP
+        BEGIN
+            n := n + @extschema@._route_group_flush(gid, false);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'logagg: could not bring route group % up to date: %', gid, SQLERRM;
+        END;
+    END LOOP;
+    RETURN n;
+END
+$fn$;
 COMMENT ON FUNCTION @extschema@._route_groups_expire() IS
     'Internal: brings route groups without firing alerts up to date once their latest notification has left the queue (an empty group ends); returns the queue rows written.';
 
