@@ -14,8 +14,11 @@
 --
 -- Not marked: sync_log (its export snapshots are transaction ids of the
 -- dumped cluster and mean nothing in another; after a restore, sync
--- uploads every window again under the same object keys) and
--- _alert_groups (grouping state that expires within a group window).
+-- uploads every window again under the same object keys),
+-- _alert_groups (grouping state that expires within a group window) and
+-- the route groups of rule alerts (_route_groups, _route_group_alerts:
+-- state of the alerts, which are not dumped either; the routes' group_by,
+-- group_wait and group_interval are, with the routes).
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.sources', '');
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.streams', '');
