@@ -110,6 +110,9 @@ append_group_alerts(StringInfo b, LogaggAlert *a, Jsonb *payload, const char *ge
 	JsonbIteratorToken tok;
 	bool		first = true;
 
+	/* the group's summary line, not its list of alerts, in each alert */
+	char	   *summary = pnstrdup(a->message, strcspn(a->message, "\n"));
+
 	appendStringInfoChar(b, '[');
 	if (getKeyJsonValueFromContainer(&payload->root, "alerts", 6, &v) != NULL &&
 		v.type == jbvBinary)
@@ -142,7 +145,7 @@ append_group_alerts(StringInfo b, LogaggAlert *a, Jsonb *payload, const char *ge
 			appendStringInfoString(b, "},\"annotations\":{\"summary\":");
 			escape_json(b, psprintf("%s %s", rule ? rule : "logagg", status ? status : "firing"));
 			appendStringInfoString(b, ",\"description\":");
-			escape_json(b, a->message);
+			escape_json(b, summary);
 			appendStringInfo(b, ",\"logagg_alert_id\":\"" INT64_FORMAT "\"}", a->id);
 			appendStringInfoString(b, ",\"startsAt\":");
 			escape_json(b, starts ? starts : a->first_seen);

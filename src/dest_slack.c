@@ -150,7 +150,10 @@ logagg_dest_slack(LogaggDelivery *d)
 	appendStringInfoString(&b, "]},{\"type\":\"section\",\"text\":{\"type\":\"mrkdwn\",\"text\":");
 	initStringInfo(&tmp);
 	if (a->is_group)
-		appendStringInfo(&tmp, "*Alerts*\n```%s```", slack_escape(a->message));
+	{
+		/* a section's text takes at most 3000 characters: a long list is cut */
+		appendStringInfo(&tmp, "*Alerts*\n```%s```", slack_escape_max(a->message, 2900));
+	}
 	else
 		appendStringInfo(&tmp, "*Sample* (%s)\n```%s```",
 						 a->level[0] ? slack_escape(a->level) : "no level",

@@ -7,7 +7,9 @@
 #     of its labels;
 #   * the storm guard counts group notifications: max_notifications = 1
 #     gives one notification and a digest of the other groups' alerts;
-#   * mute time intervals mute a group notification (logged as silenced).
+#   * mute time intervals mute a group notification (logged as silenced);
+#   * a group of 205 alerts is one notification whose list holds 200 of
+#     them (count has all), and fits a Slack section.
 use strict;
 use warnings;
 use JSON::PP;
@@ -89,6 +91,30 @@ ok($node->poll_query_until('postgres',
 is(sql("SELECT count || ' ' || error FROM logagg.alert_log WHERE destination = 'muted'"),
 	'3 muted by the mute_time_intervals of route 4', 'one notification of three alerts, muted');
 is(scalar(at('/muted')), 0, 'and sent nothing');
+
+# --- a group of 205 alerts: one notification, its list bounded ---
+sql(qq{
+SET log_statement = 'none';
+SELECT logagg.add_destination('big', 'webhook', '{"url": "$u/big"}');
+SELECT logagg.add_destination('bigchat', 'slack', '{"webhook_url": "$u/bigchat", "allow_insecure": true}');
+SELECT logagg.set_route_grouping(r, ARRAY['rule'], '1 s', '1 min'),
+       logagg.set_route_matchers(r, '["rule=\\"big-rule\\""]')
+  FROM (SELECT logagg.add_route(d, 'low') AS r FROM unnest(ARRAY['big', 'bigchat']) d) x;
+UPDATE logagg.routes SET repeat_interval = NULL;
+SELECT logagg.add_alert_rule('big-rule', '{"source": "big-*"}', '1 min', 0, severity => 'low');
+});
+sql(q{SELECT logagg.ingest((SELECT jsonb_agg(jsonb_build_object('source', 'big-' || i, 'level', 'info', 'message', 'x'))
+                            FROM generate_series(1, 205) i))});
+ok(poll_until(sub { scalar(at('/big')) >= 1 && scalar(at('/bigchat')) >= 1 }, 60), 'the big group was notified');
+my ($big) = at('/big');
+is(scalar(at('/big')), 1, 'once');
+is($big->{json}{count}, 205, 'count: all 205 alerts');
+is($big->{json}{firing}, 205, 'all firing');
+is(scalar(@{ $big->{json}{alerts} }), 200, 'the list holds 200 of them');
+like($big->{json}{message}, qr/\n\(and 5 more\)\z/, 'the message says how many more');
+my ($chat) = at('/bigchat');
+cmp_ok(length($chat->{json}{blocks}[2]{text}{text}), '<=', 3000, 'Slack: the list fits a section (3000 characters)');
+like($chat->{json}{text}, qr/^\[LOW\] 205 firing, 0 resolved: big-rule/, 'Slack headline: the group');
 
 $node->stop;
 done_testing();
