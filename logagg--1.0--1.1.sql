@@ -2078,7 +2078,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._queue_rule_alert(bigint, text, boolean) IS
-    'Internal: queues a rule alert''s firing (new or repeated) or resolved notification to its routes; returns the number of queue rows.';
+    'Internal: queues a rule alert''s firing (new or repeated) or resolved notification to its routes (routes with group_by take it into their groups, schema/26_route_groups.sql); returns the number of queue rows.';
 
 -- Move a rule alert to a new state, with its history row.
 CREATE FUNCTION @extschema@._set_alert_state(p_alert_id bigint, p_state text, p_value float8)
