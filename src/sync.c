@@ -261,6 +261,12 @@ logagg_sync_now(PG_FUNCTION_ARGS)
 	sync_in_worker = false;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "logagg: SPI_connect failed");
+	/* sync_log is the coordinator's: a worker node's would upload again */
+	if (logagg_citus_worker_node())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("logagg.sync_now() runs on the Citus coordinator"),
+				 errhint("Connect to the coordinator (Citus group 0): it uploads every node's rows.")));
 	/* wait for a cycle the maintenance worker may be running */
 	(void) sync_lock_query("SELECT pg_advisory_xact_lock($1)");
 	items = sync_fetch_pending(true, CurrentMemoryContext);
