@@ -438,11 +438,9 @@ BEGIN
     LOOP
         IF p_check_sync THEN
             EXECUTE format('LOCK TABLE %s IN SHARE MODE', r.partition);
-            SELECT array_agg(format('%I.%I', n.nspname, shard_name(d.logicalrelid, d.shardid)))
-              INTO shards
+            -- (shard_name() gives the quoted, schema-qualified name)
+            SELECT array_agg(shard_name(d.logicalrelid, d.shardid)) INTO shards
               FROM pg_dist_shard d
-              JOIN pg_class c ON c.oid = d.logicalrelid
-              JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE d.logicalrelid = r.partition;
             SELECT bool_or(NOT x.success OR x.result <> '0') INTO in_doubt
               FROM run_command_on_all_nodes(format(
