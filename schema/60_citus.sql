@@ -419,6 +419,7 @@ DECLARE
     shards    text[];
     in_doubt  boolean;
     unsynced  boolean;
+    name      text;
     dropped   int := 0;
 BEGIN
     IF p_retention_secs <= 0 THEN
@@ -468,8 +469,9 @@ BEGIN
                 CONTINUE;
             END IF;
         END IF;
-        EXECUTE format('DROP TABLE %s', r.partition);
-        RAISE LOG 'logagg: retention dropped partition % (% to %)', r.partition, r.range_start, r.range_end;
+        name := r.partition::text;  -- a dropped regclass prints as its oid
+        EXECUTE format('DROP TABLE %s', name);
+        RAISE LOG 'logagg: retention dropped partition % (% to %)', name, r.range_start, r.range_end;
         dropped := dropped + 1;
     END LOOP;
     RETURN dropped;
