@@ -1,5 +1,6 @@
--- Scale-out on Citus (docs/scale-out.md): logagg.distribute() and the
--- node role the workers ask for.  Nothing here needs Citus installed:
+-- Scale-out on Citus (docs/scale-out.md): logagg.distribute(), the
+-- node role the workers ask for, and sync and retention of a distributed
+-- logs (at the end).  Nothing here needs Citus installed:
 -- Citus's functions and catalogs are only named inside function bodies
 -- that run when it is.
 

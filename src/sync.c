@@ -16,7 +16,9 @@
  * row, whatever ids the rows got (ids come from a sequence cached per
  * session, so they say nothing about commit order).  The recorded snapshot
  * lists subtransaction ids too (sync_snapshot.c), because a row's xmin is
- * the id of the subtransaction that inserted it.
+ * the id of the subtransaction that inserted it.  On a Citus-distributed
+ * logagg.logs the same rule runs on the node holding each (window,
+ * source), with that node's snapshots (docs/scale-out.md, "Cloud sync").
  *
  * This file also defines the logagg.sync_* parameters and implements
  * logagg.sync_now().

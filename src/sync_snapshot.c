@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * sync_snapshot.c
- *		The snapshot recorded with each uploaded part, and logagg._xid8().
+ *		The snapshot recorded with each uploaded part, and logagg._xid8();
+ *		on a Citus cluster also logagg._export_snapshot(), _system_id() and
+ *		_seen_here(), which run on the node holding a (window, source).
  *
  * Part k+1 of a (window, source) holds exactly the rows that part k's
  * snapshot did not see: NOT pg_visible_in_snapshot(_xid8(xmin), snapshot
