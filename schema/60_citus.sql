@@ -339,6 +339,11 @@ BEGIN
     ON CONFLICT (source, window_start) DO UPDATE
        SET part = excluded.part, export_snapshot = excluded.export_snapshot,
            export_system_id = excluded.export_system_id;
+    -- the coordinator's record says so too: until the row above is
+    -- committed on its node, _sync_pending_cluster holds the window back
+    UPDATE @extschema@.sync_log l SET export_system_id = p_system_id
+     WHERE l.window_start = p_window_start AND l.source = p_source AND l.part = p_part
+       AND l.status = 'uploaded';
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._sync_seen_record(text, timestamptz, int, pg_snapshot, bigint) IS
@@ -349,8 +354,9 @@ COMMENT ON FUNCTION @extschema@._sync_seen_record(text, timestamptz, int, pg_sna
 -- of logs and _sync_seen on source, which Citus runs on each shard); part
 -- numbers and backoff come from the coordinator's sync_log.  A (window,
 -- source) with uploads in sync_log but none in _sync_seen (uploaded before
--- logagg.distribute()) has every row counted, and its next part holds them
--- all again.
+-- logagg.distribute(), so with no export_system_id) has every row
+-- counted, and its next part holds them all again.  One whose latest part
+-- is in sync_log but not yet in _sync_seen waits for Citus to commit it.
 CREATE FUNCTION @extschema@._sync_pending_cluster(p_window_secs int, p_closed_before timestamptz,
                                                   p_since timestamptz, p_force boolean)
     RETURNS TABLE (window_start timestamptz, window_end timestamptz, source text,
@@ -362,9 +368,10 @@ BEGIN
     RETURN QUERY
     WITH unsynced AS MATERIALIZED (
         -- pg_snapshot has no equality: grouped by its text (one per group)
-        SELECT p.ws, p.source, count(*) AS n, p.snap, p.system_id
+        SELECT p.ws, p.source, count(*) AS n, p.snap, p.system_id, p.seen_part
         FROM (SELECT date_bin(make_interval(secs => p_window_secs), l.ts, timestamptz '1970-01-01 00:00+00') AS ws,
-                     l.source, s.export_snapshot::text AS snap, s.export_system_id AS system_id
+                     l.source, s.export_snapshot::text AS snap, s.export_system_id AS system_id,
+                     s.part AS seen_part
               FROM @extschema@.logs l
               LEFT JOIN @extschema@._sync_seen s
                 ON s.source = l.source
@@ -372,12 +379,13 @@ BEGIN
               WHERE l.ts < p_closed_before AND l.ts >= p_since
                 AND (s.source IS NULL
                      OR NOT @extschema@._seen_here(l.xmin, s.export_snapshot, s.export_system_id))) p
-        GROUP BY p.ws, p.source, p.snap, p.system_id
+        GROUP BY p.ws, p.source, p.snap, p.system_id, p.seen_part
     ), done AS (
-        SELECT d.window_start AS ws, d.source, max(d.part) AS part
+        SELECT DISTINCT ON (d.window_start, d.source)
+               d.window_start AS ws, d.source, d.part, d.export_system_id
         FROM @extschema@.sync_log d
         WHERE d.status = 'uploaded'
-        GROUP BY 1, 2
+        ORDER BY d.window_start, d.source, d.part DESC
     ), lastfail AS (
         SELECT DISTINCT ON (f.window_start, f.source)
                f.window_start AS ws, f.source, f.next_attempt_at
@@ -390,7 +398,12 @@ BEGIN
     FROM unsynced u
     LEFT JOIN done d ON d.ws = u.ws AND d.source = u.source
     LEFT JOIN lastfail f ON f.ws = u.ws AND f.source = u.source
-    WHERE p_force OR f.next_attempt_at IS NULL OR f.next_attempt_at <= now()
+    WHERE (p_force OR f.next_attempt_at IS NULL OR f.next_attempt_at <= now())
+      -- the latest part was recorded on the cluster, but its _sync_seen row
+      -- is not visible yet: Citus has still to commit it on its node
+      -- (two-phase commit interrupted); comparing with the part before
+      -- would upload its rows again
+      AND (d.export_system_id IS NULL OR u.seen_part IS NOT DISTINCT FROM d.part)
     ORDER BY u.ws, u.source;
 END
 $fn$;

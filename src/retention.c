@@ -7,8 +7,9 @@
  *
  * The decision itself is SQL (logagg._drop_expired_partitions in
  * schema/30_sync.sql, or logagg._drop_expired_partitions_cluster in
- * schema/60_citus.sql when logagg.logs is distributed by Citus), where the partition list and sync_log are at hand;
- * this file passes it the parsed GUCs and counts what was dropped.  The
+ * schema/60_citus.sql when logagg.logs is distributed by Citus), where
+ * the partition list and sync_log are at hand; this file passes it the
+ * parsed GUCs and counts what was dropped.  The
  * maintenance worker runs it every minute; logagg.maintain() on demand.
  *
  *-------------------------------------------------------------------------

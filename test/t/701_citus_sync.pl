@@ -10,6 +10,8 @@
 # - late rows (through a worker node's port and through SQL on the
 #   coordinator, and one committed on a worker node after a retention
 #   check) are uploaded once, as the next part, and only they;
+# - a window whose latest part is not yet committed in _sync_seen on its
+#   node waits instead of being uploaded again;
 # - retention drops the distributed partition only once every row in it is
 #   uploaded: not while late rows wait, not while a write to it is still
 #   prepared on a node (Citus's two-phase commit), and then it does.
@@ -252,8 +254,27 @@ for my $src (@sources)
 }
 ok($ok, 'every row A held is in the export, once');
 
-is(csql(q{SELECT count(*) FROM logagg.sync_log WHERE status = 'uploaded'}), '17',
-	'17 uploads in all: 12 windows, 4 late parts, the probe\'s window');
+# --- a part in sync_log whose _sync_seen row its node has not committed
+# yet (as when Citus's COMMIT PREPARED there was interrupted): the window
+# waits, rather than compare with the part before and upload rows again
+my ($sp, $ssnap, $ssys) = split /\|/, csql(qq{SELECT part || '|' || export_snapshot || '|' || export_system_id
+  FROM logagg._sync_seen WHERE source = 's3' AND window_start = '$h3'});
+is($sp, '1', '(W3, s3): _sync_seen holds part 1');
+csql(qq{DELETE FROM logagg._sync_seen WHERE source = 's3' AND window_start = '$h3'});
+ok(ingest($w1, 's3', $h3, 200, 2, 'later'), '2 more late rows for (W3, s3)');
+csql('SELECT logagg.sync_now()');
+is(csql(qq{SELECT count(*) FROM logagg.sync_log WHERE source = 's3' AND window_start = '$h3' AND status = 'uploaded'}), '2',
+	'while its part 1 is not in _sync_seen, (W3, s3) is not uploaded again');
+csql(qq{INSERT INTO logagg._sync_seen VALUES ('s3', '$h3', $sp, '$ssnap', $ssys)});
+csql('SELECT logagg.sync_now()');
+my @later = lines_of(key_of('s3', $h3, 2));
+ok(@later == 2 && !(grep { $json->decode($_)->{message} !~ /^later / } @later),
+	'once it is, part 0002 holds the 2 new rows and only them');
+
+is(csql(q{SELECT count(*) FROM logagg.sync_log WHERE status = 'uploaded'}), '18',
+	'18 uploads in all: 12 windows, 5 late parts, the probe\'s window');
+is(csql(q{SELECT count(*) FROM logagg.sync_log WHERE status = 'uploaded' AND export_system_id IS NULL}), '0',
+	'sync_log names the node of every part\'s snapshot');
 is(csql(q{SELECT count(*) FROM logagg.sync_log f WHERE f.status = 'failed'
   AND NOT EXISTS (SELECT 1 FROM logagg.sync_log u WHERE u.status = 'uploaded' AND u.window_start = f.window_start
                     AND u.source = f.source AND u.part = f.part)}), '0',
