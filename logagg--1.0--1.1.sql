@@ -2872,7 +2872,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@.distribute(int) IS
-    'On a Citus coordinator: makes logagg.logs a distributed table (by source, shard_count shards), streams and the alert hand-over distributed, sources, source_writers, rules and the alert threshold reference tables, so that every node ingests into one table; idempotent (run again after adding a node). See docs/scale-out.md.';
+    'On a Citus coordinator: makes logagg.logs a distributed table (by source, shard_count shards), streams, the alert hand-over and cloud sync''s _sync_seen distributed, sources, source_writers, rules and the alert threshold reference tables, so that every node ingests into one table; idempotent (run again after adding a node). See docs/scale-out.md.';
 
 -- ---------------------------------------------------------------------------
 -- Cloud sync and retention of a distributed logs (docs/scale-out.md,
