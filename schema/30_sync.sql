@@ -43,6 +43,7 @@ CREATE TABLE @extschema@.sync_log (
     upload_parts int,
     next_attempt_at timestamptz,
     export_snapshot pg_snapshot,
+    export_system_id bigint,
     CHECK (status <> 'uploaded' OR export_snapshot IS NOT NULL)
 );
 CREATE INDEX sync_log_window ON @extschema@.sync_log (window_start, source);
@@ -60,6 +61,8 @@ COMMENT ON COLUMN @extschema@.sync_log.min_id IS 'Lowest logagg.logs id in the o
 COMMENT ON COLUMN @extschema@.sync_log.max_id IS 'Highest logagg.logs id in the object (informational: ids do not decide which rows a part holds).';
 COMMENT ON COLUMN @extschema@.sync_log.export_snapshot IS
     'The MVCC snapshot the object''s rows were read with (subtransaction ids included); the next part of the window holds the rows of the window this snapshot did not see.';
+COMMENT ON COLUMN @extschema@.sync_log.export_system_id IS
+    'On a Citus cluster: the system identifier of the node whose snapshot export_snapshot is (the node holding the rows); NULL on a single server.';
 COMMENT ON COLUMN @extschema@.sync_log.upload_parts IS 'S3 multipart upload parts used (0: a single PUT or a local file).';
 COMMENT ON COLUMN @extschema@.sync_log.error IS 'Why a failed attempt failed (no credentials are ever included).';
 COMMENT ON COLUMN @extschema@.sync_log.next_attempt_at IS 'For a failed attempt: the earliest time the maintenance worker retries it (exponential backoff); logagg.sync_now() retries at once.';

@@ -6,8 +6,10 @@
  *		has not uploaded yet (when a sync target is configured).
  *
  * The decision itself is SQL (logagg._drop_expired_partitions in
- * schema/30_sync.sql), where the partition list and sync_log are at hand;
- * this file passes it the parsed GUCs and counts what was dropped.  The
+ * schema/30_sync.sql, or logagg._drop_expired_partitions_cluster in
+ * schema/60_citus.sql when logagg.logs is distributed by Citus), where
+ * the partition list and sync_log are at hand; this file passes it the
+ * parsed GUCs and counts what was dropped.  The
  * maintenance worker runs it every minute; logagg.maintain() on demand.
  *
  *-------------------------------------------------------------------------
@@ -40,7 +42,10 @@ logagg_run_retention(void)
 	values[0] = Int32GetDatum(logagg_retention_secs);
 	values[1] = BoolGetDatum(logagg_sync_configured());
 	values[2] = Int32GetDatum(logagg_sync_window_secs());
-	ret = SPI_execute_with_args("SELECT logagg._drop_expired_partitions($1, $2, $3)",
+	/* a distributed logs: schema/60_citus.sql, docs/scale-out.md */
+	ret = SPI_execute_with_args(logagg_logs_distributed()
+								? "SELECT logagg._drop_expired_partitions_cluster($1, $2, $3)"
+								: "SELECT logagg._drop_expired_partitions($1, $2, $3)",
 								3, argtypes, values, NULL, false, 0);
 	if (ret != SPI_OK_SELECT || SPI_processed != 1)
 		elog(ERROR, "logagg: retention failed: %s", SPI_result_code_string(ret));

@@ -16,7 +16,9 @@
  * row, whatever ids the rows got (ids come from a sequence cached per
  * session, so they say nothing about commit order).  The recorded snapshot
  * lists subtransaction ids too (sync_snapshot.c), because a row's xmin is
- * the id of the subtransaction that inserted it.
+ * the id of the subtransaction that inserted it.  On a Citus-distributed
+ * logagg.logs the same rule runs on the node holding each (window,
+ * source), with that node's snapshots (docs/scale-out.md, "Cloud sync").
  *
  * This file also defines the logagg.sync_* parameters and implements
  * logagg.sync_now().
@@ -261,6 +263,12 @@ logagg_sync_now(PG_FUNCTION_ARGS)
 	sync_in_worker = false;
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "logagg: SPI_connect failed");
+	/* sync_log is the coordinator's: a worker node's would upload again */
+	if (logagg_citus_worker_node())
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("logagg.sync_now() runs on the Citus coordinator"),
+				 errhint("Connect to the coordinator (Citus group 0): it uploads every node's rows.")));
 	/* wait for a cycle the maintenance worker may be running */
 	(void) sync_lock_query("SELECT pg_advisory_xact_lock($1)");
 	items = sync_fetch_pending(true, CurrentMemoryContext);

@@ -50,6 +50,10 @@ typedef struct SyncItem
 	int			part;
 	char	   *prev_snapshot;	/* text of part-1's snapshot; NULL for part 0 */
 	int64		new_rows;
+	/* logagg.logs is distributed by Citus (docs/scale-out.md, "Cloud sync") */
+	bool		cluster;
+	/* cluster: system identifier of the node prev_snapshot was taken on */
+	int64		prev_system_id;
 } SyncItem;
 
 extern List *sync_fetch_pending(bool force, MemoryContext cxt);
@@ -71,6 +75,7 @@ typedef struct Export
 	int64		max_id;
 	int			upload_parts;	/* S3 multipart parts, 0 for a single PUT */
 	char	   *snapshot;		/* the export's snapshot (pg_snapshot text) */
+	int64		system_id;		/* cluster: the node the snapshot is of */
 	char		checksum[80];	/* "sha256:HEX" of the stored bytes */
 	bool		failed;
 	bool		empty;			/* no rows after all: nothing uploaded */

@@ -9,7 +9,9 @@
  * Streaming: rows come from a portal in chunks of EXPORT_FETCH rows,
  * are compressed as they come, and compressed bytes go straight to the
  * target (which holds at most one multipart part).  Nothing holds a whole
- * window, so memory is bounded whatever the window's size.
+ * window, so memory is bounded whatever the window's size.  (On a Citus
+ * cluster the shard's rows reach this node first: Citus keeps a remote
+ * query's result in a tuplestore, which spills to disk past work_mem.)
  *
  * The writer is always released when sync_export_rows() returns or throws
  * (a multipart upload is aborted), and the outcome is left in the Export
@@ -93,14 +95,34 @@ export_release(Export *ex)
 }
 
 /*
+ * On a cluster: the snapshot and system identifier of the node that read
+ * the rows, from the last two columns of the export query (the same on
+ * every row: one statement).  They replace the local snapshot taken for
+ * the portal, which says nothing about that node's xids.
+ */
+static void
+export_node_snapshot(Export *ex, HeapTuple tup, TupleDesc desc, MemoryContext cxt)
+{
+	bool		isnull;
+	char	   *snap = SPI_getvalue(tup, desc, desc->natts - 1);
+	Datum		d = SPI_getbinval(tup, desc, desc->natts, &isnull);
+
+	if (snap == NULL || isnull)
+		elog(ERROR, "logagg: the export query returned no snapshot");
+	ex->snapshot = MemoryContextStrdup(cxt, snap);
+	ex->system_id = DatumGetInt64(d);
+}
+
+/*
  * Stream the item's rows through the target.  On return ex->failed says
  * whether the object was confirmed; the writer is always released.
  */
 void
 sync_export_rows(Export *ex, SyncItem *it, const char *key)
 {
-	Oid			argtypes[4] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID};
-	Datum		values[4];
+	Oid			argtypes[5] = {TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TEXTOID, INT8OID};
+	Datum		values[5];
+	int			nargs;
 	Portal		portal;
 	Snapshot	snap;
 	StringInfoData in;
@@ -141,12 +163,34 @@ sync_export_rows(Export *ex, SyncItem *it, const char *key)
 	 */
 	enc = sync_row_encoder_create();
 	initStringInfo(&query);
-	appendStringInfo(&query, "SELECT %s FROM logagg.logs l "
-					 "WHERE l.source = $1 AND l.ts >= $2 AND l.ts < $3",
-					 sync_row_encoder_select_list(enc));
-	if (it->prev_snapshot)
-		appendStringInfoString(&query, " AND NOT pg_catalog.pg_visible_in_snapshot("
-							   "logagg._xid8(l.xmin), $4::pg_catalog.pg_snapshot)");
+	if (!it->cluster)
+	{
+		appendStringInfo(&query, "SELECT %s FROM logagg.logs l "
+						 "WHERE l.source = $1 AND l.ts >= $2 AND l.ts < $3",
+						 sync_row_encoder_select_list(enc));
+		if (it->prev_snapshot)
+			appendStringInfoString(&query, " AND NOT pg_catalog.pg_visible_in_snapshot("
+								   "logagg._xid8(l.xmin), $4::pg_catalog.pg_snapshot)");
+	}
+	else
+	{
+		/*
+		 * A distributed logs (docs/scale-out.md, "Cloud sync"): the rows of
+		 * one source are in one shard on one node, and carry that node's
+		 * xids.  This router query runs there as one statement, which also
+		 * returns that statement's snapshot and the node's system
+		 * identifier (after logs' columns, which the encoder skips), so
+		 * the snapshot recorded is the one the rows were read with.
+		 */
+		appendStringInfo(&query, "SELECT %s, x.snap, x.system_id "
+						 "FROM (SELECT logagg._export_snapshot() AS snap, "
+						 "logagg._system_id() AS system_id OFFSET 0) x, logagg.logs l "
+						 "WHERE l.source = $1 AND l.ts >= $2 AND l.ts < $3",
+						 sync_row_encoder_select_list(enc));
+		if (it->prev_snapshot)
+			appendStringInfoString(&query, " AND NOT logagg._seen_here("
+								   "l.xmin, $4::pg_catalog.pg_snapshot, $5)");
+	}
 	/* what encoding a fetched chunk allocates (detoasted values) goes here */
 	rows_cxt = AllocSetContextCreate(CurrentMemoryContext, "logagg sync rows",
 									 ALLOCSET_DEFAULT_SIZES);
@@ -155,6 +199,8 @@ sync_export_rows(Export *ex, SyncItem *it, const char *key)
 	values[1] = TimestampTzGetDatum(it->window_start);
 	values[2] = TimestampTzGetDatum(it->window_end);
 	values[3] = it->prev_snapshot ? CStringGetTextDatum(it->prev_snapshot) : (Datum) 0;
+	values[4] = Int64GetDatum(it->prev_system_id);
+	nargs = !it->prev_snapshot ? 3 : it->cluster ? 5 : 4;
 
 	/*
 	 * The export runs under a snapshot taken here and recorded with the
@@ -169,7 +215,7 @@ sync_export_rows(Export *ex, SyncItem *it, const char *key)
 		ex->snapshot = sync_export_snapshot_text(snap);
 		PushActiveSnapshot(snap);
 		portal = SPI_cursor_open_with_args(NULL, query.data,
-										   it->prev_snapshot ? 4 : 3, argtypes, values, NULL,
+										   nargs, argtypes, values, NULL,
 										   true, CURSOR_OPT_NO_SCROLL);
 		PopActiveSnapshot();
 		for (;;)
@@ -182,6 +228,8 @@ sync_export_rows(Export *ex, SyncItem *it, const char *key)
 			{
 				int64		id = 0;
 
+				if (it->cluster && ex->rows == 0)
+					export_node_snapshot(ex, SPI_tuptable->vals[i], SPI_tuptable->tupdesc, oldcxt);
 				sync_row_encode(enc, SPI_tuptable->vals[i], SPI_tuptable->tupdesc, &in, &id);
 				appendStringInfoChar(&in, '\n');
 				if (ex->rows == 0 || id < ex->min_id)

@@ -72,6 +72,7 @@ struct SyncRowEncoder
 	char	   *enum_json[ENUM_CACHE];
 	Datum	   *values;
 	bool	   *nulls;
+	int			nvalues;		/* room in values and nulls */
 };
 
 /*
@@ -208,8 +209,9 @@ sync_row_encoder_create(void)
 	}
 	table_close(rel, AccessShareLock);
 	enc->select_list = sel.data;
-	enc->values = palloc(Max(enc->ncols, 1) * sizeof(Datum));
-	enc->nulls = palloc(Max(enc->ncols, 1) * sizeof(bool));
+	enc->nvalues = Max(enc->ncols, 1);
+	enc->values = palloc(enc->nvalues * sizeof(Datum));
+	enc->nulls = palloc(enc->nvalues * sizeof(bool));
 	return enc;
 }
 
@@ -257,7 +259,14 @@ sync_row_encode(SyncRowEncoder *enc, HeapTuple tup, TupleDesc desc,
 {
 	char		buf[MAXDATELEN + 1];
 
-	Assert(desc->natts == enc->ncols);
+	/* columns after logs' own (sync_export.c adds some on a cluster) are not encoded */
+	Assert(desc->natts >= enc->ncols);
+	if (desc->natts > enc->nvalues)
+	{
+		enc->values = repalloc(enc->values, desc->natts * sizeof(Datum));
+		enc->nulls = repalloc(enc->nulls, desc->natts * sizeof(bool));
+		enc->nvalues = desc->natts;
+	}
 	heap_deform_tuple(tup, desc, enc->values, enc->nulls);
 	if (enc->ncols == 0)
 		appendStringInfoChar(out, '{');

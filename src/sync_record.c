@@ -11,7 +11,8 @@
  * exports the same (window, source, part) again to the same deterministic
  * key, overwriting the object, so the store never holds duplicates and
  * sync_log records each part exactly once (a partial unique index backs
- * that up).
+ * that up).  On a Citus cluster the part's snapshot also goes into
+ * logagg._sync_seen, in the same transaction.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,6 +25,30 @@
 
 #include "logagg.h"
 #include "sync_cycle.h"
+
+/*
+ * On a distributed logs: the part's snapshot and the node it was taken on,
+ * in logagg._sync_seen next to the window's rows (schema/60_citus.sql),
+ * where the next cycle's late-row test and retention read it.  In the
+ * transaction of the sync_log row: Citus commits the two together.
+ */
+static void
+record_seen_on_node(SyncItem *it, Export *ex)
+{
+	Oid			argtypes[5] = {TEXTOID, TIMESTAMPTZOID, INT4OID, TEXTOID, INT8OID};
+	Datum		v[5];
+	int			ret;
+
+	v[0] = CStringGetTextDatum(it->source);
+	v[1] = TimestampTzGetDatum(it->window_start);
+	v[2] = Int32GetDatum(it->part);
+	v[3] = CStringGetTextDatum(ex->snapshot);
+	v[4] = Int64GetDatum(ex->system_id);
+	ret = SPI_execute_with_args("SELECT logagg._sync_seen_record($1, $2, $3, $4::pg_catalog.pg_snapshot, $5)",
+								5, argtypes, v, NULL, false, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "logagg: recording a synced part's snapshot failed: %s", SPI_result_code_string(ret));
+}
 
 /*
  * Insert the sync_log row of an attempt: the export's figures and
@@ -84,6 +109,8 @@ sync_record_outcome(SyncItem *it, const char *key, Export *ex, TimestampTz start
 			logagg_set_last_error(ex->err);
 		return false;
 	}
+	if (it->cluster)
+		record_seen_on_node(it, ex);
 	sync_count_in_maintenance_slot(LC_SYNC_OBJECTS, 1);
 	sync_count_in_maintenance_slot(LC_SYNC_BYTES, ex->bytes);
 	return true;

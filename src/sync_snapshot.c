@@ -1,7 +1,9 @@
 /*-------------------------------------------------------------------------
  *
  * sync_snapshot.c
- *		The snapshot recorded with each uploaded part, and logagg._xid8().
+ *		The snapshot recorded with each uploaded part, and logagg._xid8();
+ *		on a Citus cluster also logagg._export_snapshot(), _system_id() and
+ *		_seen_here(), which run on the node holding a (window, source).
  *
  * Part k+1 of a (window, source) holds exactly the rows that part k's
  * snapshot did not see: NOT pg_visible_in_snapshot(_xid8(xmin), snapshot
@@ -17,11 +19,14 @@
 #include "access/subtrans.h"
 #include "access/transam.h"
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
 #include "utils/memutils.h"
+#include "utils/snapmgr.h"
 #include "utils/snapshot.h"
 #include "utils/xid8.h"
 
@@ -64,11 +69,9 @@ widen_xid(FullTransactionId next, TransactionId xid)
  * rules out while the cache lives (one query, at most one transaction).
  * Anything else re-reads the next xid, which makes the result exact.
  */
-PG_FUNCTION_INFO_V1(logagg_xid8_of_xid);
-Datum
-logagg_xid8_of_xid(PG_FUNCTION_ARGS)
+static FullTransactionId
+widen_xid_cached(FunctionCallInfo fcinfo, TransactionId xid)
 {
-	TransactionId xid = DatumGetTransactionId(PG_GETARG_DATUM(0));
 	FullTransactionId *next = (FullTransactionId *) fcinfo->flinfo->fn_extra;
 
 	if (next == NULL)
@@ -80,7 +83,51 @@ logagg_xid8_of_xid(PG_FUNCTION_ARGS)
 	else if (TransactionIdIsNormal(xid) &&
 			 !TransactionIdPrecedes(xid, XidFromFullTransactionId(*next)))
 		*next = ReadNextFullTransactionId();
-	PG_RETURN_FULLTRANSACTIONID(widen_xid(*next, xid));
+	return widen_xid(*next, xid);
+}
+
+PG_FUNCTION_INFO_V1(logagg_xid8_of_xid);
+Datum
+logagg_xid8_of_xid(PG_FUNCTION_ARGS)
+{
+	TransactionId xid = DatumGetTransactionId(PG_GETARG_DATUM(0));
+
+	PG_RETURN_FULLTRANSACTIONID(widen_xid_cached(fcinfo, xid));
+}
+
+/*
+ * On a Citus cluster (docs/scale-out.md, "Cloud sync"): a row's xmin is an
+ * xid of the node that holds its shard, and a part's snapshot is that
+ * node's, recorded with the node's system identifier (logagg._system_id()).
+ *
+ * logagg._seen_here(xmin, snapshot, system_id): did that snapshot see the
+ * row?  Only a snapshot taken on this very server (same system identifier,
+ * so the same xid history, a promoted standby included) can tell; one
+ * from another server -- the shard was moved since, or the part was
+ * uploaded before logagg.distribute() -- says nothing about this server's
+ * xids, and the row counts as not seen: it is uploaded again rather than
+ * lost.
+ */
+PG_FUNCTION_INFO_V1(logagg_seen_here);
+Datum
+logagg_seen_here(PG_FUNCTION_ARGS)
+{
+	TransactionId xid = DatumGetTransactionId(PG_GETARG_DATUM(0));
+	int64		system_id = PG_GETARG_INT64(2);
+
+	if ((uint64) system_id != GetSystemIdentifier())
+		PG_RETURN_BOOL(false);
+	return DirectFunctionCall2(pg_visible_in_snapshot,
+							   FullTransactionIdGetDatum(widen_xid_cached(fcinfo, xid)),
+							   PG_GETARG_DATUM(1));
+}
+
+/* logagg._system_id(): this server's system identifier, as a bigint. */
+PG_FUNCTION_INFO_V1(logagg_system_id);
+Datum
+logagg_system_id(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_INT64((int64) GetSystemIdentifier());
 }
 
 static TransactionId
@@ -221,4 +268,21 @@ sync_export_snapshot_text(Snapshot snap)
 	pfree(out);
 	pfree(xip);
 	return buf.data;
+}
+
+/*
+ * logagg._export_snapshot(): the text of sync_export_snapshot_text() for
+ * the snapshot the calling statement reads with.  On a cluster the export
+ * of a (window, source) is one router query that selects this next to the
+ * rows (sync_export.c), so Citus runs both on the node holding the shard,
+ * in one statement: the snapshot recorded is the one the rows were read
+ * with, on the node whose xids they carry.
+ */
+PG_FUNCTION_INFO_V1(logagg_export_snapshot);
+Datum
+logagg_export_snapshot(PG_FUNCTION_ARGS)
+{
+	if (!ActiveSnapshotSet())
+		elog(ERROR, "logagg: no active snapshot");
+	PG_RETURN_TEXT_P(cstring_to_text(sync_export_snapshot_text(GetActiveSnapshot())));
 }

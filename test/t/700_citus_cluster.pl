@@ -58,7 +58,7 @@ is($coord->safe_psql('postgres', 'SELECT logagg._node_role()'), 'coordinator', '
 
 # --- distribute ---
 like($coord->safe_psql('postgres', 'SELECT logagg.distribute(8)'),
-	qr/^distributed: logagg_owner LOGIN, logs, streams, _alert_inbox, sources, source_writers, rules, _alert_threshold$/,
+	qr/^distributed: logagg_owner LOGIN, logs, streams, _sync_seen, _alert_inbox, sources, source_writers, rules, _alert_threshold$/,
 	'logagg.distribute() distributes logs and the tables every node reads');
 is($coord->safe_psql('postgres', 'SELECT logagg.distribute(8)'), 'logagg is already distributed',
 	'and is idempotent');
