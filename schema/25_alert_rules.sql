@@ -1,8 +1,9 @@
 -- logagg alert rules over time windows: the rules (logagg.alert_rules),
--- their exact per-(rule, group, time bucket) counters filled by ingest in
--- the batch's own transaction (src/alert_rules.c), the alert lifecycle
--- (logagg.alerts, logagg.alert_history) advanced by the evaluator that
--- dispatch worker 1 runs every logagg.rule_eval_interval
+-- their exact per-(rule, group, time bucket) counters (one delta row per
+-- ingest batch, written in the batch's own transaction by
+-- src/alert_rules.c, folded into the counters by the evaluator), the
+-- alert lifecycle (logagg.alerts, logagg.alert_history) advanced by the
+-- evaluator that dispatch worker 1 runs every logagg.rule_eval_interval
 -- (_evaluate_alert_rules), and the firing / resolved notifications it
 -- queues through the routes of schema/20_alerts.sql.  docs/alerts.md,
 -- "Alert rules", describes the behaviour for users.
@@ -386,7 +387,7 @@ COMMENT ON COLUMN @extschema@.alert_rules.enabled IS
 COMMENT ON COLUMN @extschema@.alert_rules.bucket_secs IS
     'Width of one counter bucket: the window / 60, at least one second.';
 COMMENT ON COLUMN @extschema@.alert_rules.evaluated_at IS
-    'Start of the evaluation that last looked at this enabled rule.';
+    'Start of the evaluation that last looked at this enabled rule; NULL after it is created, resumed or changed (the next evaluation looks at all its groups).';
 
 -- Ingest caches the rules (src/alert_rules.c); a change of what it reads
 -- (not pause / resume / evaluated_at) tells it to reload.
@@ -394,6 +395,34 @@ CREATE TRIGGER alert_rules_changed
     AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF kind, filter, "window", group_by, bucket_secs
     ON @extschema@.alert_rules
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._invalidate_cache();
+
+-- The evaluator looks only at the groups of a count or rate rule whose
+-- counts changed, unless the rule's evaluated_at is NULL: a rule that is
+-- resumed, or whose condition changes, is looked at over all its groups
+-- once (_evaluate_alert_rules).
+CREATE FUNCTION @extschema@._alert_rule_reevaluate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NEW.enabled AND (NOT OLD.enabled OR NEW.kind IS DISTINCT FROM OLD.kind
+                        OR NEW.threshold IS DISTINCT FROM OLD.threshold
+                        OR NEW."window" IS DISTINCT FROM OLD."window"
+                        OR NEW.filter IS DISTINCT FROM OLD.filter
+                        OR NEW.group_by IS DISTINCT FROM OLD.group_by
+                        OR NEW.for_duration IS DISTINCT FROM OLD.for_duration) THEN
+        NEW.evaluated_at := NULL;
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._alert_rule_reevaluate() IS
+    'Internal: trigger; a rule resumed or changed gets evaluated_at NULL, so that the next evaluation looks at all its groups.';
+
+CREATE TRIGGER alert_rules_reevaluate
+    BEFORE UPDATE OF enabled, kind, threshold, "window", filter, group_by, for_duration
+    ON @extschema@.alert_rules
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._alert_rule_reevaluate();
 
 -- No foreign key to alert_rules: ingest must never fail a batch because a
 -- rule was removed meanwhile (its counts are skipped, or pruned later).
@@ -409,7 +438,96 @@ CREATE TABLE @extschema@._alert_rule_counts (
 ) WITH (fillfactor = 50);   -- room for HOT updates: every batch updates its counters
 CREATE INDEX _alert_rule_counts_bucket ON @extschema@._alert_rule_counts (rule_id, bucket);
 COMMENT ON TABLE @extschema@._alert_rule_counts IS
-    'Internal: records counted per (rule, group labels, time bucket of ts), written by ingest in the transaction of the rows: matched = records matching the whole filter, total = records matching its source / min_severity / attrs parts (ratio rules), last_ts / last_log_id = the latest matching record.';
+    'Internal: records counted per (rule, group labels, time bucket of ts), folded from _alert_rule_deltas by the evaluator: matched = records matching the whole filter, total = records matching its source / min_severity / attrs parts (ratio rules), last_ts / last_log_id = the latest matching record.';
+
+-- One row per ingest batch that counted something, written in the batch's
+-- transaction (src/alert_rules.c): what the batch adds to the counters,
+-- per "class" (the rules a record matched) instead of per rule, so that
+-- its size does not grow with the number of rules.  The evaluator folds
+-- and deletes the rows in one transaction (_fold_alert_rule_deltas): a
+-- committed batch is counted exactly once, a rolled-back one never.
+CREATE TABLE @extschema@._alert_rule_deltas (
+    classes      text[] NOT NULL,
+    class        int[] NOT NULL,
+    labels       text[] NOT NULL,
+    bucket       timestamptz[] NOT NULL,
+    n            bigint[] NOT NULL,
+    last_ts      timestamptz[] NOT NULL,
+    last_log_id  bigint[] NOT NULL
+);
+COMMENT ON TABLE @extschema@._alert_rule_deltas IS
+    'Internal: alert rule counts of ingest batches not yet folded into _alert_rule_counts. classes: per class the ids of its rules ("3,-4": a negative id counts in a ratio''s denominator only); per entry i: class[i] (index in classes), labels[i] (JSON text), bucket[i], n[i] records, last_ts[i] / last_log_id[i] of its latest record.';
+
+-- A rule's counts still in _alert_rule_deltas, as counter rows (not summed).
+CREATE FUNCTION @extschema@._alert_rule_pending(p_rule_id int)
+    RETURNS TABLE (labels jsonb, bucket timestamptz, matched bigint, total bigint,
+                   last_ts timestamptz, last_log_id bigint)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT x.labels::jsonb, x.bucket,
+           CASE WHEN k.r > 0 THEN x.n ELSE 0 END, x.n,
+           CASE WHEN k.r > 0 THEN x.last_ts END, CASE WHEN k.r > 0 THEN x.last_log_id END
+    FROM @extschema@._alert_rule_deltas d
+    CROSS JOIN LATERAL unnest(d.class, d.labels, d.bucket, d.n, d.last_ts, d.last_log_id)
+        AS x(cls, labels, bucket, n, last_ts, last_log_id)
+    CROSS JOIN LATERAL unnest(string_to_array(d.classes[x.cls], ',')::int[]) AS k(r)
+    WHERE abs(k.r) = p_rule_id;
+END;
+COMMENT ON FUNCTION @extschema@._alert_rule_pending(int) IS
+    'Internal: a rule''s counts in ingest deltas not yet folded into _alert_rule_counts, one row per delta entry.';
+
+-- Fold every committed delta into the counters and delete it, in one
+-- statement (so in the caller's transaction): entries are summed per
+-- (class, labels, bucket) first, then spread over the class's rules, so
+-- the upsert writes one row per (rule, group, bucket) however many
+-- batches the deltas came from.  Rules removed meanwhile are skipped.
+-- Returns the (rule, labels) whose counters changed.
+CREATE FUNCTION @extschema@._fold_alert_rule_deltas()
+    RETURNS TABLE (rule_id int, labels jsonb)
+    LANGUAGE sql
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    WITH d AS (
+        DELETE FROM @extschema@._alert_rule_deltas RETURNING *
+    ), e AS (
+        SELECT d.classes[x.cls] AS cls, x.labels, x.bucket, sum(x.n)::bigint AS n,
+               max(x.last_ts) AS last_ts,
+               (array_agg(x.last_log_id ORDER BY x.last_ts DESC, x.last_log_id DESC))[1] AS last_log_id
+        FROM d
+        CROSS JOIN LATERAL unnest(d.class, d.labels, d.bucket, d.n, d.last_ts, d.last_log_id)
+            AS x(cls, labels, bucket, n, last_ts, last_log_id)
+        GROUP BY 1, 2, 3
+    ), m AS (
+        SELECT abs(k.r) AS rule_id, k.r > 0 AS full, e.labels::jsonb AS labels, e.bucket, e.n,
+               e.last_ts, e.last_log_id
+        FROM e CROSS JOIN LATERAL unnest(string_to_array(e.cls, ',')::int[]) AS k(r)
+    ), ins AS (
+        INSERT INTO @extschema@._alert_rule_counts AS c
+            (rule_id, labels, bucket, matched, total, last_ts, last_log_id)
+        SELECT m.rule_id, m.labels, m.bucket,
+               coalesce(sum(m.n) FILTER (WHERE m.full), 0), sum(m.n),
+               max(m.last_ts) FILTER (WHERE m.full),
+               (array_agg(m.last_log_id ORDER BY m.last_ts DESC, m.last_log_id DESC)
+                   FILTER (WHERE m.full))[1]
+        FROM m
+        WHERE EXISTS (SELECT 1 FROM @extschema@.alert_rules r WHERE r.id = m.rule_id)
+        GROUP BY m.rule_id, m.labels, m.bucket
+        ON CONFLICT (rule_id, labels, bucket) DO UPDATE SET
+            matched = c.matched + excluded.matched,
+            total = c.total + excluded.total,
+            last_log_id = CASE WHEN excluded.last_ts IS NOT NULL AND
+                                    (c.last_ts IS NULL OR excluded.last_ts >= c.last_ts)
+                               THEN excluded.last_log_id ELSE c.last_log_id END,
+            last_ts = CASE WHEN excluded.last_ts IS NOT NULL AND
+                                (c.last_ts IS NULL OR excluded.last_ts >= c.last_ts)
+                           THEN excluded.last_ts ELSE c.last_ts END
+        RETURNING c.rule_id, c.labels
+    )
+    SELECT DISTINCT ins.rule_id, ins.labels FROM ins;
+END;
+COMMENT ON FUNCTION @extschema@._fold_alert_rule_deltas() IS
+    'Internal: adds the committed ingest deltas to _alert_rule_counts and deletes them (exactly once); returns the (rule, labels) whose counters changed.';
 
 CREATE TABLE @extschema@.alerts (
     id            bigserial PRIMARY KEY,
@@ -510,8 +628,11 @@ BEGIN ATOMIC
                    FILTER (WHERE c.bucket >= r.ws AND c.last_ts IS NOT NULL))[1] AS sample_log_id,
                max(c.last_ts) FILTER (WHERE c.bucket >= r.ws) AS sample_ts,
                bool_or(c.matched > 0) AS seen
-        FROM @extschema@._alert_rule_counts c, r
-        WHERE c.rule_id = r.id AND c.bucket >= least(r.ws, p_now - p_lookback)
+        FROM (SELECT x.labels, x.bucket, x.matched, x.total, x.last_ts, x.last_log_id
+                FROM @extschema@._alert_rule_counts x WHERE x.rule_id = p_rule_id
+              UNION ALL
+              SELECT * FROM @extschema@._alert_rule_pending(p_rule_id)) c, r
+        WHERE c.bucket >= least(r.ws, p_now - p_lookback)
         GROUP BY c.labels
     ), v AS (
         SELECT g.*,
@@ -531,7 +652,7 @@ BEGIN ATOMIC
     FROM v;
 END;
 COMMENT ON FUNCTION @extschema@._alert_rule_values(int, timestamptz, interval) IS
-    'Internal: per group of a rule, its value in the window at p_now and whether the condition holds (absent: groups that matched within p_lookback).';
+    'Internal: per group of a rule, its value in the window at p_now (counters and deltas not yet folded) and whether the condition holds (absent: groups that matched within p_lookback).';
 
 CREATE FUNCTION @extschema@._absent_lookback() RETURNS interval
     LANGUAGE sql STABLE
@@ -883,75 +1004,140 @@ COMMENT ON FUNCTION @extschema@._set_alert_state(bigint, text, float8) IS
 -- One evaluation of every enabled rule at now(): the lifecycle
 -- inactive -> pending (for_duration) -> firing -> resolved per group, and
 -- the notifications that go with it.  Returns the queue rows written.
+--
+-- First the pending ingest deltas are folded into the counters (in this
+-- transaction).  Then, so that an evaluation costs what changed rather
+-- than rules x groups: a count or rate rule's value only rises when its
+-- group gets records, so for those rules only the groups the fold
+-- touched and the groups with a pending or firing alert are looked at.
+-- Every group is looked at for ratio (the denominator leaving the window
+-- can raise the ratio) and absent rules (a group falls silent without a
+-- record), and for rules the previous evaluation did not cover (new,
+-- resumed, or after an evaluation that failed).
 CREATE FUNCTION @extschema@._evaluate_alert_rules() RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    r          record;
     g          record;
     n          int := 0;
     v_id       bigint;
+    v_now      timestamptz := now();
     v_lookback interval := @extschema@._absent_lookback();
+    v_prev     timestamptz;
+    v_rules    int[];
+    v_labels   jsonb[];
 BEGIN
-    FOR r IN SELECT * FROM @extschema@.alert_rules WHERE enabled ORDER BY id LOOP
-        FOR g IN
-            SELECT coalesce(v.labels, a.labels) AS labels, coalesce(v.cond, false) AS cond,
-                   coalesce(v.value, CASE WHEN r.kind = 'ratio' THEN NULL ELSE 0 END) AS value,
-                   v.sample_log_id, v.sample_ts,
-                   a.id AS alert_id, a.state, a.since
-            FROM @extschema@._alert_rule_values(r.id, now(), v_lookback) v
-            FULL JOIN (SELECT * FROM @extschema@.alerts x
-                        WHERE x.rule_id = r.id AND x.state IN ('pending', 'firing')) a
-                   ON a.labels = v.labels
-            WHERE coalesce(v.cond, false) OR a.state IN ('pending', 'firing')
-        LOOP
-            IF g.cond THEN
-                IF g.state IS NULL THEN
-                    INSERT INTO @extschema@.alerts AS x (rule_id, labels, state, since, value,
-                                                       sample_log_id, sample_ts)
-                    VALUES (r.id, g.labels, 'inactive', now(), g.value, g.sample_log_id, g.sample_ts)
-                    ON CONFLICT (rule_id, labels) DO UPDATE
-                        SET sample_log_id = coalesce(excluded.sample_log_id, x.sample_log_id),
-                            sample_ts = coalesce(excluded.sample_ts, x.sample_ts)
-                    RETURNING x.id INTO v_id;
-                    IF r.for_duration > '0' THEN
-                        PERFORM @extschema@._set_alert_state(v_id, 'pending', g.value);
-                    ELSE
-                        PERFORM @extschema@._set_alert_state(v_id, 'firing', g.value);
-                        n := n + @extschema@._queue_rule_alert(v_id, 'firing', false);
-                    END IF;
-                ELSIF g.state = 'pending' AND g.since + r.for_duration <= now() THEN
-                    UPDATE @extschema@.alerts
-                       SET sample_log_id = coalesce(g.sample_log_id, sample_log_id),
-                           sample_ts = coalesce(g.sample_ts, sample_ts)
-                     WHERE id = g.alert_id;
-                    PERFORM @extschema@._set_alert_state(g.alert_id, 'firing', g.value);
-                    n := n + @extschema@._queue_rule_alert(g.alert_id, 'firing', false);
+    -- the start of the latest evaluation that committed
+    SELECT max(ar.evaluated_at) INTO v_prev FROM @extschema@.alert_rules ar WHERE ar.enabled;
+    SELECT array_agg(f.rule_id), array_agg(f.labels) INTO v_rules, v_labels
+      FROM @extschema@._fold_alert_rule_deltas() f;
+    FOR g IN
+        WITH rr AS (
+            SELECT ar.id, ar.kind, ar.threshold, ar."window", ar.for_duration,
+                   @extschema@._alert_window_start(v_now, ar."window", ar.bucket_secs) AS ws,
+                   (ar.kind IN ('ratio', 'absent') OR ar.evaluated_at IS NULL
+                    OR ar.evaluated_at < v_prev) AS every_group
+            FROM @extschema@.alert_rules ar
+            WHERE ar.enabled
+        ), keys AS (
+            SELECT t.rule_id, t.labels FROM unnest(v_rules, v_labels) AS t(rule_id, labels)
+            UNION
+            SELECT a.rule_id, a.labels FROM @extschema@.alerts a WHERE a.state IN ('pending', 'firing')
+        ), c AS (
+            SELECT c.rule_id, c.labels, c.bucket, c.matched, c.total, c.last_ts, c.last_log_id, rr.ws
+            FROM rr JOIN @extschema@._alert_rule_counts c ON c.rule_id = rr.id
+            WHERE rr.every_group
+              AND c.bucket >= CASE WHEN rr.kind = 'absent' THEN least(rr.ws, v_now - v_lookback) ELSE rr.ws END
+            UNION ALL
+            SELECT c.rule_id, c.labels, c.bucket, c.matched, c.total, c.last_ts, c.last_log_id, rr.ws
+            FROM keys k
+            JOIN rr ON rr.id = k.rule_id AND NOT rr.every_group
+            JOIN @extschema@._alert_rule_counts c
+              ON c.rule_id = k.rule_id AND c.labels = k.labels AND c.bucket >= rr.ws
+        ), gv AS (
+            SELECT c.rule_id, c.labels,
+                   coalesce(sum(c.matched) FILTER (WHERE c.bucket >= c.ws), 0)::bigint AS matched,
+                   coalesce(sum(c.total) FILTER (WHERE c.bucket >= c.ws), 0)::bigint AS total,
+                   (array_agg(c.last_log_id ORDER BY c.last_ts DESC NULLS LAST)
+                       FILTER (WHERE c.bucket >= c.ws AND c.last_ts IS NOT NULL))[1] AS sample_log_id,
+                   max(c.last_ts) FILTER (WHERE c.bucket >= c.ws) AS sample_ts,
+                   bool_or(c.matched > 0) AS seen
+            FROM c
+            GROUP BY c.rule_id, c.labels
+        ), v AS (
+            SELECT gv.*,
+                   CASE rr.kind
+                       WHEN 'count' THEN gv.matched::float8
+                       WHEN 'rate' THEN gv.matched / greatest(extract(epoch FROM rr."window")::float8, 1)
+                       WHEN 'ratio' THEN CASE WHEN gv.total > 0 THEN gv.matched::float8 / gv.total END
+                       ELSE gv.matched::float8
+                   END AS value,
+                   rr.kind, rr.threshold
+            FROM gv JOIN rr ON rr.id = gv.rule_id
+        ), vc AS (
+            SELECT v.*,
+                   CASE v.kind WHEN 'absent' THEN v.seen AND v.matched = 0
+                               ELSE coalesce(v.value > v.threshold, false) END AS cond
+            FROM v
+        )
+        SELECT rr.id AS rule_id, rr.for_duration,
+               coalesce(vc.labels, a.labels) AS labels, coalesce(vc.cond, false) AS cond,
+               coalesce(vc.value, CASE WHEN rr.kind = 'ratio' THEN NULL ELSE 0 END) AS value,
+               vc.sample_log_id, vc.sample_ts,
+               a.id AS alert_id, a.state, a.since
+        FROM vc
+        FULL JOIN (SELECT x.* FROM @extschema@.alerts x WHERE x.state IN ('pending', 'firing')) a
+               ON a.rule_id = vc.rule_id AND a.labels = vc.labels
+        JOIN rr ON rr.id = coalesce(vc.rule_id, a.rule_id)
+        WHERE coalesce(vc.cond, false) OR a.state IN ('pending', 'firing')
+        ORDER BY rr.id, a.id NULLS LAST
+    LOOP
+        IF g.cond THEN
+            IF g.state IS NULL THEN
+                INSERT INTO @extschema@.alerts AS x (rule_id, labels, state, since, value,
+                                                   sample_log_id, sample_ts)
+                VALUES (g.rule_id, g.labels, 'inactive', now(), g.value, g.sample_log_id, g.sample_ts)
+                ON CONFLICT (rule_id, labels) DO UPDATE
+                    SET sample_log_id = coalesce(excluded.sample_log_id, x.sample_log_id),
+                        sample_ts = coalesce(excluded.sample_ts, x.sample_ts)
+                RETURNING x.id INTO v_id;
+                IF g.for_duration > '0' THEN
+                    PERFORM @extschema@._set_alert_state(v_id, 'pending', g.value);
                 ELSE
-                    UPDATE @extschema@.alerts
-                       SET value = g.value, evaluated_at = now(),
-                           sample_log_id = coalesce(g.sample_log_id, sample_log_id),
-                           sample_ts = coalesce(g.sample_ts, sample_ts)
-                     WHERE id = g.alert_id;
-                    IF g.state = 'firing' THEN
-                        n := n + @extschema@._queue_rule_alert(g.alert_id, 'firing', true);
-                    END IF;
+                    PERFORM @extschema@._set_alert_state(v_id, 'firing', g.value);
+                    n := n + @extschema@._queue_rule_alert(v_id, 'firing', false);
                 END IF;
-            ELSIF g.state = 'pending' THEN
-                PERFORM @extschema@._set_alert_state(g.alert_id, 'inactive', g.value);
+            ELSIF g.state = 'pending' AND g.since + g.for_duration <= now() THEN
+                UPDATE @extschema@.alerts
+                   SET sample_log_id = coalesce(g.sample_log_id, sample_log_id),
+                       sample_ts = coalesce(g.sample_ts, sample_ts)
+                 WHERE id = g.alert_id;
+                PERFORM @extschema@._set_alert_state(g.alert_id, 'firing', g.value);
+                n := n + @extschema@._queue_rule_alert(g.alert_id, 'firing', false);
             ELSE
-                PERFORM @extschema@._set_alert_state(g.alert_id, 'resolved', g.value);
-                n := n + @extschema@._queue_rule_alert(g.alert_id, 'resolved', false);
+                UPDATE @extschema@.alerts
+                   SET value = g.value, evaluated_at = now(),
+                       sample_log_id = coalesce(g.sample_log_id, sample_log_id),
+                       sample_ts = coalesce(g.sample_ts, sample_ts)
+                 WHERE id = g.alert_id;
+                IF g.state = 'firing' THEN
+                    n := n + @extschema@._queue_rule_alert(g.alert_id, 'firing', true);
+                END IF;
             END IF;
-        END LOOP;
+        ELSIF g.state = 'pending' THEN
+            PERFORM @extschema@._set_alert_state(g.alert_id, 'inactive', g.value);
+        ELSE
+            PERFORM @extschema@._set_alert_state(g.alert_id, 'resolved', g.value);
+            n := n + @extschema@._queue_rule_alert(g.alert_id, 'resolved', false);
+        END IF;
     END LOOP;
     UPDATE @extschema@.alert_rules SET evaluated_at = now() WHERE enabled;
     RETURN n;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._evaluate_alert_rules() IS
-    'Internal: evaluates every enabled alert rule now, moves its alerts through pending / firing / resolved and queues their notifications. Returns the number of queue rows written.';
+    'Internal: folds the pending ingest deltas into the counters, evaluates every enabled alert rule now (the groups whose value can have changed), moves its alerts through pending / firing / resolved and queues their notifications. Returns the number of queue rows written.';
 
 -- Counters older than every window that needs them: per (rule, group) the
 -- newest bucket is kept for logagg.absent_lookback (an absent rule must
