@@ -424,21 +424,45 @@ CREATE TRIGGER alert_rules_reevaluate
     ON @extschema@.alert_rules
     FOR EACH ROW EXECUTE FUNCTION @extschema@._alert_rule_reevaluate();
 
--- No foreign key to alert_rules: ingest must never fail a batch because a
--- rule was removed meanwhile (its counts are skipped, or pruned later).
+-- Counting is per "class": the rules of one part (same group_by and
+-- window) that a record matched, wholly or (ratio rules) for the
+-- denominator only.  A hundred rules matching the same records make one
+-- class, so counters and deltas do not grow with the number of rules; a
+-- rule's count is the sum over the classes it belongs to.  Classes are
+-- numbered by the fold the first time a delta names them.  No foreign
+-- key to alert_rules: ingest must never fail a batch because a rule was
+-- removed meanwhile (the removed rule's memberships are skipped, and
+-- pruned later).
+CREATE TABLE @extschema@._alert_rule_classes (
+    id           serial PRIMARY KEY,
+    key          text NOT NULL UNIQUE,
+    window_secs  int NOT NULL,
+    bucket_secs  int NOT NULL
+);
+COMMENT ON TABLE @extschema@._alert_rule_classes IS
+    'Internal: the classes alert rule counts are kept per: key = "window_secs:bucket_secs:rule ids" as ingest names it ("300:5:3,-4,7"; a negative id counts in a ratio''s denominator only).';
+
+CREATE TABLE @extschema@._alert_rule_class_rules (
+    rule_id   int NOT NULL,
+    class_id  int NOT NULL REFERENCES @extschema@._alert_rule_classes (id) ON DELETE CASCADE,
+    "full"    boolean NOT NULL,
+    PRIMARY KEY (rule_id, class_id)
+);
+CREATE INDEX _alert_rule_class_rules_class ON @extschema@._alert_rule_class_rules (class_id);
+COMMENT ON TABLE @extschema@._alert_rule_class_rules IS
+    'Internal: the rules of each class; full = its records match the rule''s whole filter (else only a ratio rule''s denominator).';
+
 CREATE TABLE @extschema@._alert_rule_counts (
-    rule_id      int NOT NULL,
+    class_id     int NOT NULL,
     labels       jsonb NOT NULL,
     bucket       timestamptz NOT NULL,
-    matched      bigint NOT NULL DEFAULT 0,
-    total        bigint NOT NULL DEFAULT 0,
-    last_ts      timestamptz,
-    last_log_id  bigint,
-    PRIMARY KEY (rule_id, labels, bucket)
-) WITH (fillfactor = 50);   -- room for HOT updates: every batch updates its counters
-CREATE INDEX _alert_rule_counts_bucket ON @extschema@._alert_rule_counts (rule_id, bucket);
+    n            bigint NOT NULL,
+    last_ts      timestamptz NOT NULL,
+    last_log_id  bigint NOT NULL,
+    PRIMARY KEY (class_id, labels, bucket)
+) WITH (fillfactor = 50);   -- room for HOT updates: every fold updates its counters
 COMMENT ON TABLE @extschema@._alert_rule_counts IS
-    'Internal: records counted per (rule, group labels, time bucket of ts), folded from _alert_rule_deltas by the evaluator: matched = records matching the whole filter, total = records matching its source / min_severity / attrs parts (ratio rules), last_ts / last_log_id = the latest matching record.';
+    'Internal: records counted per (class, group labels, time bucket of ts), folded from _alert_rule_deltas by the evaluator: n records, last_ts / last_log_id the latest of them. A rule''s matched count is the sum of n over its classes with full, its ratio denominator the sum over all its classes.';
 
 -- One row per ingest batch that counted something, written in the batch's
 -- transaction (src/alert_rules.c): what the batch adds to the counters,
@@ -456,7 +480,7 @@ CREATE TABLE @extschema@._alert_rule_deltas (
     last_log_id  bigint[] NOT NULL
 );
 COMMENT ON TABLE @extschema@._alert_rule_deltas IS
-    'Internal: alert rule counts of ingest batches not yet folded into _alert_rule_counts. classes: per class the ids of its rules ("3,-4": a negative id counts in a ratio''s denominator only); per entry i: class[i] (index in classes), labels[i] (JSON text), bucket[i], n[i] records, last_ts[i] / last_log_id[i] of its latest record.';
+    'Internal: alert rule counts of ingest batches not yet folded into _alert_rule_counts. classes: the keys of the batch''s classes (see _alert_rule_classes); per entry i: class[i] (index in classes), labels[i] (JSON text), bucket[i], n[i] records, last_ts[i] / last_log_id[i] of its latest record.';
 
 -- A rule's counts still in _alert_rule_deltas, as counter rows (not summed).
 CREATE FUNCTION @extschema@._alert_rule_pending(p_rule_id int)
@@ -471,63 +495,78 @@ BEGIN ATOMIC
     FROM @extschema@._alert_rule_deltas d
     CROSS JOIN LATERAL unnest(d.class, d.labels, d.bucket, d.n, d.last_ts, d.last_log_id)
         AS x(cls, labels, bucket, n, last_ts, last_log_id)
-    CROSS JOIN LATERAL unnest(string_to_array(d.classes[x.cls], ',')::int[]) AS k(r)
+    CROSS JOIN LATERAL unnest(string_to_array(split_part(d.classes[x.cls], ':', 3), ',')::int[]) AS k(r)
     WHERE abs(k.r) = p_rule_id;
 END;
 COMMENT ON FUNCTION @extschema@._alert_rule_pending(int) IS
     'Internal: a rule''s counts in ingest deltas not yet folded into _alert_rule_counts, one row per delta entry.';
 
--- Fold every committed delta into the counters and delete it, in one
--- statement (so in the caller's transaction): entries are summed per
--- (class, labels, bucket) first, then spread over the class's rules, so
--- the upsert writes one row per (rule, group, bucket) however many
--- batches the deltas came from.  Rules removed meanwhile are skipped.
--- Returns the (rule, labels) whose counters changed.
+-- Fold every committed delta into the counters and delete it (in the
+-- caller's transaction, so exactly once): entries are summed per (class,
+-- labels, bucket) over all pending deltas, classes seen for the first
+-- time are numbered (with their rules that still exist), and the counters
+-- get one upsert of one row per (class, group, bucket).  Returns the
+-- (class, labels) whose counters changed.
 CREATE FUNCTION @extschema@._fold_alert_rule_deltas()
-    RETURNS TABLE (rule_id int, labels jsonb)
-    LANGUAGE sql
+    RETURNS TABLE (class_id int, labels jsonb)
+    LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
-BEGIN ATOMIC
+    SET jit = off
+AS $fn$
+DECLARE
+    v_key    text[];
+    v_labels text[];
+    v_bucket timestamptz[];
+    v_n      bigint[];
+    v_ts     timestamptz[];
+    v_id     bigint[];
+BEGIN
     WITH d AS (
         DELETE FROM @extschema@._alert_rule_deltas RETURNING *
     ), e AS (
-        SELECT d.classes[x.cls] AS cls, x.labels, x.bucket, sum(x.n)::bigint AS n,
+        -- the latest record: max of [ts, id] (no ordered aggregate, so hashable)
+        SELECT d.classes[x.cls] AS key, x.labels, x.bucket, sum(x.n)::bigint AS n,
                max(x.last_ts) AS last_ts,
-               (array_agg(x.last_log_id ORDER BY x.last_ts DESC, x.last_log_id DESC))[1] AS last_log_id
+               (max(ARRAY[extract(epoch FROM x.last_ts), x.last_log_id]))[2]::bigint AS last_log_id
         FROM d
         CROSS JOIN LATERAL unnest(d.class, d.labels, d.bucket, d.n, d.last_ts, d.last_log_id)
             AS x(cls, labels, bucket, n, last_ts, last_log_id)
         GROUP BY 1, 2, 3
-    ), m AS (
-        SELECT abs(k.r) AS rule_id, k.r > 0 AS full, e.labels::jsonb AS labels, e.bucket, e.n,
-               e.last_ts, e.last_log_id
-        FROM e CROSS JOIN LATERAL unnest(string_to_array(e.cls, ',')::int[]) AS k(r)
-    ), ins AS (
-        INSERT INTO @extschema@._alert_rule_counts AS c
-            (rule_id, labels, bucket, matched, total, last_ts, last_log_id)
-        SELECT m.rule_id, m.labels, m.bucket,
-               coalesce(sum(m.n) FILTER (WHERE m.full), 0), sum(m.n),
-               max(m.last_ts) FILTER (WHERE m.full),
-               (array_agg(m.last_log_id ORDER BY m.last_ts DESC, m.last_log_id DESC)
-                   FILTER (WHERE m.full))[1]
-        FROM m
-        WHERE EXISTS (SELECT 1 FROM @extschema@.alert_rules r WHERE r.id = m.rule_id)
-        GROUP BY m.rule_id, m.labels, m.bucket
-        ON CONFLICT (rule_id, labels, bucket) DO UPDATE SET
-            matched = c.matched + excluded.matched,
-            total = c.total + excluded.total,
-            last_log_id = CASE WHEN excluded.last_ts IS NOT NULL AND
-                                    (c.last_ts IS NULL OR excluded.last_ts >= c.last_ts)
-                               THEN excluded.last_log_id ELSE c.last_log_id END,
-            last_ts = CASE WHEN excluded.last_ts IS NOT NULL AND
-                                (c.last_ts IS NULL OR excluded.last_ts >= c.last_ts)
-                           THEN excluded.last_ts ELSE c.last_ts END
-        RETURNING c.rule_id, c.labels
     )
-    SELECT DISTINCT ins.rule_id, ins.labels FROM ins;
-END;
+    SELECT array_agg(e.key), array_agg(e.labels), array_agg(e.bucket), array_agg(e.n),
+           array_agg(e.last_ts), array_agg(e.last_log_id)
+      INTO v_key, v_labels, v_bucket, v_n, v_ts, v_id
+      FROM e;
+    IF v_key IS NULL THEN
+        RETURN;
+    END IF;
+
+    WITH k AS (
+        INSERT INTO @extschema@._alert_rule_classes AS c (key, window_secs, bucket_secs)
+        SELECT DISTINCT u.key, split_part(u.key, ':', 1)::int, split_part(u.key, ':', 2)::int
+        FROM unnest(v_key) AS u(key)
+        ON CONFLICT (key) DO NOTHING
+        RETURNING c.id, c.key
+    )
+    INSERT INTO @extschema@._alert_rule_class_rules (rule_id, class_id, "full")
+    SELECT abs(r.r), k.id, r.r > 0
+    FROM k CROSS JOIN LATERAL unnest(string_to_array(split_part(k.key, ':', 3), ',')::int[]) AS r(r)
+    WHERE EXISTS (SELECT 1 FROM @extschema@.alert_rules ar WHERE ar.id = abs(r.r));
+
+    RETURN QUERY
+    INSERT INTO @extschema@._alert_rule_counts AS c (class_id, labels, bucket, n, last_ts, last_log_id)
+    SELECT k.id, u.labels::jsonb, u.bucket, u.n, u.last_ts, u.last_log_id
+    FROM unnest(v_key, v_labels, v_bucket, v_n, v_ts, v_id) AS u(key, labels, bucket, n, last_ts, last_log_id)
+    JOIN @extschema@._alert_rule_classes k ON k.key = u.key
+    ON CONFLICT ON CONSTRAINT _alert_rule_counts_pkey DO UPDATE SET
+        n = c.n + excluded.n,
+        last_log_id = CASE WHEN excluded.last_ts >= c.last_ts THEN excluded.last_log_id ELSE c.last_log_id END,
+        last_ts = greatest(c.last_ts, excluded.last_ts)
+    RETURNING c.class_id, c.labels;
+END
+$fn$;
 COMMENT ON FUNCTION @extschema@._fold_alert_rule_deltas() IS
-    'Internal: adds the committed ingest deltas to _alert_rule_counts and deletes them (exactly once); returns the (rule, labels) whose counters changed.';
+    'Internal: adds the committed ingest deltas to _alert_rule_counts and deletes them (exactly once); returns the (class, labels) whose counters changed.';
 
 CREATE TABLE @extschema@.alerts (
     id            bigserial PRIMARY KEY,
@@ -628,8 +667,12 @@ BEGIN ATOMIC
                    FILTER (WHERE c.bucket >= r.ws AND c.last_ts IS NOT NULL))[1] AS sample_log_id,
                max(c.last_ts) FILTER (WHERE c.bucket >= r.ws) AS sample_ts,
                bool_or(c.matched > 0) AS seen
-        FROM (SELECT x.labels, x.bucket, x.matched, x.total, x.last_ts, x.last_log_id
-                FROM @extschema@._alert_rule_counts x WHERE x.rule_id = p_rule_id
+        FROM (SELECT x.labels, x.bucket, CASE WHEN m."full" THEN x.n ELSE 0 END AS matched, x.n AS total,
+                     CASE WHEN m."full" THEN x.last_ts END AS last_ts,
+                     CASE WHEN m."full" THEN x.last_log_id END AS last_log_id
+                FROM @extschema@._alert_rule_class_rules m
+                JOIN @extschema@._alert_rule_counts x ON x.class_id = m.class_id
+                WHERE m.rule_id = p_rule_id
               UNION ALL
               SELECT * FROM @extschema@._alert_rule_pending(p_rule_id)) c, r
         WHERE c.bucket >= least(r.ws, p_now - p_lookback)
@@ -848,7 +891,8 @@ DECLARE
     v_id int := @extschema@._alert_rule_id(name);
 BEGIN
     DELETE FROM @extschema@.alert_rules WHERE id = v_id;
-    DELETE FROM @extschema@._alert_rule_counts WHERE rule_id = v_id;
+    -- its counts: classes left without rules are pruned with their counters
+    DELETE FROM @extschema@._alert_rule_class_rules WHERE rule_id = v_id;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@.remove_alert_rule(text) IS
@@ -1007,16 +1051,20 @@ COMMENT ON FUNCTION @extschema@._set_alert_state(bigint, text, float8) IS
 --
 -- First the pending ingest deltas are folded into the counters (in this
 -- transaction).  Then, so that an evaluation costs what changed rather
--- than rules x groups: a count or rate rule's value only rises when its
--- group gets records, so for those rules only the groups the fold
--- touched and the groups with a pending or firing alert are looked at.
--- Every group is looked at for ratio (the denominator leaving the window
--- can raise the ratio) and absent rules (a group falls silent without a
--- record), and for rules the previous evaluation did not cover (new,
--- resumed, or after an evaluation that failed).
+-- than rules x groups x buckets: a count or rate rule's value only rises
+-- when its group gets records, so for those rules only the groups the
+-- fold touched and the groups with a pending or firing alert are looked
+-- at.  Every group is looked at for ratio (the denominator leaving the
+-- window can raise the ratio) and absent rules (a group falls silent
+-- without a record), and for rules the previous evaluation did not cover
+-- (new, resumed or changed: evaluated_at NULL).  Window sums are taken
+-- once per (class, group); a touched group of a count or rate rule is
+-- added up for the rule only when all the group's classes together hold
+-- more records than the rule's threshold (else it cannot hold).
 CREATE FUNCTION @extschema@._evaluate_alert_rules() RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
 AS $fn$
 DECLARE
     g          record;
@@ -1025,46 +1073,92 @@ DECLARE
     v_now      timestamptz := now();
     v_lookback interval := @extschema@._absent_lookback();
     v_prev     timestamptz;
-    v_rules    int[];
+    v_cls      int[];
     v_labels   jsonb[];
 BEGIN
     -- the start of the latest evaluation that committed
     SELECT max(ar.evaluated_at) INTO v_prev FROM @extschema@.alert_rules ar WHERE ar.enabled;
-    SELECT array_agg(f.rule_id), array_agg(f.labels) INTO v_rules, v_labels
+    SELECT array_agg(f.class_id), array_agg(f.labels) INTO v_cls, v_labels
       FROM @extschema@._fold_alert_rule_deltas() f;
     FOR g IN
         WITH rr AS (
             SELECT ar.id, ar.kind, ar.threshold, ar."window", ar.for_duration,
-                   @extschema@._alert_window_start(v_now, ar."window", ar.bucket_secs) AS ws,
                    (ar.kind IN ('ratio', 'absent') OR ar.evaluated_at IS NULL
                     OR ar.evaluated_at < v_prev) AS every_group
             FROM @extschema@.alert_rules ar
             WHERE ar.enabled
-        ), keys AS (
-            SELECT t.rule_id, t.labels FROM unnest(v_rules, v_labels) AS t(rule_id, labels)
+        ), kc AS (
+            SELECT k.id, @extschema@._alert_window_start(v_now, make_interval(secs => k.window_secs),
+                                                          k.bucket_secs) AS ws
+            FROM @extschema@._alert_rule_classes k
+        ), touched AS (
+            SELECT t.class_id, t.labels FROM unnest(v_cls, v_labels) AS t(class_id, labels)
+        ), ext AS (
+            -- groups looked at whatever the fold touched
+            SELECT a.rule_id, a.labels
+            FROM @extschema@.alerts a JOIN rr ON rr.id = a.rule_id AND NOT rr.every_group
+            WHERE a.state IN ('pending', 'firing')
             UNION
-            SELECT a.rule_id, a.labels FROM @extschema@.alerts a WHERE a.state IN ('pending', 'firing')
-        ), c AS (
-            SELECT c.rule_id, c.labels, c.bucket, c.matched, c.total, c.last_ts, c.last_log_id, rr.ws
-            FROM rr JOIN @extschema@._alert_rule_counts c ON c.rule_id = rr.id
-            WHERE rr.every_group
-              AND c.bucket >= CASE WHEN rr.kind = 'absent' THEN least(rr.ws, v_now - v_lookback) ELSE rr.ws END
-            UNION ALL
-            SELECT c.rule_id, c.labels, c.bucket, c.matched, c.total, c.last_ts, c.last_log_id, rr.ws
-            FROM keys k
-            JOIN rr ON rr.id = k.rule_id AND NOT rr.every_group
+            SELECT m.rule_id, c.labels
+            FROM rr
+            JOIN @extschema@._alert_rule_class_rules m ON m.rule_id = rr.id
+            JOIN kc ON kc.id = m.class_id
             JOIN @extschema@._alert_rule_counts c
-              ON c.rule_id = k.rule_id AND c.labels = k.labels AND c.bucket >= rr.ws
+              ON c.class_id = m.class_id
+             AND c.bucket >= CASE WHEN rr.kind = 'absent' THEN least(kc.ws, v_now - v_lookback) ELSE kc.ws END
+            WHERE rr.every_group
+        ), nb AS (
+            -- classes that share a rule
+            SELECT DISTINCT m1.class_id AS c1, m2.class_id AS c2
+            FROM @extschema@._alert_rule_class_rules m1
+            JOIN @extschema@._alert_rule_class_rules m2 ON m2.rule_id = m1.rule_id
+        ), need AS (
+            -- every (class, group) a value of a looked-at (rule, group) sums
+            SELECT nb.c2 AS class_id, t.labels, false AS lookback
+            FROM touched t JOIN nb ON nb.c1 = t.class_id
+            UNION
+            SELECT m.class_id, e.labels, rr.kind = 'absent'
+            FROM ext e JOIN rr ON rr.id = e.rule_id
+            JOIN @extschema@._alert_rule_class_rules m ON m.rule_id = e.rule_id
+        ), cw AS (
+            SELECT nd.class_id, nd.labels,
+                   coalesce(sum(c.n) FILTER (WHERE c.bucket >= kc.ws), 0)::bigint AS n,
+                   sum(c.n)::bigint AS n_lookback,
+                   max(c.last_ts) FILTER (WHERE c.bucket >= kc.ws) AS last_ts,
+                   (max(ARRAY[extract(epoch FROM c.last_ts), c.last_log_id])
+                       FILTER (WHERE c.bucket >= kc.ws))[2]::bigint AS last_log_id
+            FROM (SELECT need.class_id, need.labels, bool_or(need.lookback) AS lookback
+                  FROM need GROUP BY need.class_id, need.labels) nd
+            JOIN kc ON kc.id = nd.class_id
+            JOIN @extschema@._alert_rule_counts c
+              ON c.class_id = nd.class_id AND c.labels = nd.labels
+             AND c.bucket >= CASE WHEN nd.lookback THEN least(kc.ws, v_now - v_lookback) ELSE kc.ws END
+            GROUP BY nd.class_id, nd.labels
+        ), bound AS (
+            -- no rule counts more records of a group than all its classes hold
+            SELECT cw.labels, sum(cw.n) AS n FROM cw GROUP BY cw.labels
+        ), cand AS (
+            SELECT m.rule_id, t.labels
+            FROM touched t
+            JOIN bound b ON b.labels = t.labels
+            JOIN @extschema@._alert_rule_class_rules m ON m.class_id = t.class_id
+            JOIN rr ON rr.id = m.rule_id AND NOT rr.every_group
+            WHERE b.n > CASE rr.kind WHEN 'rate' THEN rr.threshold * greatest(extract(epoch FROM rr."window"), 1)
+                                     ELSE rr.threshold END
+            UNION
+            SELECT e.rule_id, e.labels FROM ext e
         ), gv AS (
-            SELECT c.rule_id, c.labels,
-                   coalesce(sum(c.matched) FILTER (WHERE c.bucket >= c.ws), 0)::bigint AS matched,
-                   coalesce(sum(c.total) FILTER (WHERE c.bucket >= c.ws), 0)::bigint AS total,
-                   (array_agg(c.last_log_id ORDER BY c.last_ts DESC NULLS LAST)
-                       FILTER (WHERE c.bucket >= c.ws AND c.last_ts IS NOT NULL))[1] AS sample_log_id,
-                   max(c.last_ts) FILTER (WHERE c.bucket >= c.ws) AS sample_ts,
-                   bool_or(c.matched > 0) AS seen
-            FROM c
-            GROUP BY c.rule_id, c.labels
+            SELECT d.rule_id, d.labels,
+                   coalesce(sum(cw.n) FILTER (WHERE m."full"), 0)::bigint AS matched,
+                   coalesce(sum(cw.n), 0)::bigint AS total,
+                   (max(ARRAY[extract(epoch FROM cw.last_ts), cw.last_log_id])
+                       FILTER (WHERE m."full" AND cw.last_ts IS NOT NULL))[2]::bigint AS sample_log_id,
+                   max(cw.last_ts) FILTER (WHERE m."full") AS sample_ts,
+                   coalesce(bool_or(m."full" AND cw.n_lookback > 0), false) AS seen
+            FROM cand d
+            JOIN @extschema@._alert_rule_class_rules m ON m.rule_id = d.rule_id
+            JOIN cw ON cw.class_id = m.class_id AND cw.labels = d.labels
+            GROUP BY d.rule_id, d.labels
         ), v AS (
             SELECT gv.*,
                    CASE rr.kind
@@ -1139,9 +1233,11 @@ $fn$;
 COMMENT ON FUNCTION @extschema@._evaluate_alert_rules() IS
     'Internal: folds the pending ingest deltas into the counters, evaluates every enabled alert rule now (the groups whose value can have changed), moves its alerts through pending / firing / resolved and queues their notifications. Returns the number of queue rows written.';
 
--- Counters older than every window that needs them: per (rule, group) the
--- newest bucket is kept for logagg.absent_lookback (an absent rule must
--- know the group was seen), everything else once it left the window.
+-- Counters older than every window that needs them: per (class, group)
+-- the newest bucket is kept for logagg.absent_lookback (an absent rule
+-- must know the group was seen), everything else once it left the
+-- window; memberships of removed rules, and classes left without rules
+-- with their counters.
 CREATE FUNCTION @extschema@._prune_alert_rule_counts() RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -1151,16 +1247,21 @@ DECLARE
     m int;
     v_lookback interval := @extschema@._absent_lookback();
 BEGIN
+    DELETE FROM @extschema@._alert_rule_class_rules m
+     WHERE NOT EXISTS (SELECT 1 FROM @extschema@.alert_rules r WHERE r.id = m.rule_id);
     DELETE FROM @extschema@._alert_rule_counts c
-     WHERE NOT EXISTS (SELECT 1 FROM @extschema@.alert_rules r WHERE r.id = c.rule_id);
+     WHERE NOT EXISTS (SELECT 1 FROM @extschema@._alert_rule_class_rules m WHERE m.class_id = c.class_id);
     GET DIAGNOSTICS n = ROW_COUNT;
+    -- a pending delta that names a deleted class numbers it again
+    DELETE FROM @extschema@._alert_rule_classes k
+     WHERE NOT EXISTS (SELECT 1 FROM @extschema@._alert_rule_class_rules m WHERE m.class_id = k.id);
     DELETE FROM @extschema@._alert_rule_counts c
-     USING @extschema@.alert_rules r
-     WHERE r.id = c.rule_id
-       AND c.bucket < @extschema@._alert_window_start(now(), r."window", r.bucket_secs)
+     USING @extschema@._alert_rule_classes k
+     WHERE k.id = c.class_id
+       AND c.bucket < @extschema@._alert_window_start(now(), make_interval(secs => k.window_secs), k.bucket_secs)
        AND (c.bucket < now() - v_lookback
             OR EXISTS (SELECT 1 FROM @extschema@._alert_rule_counts c2
-                        WHERE c2.rule_id = c.rule_id AND c2.labels = c.labels
+                        WHERE c2.class_id = c.class_id AND c2.labels = c.labels
                           AND c2.bucket > c.bucket));
     GET DIAGNOSTICS m = ROW_COUNT;
     -- alerts that are over and whose group is gone
@@ -1170,7 +1271,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._prune_alert_rule_counts() IS
-    'Internal: deletes alert rule counters no window needs any more (and those of removed rules), and inactive / resolved alerts older than logagg.absent_lookback. Returns counter rows deleted.';
+    'Internal: deletes alert rule counters no window needs any more, the memberships of removed rules and classes left without rules (with their counters), and inactive / resolved alerts older than logagg.absent_lookback. Returns counter rows deleted.';
 
 -- ---------------------------------------------------------------------------
 -- inhibition, like Alertmanager's inhibit_rules

@@ -140,7 +140,7 @@ GRANT EXECUTE ON FUNCTION @extschema@.grant_source_read(name, text),
 -- sees them, the alert states and their history.
 GRANT SELECT ON @extschema@.alert_rules, @extschema@.alerts, @extschema@.alert_history,
       @extschema@.firing_alerts, @extschema@._alert_rule_counts, @extschema@._alert_rule_deltas,
-      @extschema@.inhibit_rules
+      @extschema@._alert_rule_classes, @extschema@._alert_rule_class_rules, @extschema@.inhibit_rules
     TO logagg_reader;
 GRANT EXECUTE ON FUNCTION @extschema@.rule_preview(text),
                           @extschema@._alert_rule_id(text),

@@ -93,6 +93,7 @@ typedef struct CountRule
 	int			id;
 	bool		is_ratio;
 	int64		bucket_us;
+	int64		window_secs;
 	char	   *source_glob;	/* NULL = any */
 	int			min_severity;	/* -1 = any */
 	int			nlevels;		/* 0 = any */
@@ -121,7 +122,7 @@ static Oid	crules_relid = InvalidOid;
 static SPIPlanPtr delta_plan = NULL;
 
 /*
- * Rules with the same group_by and bucket width form a "part".  A record
+ * Rules with the same group_by and window (so bucket width) form a "part".  A record
  * is counted once per part, under the "class" of its outcome in that
  * part: which of the part's rules it matches, wholly or (ratio rules)
  * only for the denominator.  Counting per (class, labels, bucket) instead
@@ -133,6 +134,7 @@ typedef struct CountPart
 {
 	int			spec;
 	int64		bucket_us;
+	int64		window_secs;
 	int			nrules;
 	int		   *rules;			/* indexes into crules, ascending */
 } CountPart;
@@ -305,6 +307,7 @@ load_rule(HeapTuple tup, TupleDesc desc, CountRule *r)
 	r->bucket_us = (int64) DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)) * USECS_PER_SEC;
 	if (r->bucket_us <= 0)
 		r->bucket_us = USECS_PER_SEC;
+	r->window_secs = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
 	r->source_glob = SPI_getvalue(tup, desc, 4);
 	r->min_severity = logagg_severity_index(SPI_getvalue(tup, desc, 5));
 	d = SPI_getbinval(tup, desc, 6, &isnull);
@@ -398,7 +401,7 @@ assign_spec(CountRule *r, int n_before)
 }
 
 /*
- * Group the loaded rules into parts (same spec and bucket width), in
+ * Group the loaded rules into parts (same spec and window), in
  * crules_cxt; marks the rules that need each record (message_regex,
  * attrs) as not simple.
  */
@@ -416,12 +419,14 @@ build_parts(void)
 		r->simple = (r->message_regex == NULL && r->attrs == NULL);
 		have_complex |= !r->simple;
 		for (p = 0; p < ncparts; p++)
-			if (cparts[p].spec == r->spec && cparts[p].bucket_us == r->bucket_us)
+			if (cparts[p].spec == r->spec && cparts[p].bucket_us == r->bucket_us &&
+				cparts[p].window_secs == r->window_secs)
 				break;
 		if (p == ncparts)
 		{
 			cparts[p].spec = r->spec;
 			cparts[p].bucket_us = r->bucket_us;
+			cparts[p].window_secs = r->window_secs;
 			cparts[p].rules = palloc(sizeof(int) * ncrules);
 			ncparts++;
 		}
@@ -472,7 +477,8 @@ crules_ensure_loaded(void)
 						  "     WHEN 'array' THEN (filter->'status'->>0)::int END, "
 						  "CASE jsonb_typeof(filter->'status') WHEN 'number' THEN (filter->>'status')::int "
 						  "     WHEN 'array' THEN (filter->'status'->>1)::int END, "
-						  "filter->>'message_regex', filter->'attrs', group_by "
+						  "filter->>'message_regex', filter->'attrs', group_by, "
+						  "extract(epoch FROM \"window\")::int8 "
 						  "FROM logagg.alert_rules ORDER BY id", true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "logagg: reading logagg.alert_rules failed: %s", SPI_result_code_string(ret));
@@ -620,12 +626,166 @@ append_label_value(StringInfo b, const char *s, int len)
 	pfree(v);
 }
 
+/* Skip JSON whitespace. */
+static const char *
+json_ws(const char *s)
+{
+	while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+		s++;
+	return s;
+}
+
+/* End of the JSON string at s (its opening quote); *esc when it has a backslash. */
+static const char *
+json_string_end(const char *s, bool *esc)
+{
+	for (s++; *s && *s != '"'; s++)
+	{
+		if (*s == '\\')
+		{
+			*esc = true;
+			if (*++s == '\0')
+				return NULL;
+		}
+	}
+	return *s ? s + 1 : NULL;
+}
+
+/* End of the JSON value at s, or NULL if it is not one. */
+static const char *
+json_value_end(const char *s)
+{
+	bool		esc = false;
+	int			depth = 0;
+
+	if (*s == '"')
+		return json_string_end(s, &esc);
+	if (*s != '{' && *s != '[')
+	{
+		while (*s && *s != ',' && *s != '}' && *s != ']' &&
+			   *s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+			s++;
+		return s;
+	}
+	while (*s)
+	{
+		if (*s == '"')
+		{
+			if ((s = json_string_end(s, &esc)) == NULL)
+				return NULL;
+			continue;
+		}
+		if (*s == '{' || *s == '[')
+			depth++;
+		else if ((*s == '}' || *s == ']') && --depth == 0)
+			return s + 1;
+		s++;
+	}
+	return NULL;
+}
+
+/* "0" or a plain integer of at most 15 digits: numeric_out gives it back as is. */
+static bool
+plain_integer(const char *s, int len)
+{
+	int			i = (len > 0 && s[0] == '-') ? 1 : 0;
+
+	if (len - i < 1 || len - i > 15 || (s[i] == '0' && len - i > 1) || (i == 1 && s[1] == '0'))
+		return false;
+	for (; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+/*
+ * append_attr_label without building the record's attrs jsonb, for attrs
+ * text the scanner checked (attrs_flat): the LAST top-level member named
+ * key (jsonb keeps the last of duplicates) whose value is a string without
+ * escapes, a plain integer, true, false or null gives the same label text
+ * the jsonb path gives.  Anything else returns false, appending nothing,
+ * and the caller takes the jsonb path.  A key with escapes is never KEY
+ * (group_by keys are letters, digits, "_", "." and "-", and the text has
+ * no \u escapes).
+ */
+static bool
+flat_attr_label(StringInfo b, const char *s, const char *key)
+{
+	size_t		klen = strlen(key);
+	const char *vs = NULL;
+	const char *ve = NULL;
+
+	s = json_ws(s);
+	if (*s != '{')
+		return false;
+	s = json_ws(s + 1);
+	while (*s != '}')
+	{
+		bool		esc = false;
+		const char *ks = s;
+		const char *ke;
+		const char *e;
+
+		if (*s != '"' || (ke = json_string_end(s, &esc)) == NULL)
+			return false;
+		s = json_ws(ke);
+		if (*s != ':')
+			return false;
+		s = json_ws(s + 1);
+		e = json_value_end(s);
+		if (e == NULL || e == s)
+			return false;
+		if (!esc && (size_t) (ke - ks - 2) == klen && memcmp(ks + 1, key, klen) == 0)
+		{
+			vs = s;
+			ve = e;
+		}
+		s = json_ws(e);
+		if (*s == ',')
+			s = json_ws(s + 1);
+		else if (*s != '}')
+			return false;
+	}
+	if (vs == NULL || (ve - vs == 4 && memcmp(vs, "null", 4) == 0) ||
+		(ve - vs == 5 && memcmp(vs, "false", 5) == 0))
+	{
+		appendStringInfoString(b, vs && *vs == 'f' ? "\"false\"" : "\"\"");
+		return true;
+	}
+	if (ve - vs == 4 && memcmp(vs, "true", 4) == 0)
+	{
+		appendStringInfoString(b, "\"true\"");
+		return true;
+	}
+	if (*vs == '"')
+	{
+		bool		esc = false;
+
+		(void) json_string_end(vs, &esc);
+		if (esc)
+			return false;
+		append_label_value(b, vs + 1, (int) (ve - vs - 2));
+		return true;
+	}
+	if (plain_integer(vs, (int) (ve - vs)))
+	{
+		append_label_value(b, vs, (int) (ve - vs));
+		return true;
+	}
+	return false;
+}
+
 /* A top-level attrs value as label text ("" when absent or null). */
 static void
 append_attr_label(StringInfo b, RecordView *v, const char *key)
 {
-	Jsonb	   *a = record_attrs(v);
+	Jsonb	   *a;
 	JsonbValue	jv;
+
+	if (v->r->attrs && v->r->attrs_flat && !v->attrs_made &&
+		flat_attr_label(b, v->r->attrs, key))
+		return;
+	a = record_attrs(v);
 
 	if (a == NULL || !JB_ROOT_IS_OBJECT(a) ||
 		getKeyJsonValueFromContainer(&a->root, key, strlen(key), &jv) == NULL)
@@ -903,24 +1063,29 @@ count_record(CountBatch *cb, RecordView *v, int64 id)
 }
 
 /*
- * A class as text for the delta: its rules' ids, comma-separated, a
- * negative id for a rule counted in the denominator only ("3,-4,7").
+ * A class as text for the delta: the window and bucket width in seconds
+ * of its part, then its rules' ids, comma-separated, a negative id for a
+ * rule counted in the denominator only ("300:5:3,-4,7").
  */
 static char *
 class_text(const ClassEntry *c)
 {
 	const CountPart *part = &cparts[c->key.part];
 	StringInfoData b;
+	bool		first = true;
 
 	initStringInfo(&b);
+	appendStringInfo(&b, INT64_FORMAT ":" INT64_FORMAT ":", part->window_secs,
+					 part->bucket_us / USECS_PER_SEC);
 	for (int j = 0; j < part->nrules; j++)
 	{
 		int			id = crules[part->rules[j]].id;
 
 		if (c->key.out[j] == OUT_NONE)
 			continue;
-		if (b.len > 0)
+		if (!first)
 			appendStringInfoChar(&b, ',');
+		first = false;
 		appendStringInfo(&b, "%d", c->key.out[j] == OUT_FULL ? id : -id);
 	}
 	return b.data;
