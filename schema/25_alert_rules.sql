@@ -1053,14 +1053,14 @@ COMMENT ON FUNCTION @extschema@._set_alert_state(bigint, text, float8) IS
 -- transaction).  Then, so that an evaluation costs what changed rather
 -- than rules x groups x buckets: a count or rate rule's value only rises
 -- when its group gets records, so for those rules only the groups the
--- fold touched and the groups with a pending or firing alert are looked
--- at.  Every group is looked at for ratio (the denominator leaving the
--- window can raise the ratio) and absent rules (a group falls silent
--- without a record), and for rules the previous evaluation did not cover
--- (new, resumed or changed: evaluated_at NULL).  Window sums are taken
--- once per (class, group); a touched group of a count or rate rule is
--- added up for the rule only when all the group's classes together hold
--- more records than the rule's threshold (else it cannot hold).
+-- fold touched (all groups of a rule the previous evaluation did not
+-- cover: new, resumed or changed, evaluated_at NULL) and the groups with
+-- a pending or firing alert are looked at, and a touched group only when
+-- all its classes together hold more records than the rule's threshold
+-- (else the condition cannot hold).  Every group is looked at for ratio
+-- (the denominator leaving the window can raise the ratio) and absent
+-- rules (a group falls silent without a record).  Window sums are taken
+-- once per (class, group), then added up per rule.
 CREATE FUNCTION @extschema@._evaluate_alert_rules() RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -1083,8 +1083,7 @@ BEGIN
     FOR g IN
         WITH rr AS (
             SELECT ar.id, ar.kind, ar.threshold, ar."window", ar.for_duration,
-                   (ar.kind IN ('ratio', 'absent') OR ar.evaluated_at IS NULL
-                    OR ar.evaluated_at < v_prev) AS every_group
+                   (ar.evaluated_at IS NULL OR ar.evaluated_at < v_prev) AS every_group
             FROM @extschema@.alert_rules ar
             WHERE ar.enabled
         ), kc AS (
@@ -1092,11 +1091,21 @@ BEGIN
                                                           k.bucket_secs) AS ws
             FROM @extschema@._alert_rule_classes k
         ), touched AS (
+            -- groups whose counts the fold changed; all groups of a count
+            -- or rate rule the previous evaluation did not cover
             SELECT t.class_id, t.labels FROM unnest(v_cls, v_labels) AS t(class_id, labels)
+            UNION
+            SELECT c.class_id, c.labels
+            FROM rr
+            JOIN @extschema@._alert_rule_class_rules m ON m.rule_id = rr.id
+            JOIN kc ON kc.id = m.class_id
+            JOIN @extschema@._alert_rule_counts c ON c.class_id = m.class_id AND c.bucket >= kc.ws
+            WHERE rr.every_group AND rr.kind IN ('count', 'rate')
         ), ext AS (
-            -- groups looked at whatever the fold touched
+            -- groups looked at whatever the fold touched: those with a
+            -- pending or firing alert, every group of ratio and absent rules
             SELECT a.rule_id, a.labels
-            FROM @extschema@.alerts a JOIN rr ON rr.id = a.rule_id AND NOT rr.every_group
+            FROM @extschema@.alerts a JOIN rr ON rr.id = a.rule_id
             WHERE a.state IN ('pending', 'firing')
             UNION
             SELECT m.rule_id, c.labels
@@ -1106,7 +1115,7 @@ BEGIN
             JOIN @extschema@._alert_rule_counts c
               ON c.class_id = m.class_id
              AND c.bucket >= CASE WHEN rr.kind = 'absent' THEN least(kc.ws, v_now - v_lookback) ELSE kc.ws END
-            WHERE rr.every_group
+            WHERE rr.kind IN ('ratio', 'absent')
         ), nb AS (
             -- classes that share a rule
             SELECT DISTINCT m1.class_id AS c1, m2.class_id AS c2
@@ -1142,7 +1151,7 @@ BEGIN
             FROM touched t
             JOIN bound b ON b.labels = t.labels
             JOIN @extschema@._alert_rule_class_rules m ON m.class_id = t.class_id
-            JOIN rr ON rr.id = m.rule_id AND NOT rr.every_group
+            JOIN rr ON rr.id = m.rule_id AND rr.kind IN ('count', 'rate')
             WHERE b.n > CASE rr.kind WHEN 'rate' THEN rr.threshold * greatest(extract(epoch FROM rr."window"), 1)
                                      ELSE rr.threshold END
             UNION

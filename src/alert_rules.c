@@ -212,6 +212,7 @@ typedef struct CountBatch
 	int			class_cap;
 	uint8	   *scratch;		/* ncrules outcomes */
 	uint8	   *partout;		/* outcomes of one part's rules */
+	StringInfoData *lbuf;		/* per spec: the current record's labels */
 } CountBatch;
 
 static void
@@ -822,48 +823,51 @@ append_attr_label(StringInfo b, RecordView *v, const char *key)
 	}
 }
 
-/* The record's group labels under the rule, as a JSON object's text. */
+/*
+ * The record's group labels under the rule, as a JSON object's text, in
+ * buf (reset first: one buffer per spec serves the whole batch).
+ */
 static char *
-group_labels(const CountRule *rule, RecordView *v)
+group_labels(StringInfo buf, const CountRule *rule, RecordView *v)
 {
-	StringInfoData b;
+	StringInfo	b = buf;
 	const IngestRecord *r = v->r;
 
-	initStringInfo(&b);
-	appendStringInfoChar(&b, '{');
+	resetStringInfo(b);
+	appendStringInfoChar(b, '{');
 	for (int k = 0; k < rule->ngroup; k++)
 	{
 		char		num[16];
 
 		if (k > 0)
-			appendStringInfoString(&b, ", ");
-		appendStringInfoString(&b, rule->group_name[k]);
-		appendStringInfoString(&b, ": ");
+			appendStringInfoString(b, ", ");
+		appendStringInfoString(b, rule->group_name[k]);
+		appendStringInfoString(b, ": ");
 		switch (rule->group[k])
 		{
 			case GL_SOURCE:
-				append_label_value(&b, r->source, strlen(r->source));
+				append_label_value(b, r->source, strlen(r->source));
 				break;
 			case GL_LEVEL:
-				append_label_value(&b, r->level ? r->level : "", r->level ? strlen(r->level) : 0);
+				append_label_value(b, r->level ? r->level : "", r->level ? strlen(r->level) : 0);
 				break;
 			case GL_STATUS:
 				if (r->has_status)
 					snprintf(num, sizeof(num), "%d", r->status);
 				else
 					num[0] = '\0';
-				append_label_value(&b, num, strlen(num));
+				append_label_value(b, num, strlen(num));
 				break;
 			case GL_SEVERITY:
-				appendStringInfo(&b, "\"%s\"", logagg_severity_names[v->sev]);
+				appendStringInfo(b, "\"%s\"", logagg_severity_names[v->sev]);
 				break;
 			case GL_ATTR:
-				append_attr_label(&b, v, rule->attr_key[k]);
+				append_attr_label(b, v, rule->attr_key[k]);
 				break;
 		}
 	}
-	appendStringInfoChar(&b, '}');
-	return b.data;
+	appendStringInfoChar(b, '}');
+	return b->data;
 }
 
 /* Start of the bucket holding ts, aligned to the Unix epoch. */
@@ -918,6 +922,9 @@ count_batch_create(MemoryContext cxt)
 	cb->class_list = palloc(sizeof(ClassEntry *) * cb->class_cap);
 	cb->scratch = palloc(Max(ncrules, 1));
 	cb->partout = palloc(Max(ncrules, 1));
+	cb->lbuf = palloc(sizeof(StringInfoData) * Max(nspecs, 1));
+	for (int i = 0; i < nspecs; i++)
+		initStringInfo(&cb->lbuf[i]);
 	return cb;
 }
 
@@ -1010,7 +1017,7 @@ count_in_class(CountBatch *cb, RecordView *v, int p, int cls, int64 id)
 
 	if (v->labels[part->spec] == NULL)
 	{
-		char	   *l = group_labels(first, v);
+		char	   *l = group_labels(&cb->lbuf[part->spec], first, v);
 
 		v->labels[part->spec] = l;
 		v->labels_hash[part->spec] = hash_bytes((const unsigned char *) l, strlen(l));
@@ -1022,6 +1029,8 @@ count_in_class(CountBatch *cb, RecordView *v, int p, int cls, int64 id)
 	e = hash_search(cb->counts, &key, HASH_ENTER, &found);
 	if (!found)
 	{
+		/* the key's labels live in the reused buffer: keep a copy */
+		e->key.labels = pstrdup(key.labels);
 		e->n = 0;
 		e->last_ts = 0;
 		e->last_id = 0;
@@ -1200,7 +1209,6 @@ logagg_alert_rules_count(IngestBatch *batch, const int *idx, int n,
 		v.sev = (LogaggSeverity) sevs[i];
 		v.attrs = NULL;
 		v.attrs_made = false;
-		/* label strings stay: hash keys point at the ones first used */
 		memset(labels, 0, sizeof(char *) * Max(nspecs, 1));
 		v.labels = labels;
 		v.labels_hash = hashes;

@@ -101,11 +101,13 @@ for round in $(seq "$ROUNDS"); do
   t_fold=$(date +%s.%N)
   wait_folded
   t_folded=$(date +%s.%N)
-  groups=$(psql -c "SELECT coalesce(round(avg(n)), 0) FROM (SELECT count(DISTINCT labels) AS n FROM logagg._alert_rule_counts GROUP BY rule_id) g")
+  groups=$(psql -c "SELECT coalesce(round(avg(n)), 0) FROM (SELECT count(DISTINCT c.labels) AS n
+                     FROM logagg._alert_rule_class_rules m
+                     JOIN logagg._alert_rule_counts c ON c.class_id = m.class_id GROUP BY m.rule_id) g")
   counters=$(psql -c "SELECT count(*) FROM logagg._alert_rule_counts")
   awk -v r="$rows" -v s="$secs" -v c="$wt" -v d="$dt" -v hz="$hz" -v k="$round" -v n="$RULES" \
       -v g="$groups" -v cn="$counters" -v f="$(awk -v a="$t_fold" -v b="$t_folded" 'BEGIN { print b - a }')" 'BEGIN {
-    printf "round %d, %d rules: %d rows in %.2f s = %.0f rows/s; ingest worker %.2f us/row; dispatch worker 1 %.0f%% of a core; %d groups per rule, %d counter rows; last deltas folded %.1f s after the load\n",
+    printf "round %d, %d rules: %d rows in %.2f s = %.0f rows/s; ingest worker %.2f us/row; dispatch worker 1 %.0f%% of a core; %d groups per rule, %d counter rows (per class, group, bucket); last deltas folded %.1f s after the load\n",
       k, n, r, s, r / s, 1e6 * c / hz / r, 100 * d / hz / s, g, cn, f }'
   sum_b=$(awk -v a="$sum_b" -v r="$rows" -v s="$secs" 'BEGIN { print a + r / s }')
   [ "$round" -lt "$ROUNDS" ] && remove_rules
