@@ -1701,6 +1701,16 @@ CREATE TABLE @extschema@._alert_rule_deltas (
     last_ts      timestamptz[] NOT NULL,
     last_log_id  bigint[] NOT NULL
 );
+-- Stored out of line uncompressed: compressing tens of kB per batch cost
+-- the ingest worker more than all the counting; the rows live seconds.
+ALTER TABLE @extschema@._alert_rule_deltas
+    ALTER COLUMN classes SET STORAGE EXTERNAL,
+    ALTER COLUMN class SET STORAGE EXTERNAL,
+    ALTER COLUMN labels SET STORAGE EXTERNAL,
+    ALTER COLUMN bucket SET STORAGE EXTERNAL,
+    ALTER COLUMN n SET STORAGE EXTERNAL,
+    ALTER COLUMN last_ts SET STORAGE EXTERNAL,
+    ALTER COLUMN last_log_id SET STORAGE EXTERNAL;
 COMMENT ON TABLE @extschema@._alert_rule_deltas IS
     'Internal: alert rule counts of ingest batches not yet folded into _alert_rule_counts. classes: the keys of the batch''s classes (see _alert_rule_classes); per entry i: class[i] (index in classes), labels[i] (JSON text), bucket[i], n[i] records, last_ts[i] / last_log_id[i] of its latest record.';
 
