@@ -6,8 +6,10 @@
 # a rolled-back batch writes none; rule_preview already counts pending
 # deltas; a rule removed while its counts are pending gets no counters,
 # a paused one does; a fold counts every delta once (a second evaluation
-# changes nothing); deltas committed before an immediate shutdown are
-# folded after the restart, and the counters equal count(*) over the rows.
+# changes nothing); group labels read straight from the attrs text equal
+# those of the stored attrs jsonb; deltas committed before an immediate
+# shutdown are folded after the restart, and the counters equal count(*)
+# over the rows.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -94,6 +96,29 @@ is(sql(q{SELECT sum(n) || '/' || count(*) FROM logagg._alert_rule_counts}), $bef
 is(sql(q{SELECT v.sample_log_id = (SELECT max(id) FROM logagg.logs WHERE source = 'd-b')
 	FROM logagg._alert_rule_values((SELECT id FROM logagg.alert_rules WHERE name = 'd-count'), now(), '1 day') v
 	WHERE v.labels->>'source' = 'd-b'}), 't', 'the sample is the latest record of the group');
+
+# --- group labels read from the attrs text: the same as from its jsonb ---
+sql(q{SELECT logagg.add_alert_rule('d-attr', '{"source": "x-k"}', '1 hour', 1000, 'count', ARRAY['attrs.k'])});
+sql(<<'SQL');
+SELECT logagg.ingest($j$[
+	{"source":"x-k","message":"1","k":7}, {"source":"x-k","message":"2","k":"x"},
+	{"source":"x-k","message":"3","k":true}, {"source":"x-k","message":"4","k":null},
+	{"source":"x-k","message":"5","k":1.50}, {"source":"x-k","message":"6","k":-0},
+	{"source":"x-k","message":"7","k":"a\"b"}, {"source":"x-k","message":"8","k":{"n":[1,"}"]}},
+	{"source":"x-k","message":"9","k":1,"k":2}, {"source":"x-k","message":"10"},
+	{"source":"x-k","message":"11","kk":"no","k":"\u00e9"}, {"source":"x-k","message":"12","k":false},
+	{"source":"x-k","message":"13","k":-12}, {"source":"x-k","message":"14","k":"sp ace","z":[1,{"k":"in"}]},
+	{"source":"x-k","message":"15","k":12345678901234567890}, {"source":"x-k","message":"16","k":"7"}
+	]$j$);
+SQL
+my $want = sql(q{SELECT string_agg(l || '=' || n, ' ' ORDER BY l) FROM (
+	SELECT jsonb_build_object('attrs.k', coalesce(attrs->>'k', ''))::text AS l, count(*) AS n
+	FROM logagg.logs WHERE source = 'x-k' GROUP BY 1) x});
+is(sql(q{SELECT string_agg(labels::text || '=' || matched, ' ' ORDER BY labels::text) FROM logagg.rule_preview('d-attr')}),
+	$want, 'attrs.k labels: strings, numbers, booleans, null, nested, duplicates, escapes');
+sql(q{SELECT logagg._evaluate_alert_rules()});
+is(sql(q{SELECT string_agg(labels::text || '=' || matched, ' ' ORDER BY labels::text) FROM logagg.rule_preview('d-attr')}),
+	$want, 'the same once folded');
 
 # --- deltas pending over an immediate shutdown ---
 ingest('d-a', 'error', 7);
