@@ -1657,10 +1657,12 @@ CREATE TRIGGER alert_rules_reevaluate
 -- pruned later).
 CREATE TABLE @extschema@._alert_rule_classes (
     id           serial PRIMARY KEY,
-    key          text NOT NULL UNIQUE,
+    key          text NOT NULL,
     window_secs  int NOT NULL,
     bucket_secs  int NOT NULL
 );
+-- by hash: the key of a class of a thousand rules is too long for a btree
+CREATE UNIQUE INDEX _alert_rule_classes_key ON @extschema@._alert_rule_classes (md5(key));
 COMMENT ON TABLE @extschema@._alert_rule_classes IS
     'Internal: the classes alert rule counts are kept per: key = "window_secs:bucket_secs:rule ids" as ingest names it ("300:5:3,-4,7"; a negative id counts in a ratio''s denominator only).';
 
@@ -1777,7 +1779,7 @@ BEGIN
         INSERT INTO @extschema@._alert_rule_classes AS c (key, window_secs, bucket_secs)
         SELECT DISTINCT u.key, split_part(u.key, ':', 1)::int, split_part(u.key, ':', 2)::int
         FROM unnest(v_key) AS u(key)
-        ON CONFLICT (key) DO NOTHING
+        ON CONFLICT ((md5(key))) DO NOTHING
         RETURNING c.id, c.key
     )
     INSERT INTO @extschema@._alert_rule_class_rules (rule_id, class_id, "full")
@@ -1789,7 +1791,7 @@ BEGIN
     INSERT INTO @extschema@._alert_rule_counts AS c (class_id, labels, bucket, n, last_ts, last_log_id)
     SELECT k.id, u.labels::jsonb, u.bucket, u.n, u.last_ts, u.last_log_id
     FROM unnest(v_key, v_labels, v_bucket, v_n, v_ts, v_id) AS u(key, labels, bucket, n, last_ts, last_log_id)
-    JOIN @extschema@._alert_rule_classes k ON k.key = u.key
+    JOIN @extschema@._alert_rule_classes k ON md5(k.key) = md5(u.key) AND k.key = u.key
     ON CONFLICT ON CONSTRAINT _alert_rule_counts_pkey DO UPDATE SET
         n = c.n + excluded.n,
         last_log_id = CASE WHEN excluded.last_ts >= c.last_ts THEN excluded.last_log_id ELSE c.last_log_id END,

@@ -6,7 +6,7 @@
 # a rolled-back batch writes none; rule_preview already counts pending
 # deltas; a rule removed while its counts are pending gets no counters,
 # a paused one does; a fold counts every delta once (a second evaluation
-# changes nothing); group labels read straight from the attrs text equal
+# changes nothing); a class of 800 rules works; group labels read straight from the attrs text equal
 # those of the stored attrs jsonb; deltas committed before an immediate
 # shutdown are folded after the restart, and the counters equal count(*)
 # over the rows.
@@ -119,6 +119,15 @@ is(sql(q{SELECT string_agg(labels::text || '=' || matched, ' ' ORDER BY labels::
 sql(q{SELECT logagg._evaluate_alert_rules()});
 is(sql(q{SELECT string_agg(labels::text || '=' || matched, ' ' ORDER BY labels::text) FROM logagg.rule_preview('d-attr')}),
 	$want, 'the same once folded');
+
+# --- a class of 800 rules: its key is longer than a btree entry may be ---
+sql(q{SELECT count(logagg.add_alert_rule('w-' || i, '{"source": "w-src"}', '1 hour', 1000))
+	FROM generate_series(1, 800) i});
+ingest('w-src', 'info', 2);
+sql(q{SELECT logagg._evaluate_alert_rules()});
+is(counted('w-800'), 'w-src=2', 'the 800th rule of one class counts its 2 records');
+cmp_ok(sql(q{SELECT max(length(key)) FROM logagg._alert_rule_classes}), '>', 3000, 'with a class key over 3000 bytes');
+sql(q{SELECT count(logagg.remove_alert_rule(name)) FROM logagg.alert_rules WHERE name LIKE 'w-%'});
 
 # --- deltas pending over an immediate shutdown ---
 ingest('d-a', 'error', 7);
