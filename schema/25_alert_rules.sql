@@ -1087,9 +1087,14 @@ DECLARE
     v_prev     timestamptz;
     v_cls      int[];
     v_labels   jsonb[];
+    v_ids      int[];
+    v_evs      timestamptz[];
 BEGIN
-    -- the start of the latest evaluation that committed
-    SELECT max(ar.evaluated_at) INTO v_prev FROM @extschema@.alert_rules ar WHERE ar.enabled;
+    -- the start of the latest evaluation that committed, and what each
+    -- enabled rule's evaluated_at is now
+    SELECT max(ar.evaluated_at), array_agg(ar.id), array_agg(ar.evaluated_at)
+      INTO v_prev, v_ids, v_evs
+      FROM @extschema@.alert_rules ar WHERE ar.enabled;
     SELECT array_agg(f.class_id), array_agg(f.labels) INTO v_cls, v_labels
       FROM @extschema@._fold_alert_rule_deltas() f;
     FOR g IN
@@ -1247,7 +1252,11 @@ BEGIN
             n := n + @extschema@._queue_rule_alert(g.alert_id, 'resolved', false);
         END IF;
     END LOOP;
-    UPDATE @extschema@.alert_rules SET evaluated_at = now() WHERE enabled;
+    -- not a rule resumed or changed meanwhile (evaluated_at NULL): the
+    -- next evaluation must look at all its groups
+    UPDATE @extschema@.alert_rules ar SET evaluated_at = now()
+      FROM unnest(v_ids, v_evs) AS u(id, ev)
+     WHERE ar.id = u.id AND ar.enabled AND ar.evaluated_at IS NOT DISTINCT FROM u.ev;
     RETURN n;
 END
 $fn$;
