@@ -2385,14 +2385,27 @@ BEGIN
         ), bound AS (
             -- no rule counts more records of a group than all its classes hold
             SELECT cw.labels, sum(cw.n) AS n FROM cw GROUP BY cw.labels
-        ), cand AS (
-            SELECT m.rule_id, t.labels
+        ), limits AS (
+            -- per count or rate rule, the records its condition needs
+            SELECT rr.id, CASE rr.kind WHEN 'rate' THEN rr.threshold * greatest(extract(epoch FROM rr."window"), 1)
+                                       ELSE rr.threshold END AS need
+            FROM rr WHERE rr.kind IN ('count', 'rate')
+        ), class_need AS (
+            SELECT m.class_id, min(l.need) AS need
+            FROM @extschema@._alert_rule_class_rules m JOIN limits l ON l.id = m.rule_id
+            GROUP BY m.class_id
+        ), hot AS MATERIALIZED (
+            -- touched groups some rule of the class might fire on, found
+            -- before spreading over the class's rules
+            SELECT t.class_id, t.labels, b.n
             FROM touched t
-            JOIN bound b ON b.labels = t.labels
-            JOIN @extschema@._alert_rule_class_rules m ON m.class_id = t.class_id
-            JOIN rr ON rr.id = m.rule_id AND rr.kind IN ('count', 'rate')
-            WHERE b.n > CASE rr.kind WHEN 'rate' THEN rr.threshold * greatest(extract(epoch FROM rr."window"), 1)
-                                     ELSE rr.threshold END
+            JOIN class_need cn ON cn.class_id = t.class_id
+            JOIN bound b ON b.labels = t.labels AND b.n > cn.need
+        ), cand AS (
+            SELECT m.rule_id, h.labels
+            FROM hot h
+            JOIN @extschema@._alert_rule_class_rules m ON m.class_id = h.class_id
+            JOIN limits l ON l.id = m.rule_id AND h.n > l.need
             UNION
             SELECT e.rule_id, e.labels FROM ext e
         ), gv AS (
