@@ -123,13 +123,13 @@ rport=$(free_port); cport=$(free_port)
 /usr/bin/python3 "$here/test/receivers/http_receiver.py" --port "$rport" --control-port "$cport" \
   --out "$dir/received.jsonl" --ready-file "$dir/receiver.ready" &
 rpid=$!
-trap 'kill "$rpid" 2>/dev/null || true; cleanup' EXIT
+lpids=()
+trap 'kill "$rpid" "${lpids[@]}" 2>/dev/null || true; cleanup' EXIT
 for _ in $(seq 100); do [ -e "$dir/receiver.ready" ] && break; sleep 0.1; done
 psql -c "ALTER SYSTEM SET logagg.rule_eval_interval = '${EVAL_MS}ms'" -c "SELECT pg_reload_conf()" >/dev/null
 psql -c "SELECT logagg.add_destination('lat', 'webhook', '{\"url\": \"http://127.0.0.1:$rport/lat\"}')" \
      -c "SELECT logagg.add_route('lat', 'high')" \
      -c "SELECT logagg.add_alert_rule('probe', '{\"level\": \"fatal\"}', '1 min', 0, 'count', ARRAY['attrs.probe'])" >/dev/null
-lpids=()
 if [ "$LAT_RATE" -gt 0 ]; then
   for i in $(seq "$EMITTERS"); do
     "$emit" --url "ws://127.0.0.1:$wsport/ingest" --token "$token" --profile a --shards "$NGROUPS" \
@@ -158,7 +158,10 @@ for i in range(samples):
     while got is None and time.time() < deadline:
         with open(out) as f:
             for line in f:
-                rec = json.loads(line)
+                try:
+                    rec = json.loads(line)
+                except ValueError:      # the receiver is still writing it
+                    break
                 if probe in rec.get("body", "") and '"firing"' in rec.get("body", ""):
                     got = rec["t_recv"]
                     break
