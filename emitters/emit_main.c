@@ -179,6 +179,8 @@ usage(FILE *f)
 			"  --give-up-after SECS  exit when no connection for SECS (default 60, 0 = never)\n"
 			"  --drain-timeout SECS  at the end, wait at most SECS without ack progress (default 10)\n"
 			"  --seed N              PRNG seed for reproducible records\n"
+			"  --shards N            add an attribute \"shard\" with one of N values\n"
+			"                        (s0 .. sN-1, uniform) to every generated record\n"
 			"  --cafile FILE         CA certificates for wss://\n"
 			"  --insecure            wss:// without certificate checks (tests only)\n"
 			"  --quiet               no diagnostics on stderr\n"
@@ -227,7 +229,7 @@ parse_args(int argc, char **argv)
 		OPT_URL = 256, OPT_TOKEN, OPT_PROFILE, OPT_SERVICE, OPT_RATE, OPT_COUNT,
 		OPT_DURATION, OPT_BATCH, OPT_STREAM, OPT_STDIN, OPT_MAX_INFLIGHT,
 		OPT_MAX_FRAME, OPT_GIVE_UP, OPT_DRAIN, OPT_SEED, OPT_CAFILE,
-		OPT_INSECURE, OPT_QUIET, OPT_VERBOSE, OPT_HELP
+		OPT_INSECURE, OPT_QUIET, OPT_VERBOSE, OPT_HELP, OPT_SHARDS
 	};
 	static const struct option longopts[] = {
 		{"url", required_argument, NULL, OPT_URL},
@@ -248,6 +250,7 @@ parse_args(int argc, char **argv)
 		{"cafile", required_argument, NULL, OPT_CAFILE},
 		{"insecure", no_argument, NULL, OPT_INSECURE},
 		{"quiet", no_argument, NULL, OPT_QUIET},
+		{"shards", required_argument, NULL, OPT_SHARDS},
 		{"verbose", no_argument, NULL, OPT_VERBOSE},
 		{"help", no_argument, NULL, OPT_HELP},
 		{NULL, 0, NULL, 0}
@@ -325,6 +328,9 @@ parse_args(int argc, char **argv)
 				break;
 			case OPT_QUIET:
 				opts.quiet = true;
+				break;
+			case OPT_SHARDS:
+				profile_shards = (uint32_t) parse_int("shards", optarg, 0, 1000000);
 				break;
 			case OPT_VERBOSE:
 				opts.verbose = true;

@@ -21,6 +21,8 @@
 
 static uint64_t prng_state = 0x9E3779B97F4A7C15ULL;
 
+uint32_t	profile_shards = 0;
+
 void
 prng_seed(uint64_t seed)
 {
@@ -112,17 +114,23 @@ level_for_status(int status)
 	return "info";
 }
 
-/* Common prefix: {"seq":N,"ts":...,"service":...,"level":... */
+/* Common prefix: {"seq":N,"ts":...,"service":...,"level":...[,"shard":"sK"] */
 static int
 format_head(char *buf, size_t size, int64_t seq, const char *service,
 			const char *level)
 {
+	int			n;
+
 	if (seq > 0)
-		return snprintf(buf, size,
-						"{\"seq\":%lld,\"ts\":\"%s\",\"service\":%s,\"level\":\"%s\"",
-						(long long) seq, timestamp_now(), service, level);
-	return snprintf(buf, size, "{\"ts\":\"%s\",\"service\":%s,\"level\":\"%s\"",
-					timestamp_now(), service, level);
+		n = snprintf(buf, size,
+					 "{\"seq\":%lld,\"ts\":\"%s\",\"service\":%s,\"level\":\"%s\"",
+					 (long long) seq, timestamp_now(), service, level);
+	else
+		n = snprintf(buf, size, "{\"ts\":\"%s\",\"service\":%s,\"level\":\"%s\"",
+					 timestamp_now(), service, level);
+	if (profile_shards > 0)
+		n += snprintf(buf + n, size - n, ",\"shard\":\"s%u\"", rnd(profile_shards));
+	return n;
 }
 
 static int

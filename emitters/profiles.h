@@ -20,6 +20,9 @@ extern uint64_t prng_next(void);
 
 extern const char *profile_default_service(char profile);
 
+/* > 0: every record gets "shard":"sK", K uniform in [0, profile_shards) */
+extern uint32_t profile_shards;
+
 /*
  * Format one record of the given profile into buf as a JSON object.
  * seq > 0 adds a "seq" member (--stream).  Returns the length, which is

@@ -1,8 +1,9 @@
 -- logagg alert rules over time windows: the rules (logagg.alert_rules),
--- their exact per-(rule, group, time bucket) counters filled by ingest in
--- the batch's own transaction (src/alert_rules.c), the alert lifecycle
--- (logagg.alerts, logagg.alert_history) advanced by the evaluator that
--- dispatch worker 1 runs every logagg.rule_eval_interval
+-- their exact per-(rule, group, time bucket) counters (one delta row per
+-- ingest batch, written in the batch's own transaction by
+-- src/alert_rules.c, folded into the counters by the evaluator), the
+-- alert lifecycle (logagg.alerts, logagg.alert_history) advanced by the
+-- evaluator that dispatch worker 1 runs every logagg.rule_eval_interval
 -- (_evaluate_alert_rules), and the firing / resolved notifications it
 -- queues through the routes of schema/20_alerts.sql.  docs/alerts.md,
 -- "Alert rules", describes the behaviour for users.
@@ -386,7 +387,7 @@ COMMENT ON COLUMN @extschema@.alert_rules.enabled IS
 COMMENT ON COLUMN @extschema@.alert_rules.bucket_secs IS
     'Width of one counter bucket: the window / 60, at least one second.';
 COMMENT ON COLUMN @extschema@.alert_rules.evaluated_at IS
-    'Start of the evaluation that last looked at this enabled rule.';
+    'Start of the evaluation that last looked at this enabled rule; NULL after it is created, resumed or changed (the next evaluation looks at all its groups).';
 
 -- Ingest caches the rules (src/alert_rules.c); a change of what it reads
 -- (not pause / resume / evaluated_at) tells it to reload.
@@ -395,21 +396,189 @@ CREATE TRIGGER alert_rules_changed
     ON @extschema@.alert_rules
     FOR EACH STATEMENT EXECUTE FUNCTION @extschema@._invalidate_cache();
 
--- No foreign key to alert_rules: ingest must never fail a batch because a
--- rule was removed meanwhile (its counts are skipped, or pruned later).
+-- The evaluator looks only at the groups of a count or rate rule whose
+-- counts changed, unless the rule's evaluated_at is NULL: a rule that is
+-- resumed, or whose condition changes, is looked at over all its groups
+-- once (_evaluate_alert_rules).
+CREATE FUNCTION @extschema@._alert_rule_reevaluate() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NEW.enabled AND (NOT OLD.enabled OR NEW.kind IS DISTINCT FROM OLD.kind
+                        OR NEW.threshold IS DISTINCT FROM OLD.threshold
+                        OR NEW."window" IS DISTINCT FROM OLD."window"
+                        OR NEW.filter IS DISTINCT FROM OLD.filter
+                        OR NEW.group_by IS DISTINCT FROM OLD.group_by
+                        OR NEW.for_duration IS DISTINCT FROM OLD.for_duration) THEN
+        NEW.evaluated_at := NULL;
+    END IF;
+    RETURN NEW;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._alert_rule_reevaluate() IS
+    'Internal: trigger; a rule resumed or changed gets evaluated_at NULL, so that the next evaluation looks at all its groups.';
+
+CREATE TRIGGER alert_rules_reevaluate
+    BEFORE UPDATE OF enabled, kind, threshold, "window", filter, group_by, for_duration
+    ON @extschema@.alert_rules
+    FOR EACH ROW EXECUTE FUNCTION @extschema@._alert_rule_reevaluate();
+
+-- Counting is per "class": the rules of one part (same group_by and
+-- window) that a record matched, wholly or (ratio rules) for the
+-- denominator only.  A hundred rules matching the same records make one
+-- class, so counters and deltas do not grow with the number of rules; a
+-- rule's count is the sum over the classes it belongs to.  Classes are
+-- numbered by the fold the first time a delta names them.  No foreign
+-- key to alert_rules: ingest must never fail a batch because a rule was
+-- removed meanwhile (the removed rule's memberships are skipped, and
+-- pruned later).
+CREATE TABLE @extschema@._alert_rule_classes (
+    id           serial PRIMARY KEY,
+    key          text NOT NULL,
+    window_secs  int NOT NULL,
+    bucket_secs  int NOT NULL
+);
+-- by hash: the key of a class of a thousand rules is too long for a btree
+CREATE UNIQUE INDEX _alert_rule_classes_key ON @extschema@._alert_rule_classes (md5(key));
+COMMENT ON TABLE @extschema@._alert_rule_classes IS
+    'Internal: the classes alert rule counts are kept per: key = "window_secs:bucket_secs:rule ids" as ingest names it ("300:5:3,-4,7"; a negative id counts in a ratio''s denominator only).';
+
+CREATE TABLE @extschema@._alert_rule_class_rules (
+    rule_id   int NOT NULL,
+    class_id  int NOT NULL REFERENCES @extschema@._alert_rule_classes (id) ON DELETE CASCADE,
+    "full"    boolean NOT NULL,
+    PRIMARY KEY (rule_id, class_id)
+);
+CREATE INDEX _alert_rule_class_rules_class ON @extschema@._alert_rule_class_rules (class_id);
+COMMENT ON TABLE @extschema@._alert_rule_class_rules IS
+    'Internal: the rules of each class; full = its records match the rule''s whole filter (else only a ratio rule''s denominator).';
+
 CREATE TABLE @extschema@._alert_rule_counts (
-    rule_id      int NOT NULL,
+    class_id     int NOT NULL,
     labels       jsonb NOT NULL,
     bucket       timestamptz NOT NULL,
-    matched      bigint NOT NULL DEFAULT 0,
-    total        bigint NOT NULL DEFAULT 0,
-    last_ts      timestamptz,
-    last_log_id  bigint,
-    PRIMARY KEY (rule_id, labels, bucket)
-) WITH (fillfactor = 50);   -- room for HOT updates: every batch updates its counters
-CREATE INDEX _alert_rule_counts_bucket ON @extschema@._alert_rule_counts (rule_id, bucket);
+    n            bigint NOT NULL,
+    last_ts      timestamptz NOT NULL,
+    last_log_id  bigint NOT NULL,
+    PRIMARY KEY (class_id, labels, bucket)
+) WITH (fillfactor = 50);   -- room for HOT updates: every fold updates its counters
 COMMENT ON TABLE @extschema@._alert_rule_counts IS
-    'Internal: records counted per (rule, group labels, time bucket of ts), written by ingest in the transaction of the rows: matched = records matching the whole filter, total = records matching its source / min_severity / attrs parts (ratio rules), last_ts / last_log_id = the latest matching record.';
+    'Internal: records counted per (class, group labels, time bucket of ts), folded from _alert_rule_deltas by the evaluator: n records, last_ts / last_log_id the latest of them. A rule''s matched count is the sum of n over its classes with full, its ratio denominator the sum over all its classes.';
+
+-- One row per ingest batch that counted something, written in the batch's
+-- transaction (src/alert_rules.c): what the batch adds to the counters,
+-- per "class" (the rules a record matched) instead of per rule, so that
+-- its size does not grow with the number of rules.  The evaluator folds
+-- and deletes the rows in one transaction (_fold_alert_rule_deltas): a
+-- committed batch is counted exactly once, a rolled-back one never.
+CREATE TABLE @extschema@._alert_rule_deltas (
+    classes      text[] NOT NULL,
+    class        int[] NOT NULL,
+    labels       text[] NOT NULL,
+    bucket       timestamptz[] NOT NULL,
+    n            bigint[] NOT NULL,
+    last_ts      timestamptz[] NOT NULL,
+    last_log_id  bigint[] NOT NULL
+);
+-- Stored out of line uncompressed: compressing tens of kB per batch cost
+-- the ingest worker more than all the counting; the rows live seconds.
+ALTER TABLE @extschema@._alert_rule_deltas
+    ALTER COLUMN classes SET STORAGE EXTERNAL,
+    ALTER COLUMN class SET STORAGE EXTERNAL,
+    ALTER COLUMN labels SET STORAGE EXTERNAL,
+    ALTER COLUMN bucket SET STORAGE EXTERNAL,
+    ALTER COLUMN n SET STORAGE EXTERNAL,
+    ALTER COLUMN last_ts SET STORAGE EXTERNAL,
+    ALTER COLUMN last_log_id SET STORAGE EXTERNAL;
+COMMENT ON TABLE @extschema@._alert_rule_deltas IS
+    'Internal: alert rule counts of ingest batches not yet folded into _alert_rule_counts. classes: the keys of the batch''s classes (see _alert_rule_classes); per entry i: class[i] (index in classes), labels[i] (JSON text), bucket[i], n[i] records, last_ts[i] / last_log_id[i] of its latest record.';
+
+-- A rule's counts still in _alert_rule_deltas, as counter rows (not summed).
+CREATE FUNCTION @extschema@._alert_rule_pending(p_rule_id int)
+    RETURNS TABLE (labels jsonb, bucket timestamptz, matched bigint, total bigint,
+                   last_ts timestamptz, last_log_id bigint)
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+BEGIN ATOMIC
+    SELECT x.labels::jsonb, x.bucket,
+           CASE WHEN k.r > 0 THEN x.n ELSE 0 END, x.n,
+           CASE WHEN k.r > 0 THEN x.last_ts END, CASE WHEN k.r > 0 THEN x.last_log_id END
+    FROM @extschema@._alert_rule_deltas d
+    CROSS JOIN LATERAL unnest(d.class, d.labels, d.bucket, d.n, d.last_ts, d.last_log_id)
+        AS x(cls, labels, bucket, n, last_ts, last_log_id)
+    CROSS JOIN LATERAL unnest(string_to_array(split_part(d.classes[x.cls], ':', 3), ',')::int[]) AS k(r)
+    WHERE abs(k.r) = p_rule_id;
+END;
+COMMENT ON FUNCTION @extschema@._alert_rule_pending(int) IS
+    'Internal: a rule''s counts in ingest deltas not yet folded into _alert_rule_counts, one row per delta entry.';
+
+-- Fold every committed delta into the counters and delete it (in the
+-- caller's transaction, so exactly once): entries are summed per (class,
+-- labels, bucket) over all pending deltas, classes seen for the first
+-- time are numbered (with their rules that still exist), and the counters
+-- get one upsert of one row per (class, group, bucket).  Returns the
+-- (class, labels) whose counters changed.
+CREATE FUNCTION @extschema@._fold_alert_rule_deltas()
+    RETURNS TABLE (class_id int, labels jsonb)
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+    SET jit = off
+AS $fn$
+DECLARE
+    v_key    text[];
+    v_labels text[];
+    v_bucket timestamptz[];
+    v_n      bigint[];
+    v_ts     timestamptz[];
+    v_id     bigint[];
+BEGIN
+    WITH d AS (
+        DELETE FROM @extschema@._alert_rule_deltas RETURNING *
+    ), e AS (
+        -- the latest record: max of [ts, id] (no ordered aggregate, so hashable)
+        SELECT d.classes[x.cls] AS key, x.labels, x.bucket, sum(x.n)::bigint AS n,
+               max(x.last_ts) AS last_ts,
+               (max(ARRAY[extract(epoch FROM x.last_ts), x.last_log_id]))[2]::bigint AS last_log_id
+        FROM d
+        CROSS JOIN LATERAL unnest(d.class, d.labels, d.bucket, d.n, d.last_ts, d.last_log_id)
+            AS x(cls, labels, bucket, n, last_ts, last_log_id)
+        GROUP BY 1, 2, 3
+    )
+    SELECT array_agg(e.key), array_agg(e.labels), array_agg(e.bucket), array_agg(e.n),
+           array_agg(e.last_ts), array_agg(e.last_log_id)
+      INTO v_key, v_labels, v_bucket, v_n, v_ts, v_id
+      FROM e;
+    IF v_key IS NULL THEN
+        RETURN;
+    END IF;
+
+    WITH k AS (
+        INSERT INTO @extschema@._alert_rule_classes AS c (key, window_secs, bucket_secs)
+        SELECT DISTINCT u.key, split_part(u.key, ':', 1)::int, split_part(u.key, ':', 2)::int
+        FROM unnest(v_key) AS u(key)
+        ON CONFLICT ((md5(key))) DO NOTHING
+        RETURNING c.id, c.key
+    )
+    INSERT INTO @extschema@._alert_rule_class_rules (rule_id, class_id, "full")
+    SELECT abs(r.r), k.id, r.r > 0
+    FROM k CROSS JOIN LATERAL unnest(string_to_array(split_part(k.key, ':', 3), ',')::int[]) AS r(r)
+    WHERE EXISTS (SELECT 1 FROM @extschema@.alert_rules ar WHERE ar.id = abs(r.r));
+
+    RETURN QUERY
+    INSERT INTO @extschema@._alert_rule_counts AS c (class_id, labels, bucket, n, last_ts, last_log_id)
+    SELECT k.id, u.labels::jsonb, u.bucket, u.n, u.last_ts, u.last_log_id
+    FROM unnest(v_key, v_labels, v_bucket, v_n, v_ts, v_id) AS u(key, labels, bucket, n, last_ts, last_log_id)
+    JOIN @extschema@._alert_rule_classes k ON md5(k.key) = md5(u.key) AND k.key = u.key
+    ON CONFLICT ON CONSTRAINT _alert_rule_counts_pkey DO UPDATE SET
+        n = c.n + excluded.n,
+        last_log_id = CASE WHEN excluded.last_ts >= c.last_ts THEN excluded.last_log_id ELSE c.last_log_id END,
+        last_ts = greatest(c.last_ts, excluded.last_ts)
+    RETURNING c.class_id, c.labels;
+END
+$fn$;
+COMMENT ON FUNCTION @extschema@._fold_alert_rule_deltas() IS
+    'Internal: adds the committed ingest deltas to _alert_rule_counts and deletes them (exactly once); returns the (class, labels) whose counters changed.';
 
 CREATE TABLE @extschema@.alerts (
     id            bigserial PRIMARY KEY,
@@ -510,8 +679,15 @@ BEGIN ATOMIC
                    FILTER (WHERE c.bucket >= r.ws AND c.last_ts IS NOT NULL))[1] AS sample_log_id,
                max(c.last_ts) FILTER (WHERE c.bucket >= r.ws) AS sample_ts,
                bool_or(c.matched > 0) AS seen
-        FROM @extschema@._alert_rule_counts c, r
-        WHERE c.rule_id = r.id AND c.bucket >= least(r.ws, p_now - p_lookback)
+        FROM (SELECT x.labels, x.bucket, CASE WHEN m."full" THEN x.n ELSE 0 END AS matched, x.n AS total,
+                     CASE WHEN m."full" THEN x.last_ts END AS last_ts,
+                     CASE WHEN m."full" THEN x.last_log_id END AS last_log_id
+                FROM @extschema@._alert_rule_class_rules m
+                JOIN @extschema@._alert_rule_counts x ON x.class_id = m.class_id
+                WHERE m.rule_id = p_rule_id
+              UNION ALL
+              SELECT * FROM @extschema@._alert_rule_pending(p_rule_id)) c, r
+        WHERE c.bucket >= least(r.ws, p_now - p_lookback)
         GROUP BY c.labels
     ), v AS (
         SELECT g.*,
@@ -531,7 +707,7 @@ BEGIN ATOMIC
     FROM v;
 END;
 COMMENT ON FUNCTION @extschema@._alert_rule_values(int, timestamptz, interval) IS
-    'Internal: per group of a rule, its value in the window at p_now and whether the condition holds (absent: groups that matched within p_lookback).';
+    'Internal: per group of a rule, its value in the window at p_now (counters and deltas not yet folded) and whether the condition holds (absent: groups that matched within p_lookback).';
 
 CREATE FUNCTION @extschema@._absent_lookback() RETURNS interval
     LANGUAGE sql STABLE
@@ -727,7 +903,8 @@ DECLARE
     v_id int := @extschema@._alert_rule_id(name);
 BEGIN
     DELETE FROM @extschema@.alert_rules WHERE id = v_id;
-    DELETE FROM @extschema@._alert_rule_counts WHERE rule_id = v_id;
+    -- its counts: classes left without rules are pruned with their counters
+    DELETE FROM @extschema@._alert_rule_class_rules WHERE rule_id = v_id;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@.remove_alert_rule(text) IS
@@ -887,81 +1064,229 @@ COMMENT ON FUNCTION @extschema@._set_alert_state(bigint, text, float8) IS
 -- One evaluation of every enabled rule at now(): the lifecycle
 -- inactive -> pending (for_duration) -> firing -> resolved per group, and
 -- the notifications that go with it.  Returns the queue rows written.
+--
+-- First the pending ingest deltas are folded into the counters (in this
+-- transaction).  Then, so that an evaluation costs what changed rather
+-- than rules x groups x buckets: a count or rate rule's value only rises
+-- when its group gets records, so for those rules only the groups the
+-- fold touched (all groups of a rule the previous evaluation did not
+-- cover: new, resumed or changed, evaluated_at NULL) and the groups with
+-- a pending or firing alert are looked at, and a touched group only when
+-- all its classes together hold more records than the rule's threshold
+-- (else the condition cannot hold).  Every group is looked at for ratio
+-- (the denominator leaving the window can raise the ratio) and absent
+-- rules (a group falls silent without a record).  Window sums are taken
+-- once per (class, group), then added up per rule.
 CREATE FUNCTION @extschema@._evaluate_alert_rules() RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
+    SET jit = off
 AS $fn$
 DECLARE
-    r          record;
     g          record;
     n          int := 0;
     v_id       bigint;
+    v_now      timestamptz := now();
     v_lookback interval := @extschema@._absent_lookback();
+    v_prev     timestamptz;
+    v_cls      int[];
+    v_labels   jsonb[];
+    v_ids      int[];
+    v_evs      timestamptz[];
 BEGIN
-    FOR r IN SELECT * FROM @extschema@.alert_rules WHERE enabled ORDER BY id LOOP
-        FOR g IN
-            SELECT coalesce(v.labels, a.labels) AS labels, coalesce(v.cond, false) AS cond,
-                   coalesce(v.value, CASE WHEN r.kind = 'ratio' THEN NULL ELSE 0 END) AS value,
-                   v.sample_log_id, v.sample_ts,
-                   a.id AS alert_id, a.state, a.since
-            FROM @extschema@._alert_rule_values(r.id, now(), v_lookback) v
-            FULL JOIN (SELECT * FROM @extschema@.alerts x
-                        WHERE x.rule_id = r.id AND x.state IN ('pending', 'firing')) a
-                   ON a.labels = v.labels
-            WHERE coalesce(v.cond, false) OR a.state IN ('pending', 'firing')
-        LOOP
-            IF g.cond THEN
-                IF g.state IS NULL THEN
-                    INSERT INTO @extschema@.alerts AS x (rule_id, labels, state, since, value,
-                                                       sample_log_id, sample_ts)
-                    VALUES (r.id, g.labels, 'inactive', now(), g.value, g.sample_log_id, g.sample_ts)
-                    ON CONFLICT (rule_id, labels) DO UPDATE
-                        SET sample_log_id = coalesce(excluded.sample_log_id, x.sample_log_id),
-                            sample_ts = coalesce(excluded.sample_ts, x.sample_ts)
-                    RETURNING x.id INTO v_id;
-                    IF r.for_duration > '0' THEN
-                        PERFORM @extschema@._set_alert_state(v_id, 'pending', g.value);
-                    ELSE
-                        PERFORM @extschema@._set_alert_state(v_id, 'firing', g.value);
-                        n := n + @extschema@._queue_rule_alert(v_id, 'firing', false);
-                    END IF;
-                ELSIF g.state = 'pending' AND g.since + r.for_duration <= now() THEN
-                    UPDATE @extschema@.alerts
-                       SET sample_log_id = coalesce(g.sample_log_id, sample_log_id),
-                           sample_ts = coalesce(g.sample_ts, sample_ts)
-                     WHERE id = g.alert_id;
-                    PERFORM @extschema@._set_alert_state(g.alert_id, 'firing', g.value);
-                    n := n + @extschema@._queue_rule_alert(g.alert_id, 'firing', false);
+    -- the start of the latest evaluation that committed, and what each
+    -- enabled rule's evaluated_at is now
+    SELECT max(ar.evaluated_at), array_agg(ar.id), array_agg(ar.evaluated_at)
+      INTO v_prev, v_ids, v_evs
+      FROM @extschema@.alert_rules ar WHERE ar.enabled;
+    SELECT array_agg(f.class_id), array_agg(f.labels) INTO v_cls, v_labels
+      FROM @extschema@._fold_alert_rule_deltas() f;
+    FOR g IN
+        WITH rr AS (
+            SELECT ar.id, ar.kind, ar.threshold, ar."window", ar.for_duration,
+                   (ar.evaluated_at IS NULL OR ar.evaluated_at < v_prev) AS every_group
+            FROM @extschema@.alert_rules ar
+            WHERE ar.enabled
+        ), kc AS (
+            SELECT k.id, @extschema@._alert_window_start(v_now, make_interval(secs => k.window_secs),
+                                                          k.bucket_secs) AS ws
+            FROM @extschema@._alert_rule_classes k
+        ), touched AS (
+            -- groups whose counts the fold changed; all groups of a count
+            -- or rate rule the previous evaluation did not cover
+            SELECT t.class_id, t.labels FROM unnest(v_cls, v_labels) AS t(class_id, labels)
+            UNION
+            SELECT c.class_id, c.labels
+            FROM rr
+            JOIN @extschema@._alert_rule_class_rules m ON m.rule_id = rr.id
+            JOIN kc ON kc.id = m.class_id
+            JOIN @extschema@._alert_rule_counts c ON c.class_id = m.class_id AND c.bucket >= kc.ws
+            WHERE rr.every_group AND rr.kind IN ('count', 'rate')
+        ), ext AS (
+            -- groups looked at whatever the fold touched: those with a
+            -- pending or firing alert, every group of ratio and absent rules
+            SELECT a.rule_id, a.labels
+            FROM @extschema@.alerts a JOIN rr ON rr.id = a.rule_id
+            WHERE a.state IN ('pending', 'firing')
+            UNION
+            SELECT m.rule_id, c.labels
+            FROM rr
+            JOIN @extschema@._alert_rule_class_rules m ON m.rule_id = rr.id
+            JOIN kc ON kc.id = m.class_id
+            JOIN @extschema@._alert_rule_counts c
+              ON c.class_id = m.class_id
+             AND c.bucket >= CASE WHEN rr.kind = 'absent' THEN least(kc.ws, v_now - v_lookback) ELSE kc.ws END
+            WHERE rr.kind IN ('ratio', 'absent')
+        ), nb AS (
+            -- classes that share a rule
+            SELECT DISTINCT m1.class_id AS c1, m2.class_id AS c2
+            FROM @extschema@._alert_rule_class_rules m1
+            JOIN @extschema@._alert_rule_class_rules m2 ON m2.rule_id = m1.rule_id
+        ), need AS (
+            -- every (class, group) a value of a looked-at (rule, group) sums
+            SELECT nb.c2 AS class_id, t.labels, false AS lookback
+            FROM touched t JOIN nb ON nb.c1 = t.class_id
+            UNION
+            SELECT m.class_id, e.labels, rr.kind = 'absent'
+            FROM ext e JOIN rr ON rr.id = e.rule_id
+            JOIN @extschema@._alert_rule_class_rules m ON m.rule_id = e.rule_id
+        ), cw AS (
+            SELECT nd.class_id, nd.labels,
+                   coalesce(sum(c.n) FILTER (WHERE c.bucket >= kc.ws), 0)::bigint AS n,
+                   sum(c.n)::bigint AS n_lookback,
+                   max(c.last_ts) FILTER (WHERE c.bucket >= kc.ws) AS last_ts,
+                   (max(ARRAY[extract(epoch FROM c.last_ts), c.last_log_id])
+                       FILTER (WHERE c.bucket >= kc.ws))[2]::bigint AS last_log_id
+            FROM (SELECT need.class_id, need.labels, bool_or(need.lookback) AS lookback
+                  FROM need GROUP BY need.class_id, need.labels) nd
+            JOIN kc ON kc.id = nd.class_id
+            JOIN @extschema@._alert_rule_counts c
+              ON c.class_id = nd.class_id AND c.labels = nd.labels
+             AND c.bucket >= CASE WHEN nd.lookback THEN least(kc.ws, v_now - v_lookback) ELSE kc.ws END
+            GROUP BY nd.class_id, nd.labels
+        ), bound AS (
+            -- no rule counts more records of a group than all its classes hold
+            SELECT cw.labels, sum(cw.n) AS n FROM cw GROUP BY cw.labels
+        ), limits AS (
+            -- per count or rate rule, the records its condition needs
+            SELECT rr.id, CASE rr.kind WHEN 'rate' THEN rr.threshold * greatest(extract(epoch FROM rr."window"), 1)
+                                       ELSE rr.threshold END AS need
+            FROM rr WHERE rr.kind IN ('count', 'rate')
+        ), class_need AS (
+            SELECT m.class_id, min(l.need) AS need
+            FROM @extschema@._alert_rule_class_rules m JOIN limits l ON l.id = m.rule_id
+            GROUP BY m.class_id
+        ), hot AS MATERIALIZED (
+            -- touched groups some rule of the class might fire on, found
+            -- before spreading over the class's rules
+            SELECT t.class_id, t.labels, b.n
+            FROM touched t
+            JOIN class_need cn ON cn.class_id = t.class_id
+            JOIN bound b ON b.labels = t.labels AND b.n > cn.need
+        ), cand AS (
+            SELECT m.rule_id, h.labels
+            FROM hot h
+            JOIN @extschema@._alert_rule_class_rules m ON m.class_id = h.class_id
+            JOIN limits l ON l.id = m.rule_id AND h.n > l.need
+            UNION
+            SELECT e.rule_id, e.labels FROM ext e
+        ), gv AS (
+            SELECT d.rule_id, d.labels,
+                   coalesce(sum(cw.n) FILTER (WHERE m."full"), 0)::bigint AS matched,
+                   coalesce(sum(cw.n), 0)::bigint AS total,
+                   (max(ARRAY[extract(epoch FROM cw.last_ts), cw.last_log_id])
+                       FILTER (WHERE m."full" AND cw.last_ts IS NOT NULL))[2]::bigint AS sample_log_id,
+                   max(cw.last_ts) FILTER (WHERE m."full") AS sample_ts,
+                   coalesce(bool_or(m."full" AND cw.n_lookback > 0), false) AS seen
+            FROM cand d
+            JOIN @extschema@._alert_rule_class_rules m ON m.rule_id = d.rule_id
+            JOIN cw ON cw.class_id = m.class_id AND cw.labels = d.labels
+            GROUP BY d.rule_id, d.labels
+        ), v AS (
+            SELECT gv.*,
+                   CASE rr.kind
+                       WHEN 'count' THEN gv.matched::float8
+                       WHEN 'rate' THEN gv.matched / greatest(extract(epoch FROM rr."window")::float8, 1)
+                       WHEN 'ratio' THEN CASE WHEN gv.total > 0 THEN gv.matched::float8 / gv.total END
+                       ELSE gv.matched::float8
+                   END AS value,
+                   rr.kind, rr.threshold
+            FROM gv JOIN rr ON rr.id = gv.rule_id
+        ), vc AS (
+            SELECT v.*,
+                   CASE v.kind WHEN 'absent' THEN v.seen AND v.matched = 0
+                               ELSE coalesce(v.value > v.threshold, false) END AS cond
+            FROM v
+        )
+        SELECT rr.id AS rule_id, rr.for_duration,
+               coalesce(vc.labels, a.labels) AS labels, coalesce(vc.cond, false) AS cond,
+               coalesce(vc.value, CASE WHEN rr.kind = 'ratio' THEN NULL ELSE 0 END) AS value,
+               vc.sample_log_id, vc.sample_ts,
+               a.id AS alert_id, a.state, a.since
+        FROM vc
+        FULL JOIN (SELECT x.* FROM @extschema@.alerts x WHERE x.state IN ('pending', 'firing')) a
+               ON a.rule_id = vc.rule_id AND a.labels = vc.labels
+        JOIN rr ON rr.id = coalesce(vc.rule_id, a.rule_id)
+        WHERE coalesce(vc.cond, false) OR a.state IN ('pending', 'firing')
+        ORDER BY rr.id, a.id NULLS LAST
+    LOOP
+        IF g.cond THEN
+            IF g.state IS NULL THEN
+                INSERT INTO @extschema@.alerts AS x (rule_id, labels, state, since, value,
+                                                   sample_log_id, sample_ts)
+                VALUES (g.rule_id, g.labels, 'inactive', now(), g.value, g.sample_log_id, g.sample_ts)
+                ON CONFLICT (rule_id, labels) DO UPDATE
+                    SET sample_log_id = coalesce(excluded.sample_log_id, x.sample_log_id),
+                        sample_ts = coalesce(excluded.sample_ts, x.sample_ts)
+                RETURNING x.id INTO v_id;
+                IF g.for_duration > '0' THEN
+                    PERFORM @extschema@._set_alert_state(v_id, 'pending', g.value);
                 ELSE
-                    UPDATE @extschema@.alerts
-                       SET value = g.value, evaluated_at = now(),
-                           sample_log_id = coalesce(g.sample_log_id, sample_log_id),
-                           sample_ts = coalesce(g.sample_ts, sample_ts)
-                     WHERE id = g.alert_id;
-                    IF g.state = 'firing' THEN
-                        n := n + @extschema@._queue_rule_alert(g.alert_id, 'firing', true);
-                    END IF;
+                    PERFORM @extschema@._set_alert_state(v_id, 'firing', g.value);
+                    n := n + @extschema@._queue_rule_alert(v_id, 'firing', false);
                 END IF;
-            ELSIF g.state = 'pending' THEN
-                PERFORM @extschema@._set_alert_state(g.alert_id, 'inactive', g.value);
+            ELSIF g.state = 'pending' AND g.since + g.for_duration <= now() THEN
+                UPDATE @extschema@.alerts
+                   SET sample_log_id = coalesce(g.sample_log_id, sample_log_id),
+                       sample_ts = coalesce(g.sample_ts, sample_ts)
+                 WHERE id = g.alert_id;
+                PERFORM @extschema@._set_alert_state(g.alert_id, 'firing', g.value);
+                n := n + @extschema@._queue_rule_alert(g.alert_id, 'firing', false);
             ELSE
-                PERFORM @extschema@._set_alert_state(g.alert_id, 'resolved', g.value);
-                n := n + @extschema@._queue_rule_alert(g.alert_id, 'resolved', false);
+                UPDATE @extschema@.alerts
+                   SET value = g.value, evaluated_at = now(),
+                       sample_log_id = coalesce(g.sample_log_id, sample_log_id),
+                       sample_ts = coalesce(g.sample_ts, sample_ts)
+                 WHERE id = g.alert_id;
+                IF g.state = 'firing' THEN
+                    n := n + @extschema@._queue_rule_alert(g.alert_id, 'firing', true);
+                END IF;
             END IF;
-        END LOOP;
+        ELSIF g.state = 'pending' THEN
+            PERFORM @extschema@._set_alert_state(g.alert_id, 'inactive', g.value);
+        ELSE
+            PERFORM @extschema@._set_alert_state(g.alert_id, 'resolved', g.value);
+            n := n + @extschema@._queue_rule_alert(g.alert_id, 'resolved', false);
+        END IF;
     END LOOP;
     -- routes with group_by: one notification per changed group (schema/26_route_groups.sql)
     n := n + @extschema@._route_groups_flush_due();
-    UPDATE @extschema@.alert_rules SET evaluated_at = now() WHERE enabled;
+    -- not a rule resumed or changed meanwhile (evaluated_at NULL): the
+    -- next evaluation must look at all its groups
+    UPDATE @extschema@.alert_rules ar SET evaluated_at = now()
+      FROM unnest(v_ids, v_evs) AS u(id, ev)
+     WHERE ar.id = u.id AND ar.enabled AND ar.evaluated_at IS NOT DISTINCT FROM u.ev;
     RETURN n;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._evaluate_alert_rules() IS
-    'Internal: evaluates every enabled alert rule now, moves its alerts through pending / firing / resolved and queues their notifications. Returns the number of queue rows written.';
+    'Internal: folds the pending ingest deltas into the counters, evaluates every enabled alert rule now (the groups whose value can have changed), moves its alerts through pending / firing / resolved and queues their notifications. Returns the number of queue rows written.';
 
--- Counters older than every window that needs them: per (rule, group) the
--- newest bucket is kept for logagg.absent_lookback (an absent rule must
--- know the group was seen), everything else once it left the window.
+-- Counters older than every window that needs them: per (class, group)
+-- the newest bucket is kept for logagg.absent_lookback (an absent rule
+-- must know the group was seen), everything else once it left the
+-- window; memberships of removed rules, and classes left without rules
+-- with their counters.
 CREATE FUNCTION @extschema@._prune_alert_rule_counts() RETURNS int
     LANGUAGE plpgsql
     SET search_path = pg_catalog, pg_temp
@@ -971,16 +1296,21 @@ DECLARE
     m int;
     v_lookback interval := @extschema@._absent_lookback();
 BEGIN
+    DELETE FROM @extschema@._alert_rule_class_rules m
+     WHERE NOT EXISTS (SELECT 1 FROM @extschema@.alert_rules r WHERE r.id = m.rule_id);
     DELETE FROM @extschema@._alert_rule_counts c
-     WHERE NOT EXISTS (SELECT 1 FROM @extschema@.alert_rules r WHERE r.id = c.rule_id);
+     WHERE NOT EXISTS (SELECT 1 FROM @extschema@._alert_rule_class_rules m WHERE m.class_id = c.class_id);
     GET DIAGNOSTICS n = ROW_COUNT;
+    -- a pending delta that names a deleted class numbers it again
+    DELETE FROM @extschema@._alert_rule_classes k
+     WHERE NOT EXISTS (SELECT 1 FROM @extschema@._alert_rule_class_rules m WHERE m.class_id = k.id);
     DELETE FROM @extschema@._alert_rule_counts c
-     USING @extschema@.alert_rules r
-     WHERE r.id = c.rule_id
-       AND c.bucket < @extschema@._alert_window_start(now(), r."window", r.bucket_secs)
+     USING @extschema@._alert_rule_classes k
+     WHERE k.id = c.class_id
+       AND c.bucket < @extschema@._alert_window_start(now(), make_interval(secs => k.window_secs), k.bucket_secs)
        AND (c.bucket < now() - v_lookback
             OR EXISTS (SELECT 1 FROM @extschema@._alert_rule_counts c2
-                        WHERE c2.rule_id = c.rule_id AND c2.labels = c.labels
+                        WHERE c2.class_id = c.class_id AND c2.labels = c.labels
                           AND c2.bucket > c.bucket));
     GET DIAGNOSTICS m = ROW_COUNT;
     -- alerts that are over and whose group is gone
@@ -990,7 +1320,7 @@ BEGIN
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._prune_alert_rule_counts() IS
-    'Internal: deletes alert rule counters no window needs any more (and those of removed rules), and inactive / resolved alerts older than logagg.absent_lookback. Returns counter rows deleted.';
+    'Internal: deletes alert rule counters no window needs any more, the memberships of removed rules and classes left without rules (with their counters), and inactive / resolved alerts older than logagg.absent_lookback. Returns counter rows deleted.';
 
 -- ---------------------------------------------------------------------------
 -- inhibition, like Alertmanager's inhibit_rules

@@ -139,11 +139,13 @@ GRANT EXECUTE ON FUNCTION @extschema@.grant_source_read(name, text),
 -- alert rules (schema/25_alert_rules.sql): admin manages the rules; reader
 -- sees them, the alert states and their history.
 GRANT SELECT ON @extschema@.alert_rules, @extschema@.alerts, @extschema@.alert_history,
-      @extschema@.firing_alerts, @extschema@._alert_rule_counts, @extschema@.inhibit_rules
+      @extschema@.firing_alerts, @extschema@._alert_rule_counts, @extschema@._alert_rule_deltas,
+      @extschema@._alert_rule_classes, @extschema@._alert_rule_class_rules, @extschema@.inhibit_rules
     TO logagg_reader;
 GRANT EXECUTE ON FUNCTION @extschema@.rule_preview(text),
                           @extschema@._alert_rule_id(text),
                           @extschema@._alert_rule_values(int, timestamptz, interval),
+                          @extschema@._alert_rule_pending(int),
                           @extschema@._alert_window_start(timestamptz, interval, int),
                           @extschema@._absent_lookback()
     TO logagg_reader;

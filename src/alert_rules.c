@@ -2,19 +2,24 @@
  *
  * alert_rules.c
  *		Counting for the alert rules of logagg.alert_rules, in the ingest
- *		path: per stored batch, every record is matched against every rule
- *		and counted per (rule, group labels, time bucket of its ts); the
- *		counts go into logagg._alert_rule_counts with one INSERT ... ON
- *		CONFLICT DO UPDATE per batch, in the batch's own (sub)transaction.
+ *		path: per stored batch, every record is matched against the rules
+ *		and counted per (class of rules it matches, group labels, time
+ *		bucket of its ts); the batch's counts go into ONE row of
+ *		logagg._alert_rule_deltas, in the batch's own (sub)transaction.
  *		Also the evaluation step that dispatch worker 1 runs every
- *		logagg.rule_eval_interval (logagg._evaluate_alert_rules()).
+ *		logagg.rule_eval_interval (logagg._evaluate_alert_rules(), which
+ *		first folds the pending deltas into logagg._alert_rule_counts).
  *
  * Counting in the transaction of the rows is what makes the counts exact:
- * a batch that commits has its counts committed with it, one that rolls
- * back (a crash, a record refused by bisection) takes them along.  The
- * work per batch is one pass over records x rules in memory, then one
- * statement whose size is the number of distinct (rule, group, bucket)
- * of the batch, not the number of records.
+ * a batch that commits has its delta committed with it, one that rolls
+ * back (a crash, a record refused by bisection) takes it along; the fold
+ * deletes the deltas it adds to the counters in one transaction, so a
+ * delta is counted exactly once.  The work per batch is one pass over the
+ * records in memory (the outcome of the rules that look only at source,
+ * severity, level and status is computed once per distinct combination
+ * of those), then one INSERT of one row whose size is the number of
+ * distinct (class, group, bucket) of the batch: not the number of
+ * records, nor the number of rules.
  *
  * The rules are cached per process like logagg.rules (classify.c): a
  * statement trigger on logagg.alert_rules queues a relcache invalidation,
@@ -88,6 +93,7 @@ typedef struct CountRule
 	int			id;
 	bool		is_ratio;
 	int64		bucket_us;
+	int64		window_secs;
 	char	   *source_glob;	/* NULL = any */
 	int			min_severity;	/* -1 = any */
 	int			nlevels;		/* 0 = any */
@@ -102,6 +108,8 @@ typedef struct CountRule
 	char	   *group_name[MAX_GROUP_BY];	/* label name, JSON-escaped */
 	char	   *attr_key[MAX_GROUP_BY]; /* for GL_ATTR */
 	int			spec;			/* rules with the same group_by share it */
+	int			part;			/* index in cparts */
+	bool		simple;			/* no message_regex, no attrs */
 } CountRule;
 
 static MemoryContext crules_cxt = NULL;
@@ -111,12 +119,75 @@ static int	nspecs = 0;			/* distinct group_by lists of the rules */
 static bool crules_valid = false;
 static bool crules_callback_registered = false;
 static Oid	crules_relid = InvalidOid;
-static SPIPlanPtr upsert_plan = NULL;
+static SPIPlanPtr delta_plan = NULL;
 
-/* One counter of a batch: hash key and the counts. */
+/*
+ * Rules with the same group_by and window (so bucket width) form a "part".  A record
+ * is counted once per part, under the "class" of its outcome in that
+ * part: which of the part's rules it matches, wholly or (ratio rules)
+ * only for the denominator.  Counting per (class, labels, bucket) instead
+ * of per (rule, labels, bucket) keeps the work per record and the delta
+ * of a batch independent of the number of rules: a hundred rules that
+ * match the same records make one entry, not a hundred.
+ */
+typedef struct CountPart
+{
+	int			spec;
+	int64		bucket_us;
+	int64		window_secs;
+	int			nrules;
+	int		   *rules;			/* indexes into crules, ascending */
+} CountPart;
+
+static CountPart *cparts = NULL;
+static int	ncparts = 0;
+static bool have_complex = false;	/* a rule with message_regex or attrs */
+
+/* A rule's outcome for one record. */
+#define OUT_NONE	0
+#define OUT_TOTAL	1			/* a ratio rule's denominator only */
+#define OUT_FULL	2
+
+/*
+ * Per batch: the outcomes of the "simple" rules (no message_regex, no
+ * attrs: decided by source, severity, level and status alone) for each
+ * distinct combination of those, so that they are computed once.
+ */
+typedef struct SigKey
+{
+	uint32		hash;
+	const char *source;
+	const char *level;			/* NULL = none */
+	int			status;
+	bool		has_status;
+	uint8		sev;
+} SigKey;
+
+typedef struct SigEntry
+{
+	SigKey		key;
+	uint8	   *out;			/* per rule; complex rules left OUT_NONE */
+	int		   *cls;			/* per part, when no rule is complex */
+} SigEntry;
+
+/* A class: a part and its rules' outcomes, in the part's rule order. */
+typedef struct ClassKey
+{
+	uint32		hash;
+	int			part;
+	const uint8 *out;
+} ClassKey;
+
+typedef struct ClassEntry
+{
+	ClassKey	key;
+	int			id;				/* index in CountBatch.classes; -1 = counts nothing */
+} ClassEntry;
+
+/* One entry of a batch's delta: hash key and the counts. */
 typedef struct CountKey
 {
-	int			rule_id;
+	int			cls;
 	uint32		labels_hash;	/* hash of labels, computed once per record */
 	int64		bucket;			/* TimestampTz of the bucket start */
 	const char *labels;			/* JSON object text, in the batch's memory */
@@ -125,11 +196,24 @@ typedef struct CountKey
 typedef struct CountEntry
 {
 	CountKey	key;
-	int64		matched;
-	int64		total;
-	TimestampTz last_ts;		/* of the latest matching record; 0 = none */
+	int64		n;
+	TimestampTz last_ts;		/* of the latest record; 0 = none */
 	int64		last_id;
 } CountEntry;
+
+/* Counting state of one batch, in its own memory context. */
+typedef struct CountBatch
+{
+	HTAB	   *sigs;
+	HTAB	   *classes;
+	HTAB	   *counts;
+	ClassEntry **class_list;	/* by id */
+	int			nclasses;
+	int			class_cap;
+	uint8	   *scratch;		/* ncrules outcomes */
+	uint8	   *partout;		/* outcomes of one part's rules */
+	StringInfoData *lbuf;		/* per spec: the current record's labels */
+} CountBatch;
 
 static void
 crules_relcache_callback(Datum arg, Oid relid)
@@ -144,7 +228,7 @@ count_key_hash(const void *key, Size keysize)
 	const CountKey *k = key;
 	uint32		h = k->labels_hash;
 
-	h = hash_combine(h, hash_bytes_uint32((uint32) k->rule_id));
+	h = hash_combine(h, hash_bytes_uint32((uint32) k->cls));
 	h = hash_combine(h, hash_bytes_uint32((uint32) (k->bucket ^ (k->bucket >> 32))));
 	return h;
 }
@@ -155,10 +239,48 @@ count_key_match(const void *a, const void *b, Size keysize)
 	const CountKey *x = a;
 	const CountKey *y = b;
 
-	if (x->rule_id != y->rule_id || x->bucket != y->bucket ||
+	if (x->cls != y->cls || x->bucket != y->bucket ||
 		x->labels_hash != y->labels_hash)
 		return 1;
 	return x->labels == y->labels ? 0 : strcmp(x->labels, y->labels);
+}
+
+/* SigKey and ClassKey carry their hash, computed by the caller. */
+static uint32
+sig_key_hash(const void *key, Size keysize)
+{
+	return ((const SigKey *) key)->hash;
+}
+
+static int
+sig_key_match(const void *a, const void *b, Size keysize)
+{
+	const SigKey *x = a;
+	const SigKey *y = b;
+
+	if (x->hash != y->hash || x->status != y->status || x->has_status != y->has_status ||
+		x->sev != y->sev || (x->level == NULL) != (y->level == NULL))
+		return 1;
+	if (x->level && x->level != y->level && strcmp(x->level, y->level) != 0)
+		return 1;
+	return x->source == y->source ? 0 : strcmp(x->source, y->source);
+}
+
+static uint32
+class_key_hash(const void *key, Size keysize)
+{
+	return ((const ClassKey *) key)->hash;
+}
+
+static int
+class_key_match(const void *a, const void *b, Size keysize)
+{
+	const ClassKey *x = a;
+	const ClassKey *y = b;
+
+	if (x->hash != y->hash || x->part != y->part)
+		return 1;
+	return memcmp(x->out, y->out, cparts[x->part].nrules);
 }
 
 static char *
@@ -186,6 +308,7 @@ load_rule(HeapTuple tup, TupleDesc desc, CountRule *r)
 	r->bucket_us = (int64) DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull)) * USECS_PER_SEC;
 	if (r->bucket_us <= 0)
 		r->bucket_us = USECS_PER_SEC;
+	r->window_secs = DatumGetInt64(SPI_getbinval(tup, desc, 12, &isnull));
 	r->source_glob = SPI_getvalue(tup, desc, 4);
 	r->min_severity = logagg_severity_index(SPI_getvalue(tup, desc, 5));
 	d = SPI_getbinval(tup, desc, 6, &isnull);
@@ -278,6 +401,41 @@ assign_spec(CountRule *r, int n_before)
 	r->spec = nspecs++;
 }
 
+/*
+ * Group the loaded rules into parts (same spec and window), in
+ * crules_cxt; marks the rules that need each record (message_regex,
+ * attrs) as not simple.
+ */
+static void
+build_parts(void)
+{
+	cparts = palloc0(sizeof(CountPart) * Max(ncrules, 1));
+	ncparts = 0;
+	have_complex = false;
+	for (int i = 0; i < ncrules; i++)
+	{
+		CountRule  *r = &crules[i];
+		int			p;
+
+		r->simple = (r->message_regex == NULL && r->attrs == NULL);
+		have_complex |= !r->simple;
+		for (p = 0; p < ncparts; p++)
+			if (cparts[p].spec == r->spec && cparts[p].bucket_us == r->bucket_us &&
+				cparts[p].window_secs == r->window_secs)
+				break;
+		if (p == ncparts)
+		{
+			cparts[p].spec = r->spec;
+			cparts[p].bucket_us = r->bucket_us;
+			cparts[p].window_secs = r->window_secs;
+			cparts[p].rules = palloc(sizeof(int) * ncrules);
+			ncparts++;
+		}
+		r->part = p;
+		cparts[p].rules[cparts[p].nrules++] = i;
+	}
+}
+
 /* (Re)load the rules if a change invalidated them.  Needs SPI. */
 static void
 crules_ensure_loaded(void)
@@ -301,6 +459,8 @@ crules_ensure_loaded(void)
 		MemoryContextReset(crules_cxt);
 	crules = NULL;
 	ncrules = 0;
+	cparts = NULL;
+	ncparts = 0;
 
 	/* mark valid before reading: an invalidation during the load wins */
 	crules_valid = true;
@@ -318,7 +478,8 @@ crules_ensure_loaded(void)
 						  "     WHEN 'array' THEN (filter->'status'->>0)::int END, "
 						  "CASE jsonb_typeof(filter->'status') WHEN 'number' THEN (filter->>'status')::int "
 						  "     WHEN 'array' THEN (filter->'status'->>1)::int END, "
-						  "filter->>'message_regex', filter->'attrs', group_by "
+						  "filter->>'message_regex', filter->'attrs', group_by, "
+						  "extract(epoch FROM \"window\")::int8 "
 						  "FROM logagg.alert_rules ORDER BY id", true, 0);
 		if (ret != SPI_OK_SELECT)
 			elog(ERROR, "logagg: reading logagg.alert_rules failed: %s", SPI_result_code_string(ret));
@@ -332,6 +493,7 @@ crules_ensure_loaded(void)
 			load_rule(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, r);
 			assign_spec(r, ncrules - 1);
 		}
+		build_parts();
 		MemoryContextSwitchTo(oldcxt);
 	}
 	PG_CATCH();
@@ -465,12 +627,166 @@ append_label_value(StringInfo b, const char *s, int len)
 	pfree(v);
 }
 
+/* Skip JSON whitespace. */
+static const char *
+json_ws(const char *s)
+{
+	while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+		s++;
+	return s;
+}
+
+/* End of the JSON string at s (its opening quote); *esc when it has a backslash. */
+static const char *
+json_string_end(const char *s, bool *esc)
+{
+	for (s++; *s && *s != '"'; s++)
+	{
+		if (*s == '\\')
+		{
+			*esc = true;
+			if (*++s == '\0')
+				return NULL;
+		}
+	}
+	return *s ? s + 1 : NULL;
+}
+
+/* End of the JSON value at s, or NULL if it is not one. */
+static const char *
+json_value_end(const char *s)
+{
+	bool		esc = false;
+	int			depth = 0;
+
+	if (*s == '"')
+		return json_string_end(s, &esc);
+	if (*s != '{' && *s != '[')
+	{
+		while (*s && *s != ',' && *s != '}' && *s != ']' &&
+			   *s != ' ' && *s != '\t' && *s != '\n' && *s != '\r')
+			s++;
+		return s;
+	}
+	while (*s)
+	{
+		if (*s == '"')
+		{
+			if ((s = json_string_end(s, &esc)) == NULL)
+				return NULL;
+			continue;
+		}
+		if (*s == '{' || *s == '[')
+			depth++;
+		else if ((*s == '}' || *s == ']') && --depth == 0)
+			return s + 1;
+		s++;
+	}
+	return NULL;
+}
+
+/* "0" or a plain integer of at most 15 digits: numeric_out gives it back as is. */
+static bool
+plain_integer(const char *s, int len)
+{
+	int			i = (len > 0 && s[0] == '-') ? 1 : 0;
+
+	if (len - i < 1 || len - i > 15 || (s[i] == '0' && len - i > 1) || (i == 1 && s[1] == '0'))
+		return false;
+	for (; i < len; i++)
+		if (s[i] < '0' || s[i] > '9')
+			return false;
+	return true;
+}
+
+/*
+ * append_attr_label without building the record's attrs jsonb, for attrs
+ * text the scanner checked (attrs_flat): the LAST top-level member named
+ * key (jsonb keeps the last of duplicates) whose value is a string without
+ * escapes, a plain integer, true, false or null gives the same label text
+ * the jsonb path gives.  Anything else returns false, appending nothing,
+ * and the caller takes the jsonb path.  A key with escapes is never KEY
+ * (group_by keys are letters, digits, "_", "." and "-", and the text has
+ * no \u escapes).
+ */
+static bool
+flat_attr_label(StringInfo b, const char *s, const char *key)
+{
+	size_t		klen = strlen(key);
+	const char *vs = NULL;
+	const char *ve = NULL;
+
+	s = json_ws(s);
+	if (*s != '{')
+		return false;
+	s = json_ws(s + 1);
+	while (*s != '}')
+	{
+		bool		esc = false;
+		const char *ks = s;
+		const char *ke;
+		const char *e;
+
+		if (*s != '"' || (ke = json_string_end(s, &esc)) == NULL)
+			return false;
+		s = json_ws(ke);
+		if (*s != ':')
+			return false;
+		s = json_ws(s + 1);
+		e = json_value_end(s);
+		if (e == NULL || e == s)
+			return false;
+		if (!esc && (size_t) (ke - ks - 2) == klen && memcmp(ks + 1, key, klen) == 0)
+		{
+			vs = s;
+			ve = e;
+		}
+		s = json_ws(e);
+		if (*s == ',')
+			s = json_ws(s + 1);
+		else if (*s != '}')
+			return false;
+	}
+	if (vs == NULL || (ve - vs == 4 && memcmp(vs, "null", 4) == 0) ||
+		(ve - vs == 5 && memcmp(vs, "false", 5) == 0))
+	{
+		appendStringInfoString(b, vs && *vs == 'f' ? "\"false\"" : "\"\"");
+		return true;
+	}
+	if (ve - vs == 4 && memcmp(vs, "true", 4) == 0)
+	{
+		appendStringInfoString(b, "\"true\"");
+		return true;
+	}
+	if (*vs == '"')
+	{
+		bool		esc = false;
+
+		(void) json_string_end(vs, &esc);
+		if (esc)
+			return false;
+		append_label_value(b, vs + 1, (int) (ve - vs - 2));
+		return true;
+	}
+	if (plain_integer(vs, (int) (ve - vs)))
+	{
+		append_label_value(b, vs, (int) (ve - vs));
+		return true;
+	}
+	return false;
+}
+
 /* A top-level attrs value as label text ("" when absent or null). */
 static void
 append_attr_label(StringInfo b, RecordView *v, const char *key)
 {
-	Jsonb	   *a = record_attrs(v);
+	Jsonb	   *a;
 	JsonbValue	jv;
+
+	if (v->r->attrs && v->r->attrs_flat && !v->attrs_made &&
+		flat_attr_label(b, v->r->attrs, key))
+		return;
+	a = record_attrs(v);
 
 	if (a == NULL || !JB_ROOT_IS_OBJECT(a) ||
 		getKeyJsonValueFromContainer(&a->root, key, strlen(key), &jv) == NULL)
@@ -507,48 +823,51 @@ append_attr_label(StringInfo b, RecordView *v, const char *key)
 	}
 }
 
-/* The record's group labels under the rule, as a JSON object's text. */
+/*
+ * The record's group labels under the rule, as a JSON object's text, in
+ * buf (reset first: one buffer per spec serves the whole batch).
+ */
 static char *
-group_labels(const CountRule *rule, RecordView *v)
+group_labels(StringInfo buf, const CountRule *rule, RecordView *v)
 {
-	StringInfoData b;
+	StringInfo	b = buf;
 	const IngestRecord *r = v->r;
 
-	initStringInfo(&b);
-	appendStringInfoChar(&b, '{');
+	resetStringInfo(b);
+	appendStringInfoChar(b, '{');
 	for (int k = 0; k < rule->ngroup; k++)
 	{
 		char		num[16];
 
 		if (k > 0)
-			appendStringInfoString(&b, ", ");
-		appendStringInfoString(&b, rule->group_name[k]);
-		appendStringInfoString(&b, ": ");
+			appendStringInfoString(b, ", ");
+		appendStringInfoString(b, rule->group_name[k]);
+		appendStringInfoString(b, ": ");
 		switch (rule->group[k])
 		{
 			case GL_SOURCE:
-				append_label_value(&b, r->source, strlen(r->source));
+				append_label_value(b, r->source, strlen(r->source));
 				break;
 			case GL_LEVEL:
-				append_label_value(&b, r->level ? r->level : "", r->level ? strlen(r->level) : 0);
+				append_label_value(b, r->level ? r->level : "", r->level ? strlen(r->level) : 0);
 				break;
 			case GL_STATUS:
 				if (r->has_status)
 					snprintf(num, sizeof(num), "%d", r->status);
 				else
 					num[0] = '\0';
-				append_label_value(&b, num, strlen(num));
+				append_label_value(b, num, strlen(num));
 				break;
 			case GL_SEVERITY:
-				appendStringInfo(&b, "\"%s\"", logagg_severity_names[v->sev]);
+				appendStringInfo(b, "\"%s\"", logagg_severity_names[v->sev]);
 				break;
 			case GL_ATTR:
-				append_attr_label(&b, v, rule->attr_key[k]);
+				append_attr_label(b, v, rule->attr_key[k]);
 				break;
 		}
 	}
-	appendStringInfoChar(&b, '}');
-	return b.data;
+	appendStringInfoChar(b, '}');
+	return b->data;
 }
 
 /* Start of the bucket holding ts, aligned to the Unix epoch. */
@@ -563,53 +882,222 @@ bucket_of(TimestampTz ts, int64 width)
 	return q * width - UNIX_EPOCH_US;
 }
 
-static void
-count_record(HTAB *counts, RecordView *v, int64 id)
+/* Outcome of rule i for the record. */
+static uint8
+rule_outcome(const CountRule *rule, RecordView *v)
 {
-	for (int i = 0; i < ncrules; i++)
+	if (!base_matches(rule, v))
+		return OUT_NONE;
+	if (rest_matches(rule, v))
+		return OUT_FULL;
+	return rule->is_ratio ? OUT_TOTAL : OUT_NONE;
+}
+
+static CountBatch *
+count_batch_create(MemoryContext cxt)
+{
+	CountBatch *cb = palloc0(sizeof(CountBatch));
+	HASHCTL		ctl;
+
+	ctl.hcxt = cxt;
+	ctl.keysize = sizeof(SigKey);
+	ctl.entrysize = sizeof(SigEntry);
+	ctl.hash = sig_key_hash;
+	ctl.match = sig_key_match;
+	cb->sigs = hash_create("logagg alert rule signatures", 64, &ctl,
+						   HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	ctl.keysize = sizeof(ClassKey);
+	ctl.entrysize = sizeof(ClassEntry);
+	ctl.hash = class_key_hash;
+	ctl.match = class_key_match;
+	cb->classes = hash_create("logagg alert rule classes", 64, &ctl,
+							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	ctl.keysize = sizeof(CountKey);
+	ctl.entrysize = sizeof(CountEntry);
+	ctl.hash = count_key_hash;
+	ctl.match = count_key_match;
+	cb->counts = hash_create("logagg alert rule counts", 256, &ctl,
+							 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	cb->class_cap = 16;
+	cb->class_list = palloc(sizeof(ClassEntry *) * cb->class_cap);
+	cb->scratch = palloc(Max(ncrules, 1));
+	cb->partout = palloc(Max(ncrules, 1));
+	cb->lbuf = palloc(sizeof(StringInfoData) * Max(nspecs, 1));
+	for (int i = 0; i < nspecs; i++)
+		initStringInfo(&cb->lbuf[i]);
+	return cb;
+}
+
+/* The class of outcomes out[] (per rule) in part p: -1 when none counts. */
+static int
+class_of(CountBatch *cb, int p, const uint8 *out)
+{
+	const CountPart *part = &cparts[p];
+	bool		any = false;
+	ClassKey	key;
+	ClassEntry *e;
+	bool		found;
+
+	for (int j = 0; j < part->nrules; j++)
 	{
-		const CountRule *rule = &crules[i];
-		bool		full;
-		CountKey	key;
-		CountEntry *e;
-		bool		found;
+		cb->partout[j] = out[part->rules[j]];
+		any |= (cb->partout[j] != OUT_NONE);
+	}
+	if (!any)
+		return -1;
+	key.part = p;
+	key.out = cb->partout;
+	key.hash = hash_combine(hash_bytes(cb->partout, part->nrules), (uint32) p);
+	e = hash_search(cb->classes, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		uint8	   *copy = palloc(part->nrules);
 
-		if (!base_matches(rule, v))
-			continue;
-		full = rest_matches(rule, v);
-		if (!full && !rule->is_ratio)
-			continue;
-		if (v->labels[rule->spec] == NULL)
+		memcpy(copy, cb->partout, part->nrules);
+		e->key.out = copy;
+		if (cb->nclasses == cb->class_cap)
 		{
-			char	   *l = group_labels(rule, v);
+			cb->class_cap *= 2;
+			cb->class_list = repalloc(cb->class_list, sizeof(ClassEntry *) * cb->class_cap);
+		}
+		e->id = cb->nclasses;
+		cb->class_list[cb->nclasses++] = e;
+	}
+	return e->id;
+}
 
-			v->labels[rule->spec] = l;
-			v->labels_hash[rule->spec] = hash_bytes((const unsigned char *) l, strlen(l));
-		}
-		key.labels_hash = v->labels_hash[rule->spec];
-		key.rule_id = rule->id;
-		key.bucket = bucket_of(v->r->ts, rule->bucket_us);
-		key.labels = v->labels[rule->spec];
-		e = hash_search(counts, &key, HASH_ENTER, &found);
-		if (!found)
+/* The outcomes of the simple rules for the record's source, severity, level, status. */
+static SigEntry *
+sig_of(CountBatch *cb, RecordView *v)
+{
+	const IngestRecord *r = v->r;
+	SigKey		key;
+	SigEntry   *e;
+	bool		found;
+	uint32		h;
+
+	h = hash_bytes((const unsigned char *) r->source, strlen(r->source));
+	if (r->level)
+		h = hash_combine(h, hash_bytes((const unsigned char *) r->level, strlen(r->level)));
+	h = hash_combine(h, hash_bytes_uint32((uint32) (r->has_status ? r->status : -1)));
+	h = hash_combine(h, (uint32) v->sev);
+	key.hash = h;
+	key.source = r->source;
+	key.level = r->level;
+	key.status = r->has_status ? r->status : 0;
+	key.has_status = r->has_status;
+	key.sev = (uint8) v->sev;
+	e = hash_search(cb->sigs, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->out = palloc0(Max(ncrules, 1));
+		for (int i = 0; i < ncrules; i++)
+			if (crules[i].simple)
+				e->out[i] = rule_outcome(&crules[i], v);
+		e->cls = NULL;
+		if (!have_complex)
 		{
-			e->matched = 0;
-			e->total = 0;
-			e->last_ts = 0;
-			e->last_id = 0;
-		}
-		e->total++;
-		if (full)
-		{
-			e->matched++;
-			if (e->last_ts == 0 || v->r->ts >= e->last_ts)
-			{
-				e->last_ts = v->r->ts;
-				e->last_id = id;
-			}
+			e->cls = palloc(sizeof(int) * Max(ncparts, 1));
+			for (int p = 0; p < ncparts; p++)
+				e->cls[p] = class_of(cb, p, e->out);
 		}
 	}
+	return e;
+}
+
+/* Count the record once in class cls of part p. */
+static void
+count_in_class(CountBatch *cb, RecordView *v, int p, int cls, int64 id)
+{
+	const CountPart *part = &cparts[p];
+	const CountRule *first = &crules[part->rules[0]];
+	CountKey	key;
+	CountEntry *e;
+	bool		found;
+
+	if (v->labels[part->spec] == NULL)
+	{
+		char	   *l = group_labels(&cb->lbuf[part->spec], first, v);
+
+		v->labels[part->spec] = l;
+		v->labels_hash[part->spec] = hash_bytes((const unsigned char *) l, strlen(l));
+	}
+	key.cls = cls;
+	key.labels_hash = v->labels_hash[part->spec];
+	key.bucket = bucket_of(v->r->ts, part->bucket_us);
+	key.labels = v->labels[part->spec];
+	e = hash_search(cb->counts, &key, HASH_ENTER, &found);
+	if (!found)
+	{
+		/* the key's labels live in the reused buffer: keep a copy */
+		e->key.labels = pstrdup(key.labels);
+		e->n = 0;
+		e->last_ts = 0;
+		e->last_id = 0;
+	}
+	e->n++;
+	if (e->last_ts == 0 || v->r->ts >= e->last_ts)
+	{
+		e->last_ts = v->r->ts;
+		e->last_id = id;
+	}
+}
+
+static void
+count_record(CountBatch *cb, RecordView *v, int64 id)
+{
+	SigEntry   *sig = sig_of(cb, v);
+
+	if (sig->cls)
+	{
+		for (int p = 0; p < ncparts; p++)
+			if (sig->cls[p] >= 0)
+				count_in_class(cb, v, p, sig->cls[p], id);
+		return;
+	}
+
+	/* rules that look at the message or attrs: each record on its own */
+	memcpy(cb->scratch, sig->out, ncrules);
+	for (int i = 0; i < ncrules; i++)
+		if (!crules[i].simple)
+			cb->scratch[i] = rule_outcome(&crules[i], v);
 	logagg_regex_budget_end();
+	for (int p = 0; p < ncparts; p++)
+	{
+		int			cls = class_of(cb, p, cb->scratch);
+
+		if (cls >= 0)
+			count_in_class(cb, v, p, cls, id);
+	}
+}
+
+/*
+ * A class as text for the delta: the window and bucket width in seconds
+ * of its part, then its rules' ids, comma-separated, a negative id for a
+ * rule counted in the denominator only ("300:5:3,-4,7").
+ */
+static char *
+class_text(const ClassEntry *c)
+{
+	const CountPart *part = &cparts[c->key.part];
+	StringInfoData b;
+	bool		first = true;
+
+	initStringInfo(&b);
+	appendStringInfo(&b, INT64_FORMAT ":" INT64_FORMAT ":", part->window_secs,
+					 part->bucket_us / USECS_PER_SEC);
+	for (int j = 0; j < part->nrules; j++)
+	{
+		int			id = crules[part->rules[j]].id;
+
+		if (c->key.out[j] == OUT_NONE)
+			continue;
+		if (!first)
+			appendStringInfoChar(&b, ',');
+		first = false;
+		appendStringInfo(&b, "%d", c->key.out[j] == OUT_FULL ? id : -id);
+	}
+	return b.data;
 }
 
 static ArrayType *
@@ -625,78 +1113,64 @@ make_array(Datum *values, bool *nulls, int n, Oid type)
 	return construct_md_array(values, nulls, 1, dims, lbs, type, typlen, typbyval, typalign);
 }
 
-/* One INSERT ... ON CONFLICT DO UPDATE for every counter of the batch. */
+#define DELTA_COLS 7
+
+/*
+ * The batch's counts as ONE row of logagg._alert_rule_deltas: its classes
+ * and, per (class, labels, bucket), the number of records and the latest
+ * one.  The evaluator folds it into the counters (_fold_alert_rule_deltas).
+ */
 static void
-upsert_counts(HTAB *counts)
+write_delta(CountBatch *cb)
 {
-	long		n = hash_get_num_entries(counts);
-	Datum	   *v[7];
-	bool	   *nulls[7];
-	static const Oid types[7] = {INT4OID, TEXTOID, TIMESTAMPTZOID, INT8OID, INT8OID,
+	long		n = hash_get_num_entries(cb->counts);
+	static const Oid types[DELTA_COLS] = {TEXTOID, INT4OID, TEXTOID, TIMESTAMPTZOID, INT8OID,
 	TIMESTAMPTZOID, INT8OID};
-	Datum		args[7];
+	Datum	   *v[DELTA_COLS];
+	Datum		args[DELTA_COLS];
+	Datum	   *classes;
 	HASH_SEQ_STATUS hs;
 	CountEntry *e;
 	int			i = 0;
 	int			ret;
 
-	if (upsert_plan == NULL)
+	if (delta_plan == NULL)
 	{
-		Oid			argtypes[7];
+		Oid			argtypes[DELTA_COLS];
 		SPIPlanPtr	p;
 
-		for (int c = 0; c < 7; c++)
+		for (int c = 0; c < DELTA_COLS; c++)
 			argtypes[c] = get_array_type(types[c]);
-
-		/*
-		 * ORDER BY: concurrent batches (the ingest worker and SQL callers)
-		 * lock the counters they update in one order, so they never
-		 * deadlock.  Counts of a rule removed meanwhile are dropped.
-		 */
-		p = SPI_prepare("INSERT INTO logagg._alert_rule_counts AS c "
-						"(rule_id, labels, bucket, matched, total, last_ts, last_log_id) "
-						"SELECT u.rule_id, u.labels::jsonb, u.bucket, u.matched, u.total, u.last_ts, u.last_id "
-						"FROM unnest($1, $2, $3, $4, $5, $6, $7) "
-						"  AS u(rule_id, labels, bucket, matched, total, last_ts, last_id) "
-						"WHERE EXISTS (SELECT 1 FROM logagg.alert_rules r WHERE r.id = u.rule_id) "
-						"ORDER BY u.rule_id, u.labels COLLATE \"C\", u.bucket "
-						"ON CONFLICT (rule_id, labels, bucket) DO UPDATE SET "
-						"matched = c.matched + excluded.matched, total = c.total + excluded.total, "
-						"last_log_id = CASE WHEN excluded.last_ts IS NOT NULL AND "
-						"  (c.last_ts IS NULL OR excluded.last_ts >= c.last_ts) "
-						"  THEN excluded.last_log_id ELSE c.last_log_id END, "
-						"last_ts = CASE WHEN excluded.last_ts IS NOT NULL AND "
-						"  (c.last_ts IS NULL OR excluded.last_ts >= c.last_ts) "
-						"  THEN excluded.last_ts ELSE c.last_ts END",
-						7, argtypes);
+		p = SPI_prepare("INSERT INTO logagg._alert_rule_deltas "
+						"(classes, class, labels, bucket, n, last_ts, last_log_id) "
+						"VALUES ($1, $2, $3, $4, $5, $6, $7)", DELTA_COLS, argtypes);
 		if (p == NULL || SPI_keepplan(p) != 0)
-			elog(ERROR, "logagg: preparing the alert rule counter upsert failed: %s",
+			elog(ERROR, "logagg: preparing the alert rule delta insert failed: %s",
 				 SPI_result_code_string(SPI_result));
-		upsert_plan = p;
+		delta_plan = p;
 	}
 
-	for (int c = 0; c < 7; c++)
-	{
+	classes = palloc(sizeof(Datum) * cb->nclasses);
+	for (int c = 0; c < cb->nclasses; c++)
+		classes[c] = CStringGetTextDatum(class_text(cb->class_list[c]));
+	args[0] = PointerGetDatum(make_array(classes, NULL, cb->nclasses, TEXTOID));
+
+	for (int c = 1; c < DELTA_COLS; c++)
 		v[c] = palloc(sizeof(Datum) * n);
-		nulls[c] = palloc0(sizeof(bool) * n);
-	}
-	hash_seq_init(&hs, counts);
+	hash_seq_init(&hs, cb->counts);
 	while ((e = hash_seq_search(&hs)) != NULL)
 	{
-		v[0][i] = Int32GetDatum(e->key.rule_id);
-		v[1][i] = CStringGetTextDatum(e->key.labels);
-		v[2][i] = TimestampTzGetDatum(e->key.bucket);
-		v[3][i] = Int64GetDatum(e->matched);
-		v[4][i] = Int64GetDatum(e->total);
+		v[1][i] = Int32GetDatum(e->key.cls + 1);	/* SQL arrays start at 1 */
+		v[2][i] = CStringGetTextDatum(e->key.labels);
+		v[3][i] = TimestampTzGetDatum(e->key.bucket);
+		v[4][i] = Int64GetDatum(e->n);
 		v[5][i] = TimestampTzGetDatum(e->last_ts);
-		nulls[5][i] = (e->last_ts == 0 && e->matched == 0);
 		v[6][i] = Int64GetDatum(e->last_id);
-		nulls[6][i] = nulls[5][i];
 		i++;
 	}
-	for (int c = 0; c < 7; c++)
-		args[c] = PointerGetDatum(make_array(v[c], nulls[c], i, types[c]));
-	ret = SPI_execute_plan(upsert_plan, args, NULL, false, 0);
+	for (int c = 1; c < DELTA_COLS; c++)
+		args[c] = PointerGetDatum(make_array(v[c], NULL, i, types[c]));
+	ret = SPI_execute_plan(delta_plan, args, NULL, false, 0);
 	if (ret != SPI_OK_INSERT)
 		elog(ERROR, "logagg: counting for alert rules failed: %s", SPI_result_code_string(ret));
 }
@@ -712,8 +1186,7 @@ logagg_alert_rules_count(IngestBatch *batch, const int *idx, int n,
 {
 	MemoryContext cxt;
 	MemoryContext oldcxt;
-	HASHCTL		ctl;
-	HTAB	   *counts;
+	CountBatch *cb;
 	char	  **labels;
 	uint32	   *hashes;
 
@@ -724,13 +1197,7 @@ logagg_alert_rules_count(IngestBatch *batch, const int *idx, int n,
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "logagg alert rule counts",
 								ALLOCSET_DEFAULT_SIZES);
 	oldcxt = MemoryContextSwitchTo(cxt);
-	ctl.keysize = sizeof(CountKey);
-	ctl.entrysize = sizeof(CountEntry);
-	ctl.hash = count_key_hash;
-	ctl.match = count_key_match;
-	ctl.hcxt = cxt;
-	counts = hash_create("logagg alert rule counts", 256, &ctl,
-						 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	cb = count_batch_create(cxt);
 	labels = palloc(sizeof(char *) * Max(nspecs, 1));
 	hashes = palloc(sizeof(uint32) * Max(nspecs, 1));
 	for (int k = 0; k < n; k++)
@@ -742,14 +1209,13 @@ logagg_alert_rules_count(IngestBatch *batch, const int *idx, int n,
 		v.sev = (LogaggSeverity) sevs[i];
 		v.attrs = NULL;
 		v.attrs_made = false;
-		/* label strings stay: hash keys point at the ones first used */
 		memset(labels, 0, sizeof(char *) * Max(nspecs, 1));
 		v.labels = labels;
 		v.labels_hash = hashes;
-		count_record(counts, &v, ids[i]);
+		count_record(cb, &v, ids[i]);
 	}
-	if (hash_get_num_entries(counts) > 0)
-		upsert_counts(counts);
+	if (hash_get_num_entries(cb->counts) > 0)
+		write_delta(cb);
 	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(cxt);
 }

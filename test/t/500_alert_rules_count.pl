@@ -154,8 +154,8 @@ ok(poll_until(sub { scalar(rule_notes('quiet')) >= 1 }, 30), 'resumed: it fires'
 
 # --- remove ---
 sql(q{SELECT logagg.remove_alert_rule('quiet')});
-is(sql(q{SELECT count(*) FROM logagg._alert_rule_counts c WHERE NOT EXISTS (SELECT 1 FROM logagg.alert_rules r WHERE r.id = c.rule_id)}),
-	'0', 'removing a rule removes its counters');
+is(sql(q{SELECT count(*) FROM logagg._alert_rule_class_rules m WHERE NOT EXISTS (SELECT 1 FROM logagg.alert_rules r WHERE r.id = m.rule_id)}),
+	'0', 'removing a rule removes its counts');
 ($ret, $o, $e) = $node->psql('postgres', q{SELECT logagg.pause_alert_rule('quiet')});
 like($e, qr/alert rule "quiet" does not exist/, 'unknown rule: clear error');
 is(sql("SELECT count(*) FROM logagg.rejected"), '0', 'nothing rejected along the way');
