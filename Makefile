@@ -1,5 +1,5 @@
-# logagg — PGXS build.  `make && sudo make install` builds the extension
-# and the emitter; `./test/run` runs every test suite.
+# logagg — PGXS build.  `make && sudo make install` builds the extension,
+# the emitter and logagg-tail; `./test/run` runs every test suite.
 
 EXTENSION   = logagg
 EXTVERSION  = $(shell sed -n "s/^default_version *= *'\\(.*\\)'/\\1/p" logagg.control)
@@ -52,7 +52,8 @@ PROVE_TESTS  = $(sort $(wildcard test/t/*.pl))
 PROVE_FLAGS  += -I $(CURDIR)/test/lib
 export LOGAGG_SRC = $(CURDIR)
 
-EXTRA_CLEAN  = build tmp_check_regress tmp_check_regress.conf tmp_check_iso.conf emitters/logagg-emit
+EXTRA_CLEAN  = build tmp_check_regress tmp_check_regress.conf tmp_check_iso.conf emitters/logagg-emit \
+               tools/logagg-tail
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -100,3 +101,16 @@ emitters-install:
 clean: emitters-clean
 emitters-clean:
 	@if [ -f emitters/Makefile ]; then $(MAKE) -C emitters clean; fi
+
+# The command line tools (tools/: logagg-tail), built and installed with
+# the emitter.
+all: tools
+.PHONY: tools tools-install tools-clean
+tools:
+	@if [ -f tools/Makefile ]; then $(MAKE) -C tools; fi
+install: tools-install
+tools-install:
+	@if [ -f tools/Makefile ]; then $(MAKE) -C tools install; fi
+clean: tools-clean
+tools-clean:
+	@if [ -f tools/Makefile ]; then $(MAKE) -C tools clean; fi
