@@ -1,0 +1,110 @@
+# TailTest.pm — helpers for the TAP tests of the live tail and its command
+# line client, logagg-tail (test/t/63*.pl).
+#
+# start_reader_node() gives a started node with the reader worker on a free
+# port; start_tail() runs the real logagg-tail binary in the background and
+# tail_wait() polls its output (never a bare sleep).
+package TailTest;
+
+use strict;
+use warnings;
+use Exporter 'import';
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run ();
+use HTTP::Tiny;
+use LogaggTest;
+
+our @EXPORT = qw(tail_path start_reader_node start_tail tail_wait tail_stop
+  post_records reader_pid);
+
+sub tail_path
+{
+	my $p = src_dir() . '/tools/logagg-tail';
+	return -x $p ? $p : 'logagg-tail';
+}
+
+# start_reader_node(NAME, EXTRA) -> $node with $node->{reader_port}: the
+# ingest and reader workers on free loopback ports, no dispatchers, no
+# window on ts.
+sub start_reader_node
+{
+	my ($name, $extra) = @_;
+	my $rport = PostgreSQL::Test::Cluster::get_free_port();
+	my $node = new_node($name, qq{
+logagg.dispatch_workers = 0
+logagg.max_ts_past = -1
+logagg.reader_port = $rport
+} . ($extra // ''));
+	start_with_extension($node);
+	$node->{reader_port} = $rport;
+	return $node;
+}
+
+# start_tail($node, { env => {...} }, ARGS...) -> a handle: logagg-tail
+# against the node's reader port, its stdout in $h->{out} and stderr in
+# $h->{err} (pumped by tail_wait).  The token is passed in LOGAGG_TOKEN
+# unless ARGS hold one.
+sub start_tail
+{
+	my ($node, $opt, @args) = @_;
+	my %h = (out => '', err => '');
+	local %ENV = %ENV;
+	delete $ENV{LOGAGG_TOKEN};
+	$ENV{$_} = $opt->{env}{$_} for keys %{ $opt->{env} // {} };
+	$h{run} = IPC::Run::start(
+		[ tail_path(), '--port', $node->{reader_port}, @args ],
+		'<', \undef, '>', \$h{out}, '2>', \$h{err},
+		IPC::Run::timeout(120));
+	return \%h;
+}
+
+# tail_wait($h, CODE, timeout) -> true once CODE($out, $err) is true;
+# false when it is not within timeout seconds or the process ended first.
+sub tail_wait
+{
+	my ($h, $code, $timeout) = @_;
+	return poll_until(
+		sub {
+			$h->{run}->pump_nb if $h->{run}->pumpable;
+			return 1 if $code->($h->{out}, $h->{err});
+			return 0;
+		},
+		$timeout // 30);
+}
+
+# tail_stop($h, SIGNAL) -> exit status after SIGNAL (default INT).
+sub tail_stop
+{
+	my ($h, $signal) = @_;
+	$h->{run}->signal($signal // 'INT') if $h->{run}->pumpable;
+	$h->{run}->finish;
+	return $h->{run}->result;
+}
+
+# post_records($node, TOKEN, RECORD_JSON...) -> the reply body; dies
+# unless the ingest worker accepted every record (the reply comes after
+# COMMIT).
+sub post_records
+{
+	my ($node, $token, @records) = @_;
+	my $res = HTTP::Tiny->new(timeout => 30)->post(
+		"http://127.0.0.1:$node->{logagg_port}/ingest",
+		{ headers => { Authorization => "Bearer $token" },
+		  content => join('', map { "$_\n" } @records) });
+	my $n = scalar @records;
+	die "POST /ingest: $res->{status} $res->{content}"
+	  unless $res->{status} == 200 && $res->{content} =~ /"accepted": $n, "rejected": 0/;
+	return $res->{content};
+}
+
+# The reader worker's pid ('' while it is not running).
+sub reader_pid
+{
+	my ($node) = @_;
+	return $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'logagg reader'");
+}
+
+1;

@@ -1,0 +1,79 @@
+# 633_tail_exit_codes.pl -- logagg-tail's exit status and messages: a
+# refused token (wrong or revoked) ends it with 3 and "token refused"
+# instead of retrying, usage errors and requests the server rejects (an
+# invalid regex) with 2, SIGINT with 0; a token given in LOGAGG_TOKEN is
+# not on the command line.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run qw(run timeout);
+use LogaggTest;
+use TailTest;
+
+my $node = start_reader_node('tail_exit');
+sub sql { return $node->safe_psql('postgres', $_[0]); }
+my $reader = sql("SELECT logagg.create_reader_token('cli', '*')");
+my $port = $node->{reader_port};
+
+# run logagg-tail to its end: (exit status, stdout, stderr)
+sub tail_run
+{
+	my ($env, @args) = @_;
+	my ($out, $err) = ('', '');
+	local %ENV = %ENV;
+	delete $ENV{LOGAGG_TOKEN};
+	$ENV{$_} = $env->{$_} for keys %$env;
+	run([ tail_path(), '--port', $port, @args ], '<', \undef, '>', \$out, '2>', \$err, timeout(60));
+	return ($? >> 8, $out, $err);
+}
+
+# ---- refused tokens ----
+my ($rc, $out, $err) = tail_run({}, '--token', 'lgr_' . ('0' x 64));
+is($rc, 3, 'a wrong token: exit status 3');
+like($err, qr/token refused \(HTTP 401\)/, '... with "token refused"');
+($rc, $out, $err) = tail_run({ LOGAGG_TOKEN => 'nonsense' });
+is($rc, 3, 'a wrong token in LOGAGG_TOKEN: exit status 3');
+my $revoked = sql("SELECT logagg.create_reader_token('gone', '*')");
+sql("SELECT logagg.revoke_reader_token('gone')");
+($rc, $out, $err) = tail_run({ LOGAGG_TOKEN => $revoked });
+is($rc, 3, 'a revoked token: exit status 3');
+like($err, qr/token refused/, '... with "token refused"');
+
+# ---- usage errors ----
+for my $case (
+	[ 'no token', [] ],
+	[ 'bad severity', [ '--token', 'x', '--min-severity', 'urgent' ] ],
+	[ 'since out of range', [ '--token', 'x', '--since', '10001' ] ],
+	[ 'attrs not an object', [ '--token', 'x', '--attrs', '["env"]' ] ],
+	[ 'attrs not JSON', [ '--token', 'x', '--attrs', '{env:1}' ] ],
+	[ 'bad colour', [ '--token', 'x', '--color', 'sometimes' ] ],
+	[ 'unknown flag', [ '--token', 'x', '--follow' ] ],
+	[ 'stray argument', [ '--token', 'x', 'svc-a' ] ],
+	[ 'bad port', [ '--token', 'x', '--port', '70000' ] ])
+{
+	my ($name, $args) = @$case;
+	($rc, $out, $err) = tail_run({}, @$args);
+	is($rc, 2, "usage error ($name): exit status 2");
+	like($err, qr/logagg-tail: /, "usage error ($name): says why") if $name ne 'unknown flag';
+}
+($rc, $out, $err) = tail_run({}, '--help');
+is($rc, 0, '--help: exit status 0');
+like($out, qr/--min-severity/, '--help lists the flags');
+
+# ---- the server rejects an invalid regex before the upgrade ----
+($rc, $out, $err) = tail_run({ LOGAGG_TOKEN => $reader }, '-q', 'broken(');
+is($rc, 2, 'an invalid regex (HTTP 400): exit status 2');
+like($err, qr/rejected the request \(HTTP 400\)/, '... saying the server rejected the request');
+
+# ---- interrupted: 0; the token from LOGAGG_TOKEN is not in argv ----
+my $t = start_tail($node, { env => { LOGAGG_TOKEN => $reader } }, '--verbose');
+ok(tail_wait($t, sub { $_[1] =~ /logagg-tail: connected/ }), 'connected with the token from LOGAGG_TOKEN')
+  or diag($t->{err});
+my ($pid) = $t->{run}{KIDS}[0]{PID};
+my $cmdline = slurp_file("/proc/$pid/cmdline");
+unlike($cmdline, qr/\Q$reader\E/, 'the token is not on the command line (ps)');
+is(tail_stop($t, 'INT'), 0, 'SIGINT: exit status 0');
+
+done_testing();
