@@ -318,7 +318,9 @@ tail_callback(struct lws *w, enum lws_callback_reasons reason,
 			rx_overflow = false;
 			retry_count = 0;
 			if (ever_connected || outage_reported)
-				tail_log("connected to %s:%d", opts.host, opts.port);
+				tail_log("connected to %s:%d%s", opts.host, opts.port,
+						 tail.printed > 0 && opts.resume == 0 ?
+						 " (records committed while disconnected are not shown: --resume 0)" : "");
 			else
 				tail_debug("connected");
 			ever_connected = true;

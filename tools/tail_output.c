@@ -323,6 +323,12 @@ write_line(void)
 	}
 }
 
+static bool
+is_null(const char *v, size_t len)
+{
+	return len == 4 && memcmp(v, "null", 4) == 0;
+}
+
 static void
 print_record(const Frame *f, const char *raw, size_t raw_len)
 {
@@ -353,13 +359,13 @@ print_record(const Frame *f, const char *raw, size_t raw_len)
 	append_safe_value(&line, f->source ? f->source : "-", f->source ? f->source_len : 1);
 	strbuf_append(&line, " ", 1);
 	append_safe_value(&line, f->severity ? f->severity : "-", f->severity ? f->severity_len : 1);
-	if (f->status && !(f->status_len == 4 && memcmp(f->status, "null", 4) == 0))
+	if (f->status && !is_null(f->status, f->status_len))
 	{
 		strbuf_append(&line, " ", 1);
 		append_safe_value(&line, f->status, f->status_len);
 	}
 	strbuf_append(&line, " ", 1);
-	if (f->message)
+	if (f->message && !is_null(f->message, f->message_len))
 		append_safe_value(&line, f->message, f->message_len);
 	if (color)
 		strbuf_append(&line, COLOR_RESET, strlen(COLOR_RESET));
