@@ -23,6 +23,7 @@ post STATUS REPLY.  Uses Debian's python3-websockets.
 """
 import asyncio
 import re
+import socket
 import sys
 import time
 import urllib.error
@@ -93,7 +94,15 @@ async def main(steps):
         try:
             if kind in ("tail", "hold"):
                 try:
-                    kw = {"max_queue": 1, "read_limit": 2 ** 12} if kind == "hold" else {}
+                    kw = {}
+                    if kind == "hold":
+                        # a small receive buffer, and the library stops
+                        # reading after one message: the server's queue fills
+                        host, port = arg.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
+                        sock = socket.socket()
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                        sock.connect((host, int(port)))
+                        kw = {"max_queue": 1, "read_limit": 2 ** 12, "sock": sock}
                     conns[name] = await websockets.connect(arg, max_size=None,
                                                            open_timeout=5, **kw)
                     print(name, "open", flush=True)
