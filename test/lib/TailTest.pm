@@ -16,7 +16,7 @@ use IPC::Run ();
 use HTTP::Tiny;
 use LogaggTest;
 
-our @EXPORT = qw(tail_path start_reader_node start_tail tail_wait tail_stop
+our @EXPORT = qw(tail_path start_reader_node reader_token start_tail tail_wait tail_stop tail_status
   post_records reader_pid);
 
 sub tail_path
@@ -25,21 +25,36 @@ sub tail_path
 	return -x $p ? $p : 'logagg-tail';
 }
 
-# start_reader_node(NAME, EXTRA) -> $node with $node->{reader_port}: the
-# ingest and reader workers on free loopback ports, no dispatchers, no
-# window on ts.
+# start_reader_node(NAME, EXTRA) -> a started node (new_node: the ingest
+# and reader workers on free loopback ports, $node->{reader_port}), no
+# dispatchers, no window on ts.
 sub start_reader_node
 {
 	my ($name, $extra) = @_;
-	my $rport = PostgreSQL::Test::Cluster::get_free_port();
 	my $node = new_node($name, qq{
 logagg.dispatch_workers = 0
 logagg.max_ts_past = -1
-logagg.reader_port = $rport
 } . ($extra // ''));
 	start_with_extension($node);
-	$node->{reader_port} = $rport;
 	return $node;
+}
+
+# reader_token($node, NAME, SOURCES) -> a new reader token, once the
+# reader worker accepts it (GET /api/whoami): the worker reloads its token
+# cache at most every 100 ms, so a token used at once can still be refused.
+sub reader_token
+{
+	my ($node, $name, $sources) = @_;
+	my $token = $node->safe_psql('postgres',
+		"SELECT logagg.create_reader_token('$name', '" . ($sources // '*') . "')");
+	my $http = HTTP::Tiny->new(timeout => 10);
+	poll_until(
+		sub {
+			$http->get("http://127.0.0.1:$node->{reader_port}/api/whoami",
+				{ headers => { Authorization => "Bearer $token" } })->{status} == 200;
+		},
+		30) or die "the reader worker does not accept the new token $name";
+	return $token;
 }
 
 # start_tail($node, { env => {...} }, ARGS...) -> a handle: logagg-tail
@@ -74,13 +89,22 @@ sub tail_wait
 		$timeout // 30);
 }
 
-# tail_stop($h, SIGNAL) -> exit status after SIGNAL (default INT).
+# tail_stop($h, SIGNAL) -> exit status after SIGNAL (default INT), or
+# "signal N" when the process died of one.
 sub tail_stop
 {
 	my ($h, $signal) = @_;
 	$h->{run}->signal($signal // 'INT') if $h->{run}->pumpable;
+	return tail_status($h);
+}
+
+# tail_status($h) -> exit status once the process ended (see tail_stop).
+sub tail_status
+{
+	my ($h) = @_;
 	$h->{run}->finish;
-	return $h->{run}->result;
+	my $w = $h->{run}->full_result(0);
+	return ($w & 127) ? 'signal ' . ($w & 127) : $w >> 8;
 }
 
 # post_records($node, TOKEN, RECORD_JSON...) -> the reply body; dies

@@ -16,7 +16,7 @@ my $node = start_reader_node('tail_cli');
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
 my $src = sql("SELECT logagg.create_source('svc-a')");
-my $reader = sql("SELECT logagg.create_reader_token('cli', '*')");
+my $reader = reader_token($node, 'cli', '*');
 my %env = (env => { LOGAGG_TOKEN => $reader });
 
 # ---- live: started before the records exist; stdout is a pipe, so no colour ----
@@ -54,8 +54,7 @@ is(tail_stop($t), 0, 'SIGINT: exit status 0');
 $t = start_tail($node, \%env, '--json', '--since', '3', '--count', '3');
 ok(tail_wait($t, sub { !$t->{run}->pumpable }, 30), '--count 3 ends after three records')
   or diag($t->{err});
-$t->{run}->finish;
-is($t->{run}->result, 0, '--count reached: exit status 0');
+is(tail_status($t), 0, '--count reached: exit status 0');
 @lines = split /\n/, $t->{out};
 is(scalar @lines, 3, '--since 3 replays three records');
 my @keys = sort qw(id ts received_at source severity level status message trace_id span_id attrs);
@@ -79,7 +78,7 @@ unlike($t->{out}, qr/[\x00-\x09\x0b-\x1f\x7f]|\xc2[\x80-\x9f]|\xe2\x80[\xa8-\xae
 # ---- colour by severity ----
 $t = start_tail($node, \%env, '--since', '3', '--count', '3', '--color=always');
 ok(tail_wait($t, sub { !$t->{run}->pumpable }, 30), '--color=always run ends') or diag($t->{err});
-$t->{run}->finish;
+is(tail_status($t), 0, 'exit status 0');
 @lines = split /\n/, $t->{out};
 my %color = (critical => "\e[31m", high => "\e[33m");
 for my $l (@lines)

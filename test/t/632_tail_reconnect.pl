@@ -16,14 +16,18 @@ my $node = start_reader_node('tail_reconnect');
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
 my $src = sql("SELECT logagg.create_source('svc-a')");
-my $reader = sql("SELECT logagg.create_reader_token('cli', '*')");
+my $reader = reader_token($node, 'cli', '*');
 sub post { post_records($node, $src, map { encode_json({ message => $_ }) } @_); }
-sub count_of { my ($h, $m) = @_; return scalar(() = $h->{out} =~ /"message": ?"\Q$m\E"/g); }
+sub count_of
+{
+	my ($h, $m) = @_;
+	return scalar(grep { $_->{message} eq $m } map { decode_json($_) } split /\n/, $h->{out});
+}
 
 my $t = start_tail($node, { env => { LOGAGG_TOKEN => $reader } }, '--json', '--verbose');
 ok(tail_wait($t, sub { $_[1] =~ /logagg-tail: connected/ }), 'connected') or diag($t->{err});
 post('before 1', 'before 2');
-ok(tail_wait($t, sub { $_[0] =~ /before 2/ }), 'live records arrive') or diag($t->{err});
+ok(tail_wait($t, sub { $_[0] =~ /"before 2"/ }), 'live records arrive') or diag($t->{err});
 
 # ---- the reader worker is terminated ----
 my $pid = reader_pid($node);
@@ -40,7 +44,7 @@ post('after reconnect');
 ok(tail_wait($t, sub { $_[0] =~ /after reconnect/ }), 'live records arrive again') or diag($t->{err});
 for my $m ('before 1', 'before 2', 'during outage 1', 'during outage 2', 'after reconnect')
 {
-	is(count_of($t, $m), 1, "\"$m\" printed exactly once");
+	is(count_of($t, $m), 1, "\"$m\" printed exactly once") or diag("out: $t->{out}\nerr: $t->{err}");
 }
 my @ids = map { decode_json($_)->{id} } split /\n/, $t->{out};
 is(join(',', @ids), join(',', sort { $a <=> $b } @ids), 'in commit order');

@@ -9,12 +9,13 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use IPC::Run qw(run timeout);
+use HTTP::Tiny;
 use LogaggTest;
 use TailTest;
 
 my $node = start_reader_node('tail_exit');
 sub sql { return $node->safe_psql('postgres', $_[0]); }
-my $reader = sql("SELECT logagg.create_reader_token('cli', '*')");
+my $reader = reader_token($node, 'cli', '*');
 my $port = $node->{reader_port};
 
 # run logagg-tail to its end: (exit status, stdout, stderr)
@@ -35,8 +36,12 @@ is($rc, 3, 'a wrong token: exit status 3');
 like($err, qr/token refused \(HTTP 401\)/, '... with "token refused"');
 ($rc, $out, $err) = tail_run({ LOGAGG_TOKEN => 'nonsense' });
 is($rc, 3, 'a wrong token in LOGAGG_TOKEN: exit status 3');
-my $revoked = sql("SELECT logagg.create_reader_token('gone', '*')");
+my $revoked = reader_token($node, 'gone', '*');
 sql("SELECT logagg.revoke_reader_token('gone')");
+my $http = HTTP::Tiny->new(timeout => 10);
+ok(poll_until(sub { $http->get("http://127.0.0.1:$port/api/whoami",
+		{ headers => { Authorization => "Bearer $revoked" } })->{status} == 401 }),
+	'the reader worker refuses the revoked token');
 ($rc, $out, $err) = tail_run({ LOGAGG_TOKEN => $revoked });
 is($rc, 3, 'a revoked token: exit status 3');
 like($err, qr/token refused/, '... with "token refused"');
