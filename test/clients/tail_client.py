@@ -85,6 +85,7 @@ def show(name, msg):
 
 async def main(steps):
     conns = {}
+    held = set()
     for step in steps:
         kind, _, rest = step.partition(":")
         if kind in ("post", "postfile"):
@@ -113,11 +114,13 @@ async def main(steps):
                         # reading after one message: the server's queue fills
                         host, port = arg.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
                         sock = socket.socket()
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
                         sock.connect((host, int(port)))
                         kw = {"max_queue": 1, "read_limit": 2 ** 12, "sock": sock}
                     conns[name] = await websockets.connect(arg, max_size=None,
                                                            open_timeout=5, **kw)
+                    if kind == "hold":
+                        held.add(name)
                     print(name, "open", flush=True)
                 except websockets.InvalidStatusCode as e:
                     print(name, "status", e.status_code, flush=True)
@@ -148,7 +151,10 @@ async def main(steps):
         except websockets.ConnectionClosed as e:
             code = e.rcvd.code if e.rcvd else 1006
             print(name, "closed", code, e.rcvd.reason if e.rcvd else "", flush=True)
-    for conn in conns.values():
+    for name, conn in conns.items():
+        if name in held:
+            conn.transport.abort()	# its unread frames would hold up a close
+            continue
         try:
             await asyncio.wait_for(conn.close(), 2)
         except (asyncio.TimeoutError, websockets.WebSocketException, OSError):
