@@ -152,6 +152,41 @@ hold(Sub *s, const char *json, size_t len, int64 id)
 	s->q_bytes += len;
 }
 
+/*
+ * palloc'd memory of closed subscribers, freed by the main loop (a
+ * callback does not call pfree).  If the list cannot grow, the memory is
+ * left to the process's end rather than freed in the callback.
+ */
+static void **to_free = NULL;
+static int	nto_free = 0;
+static int	maxto_free = 0;
+
+static void
+defer_pfree(void *p)
+{
+	if (p == NULL)
+		return;
+	if (nto_free == maxto_free)
+	{
+		int			newmax = maxto_free ? maxto_free * 2 : 16;
+		void	  **n = realloc(to_free, newmax * sizeof(void *));
+
+		if (n == NULL)
+			return;
+		to_free = n;
+		maxto_free = newmax;
+	}
+	to_free[nto_free++] = p;
+}
+
+static void
+free_deferred(void)
+{
+	for (int i = 0; i < nto_free; i++)
+		pfree(to_free[i]);
+	nto_free = 0;
+}
+
 /* ---- the handshake (lws callback) ---- */
 
 /* A refusal before the upgrade: status and {"error": why}, then close. */
@@ -304,11 +339,9 @@ reader_tail_closed(RConn *c)
 	frames_free(s->held_head);
 	free(s->held_ids);
 	free(s->replayed);
-	/* regex and attrs_jsonb are in TopMemoryContext: freed by the main loop */
-	if (s->regex)
-		pfree(s->regex);
-	if (s->attrs_jsonb)
-		pfree(s->attrs_jsonb);
+	/* regex and attrs_jsonb were palloc'd: the main loop frees them */
+	defer_pfree(s->regex);
+	defer_pfree(s->attrs_jsonb);
 	free(s);
 	c->sub = NULL;
 	reader_nsubs--;
@@ -334,6 +367,7 @@ reader_tail_init(void)
 void
 reader_tail_prepare(void)
 {
+	free_deferred();
 	for (RConn *c = reader_conns; c; c = c->next)
 	{
 		Sub		   *s = c->sub;

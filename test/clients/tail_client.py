@@ -10,18 +10,21 @@ Each STEP is one of
                              pile up in the server: a slow subscriber)
     upgrade:NAME:URL         a raw upgrade request; prints the HTTP status
                              and the body of a refusal
-    post:URL:TOKEN:BODY      POST BODY (\\n = newline) to URL with the token;
+    post:URL::TOKEN:BODY     POST BODY (\\n = newline) to URL with the token;
                              prints the status and the reply
+    postfile:URL::TOKEN:PATH the same with the contents of file PATH
     recv:NAME:COUNT:SECONDS  print the next COUNT frames of NAME (at most
                              SECONDS in all), each with the milliseconds
                              since the last post's reply
     until:NAME:SECONDS:REGEX print frames until one matches REGEX
     close:NAME               close NAME
+    waitfile:PATH            wait until file PATH exists (at most 120 s)
 Every outcome is one line: NAME open | NAME status CODE BODY |
 NAME frame MS MESSAGE | NAME timeout | NAME closed CODE REASON |
 post STATUS REPLY.  Uses Debian's python3-websockets.
 """
 import asyncio
+import os
 import re
 import socket
 import sys
@@ -82,13 +85,24 @@ def show(name, msg):
 
 async def main(steps):
     conns = {}
+    held = set()
     for step in steps:
         kind, _, rest = step.partition(":")
-        if kind == "post":
+        if kind in ("post", "postfile"):
             url, _, rest = rest.partition("::")
             token, _, body = rest.partition(":")
+            if kind == "postfile":
+                with open(body) as f:
+                    body = f.read()
+            else:
+                body = body.replace("\\n", "\n")
             await asyncio.get_running_loop().run_in_executor(
-                None, post, url, token, body.replace("\\n", "\n"))
+                None, post, url, token, body)
+            continue
+        if kind == "waitfile":
+            deadline = time.monotonic() + 120
+            while not os.path.exists(rest) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             continue
         name, _, arg = rest.partition(":")
         try:
@@ -100,11 +114,13 @@ async def main(steps):
                         # reading after one message: the server's queue fills
                         host, port = arg.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)
                         sock = socket.socket()
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
                         sock.connect((host, int(port)))
                         kw = {"max_queue": 1, "read_limit": 2 ** 12, "sock": sock}
                     conns[name] = await websockets.connect(arg, max_size=None,
                                                            open_timeout=5, **kw)
+                    if kind == "hold":
+                        held.add(name)
                     print(name, "open", flush=True)
                 except websockets.InvalidStatusCode as e:
                     print(name, "status", e.status_code, flush=True)
@@ -135,7 +151,10 @@ async def main(steps):
         except websockets.ConnectionClosed as e:
             code = e.rcvd.code if e.rcvd else 1006
             print(name, "closed", code, e.rcvd.reason if e.rcvd else "", flush=True)
-    for conn in conns.values():
+    for name, conn in conns.items():
+        if name in held:
+            conn.transport.abort()	# its unread frames would hold up a close
+            continue
         try:
             await asyncio.wait_for(conn.close(), 2)
         except (asyncio.TimeoutError, websockets.WebSocketException, OSError):
