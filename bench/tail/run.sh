@@ -13,7 +13,7 @@
 #            rounds have SUBSCRIBERS /tail connections that never read
 # Prints both results as JSON lines and the machine's load average.
 #
-#   bench/tail/run.sh                       # COUNT=3000 RATE=200 PAIRS=2
+#   bench/tail/run.sh                       # COUNT=3000 RATE=200 PAIRS=2 PER_EMITTER=300000
 #   COUNT=5000 RATE=500 PAIRS=3 PER_EMITTER=150000 bench/tail/run.sh
 #   MODE=latency bench/tail/run.sh          # one part only (latency|stall)
 #
@@ -29,7 +29,7 @@ COUNT=${COUNT:-3000}
 RATE=${RATE:-200}
 PAIRS=${PAIRS:-2}
 EMITTERS=${EMITTERS:-2}
-PER_EMITTER=${PER_EMITTER:-100000}
+PER_EMITTER=${PER_EMITTER:-300000}
 SUBSCRIBERS=${SUBSCRIBERS:-10}
 MODE=${MODE:-both}
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,6 +44,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 reader=$(psql -c "SELECT logagg.create_reader_token('bench', '*')")
+rpid=$(psql -c "SELECT pid FROM pg_stat_activity WHERE backend_type = 'logagg reader'")
 
 bench() {
   /usr/bin/python3 "$here/bench/tail/tail_bench.py" "$@" --ingest-port "$wsport" \
@@ -57,7 +58,7 @@ if [ "$MODE" = both ] || [ "$MODE" = latency ]; then
 fi
 if [ "$MODE" = both ] || [ "$MODE" = stall ]; then
   bench stall --subscribers "$SUBSCRIBERS" --pairs "$PAIRS" --emitters "$EMITTERS" \
-    --per-emitter "$PER_EMITTER"
+    --per-emitter "$PER_EMITTER" --ingest-pid "$wpid" --reader-pid "$rpid"
   echo "load after stall: $(cut -d' ' -f1-3 /proc/loadavg)"
 fi
 echo "rows stored: $(psql -c 'SELECT count(*) FROM logagg.logs')"

@@ -52,8 +52,8 @@ def pct(values, p):
 
 
 def summary(ms):
-    return {"n": len(ms), "p50_ms": round(pct(ms, 50), 2), "p99_ms": round(pct(ms, 99), 2),
-            "max_ms": round(max(ms), 2)} if ms else {"n": 0}
+    return {"n": len(ms), "min_ms": round(min(ms), 2), "p50_ms": round(pct(ms, 50), 2),
+            "p99_ms": round(pct(ms, 99), 2), "max_ms": round(max(ms), 2)} if ms else {"n": 0}
 
 
 # ---- latency ----
@@ -226,7 +226,18 @@ async def emit_round(a):
     return acked, secs
 
 
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks (0 when unknown)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 async def stall(a):
+    hz = os.sysconf("SC_CLK_TCK")
     order = []
     for _ in range(a.pairs):
         order += [False, True, True, False]
@@ -234,20 +245,31 @@ async def stall(a):
     for with_subs in order:
         socks = [stalled_socket(a.reader_port, a.reader_token) for _ in range(a.subscribers)] \
             if with_subs else []
+        c0 = {p: cpu_ticks(p) for p in (a.ingest_pid, a.reader_pid)}
         acked, secs = await emit_round(a)
+        c1 = {p: cpu_ticks(p) for p in (a.ingest_pid, a.reader_pid)}
         r = {"with_stalled": with_subs, "rows": acked, "seconds": round(secs, 2),
-             "rows_per_s": round(acked / secs)}
+             "rows_per_s": round(acked / secs),
+             "ingest_cpu_us_per_row": round(1e6 * (c1[a.ingest_pid] - c0[a.ingest_pid]) / hz / max(acked, 1), 2),
+             "reader_cpu_us_per_row": round(1e6 * (c1[a.reader_pid] - c0[a.reader_pid]) / hz / max(acked, 1), 2),
+             "load1": os.getloadavg()[0]}
         if socks:
             got = [read_to_end(s) for s in socks]
             for s in socks:
                 s.close()
             r["stalled"] = [{"records": g[0], "dropped": g[1], "notices": g[2]} for g in got]
         rounds.append(r)
-        print(json.dumps(r), file=sys.stderr, flush=True)
+        print(json.dumps({k: v for k, v in r.items() if k != "stalled"}), file=sys.stderr, flush=True)
     without = [r["rows_per_s"] for r in rounds if not r["with_stalled"]]
     with_ = [r["rows_per_s"] for r in rounds if r["with_stalled"]]
     stalled = [x for r in rounds for x in r.get("stalled", [])]
+
+    def mean_of(key, with_subs):
+        return round(statistics.mean(r[key] for r in rounds if r["with_stalled"] == with_subs), 2)
     return {"rounds": rounds,
+            "ingest_cpu_us_per_row_without": mean_of("ingest_cpu_us_per_row", False),
+            "ingest_cpu_us_per_row_with": mean_of("ingest_cpu_us_per_row", True),
+            "reader_cpu_us_per_row_with": mean_of("reader_cpu_us_per_row", True),
             "rows_per_s_without": round(statistics.mean(without)),
             "rows_per_s_with": round(statistics.mean(with_)),
             "ratio": round(statistics.mean(with_) / statistics.mean(without), 3),
@@ -270,6 +292,8 @@ def main():
     ap.add_argument("--pairs", type=int, default=2)
     ap.add_argument("--emitters", type=int, default=2)
     ap.add_argument("--per-emitter", type=int, default=100000)
+    ap.add_argument("--ingest-pid", type=int, default=0, help="for CPU per row")
+    ap.add_argument("--reader-pid", type=int, default=0, help="for CPU per row")
     a = ap.parse_args()
     res = asyncio.run(latency(a) if a.mode == "latency" else stall(a))
     print(json.dumps(res))
