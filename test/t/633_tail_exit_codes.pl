@@ -1,6 +1,6 @@
 # 633_tail_exit_codes.pl -- logagg-tail's exit status and messages: a
-# refused token (wrong or revoked) ends it with 3 and "token refused"
-# instead of retrying, usage errors and requests the server rejects (an
+# refused token (wrong, revoked, or revoked while following) ends it with
+# 3 and "token refused" instead of retrying, usage errors and requests the server rejects (an
 # invalid regex) with 2, SIGINT with 0; a token given in LOGAGG_TOKEN is
 # not on the command line.
 use strict;
@@ -46,6 +46,19 @@ ok(poll_until(sub { $http->get("http://127.0.0.1:$port/api/whoami",
 is($rc, 3, 'a revoked token: exit status 3');
 like($err, qr/token refused/, '... with "token refused"');
 
+# ---- a token revoked while the tail runs: the server ends the tail, the
+# reconnect is refused, so the CLI stops with 3 instead of retrying ----
+my $later = reader_token($node, 'later', '*');
+my $t = start_tail($node, { env => { LOGAGG_TOKEN => $later } }, '--verbose');
+ok(tail_wait($t, sub { $_[1] =~ /logagg-tail: connected/ }), 'connected before the revocation')
+  or diag($t->{err});
+sql("SELECT logagg.revoke_reader_token('later')");
+ok(tail_wait($t, sub { !$t->{run}->pumpable }, 30), 'revoked while following: the CLI ends')
+  or diag($t->{err});
+is(tail_status($t), 3, '... with exit status 3');
+like($t->{err}, qr/server error: token revoked.*token refused \(HTTP 401\)/s,
+	'... after printing the server\'s error and "token refused"');
+
 # ---- usage errors ----
 for my $case (
 	[ 'no token', [] ],
@@ -73,7 +86,7 @@ is($rc, 2, 'an invalid regex (HTTP 400): exit status 2');
 like($err, qr/rejected the request \(HTTP 400\)/, '... saying the server rejected the request');
 
 # ---- interrupted: 0; the token from LOGAGG_TOKEN is not in argv ----
-my $t = start_tail($node, { env => { LOGAGG_TOKEN => $reader } }, '--verbose');
+$t = start_tail($node, { env => { LOGAGG_TOKEN => $reader } }, '--verbose');
 ok(tail_wait($t, sub { $_[1] =~ /logagg-tail: connected/ }), 'connected with the token from LOGAGG_TOKEN')
   or diag($t->{err});
 my ($pid) = $t->{run}{KIDS}[0]{PID};
