@@ -9,6 +9,7 @@ use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 use JSON::PP;
+use IPC::Run ();
 use LogaggTest;
 use TailTest;
 
@@ -94,5 +95,20 @@ for my $l (@lines)
 	}
 }
 is(scalar(grep { /\e\[31m.*server broke/ } @lines), 1, 'the critical record is red');
+
+# --color=auto (the default): colour on a terminal, unless TERM=dumb or NO_COLOR
+for my $case ([ 'a terminal', { TERM => 'xterm' }, 1 ],
+	[ 'a terminal with NO_COLOR', { TERM => 'xterm', NO_COLOR => '1' }, 0 ],
+	[ 'a dumb terminal', { TERM => 'dumb' }, 0 ])
+{
+	my ($name, $vars, $want) = @$case;
+	my $out = '';
+	local %ENV = (%ENV, LOGAGG_TOKEN => $reader, %$vars);
+	delete $ENV{NO_COLOR} unless exists $vars->{NO_COLOR};
+	IPC::Run::run([ tail_path(), '--port', $node->{reader_port}, '--since', '3', '--count', '3' ],
+		'<', \undef, '>pty>', \$out, IPC::Run::timeout(30));
+	like($out, qr/server broke/, "--color=auto on $name: the records are printed");
+	is(scalar(() = $out =~ /\e\[31m/g), $want, "--color=auto on $name: " . ($want ? 'coloured' : 'no colour'));
+}
 
 done_testing();
