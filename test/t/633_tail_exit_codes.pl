@@ -2,7 +2,8 @@
 # refused token (wrong, revoked, or revoked while following) ends it with
 # 3 and "token refused" instead of retrying, usage errors and requests the server rejects (an
 # invalid regex) with 2, SIGINT with 0; a token given in LOGAGG_TOKEN is
-# not on the command line.
+# not on the command line; --tls verifies the server with --cafile, and a
+# port without /tail (404) is a usage error.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -93,5 +94,24 @@ my ($pid) = $t->{run}{KIDS}[0]{PID};
 my $cmdline = slurp_file("/proc/$pid/cmdline");
 unlike($cmdline, qr/\Q$reader\E/, 'the token is not on the command line (ps)');
 is(tail_stop($t, 'INT'), 0, 'SIGINT: exit status 0');
+
+# ---- --tls: a verifying TLS connection; the ingest port has no /tail ----
+my $tls = new_node('tail_tls', "logagg.dispatch_workers = 0\n"
+	  . "logagg.tls_cert_file = 'server.crt'\nlogagg.tls_key_file = 'server.key'\n");
+my $dir = $tls->data_dir;
+my ($o, $e) = ('', '');
+run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+		'-keyout', "$dir/server.key", '-out', "$dir/server.crt",
+		'-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1' ],
+	'>', \$o, '2>', \$e, timeout(60))
+  or die "openssl failed: $e";
+chmod 0600, "$dir/server.key";
+start_with_extension($tls);
+$port = $tls->{logagg_port};
+($rc, $out, $err) = tail_run({ LOGAGG_TOKEN => $reader }, '--tls', '--cafile', "$dir/server.crt");
+is($rc, 2, '--tls to the TLS ingest port: exit status 2');
+like($err, qr/has no \/tail \(HTTP 404\)/, '... the TLS handshake succeeded, and the CLI says the port has no /tail');
+($rc, $out, $err) = tail_run({ LOGAGG_TOKEN => $reader }, '--insecure');
+is($rc, 2, '--insecure without --tls: usage error');
 
 done_testing();
