@@ -1,9 +1,9 @@
 # 633_tail_exit_codes.pl -- logagg-tail's exit status and messages: a
 # refused token (wrong, revoked, or revoked while following) ends it with
-# 3 and "token refused" instead of retrying, usage errors and requests the server rejects (an
-# invalid regex) with 2, SIGINT with 0; a token given in LOGAGG_TOKEN is
-# not on the command line; --tls verifies the server with --cafile, and a
-# port without /tail (404) is a usage error.
+# 3 and "token refused" instead of retrying; usage errors and requests
+# the server rejects (an invalid regex) with 2; SIGINT with 0.  A token
+# given in LOGAGG_TOKEN is not on the command line; --tls verifies the
+# server with --cafile; a port without /tail (404) is a usage error.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
