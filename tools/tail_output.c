@@ -377,8 +377,12 @@ handle_frame(const Frame *f, const char *raw, size_t raw_len)
 {
 	if (f->has_dropped)
 	{
-		tail_log("the server skipped %lld records: this client did not read fast enough",
-				 (long long) f->dropped);
+		/* a negative count: the server lost track of how many */
+		if (f->dropped < 0)
+			tail_log("the server skipped records (how many is unknown): this client did not read fast enough");
+		else
+			tail_log("the server skipped %lld records: this client did not read fast enough",
+					 (long long) f->dropped);
 		return;
 	}
 	if (f->error)
