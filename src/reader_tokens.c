@@ -82,6 +82,17 @@ logagg_reader_tokens_refresh(void)
 	ctl.hcxt = TopMemoryContext;
 	readers_valid = true;		/* an invalidation during the load wins */
 	readers_relid = get_relname_relid("reader_tokens", get_namespace_oid(LOGAGG_SCHEMA, false));
+	if (!OidIsValid(readers_relid))
+	{
+		/*
+		 * A database still at 1.0 (no reader tokens before ALTER EXTENSION
+		 * UPDATE): no token is valid, and the next call looks again.
+		 */
+		readers = hash_create("logagg reader tokens", 64, &ctl,
+							  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+		readers_valid = false;
+		return;
+	}
 
 	SPI_connect();
 	ret = SPI_execute("SELECT token_hash, revoked_at IS NULL, sources, name FROM logagg.reader_tokens", true, 0);

@@ -46,10 +46,17 @@ static TailRing *ring = NULL;
 /* A record larger than this share of the ring is skipped (seen as lost). */
 #define MAX_ENTRY_SHARE 4
 
+/* No reader worker (logagg.reader_port = 0): no subscriber, no ring. */
+static Size
+ring_capacity(void)
+{
+	return logagg_reader_port > 0 ? (Size) logagg_tail_buffer_kb * 1024 : 0;
+}
+
 Size
 logagg_tail_shmem_size(void)
 {
-	return add_size(offsetof(TailRing, data), (Size) logagg_tail_buffer_kb * 1024);
+	return add_size(offsetof(TailRing, data), ring_capacity());
 }
 
 /* In the shared-memory start-up hook, under AddinShmemInitLock. */
@@ -65,7 +72,7 @@ logagg_tail_shmem_init(void)
 		pg_atomic_init_u64(&ring->head, 0);
 		pg_atomic_init_u64(&ring->tail, 0);
 		ring->next_seq = 1;
-		ring->capacity = (Size) logagg_tail_buffer_kb * 1024;
+		ring->capacity = ring_capacity();
 	}
 }
 

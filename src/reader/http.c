@@ -9,7 +9,7 @@
  * /api/whoami is answered at once from the token cache; the other API
  * requests are marked pending, and the main loop runs their query in a
  * background worker (query.c) and replies when it is done.  Runs inside
- * lws callbacks: no palloc, no ereport (see parse_attrs for the one
+ * lws callbacks: no palloc, no ereport (see json_object_ok for the one
  * guarded exception).
  *
  *-------------------------------------------------------------------------

@@ -79,8 +79,8 @@ frames_free(Frame *f)
 	}
 }
 
-/* The notice of what was skipped, queued where the gap is. */
-static void
+/* The notice of what was skipped, queued where the gap is (false: no memory). */
+static bool
 push_dropped(Sub *s)
 {
 	char		buf[64];
@@ -88,15 +88,16 @@ push_dropped(Sub *s)
 	Frame	   *f;
 
 	if (s->dropped == 0 && !s->dropped_unknown)
-		return;
+		return true;
 	/* records lost in the ring: their sources, so their number, are unknown */
 	n = snprintf(buf, sizeof(buf), "{\"dropped\": " INT64_FORMAT "}",
 				 s->dropped_unknown ? (int64) -1 : s->dropped);
 	if ((f = frame_new(buf, n)) == NULL)
-		return;
+		return false;
 	queue_push(s, f);
 	s->dropped = 0;
 	s->dropped_unknown = false;
+	return true;
 }
 
 /* Queue a record's frame, or count it dropped when the queue is full. */
@@ -110,7 +111,7 @@ enqueue(Sub *s, const char *json, size_t len)
 		s->dropped++;
 		return;
 	}
-	push_dropped(s);
+	(void) push_dropped(s);
 	if ((f = frame_new(json, len)) == NULL)
 	{
 		s->dropped++;
@@ -227,6 +228,7 @@ reader_tail_filter(struct lws *wsi, ReaderSession *pss)
 	RConn	   *tmp;
 	Sub		   *s;
 	const char *why;
+	int			status;
 	RConn	   *c;
 
 	if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
@@ -239,15 +241,12 @@ reader_tail_filter(struct lws *wsi, ReaderSession *pss)
 		free(tmp);
 		return -1;
 	}
-	if (reader_authenticate(wsi, tmp) != 0)
+	if ((status = reader_authenticate(wsi, tmp)) != 0)
 		why = "missing, unknown or revoked reader token";
-	else
-		why = reader_parse_filter(wsi, &s->f, true);
+	else if ((why = reader_parse_filter(wsi, &s->f, true)) != NULL)
+		status = HTTP_STATUS_BAD_REQUEST;
 	if (why != NULL || (c = reader_conn_new(wsi)) == NULL)
 	{
-		int			status = reader_authenticate(wsi, tmp) != 0 ?
-			HTTP_STATUS_UNAUTHORIZED : HTTP_STATUS_BAD_REQUEST;
-
 		free(tmp);
 		free(s);
 		return why ? refuse(wsi, status, why) : -1;
@@ -300,11 +299,8 @@ reader_tail_writeable(struct lws *wsi, RConn *c)
 		if (f == NULL)
 		{
 			/* drained: the notice of what did not fit, if any */
-			if (!s->replaying && (s->dropped > 0 || s->dropped_unknown))
-			{
-				push_dropped(s);
+			if (!s->replaying && (s->dropped > 0 || s->dropped_unknown) && push_dropped(s))
 				continue;
-			}
 			break;
 		}
 		if (lws_write(wsi, (unsigned char *) f->data + LWS_PRE, f->len, LWS_WRITE_TEXT) < (int) f->len)
@@ -707,7 +703,7 @@ reader_tail_replay_done(Sub *s, int status, const char *data, size_t len)
 	}
 	s->nheld = 0;
 	s->replaying = false;
-	push_dropped(s);
+	(void) push_dropped(s);
 	if (c->wsi)
 		lws_callback_on_writable(c->wsi);
 }

@@ -36,6 +36,7 @@ void
 logagg_reader_main(Datum arg)
 {
 	WaitEventSet *wes;
+	MemoryContext round_cxt;
 
 	logagg_worker_setup(LOGAGG_WORKER_READER, 0);
 	/* "ready" in logagg.status() means clients can connect */
@@ -51,6 +52,9 @@ logagg_reader_main(Datum arg)
 	AddWaitEventToSet(wes, WL_LATCH_SET, PGINVALID_SOCKET, MyLatch, NULL);
 	AddWaitEventToSet(wes, WL_EXIT_ON_PM_DEATH, PGINVALID_SOCKET, NULL, NULL);
 	AddWaitEventToSet(wes, WL_SOCKET_READABLE, reader_server_fd(), NULL, NULL);
+	/* what a round allocates and does not keep (what it keeps: malloc or TopMemoryContext) */
+	round_cxt = AllocSetContextCreate(TopMemoryContext, "logagg reader round",
+									  ALLOCSET_DEFAULT_SIZES);
 
 	while (!ShutdownRequestPending)
 	{
@@ -66,12 +70,15 @@ logagg_reader_main(Datum arg)
 
 		/* requests are checked against a current token cache */
 		reader_tokens_maybe_refresh(false);
+		MemoryContextSwitchTo(round_cxt);
 		reader_server_service();
 		reader_queries_poll();
 		reader_queries_start_pending();
 		reader_tail_prepare();
 		reader_tail_deliver();
 		reader_server_service();
+		MemoryContextSwitchTo(TopMemoryContext);
+		MemoryContextReset(round_cxt);
 
 		(void) logagg_worker_periodic_check();
 	}

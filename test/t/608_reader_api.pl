@@ -113,8 +113,14 @@ sql(q{INSERT INTO logagg.alert_queue (severity, destination, fingerprint, source
 sql(q{INSERT INTO logagg.alert_log (alert_id, destination, severity, source, count, outcome, http_status, error) VALUES
         (1, 'hook', 'critical', 'service-a1', 3, 'delivered', 200, NULL),
         (2, 'hook', 'high', 'other-b', 1, 'failed', 500, 'POST http://127.0.0.1:9/very-secret-path failed')});
+sql(q{INSERT INTO logagg.alert_rules (name, kind, "window", threshold, group_by, bucket_secs)
+        VALUES ('errors', 'count', '1 min', 1, '{source}', 1)});
+sql(q{INSERT INTO logagg.alerts (rule_id, labels, state, since, value)
+        SELECT id, l, 'firing', now(), 5 FROM logagg.alert_rules,
+               (VALUES ('{"source": "service-a1"}'::jsonb), ('{"source": "other-b"}'), ('{}')) v(l)});
 ($st, $body) = get('/api/alerts', $all);
 is($st, 200, 'alerts');
+is(scalar @{ decode_json($body)->{firing} }, 3, 'a * token sees every firing alert');
 unlike($body, qr/very-secret-path/, 'no destination secret, no delivery error text');
 my $al = decode_json($body);
 is(join(',', map { "$_->{destination}:$_->{priority}:$_->{depth}" } @{ $al->{queue} }), 'hook:critical:1,hook:high:2',
@@ -126,6 +132,8 @@ is(join(',', map { "$_->{destination}:$_->{priority}:$_->{depth}" } @{ $al->{que
 	'a service-a* token: only the queue of its sources');
 is(join(',', map { $_->{status} } @{ $al->{history} }), 'delivered', 'and only their history');
 unlike($body, qr/other-b/, 'other-b appears nowhere');
+is(join(',', map { "$_->{rule}:" . encode_json($_->{labels}) . ":$_->{state}" } @{ $al->{firing} }),
+	'errors:{"source":"service-a1"}:firing', 'firing alerts: only those labelled with its sources');
 is_deeply([ sort keys %{ $al->{history}[0] } ], [qw(destination sent_at status summary)], 'history fields');
 
 # status
