@@ -35,6 +35,7 @@ import json
 import math
 import os
 import re
+import selectors
 import socket
 import statistics
 import struct
@@ -171,20 +172,45 @@ def stalled_socket(port, token):
     return s
 
 
-def read_to_end(s, quiet_s=5.0, limit_s=60.0):
-    """Read a stalled socket now: (records, dropped total, notices)."""
-    buf = bytearray()
-    s.settimeout(quiet_s)
+def read_all(socks, quiet_s=3.0, limit_s=50.0):
+    """Read the stalled sockets now, all at once (the server hangs up on a
+    client that has not answered its pings for 60 s, so one at a time
+    would be too slow): per socket (records, dropped total, notices, the
+    server's close frame as "CODE REASON" or None, whether it hung up)."""
+    sel = selectors.DefaultSelector()
+    bufs = {s: bytearray() for s in socks}
+    last = {s: time.monotonic() for s in socks}
+    eof = {s: False for s in socks}
+    for s in socks:
+        s.setblocking(False)
+        sel.register(s, selectors.EVENT_READ)
     end = time.monotonic() + limit_s
     while time.monotonic() < end:
-        try:
-            chunk = s.recv(1 << 20)
-        except socket.timeout:
+        now = time.monotonic()
+        if all(eof[s] or now - last[s] > quiet_s for s in socks):
             break
-        if not chunk:
-            break
-        buf += chunk
+        for key, _ in sel.select(0.2):
+            s = key.fileobj
+            try:
+                chunk = s.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            except OSError:
+                chunk = b""
+            if not chunk:
+                eof[s] = True
+                sel.unregister(s)
+                continue
+            bufs[s] += chunk
+            last[s] = time.monotonic()
+    sel.close()
+    return [parse_frames(bufs[s]) + (eof[s],) for s in socks]
+
+
+def parse_frames(buf):
+    """(records, dropped total, notices, close frame) in server frames."""
     records = dropped = notices = 0
+    closed = None
     i = 0
     while i + 2 <= len(buf):
         op = buf[i] & 0x0F
@@ -198,7 +224,11 @@ def read_to_end(s, quiet_s=5.0, limit_s=60.0):
             j += 8
         if j + n > len(buf):
             break
-        if op == 1:
+        if op == 8:
+            body = bytes(buf[j:j + n])
+            closed = "%d %s" % (struct.unpack(">H", body[:2])[0] if n >= 2 else 0,
+                                body[2:].decode(errors="replace"))
+        elif op == 1:
             d = json.loads(bytes(buf[j:j + n]))
             if "dropped" in d:
                 dropped += d["dropped"]
@@ -206,7 +236,7 @@ def read_to_end(s, quiet_s=5.0, limit_s=60.0):
             elif "id" in d:
                 records += 1
         i = j + n
-    return records, dropped, notices
+    return records, dropped, notices, closed
 
 
 async def emit_round(a):
@@ -254,13 +284,14 @@ async def stall(a):
              "reader_cpu_us_per_row": round(1e6 * (c1[a.reader_pid] - c0[a.reader_pid]) / hz / max(acked, 1), 2),
              "load1": os.getloadavg()[0]}
         if socks:
-            got = [read_to_end(s) for s in socks]
+            got = read_all(socks)
             for s in socks:
                 s.close()
             # a token for every source: each record is either received or
             # counted in a notice
             r["stalled"] = [{"records": g[0], "dropped": g[1], "notices": g[2],
-                             "unaccounted": acked - g[0] - g[1]} for g in got]
+                             "unaccounted": acked - g[0] - g[1], "closed": g[3],
+                             "hung_up": g[4]} for g in got]
         rounds.append(r)
         print(json.dumps({k: v for k, v in r.items() if k != "stalled"}), file=sys.stderr, flush=True)
     without = [r["rows_per_s"] for r in rounds if not r["with_stalled"]]
