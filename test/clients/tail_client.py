@@ -70,7 +70,7 @@ def post(url, token, body):
                                  headers={"Authorization": "Bearer " + token,
                                           "Content-Type": "application/x-ndjson"})
     try:
-        with urllib.request.urlopen(req, timeout=30) as r:
+        with urllib.request.urlopen(req, timeout=120) as r:
             status, reply = r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         status, reply = e.code, e.read().decode()

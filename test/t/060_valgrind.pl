@@ -37,6 +37,8 @@ logagg.sync_url = 'file://$vgdir/sync'
 logagg.sync_grace = 0
 logagg.sync_interval = '1h'
 log_statement = 'none'
+# a query worker's first statement loads its caches under valgrind
+logagg.reader_statement_timeout = '180s'
 });
 
 # started by hand, under valgrind, instead of through pg_ctl
@@ -274,12 +276,13 @@ $node->safe_psql('postgres', q{DELETE FROM logagg.rules WHERE rule_order = 2});
 			"tail:t:ws://127.0.0.1:$node->{reader_port}/tail?token=$rd&since=2&q=tail&attrs=%7B%22k%22%3A1%7D",
 			'recv:t:1:0.5',
 			"post:$http/ingest::$token:" . '{"message":"tail me","k":1}\n{"message":"not me","k":1}',
-			'until:t:120:tail me' ], '>', \$out, '2>', \$err, IPC::Run::timeout(180));
-	like($out, qr/^t frame \S+ \{"id".*"tail me"/m, 'a record reaches a tail subscriber');
+			'until:t:240:tail me' ], '>', \$out, '2>', \$err, IPC::Run::timeout(300));
+	like($out, qr/^t frame \S+ \{"id".*"tail me"/m, 'a record reaches a tail subscriber')
+	  or diag("tail_client stderr: $err");
 	for my $path ('/api/search?q=tail', '/api/histogram', '/api/alerts', '/api/status')
 	{
 		IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', "Authorization: Bearer $rd",
-				"$rhttp$path" ], '>', \$out, '2>', \$err, IPC::Run::timeout(120));
+				"$rhttp$path" ], '>', \$out, '2>', \$err, IPC::Run::timeout(240));
 		is($out, '200', "$path answers 200");
 	}
 	IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', "$rhttp/api/search" ],

@@ -90,4 +90,12 @@ ok($node->poll_query_until('postgres',
 	'the query workers are gone');
 like(get('/api/search?q=during'), qr/^HTTP\/1.1 200.*"during the search"/ms, 'and the next query runs');
 
+# a tail's replay that runs out of time: an error frame, then the close
+$out = '';
+IPC::Run::run([ '/usr/bin/python3', $client, "tail:t:$tail?token=$rd&since=5&q=(a*)*%5C1%5C1b%5C1",
+		'recv:t:1:0.5', 'until:t:30:error' ], '>', \$out, '2>', \$cerr, IPC::Run::timeout(60));
+diag("tail_client stderr: $cerr") if $cerr ne '';
+like($out, qr/^t timeout\nt frame \S+ \{"error": "the query ran longer than logagg.reader_statement_timeout \(4000 ms\)/m,
+	'a replay beyond the statement timeout ends the tail with an error frame');
+
 done_testing();
