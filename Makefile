@@ -1,5 +1,5 @@
-# logagg — PGXS build.  `make && sudo make install` builds the extension
-# and the emitter; `./test/run` runs every test suite.
+# logagg — PGXS build.  `make && sudo make install` builds the extension,
+# the emitter and logagg-tail; `./test/run` runs every test suite.
 
 EXTENSION   = logagg
 EXTVERSION  = $(shell sed -n "s/^default_version *= *'\\(.*\\)'/\\1/p" logagg.control)
@@ -14,7 +14,7 @@ DATA        = logagg--1.0.sql $(wildcard logagg--*--*.sql)
 DATA_built  = logagg--$(EXTVERSION).sql
 PGFILEDESC  = "logagg - log aggregation and alerting"
 
-SRCS        = $(sort $(wildcard src/*.c src/ingest/*.c))
+SRCS        = $(sort $(wildcard src/*.c src/ingest/*.c src/reader/*.c))
 # Every proto/**/*.proto is compiled by protoc-c into build/proto/ (not
 # committed): NAME.proto -> build/proto/NAME.pb-c.{c,h}, linked in.
 PROTOS      = $(sort $(shell find proto -name '*.proto'))
@@ -52,7 +52,8 @@ PROVE_TESTS  = $(sort $(wildcard test/t/*.pl))
 PROVE_FLAGS  += -I $(CURDIR)/test/lib
 export LOGAGG_SRC = $(CURDIR)
 
-EXTRA_CLEAN  = build tmp_check_regress tmp_check_regress.conf tmp_check_iso.conf emitters/logagg-emit
+EXTRA_CLEAN  = build tmp_check_regress tmp_check_regress.conf tmp_check_iso.conf emitters/logagg-emit \
+               tools/logagg-tail
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
@@ -74,7 +75,7 @@ src/curl_multi.o: logagg.control
 
 # Every object depends on the headers in src/ and src/ingest/ (few, small,
 # shared) and on the generated protobuf-c headers.
-$(OBJS): $(wildcard src/*.h src/ingest/*.h) $(PROTO_H)
+$(OBJS): $(wildcard src/*.h src/ingest/*.h src/reader/*.h) $(PROTO_H)
 
 # protoc-c, one .proto at a time, imports resolved from proto/.  The
 # generated code is not ours to keep warning-free: PostgreSQL's extra
@@ -100,3 +101,16 @@ emitters-install:
 clean: emitters-clean
 emitters-clean:
 	@if [ -f emitters/Makefile ]; then $(MAKE) -C emitters clean; fi
+
+# The command line tools (tools/: logagg-tail), built and installed with
+# the emitter.
+all: tools
+.PHONY: tools tools-install tools-clean
+tools:
+	@if [ -f tools/Makefile ]; then $(MAKE) -C tools; fi
+install: tools-install
+tools-install:
+	@if [ -f tools/Makefile ]; then $(MAKE) -C tools install; fi
+clean: tools-clean
+tools-clean:
+	@if [ -f tools/Makefile ]; then $(MAKE) -C tools clean; fi

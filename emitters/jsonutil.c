@@ -13,8 +13,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "emit.h"
 #include "jsonutil.h"
+
+/*
+ * Shared with tools/logagg-tail, which builds this file too: each program
+ * says which exit status means "setup failure" (logagg-emit: 3).
+ */
+#ifndef JSONUTIL_OOM_EXIT
+#define JSONUTIL_OOM_EXIT 3
+#endif
 
 #define JSON_MAX_DEPTH 128
 
@@ -30,8 +37,8 @@ strbuf_reserve(StrBuf *sb, size_t more)
 		sb->data = realloc(sb->data, cap);
 		if (sb->data == NULL)
 		{
-			fprintf(stderr, "logagg-emit: out of memory\n");
-			exit(EMIT_EXIT_USAGE);
+			fputs("out of memory\n", stderr);
+			exit(JSONUTIL_OOM_EXIT);
 		}
 		sb->cap = cap;
 	}
@@ -52,6 +59,29 @@ strbuf_free(StrBuf *sb)
 	free(sb->data);
 	sb->data = NULL;
 	sb->len = sb->cap = 0;
+}
+
+/* Append s percent-encoded (RFC 3986 unreserved characters kept). */
+void
+strbuf_append_urlencoded(StrBuf *sb, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			(c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
+			c == '~')
+			strbuf_append(sb, (const char *) &c, 1);
+		else
+		{
+			char		esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+
+			strbuf_append(sb, esc, 3);
+		}
+	}
 }
 
 /*
@@ -158,6 +188,125 @@ json_append_string(StrBuf *sb, const char *s, size_t n)
 	}
 	sb->data[sb->len++] = '"';
 	sb->data[sb->len] = '\0';
+}
+
+/* Append code point cp (<= U+10FFFF, not a surrogate) as UTF-8. */
+static void
+append_utf8(StrBuf *sb, unsigned int cp)
+{
+	char		b[4];
+	size_t		n;
+
+	if (cp < 0x80)
+		b[0] = (char) cp, n = 1;
+	else if (cp < 0x800)
+		b[0] = (char) (0xC0 | (cp >> 6)), b[1] = (char) (0x80 | (cp & 0x3F)), n = 2;
+	else if (cp < 0x10000)
+		b[0] = (char) (0xE0 | (cp >> 12)), b[1] = (char) (0x80 | ((cp >> 6) & 0x3F)),
+			b[2] = (char) (0x80 | (cp & 0x3F)), n = 3;
+	else
+		b[0] = (char) (0xF0 | (cp >> 18)), b[1] = (char) (0x80 | ((cp >> 12) & 0x3F)),
+			b[2] = (char) (0x80 | ((cp >> 6) & 0x3F)), b[3] = (char) (0x80 | (cp & 0x3F)), n = 4;
+	strbuf_append(sb, b, n);
+}
+
+static int
+hex4(const char *p, const char *end, unsigned int *out)
+{
+	unsigned int v = 0;
+
+	if (end - p < 4)
+		return 0;
+	for (int k = 0; k < 4; k++)
+	{
+		char		c = p[k];
+
+		v <<= 4;
+		if (c >= '0' && c <= '9')
+			v |= (unsigned int) (c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v |= (unsigned int) (c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			v |= (unsigned int) (c - 'A' + 10);
+		else
+			return 0;
+	}
+	*out = v;
+	return 1;
+}
+
+bool
+json_decode_string(const char *v, size_t len, StrBuf *out)
+{
+	const char *p = v + 1;
+	const char *end = v + len - 1;
+
+	if (len < 2 || v[0] != '"' || v[len - 1] != '"')
+		return false;
+	strbuf_reserve(out, len);
+	while (p < end)
+	{
+		const char *bs = memchr(p, '\\', (size_t) (end - p));
+		unsigned int cp;
+
+		if (bs == NULL)
+			bs = end;
+		strbuf_append(out, p, (size_t) (bs - p));
+		p = bs;
+		if (p >= end)
+			break;
+		if (p + 1 >= end)
+			return false;
+		p += 2;
+		switch (p[-1])
+		{
+			case '"':
+			case '\\':
+			case '/':
+				strbuf_append(out, p - 1, 1);
+				continue;
+			case 'b':
+				strbuf_append(out, "\b", 1);
+				continue;
+			case 'f':
+				strbuf_append(out, "\f", 1);
+				continue;
+			case 'n':
+				strbuf_append(out, "\n", 1);
+				continue;
+			case 'r':
+				strbuf_append(out, "\r", 1);
+				continue;
+			case 't':
+				strbuf_append(out, "\t", 1);
+				continue;
+			case 'u':
+				break;
+			default:
+				return false;
+		}
+		if (!hex4(p, end, &cp))
+			return false;
+		p += 4;
+		if (cp >= 0xD800 && cp <= 0xDBFF)
+		{
+			unsigned int lo;
+
+			/* a high surrogate counts only with its low half */
+			if (end - p >= 6 && p[0] == '\\' && p[1] == 'u' &&
+				hex4(p + 2, end, &lo) && lo >= 0xDC00 && lo <= 0xDFFF)
+			{
+				cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+				p += 6;
+			}
+			else
+				cp = 0xFFFD;
+		}
+		else if (cp >= 0xDC00 && cp <= 0xDFFF)
+			cp = 0xFFFD;
+		append_utf8(out, cp);
+	}
+	return true;
 }
 
 /* ---- validator ---- */

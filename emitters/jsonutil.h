@@ -5,7 +5,8 @@
  *	  one object that reports its top-level members.
  *
  * The emitter needs no JSON tree: it checks --stdin lines, finds a few
- * integer fields in server messages, and escapes text.
+ * integer fields in server messages, and escapes text.  tools/logagg-tail
+ * builds this file too: it reads a few members of each record it renders.
  *
  *-------------------------------------------------------------------------
  */
@@ -27,6 +28,7 @@ typedef struct StrBuf
 extern void strbuf_reserve(StrBuf *sb, size_t more);
 extern void strbuf_append(StrBuf *sb, const char *s, size_t n);
 extern void strbuf_free(StrBuf *sb);
+extern void strbuf_append_urlencoded(StrBuf *sb, const char *s);
 
 /* Append s as a quoted JSON string; invalid UTF-8 becomes U+FFFD. */
 extern void json_append_string(StrBuf *sb, const char *s, size_t n);
@@ -48,6 +50,13 @@ typedef void (*JsonMemberCb) (void *arg, const char *key, size_t keylen,
  */
 extern long json_scan_object(const char *p, size_t len,
 							 JsonMemberCb cb, void *arg);
+
+/*
+ * Decode a JSON string value's text (with its quotes) into out as UTF-8;
+ * lone surrogates become U+FFFD.  False when it is not a valid string.
+ * out is appended to, not reset.
+ */
+extern bool json_decode_string(const char *v, size_t len, StrBuf *out);
 
 /* Parse a JSON integer value text; false if it isn't one. */
 extern bool json_value_int64(const char *v, size_t len, int64_t *out);

@@ -75,29 +75,6 @@ static const struct lws_protocols protocols[] = {
 	{NULL, NULL, 0, 0, 0, NULL, 0}
 };
 
-/* Append s percent-encoded (RFC 3986 unreserved characters kept). */
-static void
-append_urlencoded(StrBuf *sb, const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-
-	for (; *s; s++)
-	{
-		unsigned char c = (unsigned char) *s;
-
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			(c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.' ||
-			c == '~')
-			strbuf_append(sb, (const char *) &c, 1);
-		else
-		{
-			char		esc[3] = {'%', hex[c >> 4], hex[c & 15]};
-
-			strbuf_append(sb, esc, 3);
-		}
-	}
-}
-
 bool
 ws_client_init(void)
 {
@@ -127,7 +104,7 @@ ws_client_init(void)
 	if (opts.stream)
 	{
 		strbuf_append(&url_path, strchr(path, '?') ? "&stream=" : "?stream=", 8);
-		append_urlencoded(&url_path, opts.stream);
+		strbuf_append_urlencoded(&url_path, opts.stream);
 	}
 	strbuf_append(&host_header, url_address, strlen(url_address));
 	snprintf(portbuf, sizeof(portbuf), ":%d", url_port);

@@ -7,7 +7,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential pkg-config
   postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap
-  libtap-parser-sourcehandler-pgtap-perl libipc-run-perl
+  libtap-parser-sourcehandler-pgtap-perl libipc-run-perl libio-pty-perl
   libdbd-pg-perl
   libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
   libcurl4-openssl-dev zlib1g-dev libssl-dev

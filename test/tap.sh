@@ -15,7 +15,7 @@ if [ ${#tests[@]} -eq 0 ]; then
 fi
 testdir=$(mktemp -d "${TMPDIR:-/tmp}/logagg-tap.XXXXXX")
 cd "$here"
-export TESTDIR="$testdir" PATH="$bindir:$here/emitters:$PATH" PG_REGRESS="$pgxsroot/src/test/regress/pg_regress"
+export TESTDIR="$testdir" PATH="$bindir:$here/emitters:$here/tools:$PATH" PG_REGRESS="$pgxsroot/src/test/regress/pg_regress"
 export LOGAGG_SRC="$here"
 echo "tap: logs in $testdir/tmp_check/log"
 exec prove ${PROVE_FLAGS:-} -I "$pgxsroot/src/test/perl" -I "$here/test/lib" "${tests[@]}"

@@ -16,10 +16,10 @@ $node->start;
 
 my $workers_sql = q{SELECT string_agg(backend_type, ',' ORDER BY backend_type)
   FROM pg_stat_activity WHERE backend_type LIKE 'logagg%'};
-my $expected = 'logagg dispatch 1,logagg dispatch 2,logagg dispatch 3,logagg ingest,logagg maintenance';
+my $expected = 'logagg dispatch 1,logagg dispatch 2,logagg dispatch 3,logagg ingest,logagg maintenance,logagg reader';
 
 ok($node->poll_query_until('postgres', $workers_sql, $expected),
-	'ingest, 3 dispatch and maintenance workers run before the extension exists');
+	'ingest, 3 dispatch, maintenance and reader workers run before the extension exists');
 
 # Waiting: one LOG line each, then quiet; no partitions anywhere yet.
 ok( poll_until(sub { slurp_file($node->logfile) =~ /logagg ingest: waiting for extension "logagg"/ }, 30),
@@ -38,7 +38,7 @@ ok($node->poll_query_until('postgres',
 	'maintenance worker created partitions after CREATE EXTENSION');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM logagg.status() WHERE pid IS NOT NULL AND ready"),
-	'5', 'logagg.status() shows all five workers running and ready');
+	'6', 'logagg.status() shows all six workers running and ready');
 
 # SIGHUP: every worker processes the reload.
 my $reloads_sql = q{SELECT string_agg((counters->>'reloads'), ',' ORDER BY worker) FROM logagg.status()};
@@ -78,7 +78,7 @@ $node->safe_psql('postgres', 'DROP EXTENSION logagg CASCADE');
 ok( poll_until(sub { slurp_file($node->logfile) =~ /was dropped in database/ }, 30),
 	'a worker noticed DROP EXTENSION');
 ok($node->poll_query_until('postgres',
-		"SELECT count(*) = 5 FROM pg_stat_activity WHERE backend_type LIKE 'logagg%' AND wait_event = 'Extension'"),
+		"SELECT count(*) = 6 FROM pg_stat_activity WHERE backend_type LIKE 'logagg%' AND wait_event = 'Extension'"),
 	'all workers wait again');
 $node->safe_psql('postgres', 'CREATE EXTENSION logagg');
 wait_workers_ready($node);

@@ -37,6 +37,8 @@ logagg.sync_url = 'file://$vgdir/sync'
 logagg.sync_grace = 0
 logagg.sync_interval = '1h'
 log_statement = 'none'
+# a query worker's first statement loads its caches under valgrind
+logagg.reader_statement_timeout = '180s'
 });
 
 # started by hand, under valgrind, instead of through pg_ctl
@@ -267,6 +269,35 @@ is($node->safe_psql('postgres', qq{SELECT logagg.classify(200, NULL, NULL, '$lon
 ok($node->safe_psql('postgres', q{SELECT (counters->>'regex_timeouts')::int FROM logagg.status() WHERE kind = 'ingest'}) >= 1,
 	'the ingest worker counted the timeout');
 $node->safe_psql('postgres', q{DELETE FROM logagg.rules WHERE rule_order = 2});
+
+# the reader worker: a live tail with filters and since=N (a query worker
+# for the replay), the JSON API in query workers, a refused token
+{
+	my $rd = $node->safe_psql('postgres', q{SELECT logagg.create_reader_token('vg')});
+	my $rhttp = "http://127.0.0.1:$node->{reader_port}";
+	my $whoami = sub {
+		IPC::Run::run([ 'curl', '-s', '-H', "Authorization: Bearer $rd", "$rhttp/api/whoami" ],
+			'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+		return $out =~ /"vg"/;
+	};
+	ok(poll_until($whoami, 60), 'the reader knows the token');
+	IPC::Run::run([ '/usr/bin/python3', src_dir() . '/test/clients/tail_client.py',
+			"tail:t:ws://127.0.0.1:$node->{reader_port}/tail?token=$rd&since=2&q=tail&attrs=%7B%22k%22%3A1%7D",
+			'recv:t:1:0.5',
+			"post:$http/ingest::$token:" . '{"message":"tail me","k":1}\n{"message":"not me","k":1}',
+			'until:t:240:tail me' ], '>', \$out, '2>', \$err, IPC::Run::timeout(300));
+	like($out, qr/^t frame \S+ \{"id".*"tail me"/m, 'a record reaches a tail subscriber')
+	  or diag("tail_client stderr: $err");
+	for my $path ('/api/search?q=tail', '/api/histogram', '/api/alerts', '/api/status')
+	{
+		IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', "Authorization: Bearer $rd",
+				"$rhttp$path" ], '>', \$out, '2>', \$err, IPC::Run::timeout(240));
+		is($out, '200', "$path answers 200");
+	}
+	IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', "$rhttp/api/search" ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	is($out, '401', 'the API without a token: 401');
+}
 
 # cloud sync of a closed window, in this backend
 $node->safe_psql('postgres', q{
