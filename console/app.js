@@ -329,9 +329,10 @@
       if (obj === null || typeof obj !== 'object') return;
       if (typeof obj.dropped === 'number') {
         dropped += obj.dropped;
-        $('tail-dropped').textContent = dropped + ' records dropped (this tab fell behind)';
+        $('tail-dropped').textContent = dropped + ' records dropped';
         append(el('div', { className: 'notice dropped', dataset: { dropped: obj.dropped } },
-          obj.dropped + ' records dropped here: the browser did not keep up'));
+          obj.dropped + ' records dropped here: this tab did not read them fast enough ' +
+          'and the server keeps a bounded buffer per subscriber (search finds them)'));
         return;
       }
       if (typeof obj.error === 'string') {
@@ -471,6 +472,8 @@
       showError('search-error', 'Search failed: ' + e.message);
     } finally {
       $('search-submit').disabled = false;
+      const v = $('view-search');
+      v.dataset.searches = String((Number(v.dataset.searches) || 0) + 1);
     }
   }
 
