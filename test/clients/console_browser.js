@@ -6,7 +6,8 @@
 // CONFIG: {"chromium": "/usr/bin/chromium", "console": "http://127.0.0.1:RPORT",
 //          "ingest": "http://127.0.0.1:PORT", "reader_token": "lgr_...",
 //          "wrong_token": "lgr_...", "sources": {"service-a": TOKEN, ...},
-//          "screenshots": DIR, "firing_rule": NAME, "hidden_rule": NAME}
+//          "screenshots": DIR, "firing_rule": NAME, "hidden_rule": NAME,
+//          "secret": the webhook destination's secret}
 // (on stdin, so that no token is on a command line).
 //
 // It signs in, sends records with the source tokens (POST /ingest on the
@@ -262,11 +263,13 @@ async function run(browser) {
   value('histogram_1d', await readHistogram());
 
   // ---- alerts: the service-a* rule fires (evaluated every few hundred ms);
-  // refresh until it is listed
+  // refresh until it is listed, and the deliveries of the per-record alerts
+  // to the webhook are in the history
   await gotoView(page, 'alerts');
   await page.waitForFunction((rule) => {
     const view = document.getElementById('view-alerts');
-    if ([...document.querySelectorAll('#alerts-firing tbody tr')].some((tr) => tr.dataset.rule === rule)) return true;
+    if ([...document.querySelectorAll('#alerts-firing tbody tr')].some((tr) => tr.dataset.rule === rule) &&
+        Number(document.getElementById('alerts-history').dataset.count) > 0) return true;
     // one refresh at a time: click again only when the previous one landed
     const loads = Number(view.dataset.loads) || 0;
     if (Number(view.dataset.clicked || -1) < loads) {
@@ -282,6 +285,11 @@ async function run(browser) {
     firing.some((f) => f.rule === cfg.firing_rule && /service-a/.test(f.text)), firing);
   check('the alerts page does not list service-b\'s alert',
     !firing.some((f) => f.rule === cfg.hidden_rule || /service-b/.test(f.text)), firing);
+  const history = await page.$$eval('#alerts-history tbody tr', (trs) => trs.map((tr) => tr.textContent));
+  check('the alerts page lists deliveries, none of service-b',
+    history.length > 0 && !history.some((h) => /service-b|secret-b/.test(h)), history);
+  check('no destination secret on the alerts page',
+    !(await page.$eval('#view-alerts', (e) => e.textContent.includes(cfg.secret))));
   value('alerts_firing', firing);
   await shot(page, 'alerts');
 

@@ -15,6 +15,7 @@ use Test::More;
 use IPC::Run qw(run timeout);
 use JSON::PP;
 use LogaggTest;
+use AlertReceivers;
 
 my ($chromium) = grep { -x $_ } map { "$_/chromium" } split(/:/, $ENV{PATH} // ''), '/usr/bin';
 plan skip_all => 'chromium is not installed (Debian package chromium; scripts/install-deps.sh installs it)'
@@ -34,6 +35,15 @@ my %sources = map { $_ => sql("SELECT logagg.create_source('$_')") } qw(service-
 my $reader = sql(q{SELECT logagg.create_reader_token('console-a', 'service-a*')});
 my $revoked = sql(q{SELECT logagg.create_reader_token('console-old', 'service-a*')});
 sql(q{SELECT logagg.revoke_reader_token('console-old')});
+# Records of severity high or worse are sent to a webhook on loopback:
+# the deliveries fill the alerts page's history (its secret must never
+# show).
+my $rcv = AlertReceivers::http_receiver($node);
+my $secret = 'whsec-console-test-secret';
+sql(qq{SET log_statement = 'none';
+SELECT logagg.add_destination('console-hook', 'webhook',
+  jsonb_build_object('url', '$rcv->{url}/alerts', 'secret', '$secret'));
+SELECT logagg.add_route('console-hook', 'high');});
 # Any record of severity high or worse makes these fire at the next
 # evaluation: one per service group.
 sql(q{SELECT logagg.add_alert_rule('console-a-high', '{"source": "service-a*", "min_severity": "high"}', '10 min', 0,
@@ -62,6 +72,7 @@ my $config = encode_json({
 	screenshots => $shots,
 	firing_rule => 'console-a-high',
 	hidden_rule => 'console-b-high',
+	secret => $secret,
 });
 my ($out, $err) = ('', '');
 my $ran = run([ 'node', src_dir() . '/test/clients/console_browser.js' ],
@@ -110,6 +121,9 @@ cmp_ok(sql(q{SELECT count(*) FROM logagg.logs WHERE source = 'service-b'}), '>',
 is(sql(q{SELECT string_agg(rule || ' ' || (labels->>'source'), ',' ORDER BY rule) FROM logagg.firing_alerts}),
 	'console-a-high service-a,console-b-high service-b',
 	'both rules fire in SQL; the console showed only the service-a one');
+
+ok($node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM logagg.alert_log WHERE source = 'service-b'}),
+	'service-b\'s alerts were delivered too, and not listed by the console');
 
 for my $view (qw(signin-refused tail search histogram alerts status))
 {
