@@ -289,7 +289,7 @@ async function run(browser) {
   check('the alerts page lists deliveries, none of service-b',
     history.length > 0 && !history.some((h) => /service-b|secret-b/.test(h)), history);
   check('no destination secret on the alerts page',
-    !(await page.$eval('#view-alerts', (e) => e.textContent.includes(cfg.secret))));
+    !(await page.$eval('#view-alerts', (e, secret) => e.textContent.includes(secret), cfg.secret)));
   value('alerts_firing', firing);
   await shot(page, 'alerts');
 
