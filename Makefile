@@ -14,7 +14,7 @@ DATA        = logagg--1.0.sql $(wildcard logagg--*--*.sql)
 DATA_built  = logagg--$(EXTVERSION).sql
 PGFILEDESC  = "logagg - log aggregation and alerting"
 
-SRCS        = $(sort $(wildcard src/*.c src/ingest/*.c))
+SRCS        = $(sort $(wildcard src/*.c src/ingest/*.c src/reader/*.c))
 # Every proto/**/*.proto is compiled by protoc-c into build/proto/ (not
 # committed): NAME.proto -> build/proto/NAME.pb-c.{c,h}, linked in.
 PROTOS      = $(sort $(shell find proto -name '*.proto'))
@@ -74,7 +74,7 @@ src/curl_multi.o: logagg.control
 
 # Every object depends on the headers in src/ and src/ingest/ (few, small,
 # shared) and on the generated protobuf-c headers.
-$(OBJS): $(wildcard src/*.h src/ingest/*.h) $(PROTO_H)
+$(OBJS): $(wildcard src/*.h src/ingest/*.h src/reader/*.h) $(PROTO_H)
 
 # protoc-c, one .proto at a time, imports resolved from proto/.  The
 # generated code is not ours to keep warning-free: PostgreSQL's extra

@@ -50,6 +50,10 @@ char	   *logagg_s3_endpoint = NULL;
 char	   *logagg_s3_region = NULL;
 char	   *logagg_s3_access_key_id = NULL;
 char	   *logagg_s3_secret_access_key = NULL;
+int			logagg_reader_port = 7481;
+int			logagg_reader_statement_timeout_ms = 10000;
+int			logagg_reader_max_queries = 4;
+int			logagg_tail_buffer_kb = 4096;
 
 static char *partition_interval_string = NULL;
 static char *retention_string = NULL;
@@ -364,6 +368,26 @@ logagg_define_gucs(void)
 							 "New partitions get it when created; existing ones from the maintenance worker, with CREATE INDEX CONCURRENTLY.",
 							 &logagg_index_attrs, false,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+
+	DefineCustomIntVariable("logagg.reader_port",
+							"TCP port of the reader worker (live tail, JSON API, web console); 0 = no reader worker.",
+							"It listens on logagg.listen_address, like the ingest worker.",
+							&logagg_reader_port, 7481, 0, 65535,
+							pm, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("logagg.reader_statement_timeout",
+							"Longest a query of the reader's JSON API (or a tail's since=N replay) may run.",
+							NULL, &logagg_reader_statement_timeout_ms, 10000, 100, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("logagg.reader_max_queries",
+							"Queries the reader runs at once (each in a background worker of its own); more get HTTP 503.",
+							"Each one takes a slot of max_worker_processes while it runs.",
+							&logagg_reader_max_queries, 4, 1, 64,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("logagg.tail_buffer",
+							"Shared memory the ingest worker hands committed records to live tail subscribers through.",
+							"The oldest records are overwritten when the reader falls behind; subscribers are then told how many they missed.",
+							&logagg_tail_buffer_kb, 4096, 64, 1024 * 1024,
+							pm, GUC_UNIT_KB, NULL, NULL, NULL);
 
 	logagg_define_sync_gucs();	/* sync.c: sync_grace, sync_part_size, ... */
 	logagg_define_alert_rule_gucs();	/* alert_rules.c */

@@ -118,6 +118,9 @@ typedef struct IngestBatch
 	int			nstreams;
 	int			maxstreams;
 	Size		bytes;			/* input bytes of the records held */
+	/* once stored: each record's id (0: refused) and severity, for the tail */
+	int64	   *stored_ids;
+	uint8	   *stored_sevs;
 	char	   *last_source;	/* batch copy of the last token source */
 } IngestBatch;
 
@@ -181,6 +184,9 @@ typedef struct IngestParsePos
 	bool		in_array;		/* offset is in an array's elements */
 } IngestParsePos;
 
+/* tail_ring.c: the stored records of a committed batch, to the live tail */
+extern void logagg_tail_publish(IngestBatch *batch, const int64 *ids, const uint8 *sevs);
+
 /* ingest/batch_mem.c */
 extern IngestBatch *ingest_batch_create(MemoryContext parent);
 extern void ingest_batch_reset(IngestBatch *batch);
@@ -211,6 +217,7 @@ extern bool ingest_ts_in_window(TimestampTz ts, TimestampTz received_at,
 
 /* ingest/server.c, input.c, commit.c (the worker's side of the server) */
 extern void ingest_server_start(void);
+extern void ingest_check_listen_address(int port, const char *who, const char *port_guc);
 extern int	ingest_server_fd(void);
 extern long ingest_server_timeout_ms(void);
 extern void ingest_server_service(void);

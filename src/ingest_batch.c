@@ -895,6 +895,7 @@ refuse_record(StoreState *st, int i, const ErrorData *error)
 											 psprintf("storing the record failed: %s", error->message));
 
 	add_record_reject(batch, r, reason);
+	st->ids[i] = 0;				/* not stored */
 	st->nrefused++;
 	if (r->refused)
 		r->refused(r->origin_arg, r, reason);
@@ -986,8 +987,11 @@ store_records_isolated(IngestBatch *batch, IngestResult *result)
 	ErrorData  *error = NULL;
 
 	st.batch = batch;
-	st.ids = palloc(batch->nrecords * sizeof(int64));
-	st.sevs = palloc(batch->nrecords * sizeof(uint8));
+	/* in the batch's memory: the live tail reads them after the commit */
+	st.ids = MemoryContextAllocZero(batch->cxt, batch->nrecords * sizeof(int64));
+	st.sevs = MemoryContextAlloc(batch->cxt, batch->nrecords * sizeof(uint8));
+	batch->stored_ids = st.ids;
+	batch->stored_sevs = st.sevs;
 	st.result = result;
 	st.nrefused = 0;
 	idx = palloc(batch->nrecords * sizeof(int));
@@ -1006,8 +1010,6 @@ store_records_isolated(IngestBatch *batch, IngestResult *result)
 						st.nrefused, batch->nrecords)));
 	}
 	pfree(idx);
-	pfree(st.ids);
-	pfree(st.sevs);
 }
 
 /* Set while a batch is being stored, to refuse re-entry. */

@@ -4,7 +4,7 @@
  *		Library entry point: defines the logagg.* parameters and, when the
  *		library is in shared_preload_libraries, reserves shared memory and
  *		registers the background workers (ingest, dispatch 1..N,
- *		maintenance).
+ *		maintenance, reader).
  *
  * Loaded without preloading (e.g. only CREATE EXTENSION), the SQL functions
  * still work -- logagg.classify(), logagg.ingest(), the SQL API -- but no
@@ -80,4 +80,6 @@ _PG_init(void)
 	}
 	register_worker("logagg maintenance", "logagg maintenance",
 					"logagg_maintenance_main", 0);
+	if (logagg_reader_port > 0)
+		register_worker("logagg reader", "logagg reader", "logagg_reader_main", 0);
 }

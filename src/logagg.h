@@ -51,6 +51,10 @@ extern char *logagg_s3_endpoint;
 extern char *logagg_s3_region;
 extern char *logagg_s3_access_key_id;
 extern char *logagg_s3_secret_access_key;
+extern int	logagg_reader_port;		/* 0 = no reader worker */
+extern int	logagg_reader_statement_timeout_ms;
+extern int	logagg_reader_max_queries;
+extern int	logagg_tail_buffer_kb;
 
 #define LOGAGG_AUTH_TOKEN	0
 #define LOGAGG_AUTH_TRUST	1
@@ -65,7 +69,8 @@ typedef enum LogaggWorkerKind
 {
 	LOGAGG_WORKER_INGEST = 0,
 	LOGAGG_WORKER_DISPATCH,
-	LOGAGG_WORKER_MAINTENANCE
+	LOGAGG_WORKER_MAINTENANCE,
+	LOGAGG_WORKER_READER
 } LogaggWorkerKind;
 
 /* Counters each worker publishes; logagg.status() shows them all. */
@@ -137,6 +142,7 @@ extern int64 logagg_alert_queue_depth(void);
 extern volatile sig_atomic_t logagg_sigterm_interrupts;
 extern void logagg_worker_setup(LogaggWorkerKind kind, int index);
 extern bool logagg_wait_for_extension(void);
+extern bool logagg_worker_become_owner(void);
 extern bool logagg_ready_deferred;
 extern void logagg_worker_reload_if_needed(void);
 extern void logagg_worker_process_interrupts(void);
@@ -153,6 +159,8 @@ extern TimestampTz logagg_worker_next_check(void);
 extern PGDLLEXPORT void logagg_ingest_main(Datum arg);
 extern PGDLLEXPORT void logagg_dispatch_main(Datum arg);
 extern PGDLLEXPORT void logagg_maintenance_main(Datum arg);
+extern PGDLLEXPORT void logagg_reader_main(Datum arg);
+extern PGDLLEXPORT void logagg_reader_query_main(Datum arg);
 
 /* ---- classification (classify.c) ---- */
 typedef enum LogaggSeverity
@@ -208,6 +216,9 @@ extern bool logagg_index_messages;
 extern bool logagg_index_attrs;
 extern void logagg_reader_tokens_refresh(void);
 extern bool logagg_reader_token_sources(const char *token, char *sources, int size);
+extern bool logagg_reader_token_lookup(const char *token, uint8 *hash, char *name,
+									   int namesize, char *sources, int size);
+extern bool logagg_reader_hash_valid(const uint8 *hash);
 extern void logagg_build_search_indexes(void);
 
 /* ---- rows of SQL functions' results, decoded by name (result_columns.c) ---- */

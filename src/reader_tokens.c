@@ -38,6 +38,7 @@ typedef struct ReaderEntry
 {
 	uint8		hash[LOGAGG_TOKEN_HASH_LEN];	/* key */
 	bool		enabled;
+	char		name[129];
 	char		sources[READER_SOURCES_MAX];
 } ReaderEntry;
 
@@ -83,7 +84,7 @@ logagg_reader_tokens_refresh(void)
 	readers_relid = get_relname_relid("reader_tokens", get_namespace_oid(LOGAGG_SCHEMA, false));
 
 	SPI_connect();
-	ret = SPI_execute("SELECT token_hash, revoked_at IS NULL, sources FROM logagg.reader_tokens", true, 0);
+	ret = SPI_execute("SELECT token_hash, revoked_at IS NULL, sources, name FROM logagg.reader_tokens", true, 0);
 	if (ret != SPI_OK_SELECT)
 		elog(ERROR, "logagg: reading logagg.reader_tokens failed: %s", SPI_result_code_string(ret));
 	readers = hash_create("logagg reader tokens", 64, &ctl,
@@ -105,6 +106,7 @@ logagg_reader_tokens_refresh(void)
 		e = hash_search(readers, VARDATA_ANY(hash), HASH_ENTER, NULL);
 		e->enabled = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
 		strlcpy(e->sources, SPI_getvalue(tup, desc, 3), sizeof(e->sources));
+		strlcpy(e->name, SPI_getvalue(tup, desc, 4), sizeof(e->name));
 	}
 	SPI_finish();
 }
@@ -117,6 +119,23 @@ bool
 logagg_reader_token_sources(const char *token, char *sources, int size)
 {
 	uint8		hash[LOGAGG_TOKEN_HASH_LEN];
+	char		name[129];
+	bool		ok;
+
+	ok = logagg_reader_token_lookup(token, hash, name, sizeof(name), sources, size);
+	explicit_bzero(hash, sizeof(hash));
+	return ok;
+}
+
+/*
+ * The same check, also giving the token's SHA-256 (kept by a connection,
+ * to notice a revocation later: logagg_reader_hash_valid) and its name.
+ * Never raises an error.
+ */
+bool
+logagg_reader_token_lookup(const char *token, uint8 *hash, char *name, int namesize,
+						   char *sources, int size)
+{
 	ReaderEntry *e;
 	bool		ok;
 
@@ -127,10 +146,24 @@ logagg_reader_token_sources(const char *token, char *sources, int size)
 	e = hash_search(readers, hash, HASH_FIND, NULL);
 	/* the hash table compared the key; compare again in constant time */
 	ok = e != NULL && e->enabled && logagg_timingsafe_equal(e->hash, hash, LOGAGG_TOKEN_HASH_LEN);
-	explicit_bzero(hash, sizeof(hash));
 	if (ok)
+	{
 		strlcpy(sources, e->sources, size);
+		strlcpy(name, e->name, namesize);
+	}
 	return ok;
+}
+
+/* Is the token with this SHA-256 still known and not revoked? */
+bool
+logagg_reader_hash_valid(const uint8 *hash)
+{
+	ReaderEntry *e;
+
+	if (readers == NULL)
+		return false;
+	e = hash_search(readers, hash, HASH_FIND, NULL);
+	return e != NULL && e->enabled;
 }
 
 PG_FUNCTION_INFO_V1(logagg_create_reader_token);

@@ -25,6 +25,7 @@
 #include "utils/timestamp.h"
 
 #include "logagg.h"
+#include "tail_ring.h"
 
 LogaggShared *logagg_shared = NULL;
 
@@ -84,11 +85,11 @@ logagg_alert_queue_depth(void)
 	return (int64) pg_atomic_read_u64(&logagg_shared->alert_queue_depth);
 }
 
-/* ingest + dispatch workers + maintenance */
+/* ingest + dispatch workers + maintenance (+ reader, when it listens) */
 int
 logagg_slot_count(void)
 {
-	return 2 + logagg_dispatch_workers;
+	return 2 + logagg_dispatch_workers + (logagg_reader_port > 0 ? 1 : 0);
 }
 
 int
@@ -102,6 +103,8 @@ logagg_slot_index(LogaggWorkerKind kind, int index)
 			return 1;
 		case LOGAGG_WORKER_DISPATCH:
 			return 2 + index - 1;	/* dispatch workers are numbered from 1 */
+		case LOGAGG_WORKER_READER:
+			return logagg_reader_port > 0 ? 2 + logagg_dispatch_workers : -1;
 	}
 	return -1;
 }
@@ -134,6 +137,7 @@ logagg_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	RequestAddinShmemSpace(logagg_shmem_size());
+	RequestAddinShmemSpace(logagg_tail_shmem_size());
 }
 
 static void
@@ -168,6 +172,11 @@ logagg_shmem_startup(void)
 				s->kind = LOGAGG_WORKER_MAINTENANCE;
 				strlcpy(s->name, "logagg maintenance", sizeof(s->name));
 			}
+			else if (i == 2 + logagg_dispatch_workers)
+			{
+				s->kind = LOGAGG_WORKER_READER;
+				strlcpy(s->name, "logagg reader", sizeof(s->name));
+			}
 			else
 			{
 				s->kind = LOGAGG_WORKER_DISPATCH;
@@ -179,6 +188,7 @@ logagg_shmem_startup(void)
 				pg_atomic_init_u64(&s->counters[c], 0);
 		}
 	}
+	logagg_tail_shmem_init();
 	LWLockRelease(AddinShmemInitLock);
 }
 
@@ -311,6 +321,7 @@ logagg_status(PG_FUNCTION_ARGS)
 		values[0] = CStringGetTextDatum(s->name);
 		values[1] = CStringGetTextDatum(s->kind == LOGAGG_WORKER_INGEST ? "ingest" :
 										s->kind == LOGAGG_WORKER_DISPATCH ? "dispatch" :
+										s->kind == LOGAGG_WORKER_READER ? "reader" :
 										"maintenance");
 		if (pid != 0)
 			values[2] = Int32GetDatum(pid);

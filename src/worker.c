@@ -261,6 +261,17 @@ check_extension_in_transaction(void)
 }
 
 /*
+ * For a process that has no slot and no loop of its own (the reader's
+ * query workers): in a short transaction, check that the extension exists
+ * and become logagg_owner.
+ */
+bool
+logagg_worker_become_owner(void)
+{
+	return check_extension_in_transaction();
+}
+
+/*
  * Wait, without filling the log, until the extension exists in our
  * database (and become logagg_owner).  Returns false if SIGTERM arrived
  * first.  One LOG line says

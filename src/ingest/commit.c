@@ -309,6 +309,9 @@ ingest_server_flush(void)
 	logagg_run_or_exit(flush_in_transaction, &res, "logagg ingest: storing a batch");
 
 	count_flush(&res);
+	/* committed: to the live tail's subscribers, if any (tail_ring.c) */
+	logagg_tail_publish(ingest_cur_batch, ingest_cur_batch->stored_ids,
+						ingest_cur_batch->stored_sevs);
 	ingest_es_batch_done();
 	for (StreamState *s = ingest_streams; s; s = s->next)
 		s->committed = Max(s->committed, s->accepted);

@@ -80,10 +80,11 @@ lws_log_to_server_log(int level, const char *line)
 /*
  * libwebsockets 4.1 logs a failed bind but still returns a context whose
  * listener is dead (the worker then fails later, far from the cause).  So
- * try the bind ourselves first and report the real reason.
+ * try the bind ourselves first and report the real reason.  (The reader
+ * worker checks its own port the same way.)
  */
-static void
-check_listen_address(void)
+void
+ingest_check_listen_address(int port, const char *who, const char *port_guc)
 {
 	struct addrinfo hints;
 	struct addrinfo *res = NULL;
@@ -97,13 +98,13 @@ check_listen_address(void)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
-	snprintf(portstr, sizeof(portstr), "%d", logagg_port);
+	snprintf(portstr, sizeof(portstr), "%d", port);
 	rc = getaddrinfo(logagg_listen_address[0] ? logagg_listen_address : NULL, portstr, &hints, &res);
 	if (rc != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
-				 errmsg("logagg ingest: could not resolve logagg.listen_address \"%s\": %s",
-						logagg_listen_address, gai_strerror(rc)),
+				 errmsg("%s: could not resolve logagg.listen_address \"%s\": %s",
+						who, logagg_listen_address, gai_strerror(rc)),
 				 errhint("Set logagg.listen_address to a local address such as 127.0.0.1.")));
 	fd = socket(res->ai_family, SOCK_STREAM, 0);
 	if (fd < 0 ||
@@ -117,9 +118,10 @@ check_listen_address(void)
 		errno = save_errno;
 		ereport(ERROR,
 				(errcode_for_socket_access(),
-				 errmsg("logagg ingest: could not listen on %s:%d: %m",
-						logagg_listen_address, logagg_port),
-				 errhint("Another process may be using the port: choose a free logagg.port (restart required).")));
+				 errmsg("%s: could not listen on %s:%d: %m",
+						who, logagg_listen_address, port),
+				 errhint("Another process may be using the port: choose a free %s (restart required).",
+						 port_guc)));
 	}
 	close(fd);
 	freeaddrinfo(res);
@@ -142,7 +144,7 @@ ingest_server_start(void)
 	loop_initialised = true;
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_server_log);
-	check_listen_address();
+	ingest_check_listen_address(logagg_port, "logagg ingest", "logagg.port");
 
 	memset(&info, 0, sizeof(info));
 	info.port = logagg_port;

@@ -210,6 +210,7 @@ extern void ingest_auth_forwarding(const uint8 *hash, IngestOrigin *origin);
 
 /* ws.c: the lws protocol (its callback serves WebSocket and HTTP) */
 extern const struct lws_protocols ingest_protocols[];
+extern int	ingest_url_arg(struct lws *wsi, const char *name, char *buf, int size);
 
 /* http.c: plain HTTP requests on the same port */
 extern int	ingest_http_reply(Conn *c, int status, const char *type, const char *body);

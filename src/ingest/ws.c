@@ -30,8 +30,8 @@
  * longer than its buffer.)  lws has URL-decoded the arguments; a decoded
  * NUL makes the value look longer than its strlen().
  */
-static int
-url_arg(struct lws *wsi, const char *name, char *buf, int size)
+int
+ingest_url_arg(struct lws *wsi, const char *name, char *buf, int size)
 {
 	int			total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
 	size_t		nlen = strlen(name);
@@ -73,7 +73,7 @@ url_arg(struct lws *wsi, const char *name, char *buf, int size)
 static const char *
 stream_arg(struct lws *wsi, char *buf, int size, const char **stream)
 {
-	int			n = url_arg(wsi, "stream=", buf, size);
+	int			n = ingest_url_arg(wsi, "stream=", buf, size);
 
 	*stream = NULL;
 	if (n == -1)

@@ -1,7 +1,8 @@
 # LogaggTest.pm — helpers shared by logagg's TAP tests (test/t/*.pl).
 #
 # new_node() gives a PostgreSQL::Test::Cluster with logagg preloaded on its
-# own free ports (PostgreSQL and the ingest listener), ready to start.
+# own free ports (PostgreSQL, the ingest and the reader listeners), ready
+# to start.
 package LogaggTest;
 
 use strict;
@@ -27,18 +28,20 @@ sub emitter_path
 
 # new_node(NAME, extra postgresql.conf text, init options) -> node;
 # $node->{logagg_port}.  Init options go to PostgreSQL::Test::Cluster::init
-# (e.g. allows_streaming => 1).
+# (e.g. allows_streaming => 1); $node->{reader_port} is the reader's.
 sub new_node
 {
 	my ($name, $extra, %init) = @_;
 	my $node = PostgreSQL::Test::Cluster->new($name);
 	$node->init(%init);
 	my $port = PostgreSQL::Test::Cluster::get_free_port();
+	my $rport = PostgreSQL::Test::Cluster::get_free_port();
 	$node->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'logagg'
 logagg.database = 'postgres'
 logagg.listen_address = '127.0.0.1'
 logagg.port = $port
+logagg.reader_port = $rport
 logagg.dispatch_workers = 2
 max_worker_processes = 16
 log_min_messages = info
@@ -46,6 +49,7 @@ restart_after_crash = on
 });
 	$node->append_conf('postgresql.conf', $extra) if defined $extra;
 	$node->{logagg_port} = $port;
+	$node->{reader_port} = $rport;
 	return $node;
 }
 

@@ -38,7 +38,7 @@ ok($node->poll_query_until('postgres',
 	'maintenance worker created partitions after CREATE EXTENSION');
 is($node->safe_psql('postgres',
 		"SELECT count(*) FROM logagg.status() WHERE pid IS NOT NULL AND ready"),
-	'5', 'logagg.status() shows all five workers running and ready');
+	'6', 'logagg.status() shows all six workers running and ready');
 
 # SIGHUP: every worker processes the reload.
 my $reloads_sql = q{SELECT string_agg((counters->>'reloads'), ',' ORDER BY worker) FROM logagg.status()};

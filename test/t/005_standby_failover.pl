@@ -32,9 +32,11 @@ like(emit($primary, 3000), qr/acked 3000 /, 'the primary took 3000 records on st
 $primary->backup('b');
 my $standby = PostgreSQL::Test::Cluster->new('failover_standby');
 $standby->init_from_backup($primary, 'b', has_streaming => 1);
-# its own ingest port: both servers run on this machine
+# its own ingest and reader ports: both servers run on this machine
 $standby->{logagg_port} = PostgreSQL::Test::Cluster::get_free_port();
-$standby->append_conf('postgresql.conf', "logagg.port = $standby->{logagg_port}\n");
+$standby->{reader_port} = PostgreSQL::Test::Cluster::get_free_port();
+$standby->append_conf('postgresql.conf',
+	"logagg.port = $standby->{logagg_port}\nlogagg.reader_port = $standby->{reader_port}\n");
 $standby->start;
 $primary->wait_for_catchup($standby);
 
