@@ -160,6 +160,7 @@ extern void reader_tail_init(void);
 extern void reader_tail_prepare(void);
 extern void reader_tail_deliver(void);
 extern void reader_tail_replay_done(Sub *s, int status, const char *data, size_t len);
+extern void reader_tail_fail(RConn *c, const char *msg);
 
 /* query.c: queries in background workers (the reader's side) */
 extern void reader_queries_start_pending(void);

@@ -75,12 +75,8 @@ reader_tokens_maybe_refresh(bool force)
 	last_token_refresh = now;
 	logagg_run_or_exit(tokens_refresh_cb, NULL, "logagg reader: loading reader tokens");
 	for (RConn *c = reader_conns; c; c = c->next)
-		if (c->wsi && c->sub && !c->killed && !logagg_reader_hash_valid(c->token_hash))
-		{
-			c->killed = true;
-			c->close_reason = "token revoked";
-			lws_callback_on_writable(c->wsi);
-		}
+		if (c->wsi && c->sub && !logagg_reader_hash_valid(c->token_hash))
+			reader_tail_fail(c, "token revoked");
 }
 
 /*

@@ -484,6 +484,34 @@ rec_matches(Sub *s, Rec *r)
 	return true;
 }
 
+/*
+ * End a subscription: {"error": MSG} after what is queued, then the close.
+ * (lws 4.1 does not get a close frame out from a WRITEABLE callback -- the
+ * client sees 1006 -- so the error frame is what tells the client why.)
+ */
+void
+reader_tail_fail(RConn *c, const char *msg)
+{
+	Sub		   *s = c->sub;
+	StringInfoData b;
+	Frame	   *f;
+
+	if (s == NULL || c->close_when_sent)
+		return;
+	initStringInfo(&b);
+	appendStringInfoString(&b, "{\"error\": ");
+	escape_json(&b, msg);
+	appendStringInfoChar(&b, '}');
+	if ((f = frame_new(b.data, b.len)) != NULL)
+		queue_push(s, f);
+	pfree(b.data);
+	c->close_when_sent = true;
+	c->close_reason = "";
+	s->replaying = false;
+	if (c->wsi)
+		lws_callback_on_writable(c->wsi);
+}
+
 static int
 cmp_id(const void *a, const void *b)
 {
@@ -556,7 +584,7 @@ reader_tail_deliver(void)
 	{
 		Sub		   *s = c->sub;
 
-		if (s == NULL || c->wsi == NULL || !s->prepared || c->killed)
+		if (s == NULL || c->wsi == NULL || !s->prepared || c->killed || c->close_when_sent)
 			continue;
 		if (lost > 0)
 		{
@@ -605,21 +633,7 @@ reader_tail_replay_done(Sub *s, int status, const char *data, size_t len)
 	s->query = NULL;
 	if (status != 200)
 	{
-		StringInfoData b;
-		Frame	   *f;
-
-		initStringInfo(&b);
-		appendStringInfoString(&b, "{\"error\": ");
-		escape_json(&b, pnstrdup(data, len));
-		appendStringInfoChar(&b, '}');
-		if ((f = frame_new(b.data, b.len)) != NULL)
-			queue_push(s, f);
-		pfree(b.data);
-		c->close_when_sent = true;
-		c->close_reason = "replay failed";
-		s->replaying = false;
-		if (c->wsi)
-			lws_callback_on_writable(c->wsi);
+		reader_tail_fail(c, pnstrdup(data, len));
 		return;
 	}
 	s->replayed = malloc(Max(s->f.since_n, 1) * sizeof(int64));
