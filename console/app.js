@@ -115,7 +115,7 @@
     if (!resp.ok) {
       const reason = body && typeof body.error === 'string' ? body.error : resp.statusText;
       if (resp.status === 401 && path !== '/api/whoami') {
-        signOut('The server no longer accepts this token: ' + reason);
+        signOut('The server no longer accepts this token (revoked?): ' + reason);
       }
       const retry = resp.headers.get('Retry-After');
       throw new HttpError(resp.status, 'HTTP ' + resp.status + ': ' + reason +
@@ -123,6 +123,20 @@
     }
     if (body === null) throw new HttpError(resp.status, 'the server sent no JSON');
     return body;
+  }
+
+  /*
+   * After the tail was refused or ended with an error: if the token itself
+   * is no longer accepted (revoked), go back to the sign-in form instead of
+   * retrying for ever.
+   */
+  async function recheckToken() {
+    if (token === null) return;
+    try {
+      await api('/api/whoami');
+    } catch (e) {
+      if (e.status === 401) signOut('The server no longer accepts this token (revoked?): ' + e.message);
+    }
   }
 
   /* ------------------------------------------------------------ sign-in */
@@ -291,8 +305,9 @@
           /* refused before the upgrade: a browser does not see the HTTP
            * status, so say what can cause it */
           setState('closed', 'not connected');
-          showError('tail-error', 'The server refused the live tail: check the regex and attrs filters, ' +
-            'or sign in again if the token was revoked. Retrying in ' + (TAIL_RECONNECT_MS / 1000) + ' s.');
+          showError('tail-error', 'The server refused the live tail: check the regex and attrs filters. ' +
+            'Retrying in ' + (TAIL_RECONNECT_MS / 1000) + ' s.');
+          recheckToken();
         } else {
           setState('closed', 'disconnected (' + (ev.reason || 'code ' + ev.code) + '), reconnecting…');
         }
@@ -337,6 +352,7 @@
       }
       if (typeof obj.error === 'string') {
         showError('tail-error', 'The server ended the live tail: ' + obj.error);
+        recheckToken();
         return;
       }
       if (obj.id !== undefined) {

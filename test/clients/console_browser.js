@@ -7,7 +7,9 @@
 //          "ingest": "http://127.0.0.1:PORT", "reader_token": "lgr_...",
 //          "wrong_token": "lgr_...", "sources": {"service-a": TOKEN, ...},
 //          "screenshots": DIR, "firing_rule": NAME, "hidden_rule": NAME,
-//          "secret": the webhook destination's secret}
+//          "secret": the webhook destination's secret,
+//          "connstr": libpq connection string, "revoke_sql": SQL revoking the
+//          reader token (run with psql at the end)}
 // (on stdin, so that no token is on a command line).
 //
 // It signs in, sends records with the source tokens (POST /ingest on the
@@ -19,6 +21,7 @@
 // non-zero if a step could not be carried out at all.
 'use strict';
 const fs = require('fs');
+const { execFileSync } = require('child_process');
 const path = require('path');
 const puppeteer = require('puppeteer-core');
 
@@ -310,6 +313,19 @@ async function run(browser) {
   check('service-b\'s records appeared nowhere', !end.secret, end);
   check('at the end: no dialog, no img, no handler ran', dialogs.length === 0 && end.imgs === 0 && end.flag === null,
     { dialogs, end });
+
+  // ---- the token is revoked while the console is open: the tail ends, and
+  // the console goes back to the sign-in form and says why
+  execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', cfg.connstr, '-c', cfg.revoke_sql]);
+  await page.waitForSelector('#view-signin:not([hidden])', WAIT);
+  const revoked = await page.evaluate(() => ({
+    message: document.getElementById('signin-error').textContent,
+    nav: document.getElementById('nav').hidden,
+    stored: sessionStorage.length,
+  }));
+  check('revoking the token signs the console out, saying why',
+    /no longer accepts/.test(revoked.message) && revoked.nav && revoked.stored === 0, revoked);
+
   check('no script error on the page', pageErrors.length === 0, pageErrors);
   check('nothing the page did was blocked by the Content-Security-Policy', cspReports.length === 0, cspReports);
 }

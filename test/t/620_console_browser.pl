@@ -73,6 +73,8 @@ my $config = encode_json({
 	firing_rule => 'console-a-high',
 	hidden_rule => 'console-b-high',
 	secret => $secret,
+	connstr => $node->connstr('postgres'),
+	revoke_sql => q{SELECT logagg.revoke_reader_token('console-a')},
 });
 my ($out, $err) = ('', '');
 my $ran = run([ 'node', src_dir() . '/test/clients/console_browser.js' ],
