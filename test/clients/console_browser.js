@@ -314,8 +314,11 @@ async function run(browser) {
   check('at the end: no dialog, no img, no handler ran', dialogs.length === 0 && end.imgs === 0 && end.flag === null,
     { dialogs, end });
 
-  // ---- the token is revoked while the console is open: the tail ends, and
-  // the console goes back to the sign-in form and says why
+  // ---- the token is revoked while the console shows the live tail (no
+  // periodic refresh there): the tail ends, and the console goes back to
+  // the sign-in form and says why
+  await gotoView(page, 'tail');
+  await waitTailOpen(page);
   execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', cfg.connstr, '-c', cfg.revoke_sql]);
   await page.waitForSelector('#view-signin:not([hidden])', WAIT);
   const revoked = await page.evaluate(() => ({
