@@ -213,6 +213,34 @@ async function run(browser) {
   await waitTailMessage(page, 'paused-marker');
   check('resumed: the held record is shown', true);
 
+  // ---- tail filters: regex on the message and attrs containment
+  await page.click('#tail-clear');
+  await page.type('#tail-q', '^attr-');
+  await page.type('#tail-attrs', '{"region": "eu"}');
+  await page.click('#tail-apply');
+  await waitTailOpen(page);
+  await ingest('service-a', [
+    { message: 'attr-us', region: 'us' },
+    { message: 'attr-eu-first', region: 'eu', level: 'info' },
+    { message: 'not matching the regex', region: 'eu' },
+  ]);
+  await ingest('service-a', [{ message: 'attr-eu-last', region: 'eu', level: 'info' }]);
+  await waitTailMessage(page, 'attr-eu-last');
+  rows = await tailRows(page);
+  check('with q=^attr- and attrs={"region": "eu"} only the matching records arrive',
+    JSON.stringify(rows.map((r) => r.message)) === JSON.stringify(['attr-eu-first', 'attr-eu-last']),
+    rows.map((r) => r.message));
+  // attrs that are not a JSON object are refused in the page, with a reason
+  await page.$eval('#tail-attrs', (e) => { e.value = '["eu"]'; });
+  await page.click('#tail-apply');
+  await page.waitForSelector('#tail-error:not([hidden])', WAIT);
+  const attrsError = await page.$eval('#tail-error', (e) => e.textContent);
+  check('attrs that are not a JSON object are refused with a reason', /JSON object/.test(attrsError), attrsError);
+  await page.$eval('#tail-attrs', (e) => { e.value = ''; });
+  await page.$eval('#tail-q', (e) => { e.value = ''; });
+  await page.click('#tail-apply');
+  await waitTailOpen(page);
+
   // ---- search (all records are in now)
   await gotoView(page, 'search');
   const search = async (q) => {
