@@ -520,11 +520,12 @@
     $('histogram-table').tBodies[0].replaceChildren(...buckets
       .filter((b) => SEVERITIES.some((s) => Number(b[s]) > 0))
       .reverse()
-      .map((b) => el('tr', null,
+      .map((b) => el('tr', { dataset: { t: b.t } },
         el('td', { className: 'ts' }, fmtTime(b.t)),
         ...SEVERITIES.map((s) => el('td', { className: 'num sev-' + s }, Number(b[s]) || 0)))));
     const h = $('view-histogram');
     h.dataset.range = res.range || range;
+    h.dataset.bucketSeconds = String(res.bucket_seconds);
     h.dataset.loads = String((Number(h.dataset.loads) || 0) + 1);
   }
 

@@ -277,7 +277,11 @@ async function run(browser) {
     critical: Number(document.getElementById('histogram-total-critical').textContent),
     high: Number(document.getElementById('histogram-total-high').textContent),
     low: Number(document.getElementById('histogram-total-low').textContent),
-    rows: document.querySelectorAll('#histogram-table tbody tr').length,
+    bucket_seconds: Number(document.getElementById('view-histogram').dataset.bucketSeconds),
+    buckets: [...document.querySelectorAll('#histogram-table tbody tr')].map((tr) => ({
+      t: tr.dataset.t,
+      counts: [...tr.cells].slice(1).map((td) => Number(td.textContent)),
+    })),
   }));
   const histogramLoads = () => page.$eval('#view-histogram', (e) => Number(e.dataset.loads) || 0);
   const waitHistogramLoad = (n, range) => page.waitForFunction((k, r) => {

@@ -116,6 +116,17 @@ for my $range ('1h', '1d')
 	is($h->{error}, '', "histogram $range: no error");
 	is("$h->{critical}/$h->{high}/$h->{low}", "$sev{critical}/$sev{high}/$sev{low}",
 		"histogram $range: records per severity of service-a* as in SQL (critical/high/low)");
+	# each bucket the table lists, counted again by SQL over [t, t + bucket)
+	my @shown = map { "$_->{t} " . join('/', @{ $_->{counts} }) } @{ $h->{buckets} // [] };
+	my @sql = map {
+		my $t = $_->{t};
+		sql(qq{SELECT '$t ' || count(*) FILTER (WHERE severity = 'critical') || '/'
+		         || count(*) FILTER (WHERE severity = 'high') || '/' || count(*) FILTER (WHERE severity = 'low')
+		       FROM logagg.logs WHERE source LIKE 'service-a%'
+		         AND ts >= '$t' AND ts < timestamptz '$t' + interval '$h->{bucket_seconds} s'});
+	} @{ $h->{buckets} // [] };
+	ok(@shown > 0, "histogram $range: the table lists the non-empty buckets");
+	is(join(', ', @shown), join(', ', @sql), "histogram $range: each bucket's counts as in SQL");
 }
 cmp_ok(sql(q{SELECT count(*) FROM logagg.logs WHERE source = 'service-b'}), '>', 0,
 	'service-b has records, which the histogram did not count');
