@@ -10,18 +10,21 @@ Each STEP is one of
                              pile up in the server: a slow subscriber)
     upgrade:NAME:URL         a raw upgrade request; prints the HTTP status
                              and the body of a refusal
-    post:URL:TOKEN:BODY      POST BODY (\\n = newline) to URL with the token;
+    post:URL::TOKEN:BODY     POST BODY (\\n = newline) to URL with the token;
                              prints the status and the reply
+    postfile:URL::TOKEN:PATH the same with the contents of file PATH
     recv:NAME:COUNT:SECONDS  print the next COUNT frames of NAME (at most
                              SECONDS in all), each with the milliseconds
                              since the last post's reply
     until:NAME:SECONDS:REGEX print frames until one matches REGEX
     close:NAME               close NAME
+    waitfile:PATH            wait until file PATH exists (at most 120 s)
 Every outcome is one line: NAME open | NAME status CODE BODY |
 NAME frame MS MESSAGE | NAME timeout | NAME closed CODE REASON |
 post STATUS REPLY.  Uses Debian's python3-websockets.
 """
 import asyncio
+import os
 import re
 import socket
 import sys
@@ -84,11 +87,21 @@ async def main(steps):
     conns = {}
     for step in steps:
         kind, _, rest = step.partition(":")
-        if kind == "post":
+        if kind in ("post", "postfile"):
             url, _, rest = rest.partition("::")
             token, _, body = rest.partition(":")
+            if kind == "postfile":
+                with open(body) as f:
+                    body = f.read()
+            else:
+                body = body.replace("\\n", "\n")
             await asyncio.get_running_loop().run_in_executor(
-                None, post, url, token, body.replace("\\n", "\n"))
+                None, post, url, token, body)
+            continue
+        if kind == "waitfile":
+            deadline = time.monotonic() + 120
+            while not os.path.exists(rest) and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             continue
         name, _, arg = rest.partition(":")
         try:
