@@ -91,6 +91,18 @@ logagg--$(EXTVERSION).sql: $(SCHEMA)
 	cat $(SCHEMA) > $@
 
 
+# The web console (console/: index.html, app.js, style.css), served by the
+# "logagg reader" worker from $(datadir)/extension/logagg_console/.
+CONSOLE_FILES = $(sort $(wildcard console/*))
+install: console-install
+.PHONY: console-install console-uninstall
+console-install:
+	$(MKDIR_P) '$(DESTDIR)$(datadir)/extension/logagg_console'
+	$(INSTALL_DATA) $(CONSOLE_FILES) '$(DESTDIR)$(datadir)/extension/logagg_console/'
+uninstall: console-uninstall
+console-uninstall:
+	rm -rf '$(DESTDIR)$(datadir)/extension/logagg_console'
+
 all: emitters
 .PHONY: emitters emitters-install
 emitters:

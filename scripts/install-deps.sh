@@ -18,6 +18,7 @@ PACKAGES=(
   syslog-ng-core syslog-ng-mod-http syslog-ng-scl
   libestr0 libfastjson4 liblognorm5
   prometheus-alertmanager
+  chromium
 )
 
 SUDO=""
@@ -44,7 +45,8 @@ fi
 # scripts never use it, so leave it alone.
 
 # Test receivers from npm (s3rver for the cloud-sync tests and the local
-# system), pinned by test/package-lock.json; node_modules is git-ignored.
+# system; puppeteer-core drives Debian's chromium in the console browser
+# test), pinned by test/package-lock.json; node_modules is git-ignored.
 (
   cd "$(dirname "$0")/.."
   if [ -f test/package-lock.json ] && ! command -v npm >/dev/null 2>&1; then
