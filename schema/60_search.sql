@@ -315,11 +315,12 @@ COMMENT ON FUNCTION @extschema@._search_probe(text) IS
 --    hash): one statement over [since, until), through the trigram index
 --    asked for those words only (_search_probe), q checked on its rows;
 --  * otherwise newest first, reading and filtering rows (BRIN on ts), in
---    windows back from until: the last minute, the 3 before; then, if
---    matches came, a window sized by their rate to hold what is still
---    missing, as long as that would take under 100 ms at the rate so
---    far; finally the rest of [since, until) in one statement through
---    the trigram index.  Dense matches are found in the newest rows at
+--    windows back from until: the last minute, the 3 before; then, while
+--    nothing is found, windows 4 times wider for 10 ms; once matches
+--    came, a window sized by their rate to hold what is still missing,
+--    as long as that would take under 100 ms at the rate so far; finally
+--    the rest of [since, until) in one statement through the trigram
+--    index.  Dense matches are found in the newest rows at
 --    once; rare ones by the index after a few ms of reading.
 -- The windows do not overlap and come newest first, each ordered by
 -- ts DESC, id DESC: together they return exactly the rows and order of
@@ -421,15 +422,20 @@ BEGIN
         END IF;
         hi := lo;
         EXIT WHEN width >= interval '30 days';
+        spent := clock_timestamp() - started;
         IF width < interval '4 minutes' THEN
             width := width * 4;    -- the first 4 minutes are always read
+        ELSIF found = 0 THEN
+            -- Nothing yet: windows 4 times wider (the newest rows may be
+            -- minutes old) for 10 ms; after that the text is rare, and
+            -- the index finds it sooner.
+            EXIT WHEN spent >= interval '10 ms';
+            width := width * 4;
         ELSE
-            -- Nothing in 4 minutes: rare, the index finds it sooner.  Else
-            -- read on while the rest would take less than 100 ms at the
+            -- Read on while the rest would take less than 100 ms at the
             -- rate so far (spent * still / found), in a window that should
             -- hold it.
-            spent := clock_timestamp() - started;
-            EXIT WHEN found = 0 OR spent * (1 + (lim - found)::float8 / found) > interval '100 ms';
+            EXIT WHEN spent * (1 + (lim - found)::float8 / found) > interval '100 ms';
             width := width * (1 + 1.25 * (lim - found)::float8 / found);
         END IF;
     END LOOP;
