@@ -942,10 +942,62 @@ COMMENT ON FUNCTION @extschema@._reader_token_sources(text) IS
 -- ---------------------------------------------------------------------------
 -- search
 -- ---------------------------------------------------------------------------
+-- One search statement: rows of logs with since <= ts < until (NULL: no
+-- bound) that pass filters and matches, newest first, at most lim.
+CREATE FUNCTION @extschema@._search_sql(since timestamptz, until timestamptz, filters text, matches text, lim bigint)
+    RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path = pg_catalog, pg_temp
+    RETURN format('SELECT l.* FROM @extschema@.logs l WHERE %s%s%s%s ORDER BY l.ts DESC, l.id DESC LIMIT %s',
+                  filters,
+                  ' AND l.ts >= ' || quote_literal(since) || '::timestamptz',
+                  ' AND l.ts < ' || quote_literal(until) || '::timestamptz',
+                  ' AND ' || matches, lim);
+COMMENT ON FUNCTION @extschema@._search_sql(timestamptz, timestamptz, text, text, bigint) IS
+    'Internal: one statement of logagg.search(): the rows of logs in [since, until) that pass the given conditions, newest first, at most lim.';
+
+-- The words of an ASCII q with a digit (3 or more letters and digits) as
+-- ILIKE conditions the trigram index serves, AND-ed; NULL when there are
+-- none.  A word with fewer than 3 distinct
+-- trigrams ('777777' has one) keeps the characters around it in q, so
+-- that the trigrams padded at its ends (' 77', '77 ') narrow it down.
+CREATE FUNCTION @extschema@._search_probe(q text)
+    RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT
+    SET search_path = pg_catalog, pg_temp
+    RETURN (SELECT string_agg(format('l.message ILIKE %L',
+                                     '%' || replace(replace(replace(CASE WHEN w.trigrams >= 3 THEN w.word ELSE w.around END,
+                                                                    '\', '\\'), '%', '\%'), '_', '\_') || '%'),
+                              ' AND ')
+              FROM (SELECT m.around, m.word,
+                           (SELECT count(DISTINCT substr(lower(m.word), i, 3))
+                              FROM generate_series(1, length(m.word) - 2) i) AS trigrams
+                      FROM (SELECT r[1] AS around, substring(r[1] FROM '[A-Za-z0-9]+') AS word
+                              FROM regexp_matches(q, '[^A-Za-z0-9]?[A-Za-z0-9]{3,}[^A-Za-z0-9]?', 'g') r) m) w
+             WHERE w.word ~ '[0-9]');
+COMMENT ON FUNCTION @extschema@._search_probe(text) IS
+    'Internal: the words with a digit of an ASCII search text as ILIKE conditions for the trigram index; logagg.search() checks the whole text on the rows they find.';
+
 -- SECURITY INVOKER (the default): the caller's privileges and row-level
 -- security apply, so a restricted role finds only its sources.  Values go
--- into the statement as literals, so that each call is planned for them
--- (the trigram index needs the pattern to choose its trigrams).
+-- into the statements as literals, so that each is planned for them (the
+-- trigram index needs the pattern to choose its trigrams).
+--
+-- How a search with q runs (docs/search.md, "How a search runs"):
+--  * q names something rare (a word with a digit: an id, a number, a
+--    hash): one statement over [since, until), through the trigram index
+--    asked for those words only (_search_probe), q checked on its rows;
+--  * otherwise newest first, reading and filtering rows (BRIN on ts), in
+--    windows back from until: the last minute, the 3 before; then, while
+--    nothing is found, doubling windows for 10 ms; once matches
+--    came, a window sized by their rate to hold what is still missing,
+--    as long as that would take under 100 ms at the rate so far; finally
+--    the rest of [since, until) in one statement through the trigram
+--    index.  Dense matches are found in the newest rows at
+--    once; rare ones by the index after a few ms of reading.
+-- The windows do not overlap and come newest first, each ordered by
+-- ts DESC, id DESC: together they return exactly the rows and order of
+-- one query over [since, until).
 CREATE FUNCTION @extschema@.search(q text,
                                    since timestamptz DEFAULT now() - interval '1 hour',
                                    until timestamptz DEFAULT now(),
@@ -958,43 +1010,114 @@ CREATE FUNCTION @extschema@.search(q text,
     SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    conds text[] := ARRAY['true'];
+    filters   text := 'true';  -- source, min_severity, attrs
+    matches   text;            -- q as a condition of message the trigram index serves
+    scanned   text;            -- the same condition in a form no index serves
+    probe     text;            -- rare words of q for the index, q checked on its rows
+    selective boolean := false;
+    anchor    timestamptz;     -- the windows reach back from here
+    hi        timestamptz := until;  -- upper end (exclusive) of what is left; NULL: none
+    lo        timestamptz;
+    width     interval := interval '1 minute';
+    started   timestamptz := clock_timestamp();
+    spent     interval;
+    found     bigint := 0;
+    n         bigint;
 BEGIN
     IF lim IS NULL OR lim < 0 THEN
         RAISE EXCEPTION 'lim must be 0 or more, not %', coalesce(lim::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF since IS NOT NULL THEN
-        conds := conds || format('l.ts >= %L::timestamptz', since);
-    END IF;
-    IF until IS NOT NULL THEN
-        conds := conds || format('l.ts < %L::timestamptz', until);
-    END IF;
-    IF q LIKE '/%/' THEN
-        conds := conds || format('l.message ~ %L', substr(q, 2, length(q) - 2));
-    ELSIF q <> '' THEN
-        conds := conds || format('l.message ILIKE %L',
-                                 '%' || replace(replace(replace(q, '\', '\\'), '%', '\%'), '_', '\_') || '%');
-    END IF;
     IF source IS NOT NULL THEN
         IF source ~ '[*,]' THEN
-            conds := conds || format('l.source LIKE ANY (%L::text[])',
-                                     ARRAY(SELECT @extschema@._glob_like(g)
-                                             FROM unnest(@extschema@._source_globs(source)) g));
+            filters := filters || format(' AND l.source LIKE ANY (%L::text[])',
+                                         ARRAY(SELECT @extschema@._glob_like(g)
+                                                 FROM unnest(@extschema@._source_globs(source)) g));
         ELSE
-            conds := conds || format('l.source = %L', source);
+            filters := filters || format(' AND l.source = %L', source);
         END IF;
     END IF;
     IF min_severity IS NOT NULL THEN
-        conds := conds || format('l.severity <= %L::@extschema@.severity', min_severity);
+        filters := filters || format(' AND l.severity <= %L::@extschema@.severity', min_severity);
     END IF;
     IF attrs IS NOT NULL THEN
-        conds := conds || format('l.attrs @> %L::jsonb', attrs);
+        filters := filters || format(' AND l.attrs @> %L::jsonb', attrs);
     END IF;
-    RETURN QUERY EXECUTE format('SELECT l.* FROM @extschema@.logs l WHERE %s ORDER BY l.ts DESC, l.id DESC LIMIT %s',
-                                array_to_string(conds, ' AND '), lim);
+
+    IF q LIKE '/%/' THEN
+        matches := format('l.message ~ %L', substr(q, 2, length(q) - 2));
+        scanned := format('(%s) IS TRUE', matches);
+        selective := EXISTS (SELECT 1 FROM regexp_matches(substr(q, 2, length(q) - 2), '[A-Za-z0-9]{3,}', 'g') w
+                              WHERE w[1] ~ '[0-9]');
+    ELSIF q <> '' THEN
+        matches := format('l.message ILIKE %L',
+                          '%' || replace(replace(replace(q, '\', '\\'), '%', '\%'), '_', '\_') || '%');
+        scanned := format('(%s) IS TRUE', matches);
+        -- Words with a digit (ids, numbers, hashes) are rare in logs, words
+        -- without one common; and the long posting lists of common
+        -- trigrams (a common word's, or those padded at a word's ends:
+        -- 'id ', ' us') are what costs an index scan its time.  So the
+        -- index is asked for q's words with a digit only and q is checked
+        -- on the rows it returns.  Only for ASCII q: lower() then maps
+        -- each character on its own, so a row that matches q contains
+        -- each of its words.
+        IF q !~ '[^\x01-\x7f]' THEN
+            probe := @extschema@._search_probe(q);
+            selective := probe IS NOT NULL;
+        END IF;
+    ELSE
+        selective := true;     -- no q: one query, as the planner sees fit
+    END IF;
+    IF probe IS NOT NULL THEN
+        matches := probe || ' AND ' || scanned;
+    END IF;
+
+    IF selective OR lim = 0 THEN
+        RETURN QUERY EXECUTE @extschema@._search_sql(since, until, filters, matches, lim);
+        RETURN;
+    END IF;
+
+    -- newest first, a window at a time
+    anchor := CASE WHEN isfinite(until) THEN until ELSE now() END;
+    IF until < anchor THEN
+        RETURN;                -- until is -infinity
+    END IF;
+    LOOP
+        lo := anchor - width;
+        IF lo <= since THEN
+            lo := since;
+        END IF;
+        RETURN QUERY EXECUTE @extschema@._search_sql(lo, hi, filters, scanned, lim - found);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        found := found + n;
+        IF found >= lim OR lo = since THEN
+            RETURN;
+        END IF;
+        hi := lo;
+        EXIT WHEN width >= interval '30 days';
+        spent := clock_timestamp() - started;
+        IF width < interval '4 minutes' THEN
+            width := width * 4;    -- the first 4 minutes are always read
+        ELSIF found = 0 THEN
+            -- Nothing yet: twice as wide (the newest rows may be minutes
+            -- old; doubling, a window costs no more than all before it)
+            -- for 10 ms; after that the text is rare, and the index finds
+            -- it sooner.
+            EXIT WHEN spent >= interval '10 ms';
+            width := width * 2;
+        ELSE
+            -- Read on while the rest would take less than 100 ms at the
+            -- rate so far (spent * still / found), in a window that should
+            -- hold it.
+            EXIT WHEN spent * (1 + (lim - found)::float8 / found) > interval '100 ms';
+            width := width * (1 + 1.25 * (lim - found)::float8 / found);
+        END IF;
+    END LOOP;
+    -- the rest, through the index
+    RETURN QUERY EXECUTE @extschema@._search_sql(since, hi, filters, matches, lim - found);
 END
 $fn$;
+
 COMMENT ON FUNCTION @extschema@.search(text, timestamptz, timestamptz, text, @extschema@.severity, jsonb, int) IS
     'Log records with since <= ts < until, newest first, at most lim: q is a case-insensitive substring of message, or /REGEX/ (case-sensitive; (?i) for not); source a name or pattern (''svc-*''); min_severity the least severe kept; attrs a jsonb the record''s attrs contain. NULL or '''' skips a filter. Runs with the caller''s rights: restricted roles see their sources only. Bounded by the caller''s statement_timeout.';
 
@@ -1156,6 +1279,7 @@ AS $fn$
 DECLARE
     p_end  timestamptz := p_start + make_interval(secs => p_secs);
     p_name text;
+    old_timeout text := current_setting('lock_timeout');
 BEGIN
     LOCK TABLE ONLY @extschema@.logs IN SHARE UPDATE EXCLUSIVE MODE;
     IF EXISTS (SELECT 1 FROM @extschema@.partitions
@@ -1164,6 +1288,14 @@ BEGIN
     END IF;
     p_name := 'logs_' || to_char(p_start AT TIME ZONE 'UTC',
                                  CASE WHEN p_secs % 86400 = 0 THEN 'YYYYMMDD' ELSE 'YYYYMMDD_HH24MI' END);
+    -- Creating or attaching a partition takes ACCESS EXCLUSIVE on logs (or
+    -- logs_default), which waits for every transaction that read it -- a
+    -- search that runs for seconds -- and meanwhile makes every insert of
+    -- ingest wait behind it.  So wait at most 100 ms: the maintenance
+    -- worker tries again on its next pass, a minute later (partitions are
+    -- made a whole interval ahead).  lock_timeout is restored after the
+    -- DDL, or by the rollback of this block.
+    PERFORM set_config('lock_timeout', '100ms', true);
     IF EXISTS (SELECT 1 FROM @extschema@.logs_default WHERE ts >= p_start AND ts < p_end) THEN
         EXECUTE format('CREATE TABLE @extschema@.%I (LIKE @extschema@.logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', p_name);
         EXECUTE format('WITH moved AS (DELETE FROM @extschema@.logs_default WHERE ts >= $1 AND ts < $2 RETURNING *)
@@ -1176,9 +1308,16 @@ BEGIN
                        p_name, p_start, p_end);
         PERFORM @extschema@._index_partition(p_name);
     END IF;
+    PERFORM set_config('lock_timeout', old_timeout, true);
     RETURN true;
-EXCEPTION WHEN duplicate_table THEN
-    RETURN false;
+EXCEPTION
+    WHEN duplicate_table THEN
+        RETURN false;
+    WHEN lock_not_available THEN
+        RAISE WARNING 'partition % of logagg.logs not created now: transactions that read logagg.logs are still open', coalesce(p_name, p_start::text)
+            USING DETAIL = 'Creating a partition waits for every open transaction that read logagg.logs (a long search), and ingest would wait behind it; it waited 100 ms.',
+                  HINT = 'The maintenance worker tries again within a minute; logagg.maintain() tries now.';
+        RETURN false;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._ensure_partition(timestamptz, int) IS
@@ -1196,12 +1335,16 @@ REVOKE ALL ON FUNCTION @extschema@._source_globs(text),
                        @extschema@.revoke_reader_token(text),
                        @extschema@._reader_token_sources(text),
                        @extschema@.search(text, timestamptz, timestamptz, text, @extschema@.severity, jsonb, int),
+                       @extschema@._search_sql(timestamptz, timestamptz, text, text, bigint),
+                       @extschema@._search_probe(text),
                        @extschema@._search_index_ddl(text, text, boolean),
                        @extschema@._index_partition_search(text),
                        @extschema@._search_index_todo(),
                        @extschema@._wake_maintenance()
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION @extschema@.search(text, timestamptz, timestamptz, text, @extschema@.severity, jsonb, int),
+                          @extschema@._search_sql(timestamptz, timestamptz, text, text, bigint),
+                          @extschema@._search_probe(text),
                           @extschema@._source_globs(text),
                           @extschema@._glob_like(text)
     TO logagg_reader;

@@ -131,6 +131,7 @@ AS $fn$
 DECLARE
     p_end  timestamptz := p_start + make_interval(secs => p_secs);
     p_name text;
+    old_timeout text := current_setting('lock_timeout');
 BEGIN
     LOCK TABLE ONLY @extschema@.logs IN SHARE UPDATE EXCLUSIVE MODE;
     IF EXISTS (SELECT 1 FROM @extschema@.partitions
@@ -139,6 +140,14 @@ BEGIN
     END IF;
     p_name := 'logs_' || to_char(p_start AT TIME ZONE 'UTC',
                                  CASE WHEN p_secs % 86400 = 0 THEN 'YYYYMMDD' ELSE 'YYYYMMDD_HH24MI' END);
+    -- Creating or attaching a partition takes ACCESS EXCLUSIVE on logs (or
+    -- logs_default), which waits for every transaction that read it -- a
+    -- search that runs for seconds -- and meanwhile makes every insert of
+    -- ingest wait behind it.  So wait at most 100 ms: the maintenance
+    -- worker tries again on its next pass, a minute later (partitions are
+    -- made a whole interval ahead).  lock_timeout is restored after the
+    -- DDL, or by the rollback of this block.
+    PERFORM set_config('lock_timeout', '100ms', true);
     IF EXISTS (SELECT 1 FROM @extschema@.logs_default WHERE ts >= p_start AND ts < p_end) THEN
         EXECUTE format('CREATE TABLE @extschema@.%I (LIKE @extschema@.logs INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', p_name);
         EXECUTE format('WITH moved AS (DELETE FROM @extschema@.logs_default WHERE ts >= $1 AND ts < $2 RETURNING *)
@@ -151,9 +160,16 @@ BEGIN
                        p_name, p_start, p_end);
         PERFORM @extschema@._index_partition(p_name);
     END IF;
+    PERFORM set_config('lock_timeout', old_timeout, true);
     RETURN true;
-EXCEPTION WHEN duplicate_table THEN
-    RETURN false;
+EXCEPTION
+    WHEN duplicate_table THEN
+        RETURN false;
+    WHEN lock_not_available THEN
+        RAISE WARNING 'partition % of logagg.logs not created now: transactions that read logagg.logs are still open', coalesce(p_name, p_start::text)
+            USING DETAIL = 'Creating a partition waits for every open transaction that read logagg.logs (a long search), and ingest would wait behind it; it waited 100 ms.',
+                  HINT = 'The maintenance worker tries again within a minute; logagg.maintain() tries now.';
+        RETURN false;
 END
 $fn$;
 COMMENT ON FUNCTION @extschema@._ensure_partition(timestamptz, int) IS

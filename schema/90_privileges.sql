@@ -128,6 +128,8 @@ GRANT EXECUTE ON FUNCTION @extschema@.add_destination(text, text, jsonb),
 -- admin restricts roles and issues reader tokens.
 GRANT SELECT ON @extschema@.source_readers TO logagg_reader;
 GRANT EXECUTE ON FUNCTION @extschema@.search(text, timestamptz, timestamptz, text, @extschema@.severity, jsonb, int),
+                          @extschema@._search_sql(timestamptz, timestamptz, text, text, bigint),
+                          @extschema@._search_probe(text),
                           @extschema@._source_globs(text),
                           @extschema@._glob_like(text)
     TO logagg_reader;

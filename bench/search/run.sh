@@ -11,17 +11,19 @@
 # maintenance worker builds the trigram index on every partition (CREATE
 # INDEX CONCURRENTLY; its duration is reported) and the queries run again.
 #
-#   bench/search/run.sh                  # ROWS=10000000 DAYS=4 REPS=15
+#   bench/search/run.sh                  # ROWS=10000000 DAYS=4 REPS=15 PHASES="noindex trigram"
 #   ROWS=2000000 bench/search/run.sh
+#   PHASES=trigram bench/search/run.sh   # only with the index (skips the slow scans)
 #
 # Runs as the postgres user (initdb refuses root); needs `make install` done.
 set -euo pipefail
 if [ "$(id -u)" -eq 0 ]; then
-  exec runuser -u postgres -- env PATH="$PATH" ROWS="${ROWS:-}" DAYS="${DAYS:-}" REPS="${REPS:-}" bash "$0" "$@"
+  exec runuser -u postgres -- env PATH="$PATH" ROWS="${ROWS:-}" DAYS="${DAYS:-}" REPS="${REPS:-}" PHASES="${PHASES:-}" bash "$0" "$@"
 fi
 ROWS=${ROWS:-10000000}
 DAYS=${DAYS:-4}
 REPS=${REPS:-15}
+PHASES=${PHASES:-noindex trigram}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 EXTRA_CONF="logagg.dispatch_workers = 0
 maintenance_work_mem = '512MB'
@@ -85,9 +87,10 @@ run_queries() {
       awk -v label="$label" -v name="$name" '{ t[NR] = $1 } END {
         printf "%-10s %-32s p50 %9.1f ms  p95 %9.1f ms  (%d runs)\n", label, name, t[int((NR + 1) / 2)], t[int(NR * 0.95 + 0.5)], NR }'
   done
+  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
-run_queries "no index"
+case " $PHASES " in *" noindex "*) run_queries "no index" ;; esac
 
 psql -c "ALTER SYSTEM SET logagg.index_messages = on" -c "SELECT pg_reload_conf()" >/dev/null
 sleep 1
@@ -97,4 +100,4 @@ until [ "$(psql -c "SELECT count(*) FROM logagg._search_index_todo()")" = 0 ]; d
 t4=$(date +%s)
 echo "trigram index built CONCURRENTLY on $(psql -c "SELECT count(*) FROM logagg.partitions") partitions in $((t4 - t3)) s; $(psql -c "SELECT pg_size_pretty(sum(pg_relation_size(indexrelid))) FROM pg_index WHERE indexrelid::regclass::text LIKE '%message_trgm'")"
 psql -c "ANALYZE logagg.logs"
-run_queries "trigram"
+case " $PHASES " in *" trigram "*) run_queries "trigram" ;; esac

@@ -88,6 +88,27 @@ my @cases = (
 		"strpos(lower(message), 'payment') > 0 AND left(source, 9) = 'service-a' AND severity <= 'high' AND attrs->>'region' = 'us'",
 		10000, 'all filters together' ],
 	[ "'no such text anywhere', $wide", "false", 100, 'no match' ],
+	# newest first: found in the first windows, or after them by rate, or
+	# in the rest through the index
+	[ "'timeout', $wide, lim => 200", "strpos(lower(message), 'timeout') > 0", 200, 'dense text, more than the first windows hold' ],
+	[ "'sentinel', $wide", "strpos(message, 'sentinel') > 0", 100, 'rare text only in older rows' ],
+	[ "'payment', since => NULL, until => NULL, lim => 3000", "strpos(lower(message), 'payment') > 0", 3000, 'no since, no until' ],
+	[ "'same instant', since => now() - interval '3 hours', until => date_trunc('second', now()) - interval '9 minutes'",
+		"message LIKE 'same instant%'", 100, 'rows on a window boundary', 'boundary' ],
+	[ "'timeout', since => now() - interval '3 hours', until => 'infinity', lim => 50",
+		"strpos(lower(message), 'timeout') > 0", 50, 'until infinity', 'open' ],
+	[ "'timeout', since => NULL, until => '-infinity'", "false", 100, 'until -infinity' ],
+	[ "'größe', $wide", "strpos(lower(message), 'größe') > 0", 100, 'text that is not ASCII' ],
+	[ "'GRÖSSE 12', $wide", "strpos(lower(message), 'grösse 12') > 0", 100, 'text that is not ASCII, with digits' ],
+	# words with a digit go to the index alone, the whole text checked after
+	[ "'order 1200', $wide, lim => 10000", "strpos(lower(message), 'order 1200') > 0", 10000, 'a word with a digit' ],
+	[ "'FOR ORDER 120', $wide, lim => 10000", "strpos(lower(message), 'for order 120') > 0", 10000, 'a word with a digit, any case' ],
+	[ "'after 7ms', $wide, lim => 10000", "strpos(message, 'after 7ms') > 0", 10000, 'a word with a digit and letters' ],
+	[ q{'\1003', } . "$wide, lim => 10000", q{strpos(message, '\1003') > 0}, 10000, 'a word with a digit after a backslash' ],
+	[ "'_1002 ', $wide, lim => 10000", "strpos(message, '_1002 ') > 0", 10000, 'a word with a digit after a literal _, no match' ],
+	[ "'done_1002', $wide, lim => 10000", "strpos(message, 'done_1002') > 0", 10000, 'a word with a digit after a literal _, found' ],
+	[ "'payment ok 4001', $wide, lim => 10000", "message = 'payment ok 4001'", 10000, 'a number in no row' ],
+	[ "'/order 12[0-9]+/', $wide, lim => 10000", "message ~ 'order 12[0-9]+'", 10000, 'a regex with a number' ],
 );
 
 sub check_cases
@@ -100,6 +121,9 @@ sub check_cases
 		$range = "ts >= now() - interval '1 hour' AND ts < now() - interval '30 minutes'"
 		  if ($window // '') eq 'win';
 		$range = "ts >= now() - interval '1 hour' AND ts < now()" if ($window // '') eq 'default';
+		$range = "ts >= now() - interval '3 hours' AND ts < date_trunc('second', now()) - interval '9 minutes'"
+		  if ($window // '') eq 'boundary';
+		$range = "ts >= now() - interval '3 hours'" if ($window // '') eq 'open';
 		my $r = sql(qq{
 SELECT coalesce((SELECT string_agg(id::text, ',' ORDER BY n) FROM
                    (SELECT id, row_number() OVER () AS n FROM logagg.search($args)) s), '') || ' | ' ||
@@ -166,12 +190,27 @@ SET enable_seqscan = off;
 SELECT count(*) FROM $call;});
 	return $e;
 }
-like(search_plan(q{logagg.search('payment', since => NULL, until => NULL)}),
+like(search_plan(q{logagg.search('sentinel', since => NULL, until => NULL)}),
 	qr/Bitmap Index Scan on logs_\w+_message_trgm/, 'a substring search uses the trigram index');
-like(search_plan(q{logagg.search('/pay(ment|day)/', since => NULL, until => NULL)}),
+like(search_plan(q{logagg.search('/sentinel (event|day)/', since => NULL, until => NULL)}),
 	qr/Bitmap Index Scan on logs_\w+_message_trgm/, 'a regex search uses the trigram index');
 like(search_plan(q{logagg.search(NULL, since => NULL, until => NULL, attrs => '{"region": "eu"}')}),
 	qr/Bitmap Index Scan on logs_\w+_attrs_gin/, 'an attrs search uses the jsonb_path_ops index');
+
+# How search runs.  Dense text: the newest rows, read and filtered,
+# without the index (the first windows hold 7 'timeout' rows).
+my $plan = search_plan(q{logagg.search('timeout', lim => 7)});
+like($plan, qr/Filter: .*\(message ~~\* '%timeout%'::text\) IS TRUE/, 'dense text: newest rows read and filtered');
+unlike($plan, qr/message_trgm/, 'dense text: no trigram index scan');
+# Rare text: nothing in the first windows, the rest through the index.
+$plan = search_plan(qq{logagg.search('sentinel', $wide, lim => 1000)});
+like($plan, qr/IS TRUE(.|\n)*Bitmap Index Scan on logs_\w+_message_trgm/, 'rare text: first windows, then the index');
+# A word with a digit: the index is asked for that word alone.
+$plan = search_plan(qq{logagg.search('timed after 1007ms', $wide)});
+like($plan, qr/Index Cond: \(message ~~\* '%1007ms%'::text\)/, 'a word with a digit: the index looks up that word');
+unlike($plan, qr/Index Cond: \(message ~~\* '%timed after/, 'a word with a digit: not the common words');
+is(sql(qq{SELECT string_agg(message, ',') FROM logagg.search('timed after 1007ms', $wide)}),
+	'timed after 1007ms 100x done1', 'and finds the row');
 
 # without pg_trgm: a clear warning, no failure, attrs still indexed
 sql('DROP EXTENSION pg_trgm CASCADE');
