@@ -93,7 +93,8 @@ is(scalar(@tmpfiles), 0, 'no temporary file left behind');
 # result's columns by name: SQL that returns them in another order (a
 # library newer than the installed SQL, say) is refused with a clear error,
 # not read as other columns.  Rolled back, so the node keeps its function.
-my ($rc, $out, $err) = $node->psql('postgres', q{
+my $rc;
+($rc, $out, $err) = $node->psql('postgres', q{
 BEGIN;
 ALTER EXTENSION logagg DROP FUNCTION logagg._sync_pending(int, timestamptz, timestamptz, boolean);
 DROP FUNCTION logagg._sync_pending(int, timestamptz, timestamptz, boolean);
