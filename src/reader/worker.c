@@ -59,17 +59,22 @@ logagg_reader_main(Datum arg)
 	while (!ShutdownRequestPending)
 	{
 		WaitEvent	ev;
+		int			nev;
 		long		lws_timeout = reader_server_timeout_ms();
 		TimestampTz wake = logagg_worker_next_check();
 
 		if (lws_timeout >= 0)
 			wake = Min(wake, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), lws_timeout));
-		(void) WaitEventSetWait(wes, logagg_timeout_until(wake), &ev, 1, PG_WAIT_EXTENSION);
+		nev = WaitEventSetWait(wes, logagg_timeout_until(wake), &ev, 1, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		logagg_worker_process_interrupts();
 
-		/* requests are checked against a current token cache */
-		reader_tokens_maybe_refresh(false);
+		/*
+		 * Requests are checked against a current token cache; an idle
+		 * reader (no connection, no socket activity) runs no transaction.
+		 */
+		if (reader_nconns > 0 || (nev > 0 && (ev.events & WL_SOCKET_READABLE)))
+			reader_tokens_maybe_refresh(false);
 		MemoryContextSwitchTo(round_cxt);
 		reader_server_service();
 		reader_queries_poll();
