@@ -312,7 +312,12 @@ reader_tail_writeable(struct lws *wsi, RConn *c)
 		free(f);
 		n++;
 	}
-	if (s->q_head)
+	/*
+	 * More to write: queued frames, or a dropped notice still owed (the loop
+	 * can stop on a choked socket or the frame budget just as the queue
+	 * empties, and the notice must not wait for the next matching record).
+	 */
+	if (s->q_head || (!s->replaying && (s->dropped > 0 || s->dropped_unknown)))
 		lws_callback_on_writable(wsi);
 	else if (c->close_when_sent)
 	{
@@ -443,6 +448,22 @@ rec_attrs(Rec *r)
 			r->attrs = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(r->str[TAIL_ATTRS])));
 	}
 	return r->attrs;
+}
+
+/*
+ * A lower bound of rec_json()'s length: its fixed part plus every string
+ * but attrs (escaping only lengthens them; attrs is re-printed by jsonb,
+ * which may shorten it).
+ */
+static size_t
+rec_json_min_len(const Rec *r)
+{
+	size_t		n = 100;
+
+	for (int k = 0; k < TAIL_NSTRINGS; k++)
+		if (k != TAIL_ATTRS && r->e.lens[k] != TAIL_NULL)
+			n += r->e.lens[k];
+	return n;
 }
 
 /* The record as the JSON object of the protocol (the stored columns). */
@@ -632,6 +653,17 @@ reader_tail_deliver(void)
 			if (s->replayed &&
 				bsearch(&recs[i].e.id, s->replayed, s->nreplayed, sizeof(int64), cmp_id) != NULL)
 				continue;
+			/*
+			 * A queue that cannot take even the record's shortest JSON:
+			 * count it dropped without formatting it, so subscribers that
+			 * do not read cost the reader next to nothing.
+			 */
+			if (!s->replaying &&
+				s->q_bytes + rec_json_min_len(&recs[i]) + 64 > SUB_QUEUE_BYTES)
+			{
+				s->dropped++;
+				continue;
+			}
 			rec_json(&recs[i]);
 			if (s->replaying)
 				hold(s, recs[i].json, recs[i].json_len, recs[i].e.id);

@@ -59,16 +59,24 @@ ok(poll_until(sub { (curl('/api/whoami', "Authorization: Bearer $token"))[0] == 
 	'a revoked token is refused');
 
 # static files: a plain 404 until the console is installed, then served
-($st, $head, $body) = curl('/');
-is($st, 404, '/ without an installed console: 404');
-like($head, qr/^Content-Security-Policy:/mi, 'a 404 has the security headers too');
 my $sharedir = `pg_config --sharedir`;
 chomp $sharedir;
 my $dir = "$sharedir/extension/logagg_console";
 my $installed = -e "$dir/index.html";
+($st, $head, $body) = curl('/');
+if ($installed)
+{
+	is($st, 200, '/ serves the installed console');
+	like($head, qr/^Content-Security-Policy:/mi, 'with the security headers');
+}
+else
+{
+	is($st, 404, '/ without an installed console: 404');
+	like($head, qr/^Content-Security-Policy:/mi, 'a 404 has the security headers too');
+}
 SKIP:
 {
-	skip 'the console is installed: not touching it', 4 if $installed || !-w "$sharedir/extension";
+	skip 'the console is installed: not touching it', 3 if $installed || !-w "$sharedir/extension";
 	make_path($dir);
 	open(my $fh, '>', "$dir/index.html") or die;
 	print $fh "<!doctype html><title>logagg</title>\n";
@@ -83,9 +91,16 @@ SKIP:
 	like($head, qr{^Content-Type: text/javascript}mi, '/console/app.js as JavaScript');
 	unlink("$dir/index.html", "$dir/app.js");
 	rmdir($dir);
-	($st) = curl('/console/..%2Flogagg.control');
-	is($st, 404, 'a name outside the folder: 404');
 }
+if ($installed)
+{
+	($st, $head) = curl('/console/app.js');
+	like($head, qr{^Content-Type: text/javascript}mi, '/console/app.js as JavaScript');
+}
+($st) = curl('/console/..%2Flogagg.control');
+is($st, 404, 'a name outside the folder: 404');
+($st) = curl('/console/%2e%2e/logagg.control');
+is($st, 404, 'an encoded dot-dot: 404');
 ($st) = curl('/console/.hidden');
 is($st, 404, 'a dot file: 404');
 ($st, $head, $body) = curl('/nothing');
