@@ -91,7 +91,8 @@ sub emit
 {
 	my ($in, @args) = @_;
 	my ($out, $err) = ('', '');
-	my @cmd = (emitter_path(), '--url', $url, '--token', $token, '--quiet', @args);
+	# under valgrind a batch can take seconds: wait for acks as long as the run may
+	my @cmd = (emitter_path(), '--url', $url, '--token', $token, '--quiet', '--drain-timeout', 240, @args);
 	IPC::Run::run(\@cmd, '<', \$in, '>', \$out, '2>', \$err, IPC::Run::timeout(300));
 	return $out;
 }
