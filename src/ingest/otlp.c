@@ -8,8 +8,9 @@
  *
  * A /v1/logs body is queued like any POST body (gzip already undone by
  * input.c) and goes through the same batches, COPY and commit.  Here it is
- * decoded as a whole -- protobuf by protobuf-c, JSON by otlp_json.c into
- * the same structures -- and its records are mapped one at a time into
+ * decoded as a whole -- protobuf by protobuf-c, JSON in one pass by
+ * otlp_json.c into its records' mapped fields and attribute texts (no
+ * protobuf-c structures) -- and its records are mapped one at a time into
  * the batch until the batch is full; the next round goes on where this
  * one stopped.  Each record becomes the RecState the JSON parsers fill,
  * so ingest_finish_record gives it the same checks and reject reasons.
