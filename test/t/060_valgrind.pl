@@ -166,6 +166,14 @@ is(scalar(() = $out =~ /"status": 400/g), 4, 'POST /logs/_bulk: four items refus
 			'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"kvlistValue":{"values":[{"key":"a","value":{"intValue":"1"}}]}},"traceId":"0af7651916cd43dd8448eb211c80319c","x":[1]}]}]}]}',
 			"$http/v1/logs" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
 	is($out, '{}', 'POST /v1/logs (JSON): stored');
+	IPC::Run::run([ 'curl', '-s', '-H', "Authorization: Bearer $token", '-H', 'Content-Type: application/json', '--data-binary',
+			'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"caf\\u00e9 \\ud83d\\ude00"},"attributes":[{"value":{"arrayValue":{"values":[{"doubleValue":"NaN"},{"bytesValue":"aGk="}]}},"key":"k\\n"},{"key":"http.status_code","value":{"intValue":503}}]}]}]}]}',
+			"$http/v1/logs" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	is($out, '{}', 'POST /v1/logs (JSON with escapes, a key after its value): stored');
+	IPC::Run::run([ 'curl', '-s', '-H', "Authorization: Bearer $token", '-H', 'Content-Type: application/json', '--data-binary',
+			'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"fine"}},{"flags":"x"}]}]}]}',
+			"$http/v1/logs" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	like($out, qr/field \\"flags\\" has a value of the wrong type/, 'POST /v1/logs (JSON) with a value of the wrong type: refused');
 	IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', "Authorization: Bearer $token",
 			'-H', 'Content-Type: application/x-protobuf', '--data-binary', substr($pb, 0, 9), "$http/v1/logs" ],
 		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
