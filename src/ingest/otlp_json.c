@@ -383,9 +383,9 @@ put_string(OjReader *r, StringInfo out, const OjStr *str)
 	if (!str->esc)
 	{
 		/* no escape: the text between the quotes is what escape_json writes */
-		appendStringInfoChar(out, '"');
+		appendStringInfoCharMacro(out, '"');
 		appendBinaryStringInfo(out, str->s, str->e - str->s);
-		appendStringInfoChar(out, '"');
+		appendStringInfoCharMacro(out, '"');
 	}
 	else
 		escape_json(out, str_scratch(r, str));
@@ -497,8 +497,10 @@ find_field(OjReader *r, const ProtobufCMessageDescriptor *desc, const OjStr *key
 		len = r->scratch.len;
 	}
 	for (unsigned i = 0; i < desc->n_fields; i++)
-		if ((nm->camel_len[i] == len && memcmp(nm->camel[i], name, len) == 0) ||
-			(nm->snake_len[i] == len && memcmp(desc->fields[i].name, name, len) == 0))
+		if ((nm->camel_len[i] == len && nm->camel[i][0] == name[0] &&
+			 memcmp(nm->camel[i], name, len) == 0) ||
+			(nm->snake_len[i] == len && desc->fields[i].name[0] == name[0] &&
+			 memcmp(desc->fields[i].name, name, len) == 0))
 			return &desc->fields[i];
 	/* other mixed spellings: capitals to "_" and lower case, then the .proto name */
 	for (int i = 0; i < len && n < (int) sizeof(snake) - 2; i++)
@@ -1039,7 +1041,7 @@ read_any(OjReader *r, char *p, void *arg)
 
 	/* an ArrayValue's element: comma first */
 	if (list->out->len > list->base)
-		appendStringInfoChar(list->out, ',');
+		appendStringInfoCharMacro(list->out, ',');
 	a.out = list->out;
 	a.start = list->out->len;
 	a.kind = OTLP_JSON_NOT_SET;
@@ -1090,7 +1092,7 @@ kv_field(OjReader *r, char *p, const ProtobufCFieldDescriptor *f, void *arg)
 	{
 		/* the usual order: the key first, written at once */
 		put_string(r, kv->list->out, &v.str);
-		appendStringInfoChar(kv->list->out, ':');
+		appendStringInfoCharMacro(kv->list->out, ':');
 	}
 	else
 		kv->rewrite = true;
@@ -1134,7 +1136,7 @@ read_kv(OjReader *r, char *p, void *arg)
 	int			vlen;
 
 	if (out->len > list->base)
-		appendStringInfoChar(out, ',');
+		appendStringInfoCharMacro(out, ',');
 	kv.list = list;
 	kv.start = out->len;
 	kv.vstart = -1;
