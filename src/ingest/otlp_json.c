@@ -1126,6 +1126,67 @@ note_status(OjReader *r, OjKv *kv, int vlen)
 	rc->status[i].str = kv->str;
 }
 
+/*
+ * A KeyValue of the usual shape, as SDKs and collectors write it, read
+ * straight: {"key":"K","value":{"stringValue":V}} (or intValue,
+ * boolValue, doubleValue), without blanks, K without escapes.  Writes
+ * "K":V and returns the position after it; *usual false when the text at
+ * p is of another shape (then nothing was written or consumed, and the
+ * generic reader reads it).  What it reads is checked and converted by
+ * the same functions, with the same nesting bounds, as the generic
+ * reader's.
+ */
+static char *
+read_kv_usual(OjReader *r, char *p, OjKv *kv, bool *usual)
+{
+	char	   *end = r->end;
+	StringInfo	out = kv->list->out;
+	OjStr		key,
+				member;
+	char	   *q,
+			   *e;
+	const ProtobufCFieldDescriptor *f;
+	OjAny		a;
+
+	*usual = false;
+	/* the KeyValue and its AnyValue: two messages and two objects deeper */
+	if (r->frames >= OTLP_MAX_DEPTH || r->depth + 2 > OJ_MAX_JSON_DEPTH ||
+		end - p < 8 || memcmp(p, "{\"key\":\"", 8) != 0 ||
+		(q = read_string(p + 7, end, &key)) == NULL || key.esc ||
+		end - q < 11 || memcmp(q, ",\"value\":{\"", 11) != 0 ||
+		(e = read_string(q + 10, end, &member)) == NULL || member.esc ||
+		e >= end || *e != ':' ||
+		(f = find_field(r, &opentelemetry__proto__common__v1__any_value__descriptor, &member)) == NULL ||
+		f->id < 1 || f->id > 4)
+		return NULL;
+	*usual = true;
+	put_string(r, out, &key);
+	appendStringInfoCharMacro(out, ':');
+	kv->has_key = true;
+	kv->key = key;
+	kv->vstart = out->len;
+	a.out = out;
+	a.start = out->len;
+	a.kind = OTLP_JSON_NOT_SET;
+	if ((e = any_field(r, skip_ws(e + 1, end), f, &a)) == NULL)
+		return NULL;
+	if (end - e < 2 || e[0] != '}' || e[1] != '}')
+	{
+		/* more members, or blanks: not the usual shape after all */
+		out->len = kv->start;
+		out->data[out->len] = '\0';
+		kv->has_key = false;
+		kv->vstart = -1;
+		*usual = false;
+		return NULL;
+	}
+	if (a.kind == OTLP_JSON_NOT_SET)
+		appendStringInfoString(out, "null");
+	kv->kind = a.kind;
+	kv->str = a.str;
+	return e + 2;
+}
+
 /* A KeyValue at p: "key":value appended to the list (comma first). */
 static char *
 read_kv(OjReader *r, char *p, void *arg)
@@ -1134,6 +1195,8 @@ read_kv(OjReader *r, char *p, void *arg)
 	StringInfo	out = list->out;
 	OjKv		kv = {0};
 	int			vlen;
+	bool		usual;
+	char	   *q;
 
 	if (out->len > list->base)
 		appendStringInfoCharMacro(out, ',');
@@ -1141,8 +1204,13 @@ read_kv(OjReader *r, char *p, void *arg)
 	kv.start = out->len;
 	kv.vstart = -1;
 	kv.kind = OTLP_JSON_NOT_SET;
-	if ((p = read_object(r, p, &opentelemetry__proto__common__v1__key_value__descriptor, kv_field, &kv)) == NULL)
+	q = read_kv_usual(r, p, &kv, &usual);
+	if (usual && q == NULL)
 		return NULL;
+	if (!usual &&
+		(q = read_object(r, p, &opentelemetry__proto__common__v1__key_value__descriptor, kv_field, &kv)) == NULL)
+		return NULL;
+	p = q;
 	vlen = kv.vstart >= 0 ? out->len - kv.vstart : 0;
 	if (kv.rewrite || !kv.has_key)
 	{

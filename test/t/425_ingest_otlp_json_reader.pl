@@ -86,8 +86,8 @@ for my $b (@bodies)
 # ---- attributes: escapes, order, duplicates, status ----
 my @recs = (
 	# escaped names and values (attrs then go through jsonb_in), a key after its value, no key, no value
-	[ 'attrs', '"body":{"stringValue":"attrs"},"attributes":[{"key":"k\u00e9\n","value":{"stringValue":"v\u00e9\"\t"}},{"value":{"intValue":"2"},"key":"late"},{"value":{"boolValue":true}},{"key":"novalue"},{"key":"twice","value":{"stringValue":"one"},"value":{"stringValue":"two"}},{"key":"k1","key":"k2","value":{"intValue":3}}]',
-		qq(-|attrs|-|-|-|{"": true, "k2": 3, "late": 2, "twice": "two", "k\x{e9}\\n": "v\x{e9}\\"\\t", "novalue": null}) ],
+	[ 'attrs', '"body":{"stringValue":"attrs"},"attributes":[{"key":"k\u00e9\n","value":{"stringValue":"v\u00e9\"\t"}},{"value":{"intValue":"2"},"key":"late"},{"value":{"boolValue":true}},{"key":"novalue"},{"key":"twice","value":{"stringValue":"one"},"value":{"stringValue":"two"}},{"key":"k1","key":"k2","value":{"intValue":3}},{"key":"w","value":{"stringValue": "spaced" }},{"key":"d","value":{"doubleValue":-0.5}}]',
+		qq(-|attrs|-|-|-|{"": true, "d": -0.5, "w": "spaced", "k2": 3, "late": 2, "twice": "two", "k\x{e9}\\n": "v\x{e9}\\"\\t", "novalue": null}) ],
 	# the status: http.response.status_code wins over http.status_code; a second one stays in attrs
 	[ 'status', '"body":{"stringValue":"status"},"attributes":[{"key":"http.status_code","value":{"intValue":"404"}},{"key":"http.response.status_code","value":{"stringValue":"503"}},{"key":"http.response.status_code","value":{"intValue":"200"}}]',
 		'-|status|503|-|-|{"http.status_code": 404, "http.response.status_code": 200}' ],
@@ -151,6 +151,8 @@ my @refused = (
 	[ 'escaped NUL in a key', req('{"a\u0000":1}'),
 		'the body is not valid JSON: \u0000 cannot be converted to text.' ],
 	[ 'int with a fraction', req('{"body":{"intValue":"1.5"}}'),
+		'the body is not an OTLP JSON ExportLogsServiceRequest: field "int_value" has a value of the wrong type' ],
+	[ 'attribute int with a fraction', req('{"attributes":[{"key":"n","value":{"intValue":"1.5"}}]}'),
 		'the body is not an OTLP JSON ExportLogsServiceRequest: field "int_value" has a value of the wrong type' ],
 	[ 'bool as a string', req('{"body":{"boolValue":"true"}}'),
 		'the body is not an OTLP JSON ExportLogsServiceRequest: field "bool_value" has a value of the wrong type' ],
