@@ -213,8 +213,10 @@ ok( $node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM logagg.alert_
 ok( $node->poll_query_until('postgres', q{SELECT count(DISTINCT rule_id) = 3 FROM logagg.alerts WHERE state = 'firing'}),
 	'the three alert rules fired');
 my $stored = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
-is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 3 + 1 + 2 + 2, 'every acked record is stored once');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + 2 + 3 + ($stdin_rejected // 0),
+# (the last + 1s: the OTLP JSON record with escapes, stored, and the OTLP
+# JSON body with a value of the wrong type, rejected)
+is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 3 + 1 + 2 + 2 + 1, 'every acked record is stored once');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + 2 + 3 + 1 + ($stdin_rejected // 0),
 	'every rejected record is in logagg.rejected');
 
 # the Loki door: protobuf + snappy (good, and bad in every way), JSON
