@@ -26,6 +26,13 @@
 int
 ingest_json_nesting_depth(const char *s, int len)
 {
+	return ingest_json_nesting_depth_limit(s, len, INGEST_MAX_JSON_DEPTH);
+}
+
+/* The same, stopping past LIMIT instead of INGEST_MAX_JSON_DEPTH. */
+int
+ingest_json_nesting_depth_limit(const char *s, int len, int limit)
+{
 	int			depth = 0,
 				max = 0;
 	bool		in_string = false;
@@ -47,7 +54,7 @@ ingest_json_nesting_depth(const char *s, int len)
 		{
 			if (++depth > max)
 				max = depth;
-			if (max > INGEST_MAX_JSON_DEPTH)
+			if (max > limit)
 				return max;
 		}
 		else if ((c == ']' || c == '}') && depth > 0)

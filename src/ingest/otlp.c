@@ -8,8 +8,9 @@
  *
  * A /v1/logs body is queued like any POST body (gzip already undone by
  * input.c) and goes through the same batches, COPY and commit.  Here it is
- * decoded as a whole -- protobuf by protobuf-c, JSON by otlp_json.c into
- * the same structures -- and its records are mapped one at a time into
+ * decoded as a whole -- protobuf by protobuf-c, JSON in one pass by
+ * otlp_json.c into its records' mapped fields and attribute texts (no
+ * protobuf-c structures) -- and its records are mapped one at a time into
  * the batch until the batch is full; the next round goes on where this
  * one stopped.  Each record becomes the RecState the JSON parsers fill,
  * so ingest_finish_record gives it the same checks and reject reasons.
@@ -77,6 +78,16 @@ typedef Opentelemetry__Proto__Common__V1__KeyValue KeyValue;
 #define OTLP_UNPACK_BASE		(64 * 1024 * 1024)
 #define OTLP_UNPACK_FACTOR		16
 
+/* Where the messages of one type (records) are in a protobuf body, in order. */
+typedef struct OtlpSpans
+{
+	const ProtobufCMessageDescriptor *desc;
+	int			n;
+	int			max;
+	int		   *start;
+	int		   *len;
+} OtlpSpans;
+
 struct OtlpRequest
 {
 	bool		json;			/* application/json, else protobuf */
@@ -87,8 +98,10 @@ struct OtlpRequest
 	/* main loop only: the decoded request and where the mapping is */
 	MemoryContext cxt;
 	MemoryContext rec_cxt;		/* one record's mapping */
-	ExportRequest *req;
-	OtlpJsonSpans spans;		/* JSON: each record's text */
+	ExportRequest *req;			/* protobuf */
+	OtlpSpans	spans;			/* protobuf: each record's bytes */
+	OtlpJsonBody *jbody;		/* JSON */
+	int			jnext;			/* JSON: the next record to map */
 	int			ri,
 				si,
 				li,
@@ -300,8 +313,8 @@ ingest_otlp_route(struct lws *wsi, Conn *c, const char *uri, bool is_post)
 
 static const char *const not_text = "a string of the record, its scope or its resource is not valid UTF-8";
 
-static void
-append_double(StringInfo buf, double d)
+void
+otlp_append_double(StringInfo buf, double d)
 {
 	char		s[DOUBLE_SHORTEST_DECIMAL_LEN];
 
@@ -342,7 +355,7 @@ append_any(StringInfo buf, const AnyValue *v)
 			appendStringInfo(buf, INT64_FORMAT, (int64) v->int_value);
 			return true;
 		case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
-			append_double(buf, v->double_value);
+			otlp_append_double(buf, v->double_value);
 			return true;
 		case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_ARRAY_VALUE:
 			appendStringInfoChar(buf, '[');
@@ -503,8 +516,8 @@ next_record(OtlpRequest *o)
 }
 
 /* nanoseconds since the epoch as RFC 3339 text, to the microsecond */
-static char *
-ns_to_rfc3339(uint64 ns)
+char *
+otlp_ns_to_rfc3339(uint64 ns)
 {
 	TimestampTz ts = (TimestampTz) (ns / 1000) -
 		(TimestampTz) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY;
@@ -575,7 +588,7 @@ set_field(RecState *st, RecField f, const AnyValue *v)
 			return;
 		case OPENTELEMETRY__PROTO__COMMON__V1__ANY_VALUE__VALUE_DOUBLE_VALUE:
 			initStringInfo(&s);
-			append_double(&s, v->double_value);
+			otlp_append_double(&s, v->double_value);
 			st->val[f] = s.data;
 			st->type[f] = s.data[0] == '"' ? JSON_TOKEN_STRING : JSON_TOKEN_NUMBER;
 			return;
@@ -592,19 +605,49 @@ set_field(RecState *st, RecField f, const AnyValue *v)
 	}
 }
 
+/*
+ * A record's attrs: its resource's, then its scope's, then its own (which
+ * win: the last of a name counts), each "k":v,... or empty.
+ *
+ * Text written by the door from checked values (escape_json, integers,
+ * shortest-form doubles, nesting bounded by OTLP_MAX_DEPTH): without an
+ * escape it is what the flat attrs reader takes (flat_attrs.c), so no
+ * jsonb_in per record.  (Text that is not valid text is rejected.)
+ */
+void
+otlp_compose_attrs(RecState *st, const char *res, int reslen, const char *scope, int scopelen,
+				   const char *own, int ownlen)
+{
+	StringInfo	a = &st->attrs;
+
+	appendStringInfoChar(a, '{');
+	appendBinaryStringInfo(a, res, reslen);
+	if (scopelen > 0)
+	{
+		if (a->len > 1)
+			appendStringInfoChar(a, ',');
+		appendBinaryStringInfo(a, scope, scopelen);
+	}
+	if (ownlen > 0 && a->len > 1)
+		appendStringInfoChar(a, ',');
+	appendBinaryStringInfo(a, own, ownlen);
+	if (a->len == 1)
+		resetStringInfo(a);		/* no attrs */
+	st->attrs_flat = a->len > 0 && memchr(a->data, '\\', a->len) == NULL;
+}
+
 /* One log record as the RecState the record checks take. */
 static void
 map_record(OtlpRequest *o, const LogRecord *lr, RecState *st)
 {
 	const KeyValue *status = status_attribute(lr);
 	uint64		ns = lr->time_unix_nano ? lr->time_unix_nano : lr->observed_time_unix_nano;
-	StringInfoData *a = &st->attrs;
 
 	memset(st, 0, sizeof(*st));
-	initStringInfo(a);
+	initStringInfo(&st->attrs);
 	if (ns != 0)
 	{
-		st->val[F_TS] = ns_to_rfc3339(ns);
+		st->val[F_TS] = otlp_ns_to_rfc3339(ns);
 		st->type[F_TS] = JSON_TOKEN_STRING;
 		if (st->val[F_TS] == NULL)
 			st->bad = "time_unix_nano is out of range";
@@ -632,15 +675,6 @@ map_record(OtlpRequest *o, const LogRecord *lr, RecState *st)
 	if ((st->val[F_SPAN_ID] = hex_of(&lr->span_id)) != NULL)
 		st->type[F_SPAN_ID] = JSON_TOKEN_STRING;
 
-	/* attrs: resource, then scope, then the record's own (which win) */
-	appendStringInfoChar(a, '{');
-	appendBinaryStringInfo(a, o->res_attrs.data, o->res_attrs.len);
-	if (o->scope_attrs.len > 0)
-	{
-		if (a->len > 1)
-			appendStringInfoChar(a, ',');
-		appendBinaryStringInfo(a, o->scope_attrs.data, o->scope_attrs.len);
-	}
 	{
 		StringInfoData own;
 
@@ -648,20 +682,9 @@ map_record(OtlpRequest *o, const LogRecord *lr, RecState *st)
 		if (!append_kvs(&own, lr->attributes, lr->n_attributes, status))
 			st->bad = not_text;
 		append_named_string(&own, "event.name", lr->event_name);
-		if (own.len > 0 && a->len > 1)
-			appendStringInfoChar(a, ',');
-		appendBinaryStringInfo(a, own.data, own.len);
+		otlp_compose_attrs(st, o->res_attrs.data, o->res_attrs.len,
+						   o->scope_attrs.data, o->scope_attrs.len, own.data, own.len);
 	}
-	if (a->len == 1)
-		resetStringInfo(a);		/* no attrs */
-
-	/*
-	 * Text written here from checked values (escape_json, integers,
-	 * shortest-form doubles, nesting bounded by the protobuf walk): without
-	 * an escape it is what the flat attrs reader takes (flat_attrs.c), so
-	 * no jsonb_in per record.  Text that is not valid text is rejected.
-	 */
-	st->attrs_flat = a->len > 0 && memchr(a->data, '\\', a->len) == NULL;
 	if (!valid_text(lr->severity_text) || !valid_text(lr->event_name) ||
 		(st->val[F_MESSAGE] && !valid_text(st->val[F_MESSAGE])) ||
 		(st->val[F_STATUS] && !valid_text(st->val[F_STATUS])) ||
@@ -716,9 +739,9 @@ read_varint(const uint8 **p, const uint8 *end, uint64 *v)
 	return false;
 }
 
-/* The text (JSON) or bytes (protobuf) of one more record of the request. */
-void
-otlp_add_span(OtlpJsonSpans *sp, int start, int len)
+/* The bytes of one more record of the request. */
+static void
+otlp_add_span(OtlpSpans *sp, int start, int len)
 {
 	if (sp->n == sp->max)
 	{
@@ -740,7 +763,7 @@ otlp_add_span(OtlpJsonSpans *sp, int start, int len)
  */
 static const char *
 wire_check(const uint8 *data, size_t len, const ProtobufCMessageDescriptor *desc,
-		   OtlpJsonSpans *spans)
+		   OtlpSpans *spans)
 {
 	struct
 	{
@@ -829,6 +852,7 @@ decode_request(IngestBatch *batch, const IngestOrigin *origin, OtlpRequest *o,
 	bool		is_text = false;
 
 	o->req = NULL;
+	o->jbody = NULL;
 	memset(&o->spans, 0, sizeof(o->spans));
 	o->spans.desc = &opentelemetry__proto__logs__v1__log_record__descriptor;
 	if (o->json)
@@ -836,10 +860,8 @@ decode_request(IngestBatch *batch, const IngestOrigin *origin, OtlpRequest *o,
 		is_text = pg_verifymbstr(data, len, true);
 		if (!is_text)
 			why = "the body is not valid UTF-8 text (OTLP JSON is UTF-8), or it holds a NUL byte";
-		else if (ingest_json_nesting_depth(data, len) > 2 * OTLP_MAX_DEPTH)
-			why = "the body is nested too deeply";
 		else
-			o->req = (ExportRequest *) otlp_message_from_json(&REQUEST_DESC, data, len, &o->spans, &why);
+			o->jbody = otlp_json_read(data, len, &why);
 	}
 	else if ((why = wire_check((const uint8 *) data, len, &REQUEST_DESC, &o->spans)) == NULL)
 	{
@@ -856,12 +878,13 @@ decode_request(IngestBatch *batch, const IngestOrigin *origin, OtlpRequest *o,
 			why = "the body is not a valid protobuf ExportLogsServiceRequest (truncated, or not protobuf)";
 	}
 	MemoryContextSwitchTo(old);
-	if (o->req == NULL)
+	if (o->req == NULL && o->jbody == NULL)
 	{
 		ingest_add_reject_bytes(batch, origin, why, data, len, is_text, false, 0);
 		request_fail(o, status, why);
 		return false;
 	}
+	o->jnext = 0;
 	o->ri = o->si = o->li = o->nrec = 0;
 	o->res_ri = o->scope_ri = o->scope_si = -1;
 	return true;
@@ -916,7 +939,17 @@ ingest_otlp_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, 
 		}
 	}
 	old = MemoryContextSwitchTo(o->rec_cxt);
-	while (!ingest_server_batch_full() && (lr = next_record(o)) != NULL)
+	while (o->jbody && !ingest_server_batch_full() && o->jnext < o->jbody->nrecords)
+	{
+		const OtlpJsonRecord *jr = &o->jbody->records[o->jnext];
+		RecState	st;
+
+		otlp_json_map_record(o->jbody, o->jnext++, &st);
+		/* what a reject keeps: the record's own text in the body */
+		ingest_finish_record_raw(batch, origin, &st, data + jr->start, jr->len, true);
+		MemoryContextReset(o->rec_cxt);
+	}
+	while (o->req && !ingest_server_batch_full() && (lr = next_record(o)) != NULL)
 	{
 		RecState	st;
 		int			k = o->nrec++;
@@ -936,11 +969,12 @@ ingest_otlp_parse_part(IngestBatch *batch, const IngestOrigin *origin, Conn *c, 
 		MemoryContextReset(o->rec_cxt);
 	}
 	MemoryContextSwitchTo(old);
-	done = o->ri >= (int) o->req->n_resource_logs;
+	done = o->jbody ? o->jnext >= o->jbody->nrecords : o->ri >= (int) o->req->n_resource_logs;
 	if (done)
 	{
 		MemoryContextReset(o->cxt);
 		o->req = NULL;
+		o->jbody = NULL;
 		o->res_attrs.data = o->scope_attrs.data = NULL;
 	}
 	return done;

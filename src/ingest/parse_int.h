@@ -122,6 +122,7 @@ extern void ingest_detect_line(const char *line, int len, TimestampTz received_a
 
 /* input_checks.c */
 extern int	ingest_json_nesting_depth(const char *s, int len);
+extern int	ingest_json_nesting_depth_limit(const char *s, int len, int limit);
 extern bool ingest_number_fits_numeric(const char *token);
 extern bool ingest_is_hex(const char *s);
 extern bool ingest_parse_int64(const char *s, int64 *out);
@@ -167,5 +168,8 @@ extern bool ingest_fast_unit(IngestBatch *batch, const IngestOrigin *origin,
 extern bool ingest_scan_record(char **pp, char *end, RecState *st, StringInfo abuf,
 							   int depth, MemoryContext scratch);
 extern char *ingest_json_decode_string(const char *s, const char *e, bool has_esc);
+extern int	ingest_hex4(const char *p);
+extern char *ingest_scan_number(char *p, char *end, bool *too_big);
+extern char *ingest_scan_literal(char *p, char *end, JsonTokenType *type);
 
 #endif							/* LOGAGG_INGEST_PARSE_INT_H */

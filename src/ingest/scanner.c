@@ -294,6 +294,29 @@ scan_literal(char *p, char *end, JsonTokenType *type)
 	return NULL;
 }
 
+/*
+ * The primitives above for the other one-pass readers (otlp_json.c):
+ * the same grammar, so that they accept what this scanner and
+ * PostgreSQL's lexer accept.
+ */
+int
+ingest_hex4(const char *p)
+{
+	return hex4_at(p);
+}
+
+char *
+ingest_scan_number(char *p, char *end, bool *too_big)
+{
+	return scan_number(p, end, too_big);
+}
+
+char *
+ingest_scan_literal(char *p, char *end, JsonTokenType *type)
+{
+	return scan_literal(p, end, type);
+}
+
 /* Any JSON value at p; returns its end or NULL. */
 static char *
 scan_value(char *p, char *end, int depth, bool *too_big)

@@ -175,6 +175,14 @@ is(scalar(() = $out =~ /"status": 400/g), 4, 'POST /logs/_bulk: four items refus
 			'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"kvlistValue":{"values":[{"key":"a","value":{"intValue":"1"}}]}},"traceId":"0af7651916cd43dd8448eb211c80319c","x":[1]}]}]}]}',
 			"$http/v1/logs" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
 	is($out, '{}', 'POST /v1/logs (JSON): stored');
+	IPC::Run::run([ 'curl', '-s', '-H', "Authorization: Bearer $token", '-H', 'Content-Type: application/json', '--data-binary',
+			'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"caf\\u00e9 \\ud83d\\ude00"},"attributes":[{"value":{"arrayValue":{"values":[{"doubleValue":"NaN"},{"bytesValue":"aGk="}]}},"key":"k\\n"},{"key":"http.status_code","value":{"intValue":503}}]}]}]}]}',
+			"$http/v1/logs" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	is($out, '{}', 'POST /v1/logs (JSON with escapes, a key after its value): stored');
+	IPC::Run::run([ 'curl', '-s', '-H', "Authorization: Bearer $token", '-H', 'Content-Type: application/json', '--data-binary',
+			'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"fine"}},{"flags":"x"}]}]}]}',
+			"$http/v1/logs" ], '>', \$out, '2>', \$err, IPC::Run::timeout(60));
+	like($out, qr/field \\"flags\\" has a value of the wrong type/, 'POST /v1/logs (JSON) with a value of the wrong type: refused');
 	IPC::Run::run([ 'curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-H', "Authorization: Bearer $token",
 			'-H', 'Content-Type: application/x-protobuf', '--data-binary', substr($pb, 0, 9), "$http/v1/logs" ],
 		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
@@ -217,8 +225,10 @@ ok( $node->poll_query_until('postgres', q{SELECT count(DISTINCT destination) = 2
                                            WHERE outcome = 'delivered' AND destination IN ('am', 'grp')}),
 	'group notifications were delivered (alertmanager, slack)');
 my $stored = $node->safe_psql('postgres', 'SELECT count(*) FROM logagg.logs');
-is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 3 + 1 + 2 + 2, 'every acked record is stored once');
-is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + 2 + 3 + ($stdin_rejected // 0),
+# (the last + 1s: the OTLP JSON record with escapes, stored, and the OTLP
+# JSON body with a value of the wrong type, rejected)
+is($stored, 8000 + 500 + ($stdin_acked // 0) + 2 + 2 + 1 + 3 + 1 + 2 + 2 + 1, 'every acked record is stored once');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM logagg.rejected'), 1 + 1 + 5 + 2 + 3 + 1 + ($stdin_rejected // 0),
 	'every rejected record is in logagg.rejected');
 
 # the Loki door: protobuf + snappy (good, and bad in every way), JSON
