@@ -316,7 +316,7 @@ COMMENT ON FUNCTION @extschema@._search_probe(text) IS
 --    asked for those words only (_search_probe), q checked on its rows;
 --  * otherwise newest first, reading and filtering rows (BRIN on ts), in
 --    windows back from until: the last minute, the 3 before; then, while
---    nothing is found, doubling windows for 10 ms; once matches
+--    nothing is found, doubling windows for 10 ms and up to an hour wide; once matches
 --    came, a window sized by their rate to hold what is still missing,
 --    as long as that would take under 100 ms at the rate so far; finally
 --    the rest of [since, until) in one statement through the trigram
@@ -428,9 +428,9 @@ BEGIN
         ELSIF found = 0 THEN
             -- Nothing yet: twice as wide (the newest rows may be minutes
             -- old; doubling, a window costs no more than all before it)
-            -- for 10 ms; after that the text is rare, and the index finds
-            -- it sooner.
-            EXIT WHEN spent >= interval '10 ms';
+            -- for 10 ms and up to windows of an hour; after that the text
+            -- is rare, and the index finds it sooner.
+            EXIT WHEN spent >= interval '10 ms' OR width >= interval '1 hour';
             width := width * 2;
         ELSE
             -- Read on while the rest would take less than 100 ms at the

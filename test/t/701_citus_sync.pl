@@ -33,9 +33,9 @@ plan skip_all => "Citus is not installed in $pkglibdir (scripts/install-citus.sh
 # the test reasons about which hourly windows are closed
 clear_of_hour_boundary(240);
 
-my $dir = "$PostgreSQL::Test::Utils::tmp_check/export";
+my $dir = "$PostgreSQL::Test::Utils::tmp_check/export_citus";
 mkdir $dir or die "mkdir $dir: $!";
-my $blocker = "$PostgreSQL::Test::Utils::tmp_check/not-a-directory";
+my $blocker = "$PostgreSQL::Test::Utils::tmp_check/not-a-directory_citus";
 open(my $fh, '>', $blocker) or die;
 close $fh;
 
