@@ -1052,7 +1052,10 @@ BEGIN
     ELSIF q <> '' THEN
         matches := format('l.message ILIKE %L',
                           '%' || replace(replace(replace(q, '\', '\\'), '%', '\%'), '_', '\_') || '%');
-        scanned := format('(%s) IS TRUE', matches);
+        -- Read in windows, the same test without a pattern: ILIKE in a
+        -- multibyte database is lower() of both sides then LIKE, so this
+        -- finds the same rows at under half the cost per row.
+        scanned := format('(strpos(lower(l.message), %L) > 0) IS TRUE', lower(q));
         -- Words with a digit (ids, numbers, hashes) are rare in logs, words
         -- without one common; and the long posting lists of common
         -- trigrams (a common word's, or those padded at a word's ends:

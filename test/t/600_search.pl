@@ -200,7 +200,7 @@ like(search_plan(q{logagg.search(NULL, since => NULL, until => NULL, attrs => '{
 # How search runs.  Dense text: the newest rows, read and filtered,
 # without the index (the first windows hold 7 'timeout' rows).
 my $plan = search_plan(q{logagg.search('timeout', lim => 7)});
-like($plan, qr/Filter: .*\(message ~~\* '%timeout%'::text\) IS TRUE/, 'dense text: newest rows read and filtered');
+like($plan, qr/Filter: .*strpos\(lower\(message\), 'timeout'::text\) > 0\) IS TRUE/, 'dense text: newest rows read and filtered');
 unlike($plan, qr/message_trgm/, 'dense text: no trigram index scan');
 # Rare text: nothing in the first windows, the rest through the index.
 $plan = search_plan(qq{logagg.search('sentinel', $wide, lim => 1000)});
