@@ -2,7 +2,7 @@
 # webhook receiver on 127.0.0.1 as an alert destination, so the emitters'
 # critical and high alerts are visible.  Each notification is one JSON line
 # in $LOCAL_DIR/logs/alerts.jsonl.
-LOGAGG_ALERT_PORT=${LOGAGG_ALERT_PORT:-7481}
+LOGAGG_ALERT_PORT=${LOGAGG_ALERT_PORT:-7483}   # 7481 is the reader (console) port
 LOGAGG_ALERT_CONTROL_PORT=${LOGAGG_ALERT_CONTROL_PORT:-7482}
 alerts_file="$LOCAL_DIR/logs/alerts.jsonl"
 : > "$alerts_file"
