@@ -6,6 +6,12 @@
 #
 # One instance, ROUNDS pairs of rounds alternating without and with the
 # rules (so that a busy machine or a growing table weighs on both alike).
+# Every round starts like bench/ingest_vs_copy.sh's: TRUNCATE logagg.logs
+# and CHECKPOINT, so that no round pays for an earlier one's dirty buffers
+# or a checkpoint under way (before, the round during which the first
+# checkpoint ran was 20-30 % slower, with or without rules, and it fell
+# on a round with rules in every run); a round is long enough (~8 s) for
+# the evaluator to fold deltas during it.
 # A round is like bench/ingest_bench.sh: EMITTERS logagg-emit processes,
 # COUNT profile-a records each, BATCH per frame, as fast as acks allow;
 # every record carries an attribute "shard" with one of NGROUPS values
@@ -29,7 +35,7 @@
 # that group's firing notification is one sample.  LAT_RATE > 0 runs the
 # emitters at that many records/s each during the latency samples.
 #
-#   bench/alert_rules/run.sh       # RULES=100 NGROUPS=1000 EMITTERS=2 COUNT=250000 BATCH=200 ROUNDS=3
+#   bench/alert_rules/run.sh       # RULES=100 NGROUPS=1000 EMITTERS=2 COUNT=1000000 BATCH=200 ROUNDS=3
 #                                  # EVAL_MS=1000 LAT_SAMPLES=50 LAT_RATE=0
 #
 # Runs as the postgres user (initdb refuses root); needs `make install` and
@@ -38,18 +44,21 @@ set -euo pipefail
 if [ "$(id -u)" -eq 0 ]; then
   exec runuser -u postgres -- env PATH="$PATH" RULES="${RULES:-}" NGROUPS="${NGROUPS:-}" \
     EMITTERS="${EMITTERS:-}" COUNT="${COUNT:-}" BATCH="${BATCH:-}" ROUNDS="${ROUNDS:-}" \
-    EVAL_MS="${EVAL_MS:-}" LAT_SAMPLES="${LAT_SAMPLES:-}" LAT_RATE="${LAT_RATE:-}" bash "$0" "$@"
+    EVAL_MS="${EVAL_MS:-}" LAT_SAMPLES="${LAT_SAMPLES:-}" LAT_RATE="${LAT_RATE:-}" EXTRA_CONF="${EXTRA_CONF:-}" bash "$0" "$@"
 fi
 RULES=${RULES:-100}
 NGROUPS=${NGROUPS:-1000}
 EMITTERS=${EMITTERS:-2}
-COUNT=${COUNT:-250000}
+COUNT=${COUNT:-1000000}
 BATCH=${BATCH:-200}
 ROUNDS=${ROUNDS:-3}
 EVAL_MS=${EVAL_MS:-1000}
 LAT_SAMPLES=${LAT_SAMPLES:-50}
 LAT_RATE=${LAT_RATE:-0}
 here=$(cd "$(dirname "$0")/../.." && pwd)
+# no checkpoint requested by WAL volume inside a round (each starts with one)
+EXTRA_CONF="max_wal_size = '4GB'
+${EXTRA_CONF:-}"
 # shellcheck source=bench/lib/instance.sh
 source "$here/bench/lib/instance.sh"
 dpid=$(psql -c "SELECT pid FROM logagg.status() WHERE kind = 'dispatch' ORDER BY worker LIMIT 1")
@@ -72,10 +81,19 @@ wait_folded() {
   echo "deltas not folded" >&2; exit 1
 }
 
-# one load: prints "rows seconds worker_ticks dispatch_ticks"
+# WAL written, full-page images and checkpoints so far: "bytes fpi ckpts"
+walstat() {
+  psql -c "SELECT pg_current_wal_lsn() - '0/0', w.wal_fpi, b.checkpoints_timed + b.checkpoints_req
+           FROM pg_stat_wal w, pg_stat_bgwriter b" | tr '|' ' '
+}
+
+# one load: prints "rows seconds worker_ticks dispatch_ticks wal_MB fpi ckpts"
 load() {
-  local n0 n1 c0 c1 d0 d1 t0 t1
+  local n0 n1 c0 c1 d0 d1 t0 t1 w0 f0 k0 w1 f1 k1
+  # every round starts from the same table and no checkpoint under way
+  psql -c 'TRUNCATE logagg.logs' -c 'CHECKPOINT'
   n0=$(psql -c "SELECT count(*) FROM logagg.logs")
+  read -r w0 f0 k0 < <(walstat)
   c0=$(cpu "$wpid"); d0=$(cpu "$dpid"); t0=$(date +%s.%N)
   for i in $(seq "$EMITTERS"); do
     "$emit" --url "ws://127.0.0.1:$wsport/ingest" --token "$token" --profile a --shards "$NGROUPS" \
@@ -84,20 +102,21 @@ load() {
   wait
   t1=$(date +%s.%N); c1=$(cpu "$wpid"); d1=$(cpu "$dpid")
   n1=$(psql -c "SELECT count(*) FROM logagg.logs")
-  echo "$((n1 - n0)) $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') $((c1 - c0)) $((d1 - d0))"
+  read -r w1 f1 k1 < <(walstat)
+  echo "$((n1 - n0)) $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }') $((c1 - c0)) $((d1 - d0)) $(( (w1 - w0) >> 20 )) $((f1 - f0)) $((k1 - k0))"
 }
 
 hz=$(getconf CLK_TCK)
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at start"
 sum_a=0; sum_b=0
 for round in $(seq "$ROUNDS"); do
-  read -r rows secs wt _ < <(load)
-  awk -v r="$rows" -v s="$secs" -v c="$wt" -v hz="$hz" -v k="$round" 'BEGIN {
-    printf "round %d, no rules:   %d rows in %.2f s = %.0f rows/s; ingest worker %.2f us/row\n", k, r, s, r / s, 1e6 * c / hz / r }'
+  read -r rows secs wt _ wal fpi ck < <(load)
+  awk -v r="$rows" -v s="$secs" -v c="$wt" -v hz="$hz" -v k="$round" -v w="$wal" -v f="$fpi" -v ck="$ck" 'BEGIN {
+    printf "round %d, no rules:   %d rows in %.2f s = %.0f rows/s; ingest worker %.2f us/row; WAL %d MB, %d full-page images, %d checkpoints\n", k, r, s, r / s, 1e6 * c / hz / r, w, f, ck }'
   sum_a=$(awk -v a="$sum_a" -v r="$rows" -v s="$secs" 'BEGIN { print a + r / s }')
 
   add_rules
-  read -r rows secs wt dt < <(load)
+  read -r rows secs wt dt wal fpi ck < <(load)
   t_fold=$(date +%s.%N)
   wait_folded
   t_folded=$(date +%s.%N)
@@ -106,9 +125,9 @@ for round in $(seq "$ROUNDS"); do
                      JOIN logagg._alert_rule_counts c ON c.class_id = m.class_id GROUP BY m.rule_id) g")
   counters=$(psql -c "SELECT count(*) FROM logagg._alert_rule_counts")
   awk -v r="$rows" -v s="$secs" -v c="$wt" -v d="$dt" -v hz="$hz" -v k="$round" -v n="$RULES" \
-      -v g="$groups" -v cn="$counters" -v f="$(awk -v a="$t_fold" -v b="$t_folded" 'BEGIN { print b - a }')" 'BEGIN {
-    printf "round %d, %d rules: %d rows in %.2f s = %.0f rows/s; ingest worker %.2f us/row; dispatch worker 1 %.0f%% of a core; %d groups per rule, %d counter rows (per class, group, bucket); last deltas folded %.1f s after the load\n",
-      k, n, r, s, r / s, 1e6 * c / hz / r, 100 * d / hz / s, g, cn, f }'
+      -v g="$groups" -v cn="$counters" -v w="$wal" -v fp="$fpi" -v ck="$ck" -v f="$(awk -v a="$t_fold" -v b="$t_folded" 'BEGIN { print b - a }')" 'BEGIN {
+    printf "round %d, %d rules: %d rows in %.2f s = %.0f rows/s; ingest worker %.2f us/row; dispatch worker 1 %.0f%% of a core; %d groups per rule, %d counter rows (per class, group, bucket); last deltas folded %.1f s after the load; WAL %d MB, %d full-page images, %d checkpoints\n",
+      k, n, r, s, r / s, 1e6 * c / hz / r, 100 * d / hz / s, g, cn, f, w, fp, ck }'
   sum_b=$(awk -v a="$sum_b" -v r="$rows" -v s="$secs" 'BEGIN { print a + r / s }')
   [ "$round" -lt "$ROUNDS" ] && remove_rules
 done
