@@ -217,7 +217,8 @@ extern bool ingest_ts_in_window(TimestampTz ts, TimestampTz received_at,
 
 /* ingest/server.c, input.c, commit.c (the worker's side of the server) */
 extern void ingest_server_start(void);
-extern void ingest_check_listen_address(int port, const char *who, const char *port_guc);
+extern const char *ingest_listen_address(int port, const char *who, const char *port_guc,
+										 bool *ipv4);
 extern int	ingest_server_fd(void);
 extern long ingest_server_timeout_ms(void);
 extern void ingest_server_service(void);

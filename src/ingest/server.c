@@ -78,14 +78,26 @@ lws_log_to_server_log(int level, const char *line)
 }
 
 /*
- * libwebsockets 4.1 logs a failed bind but still returns a context whose
- * listener is dead (the worker then fails later, far from the cause).  So
- * try the bind ourselves first and report the real reason.  (The reader
- * worker checks its own port the same way.)
+ * Where a listener binds, checked and in the form libwebsockets 4.1 needs.
+ *
+ * lws logs a failed bind but still returns a context whose listener is
+ * dead (the worker then fails later, far from the cause).  So try the bind
+ * ourselves first and report the real reason.
+ *
+ * And lws opens an IPv6 socket unless LWS_SERVER_OPTION_DISABLE_IPV6 is
+ * set; given an IPv4 address it parses it into the wrong fields of that
+ * socket's address and binds "::", every interface of both families.  So
+ * the address is resolved here (names too, as PostgreSQL's
+ * listen_addresses does), returned in numeric form, and *ipv4 tells the
+ * caller to disable IPv6.  NULL (for "" or "*") means every interface.
+ * The reader worker calls this for its own port.
  */
-void
-ingest_check_listen_address(int port, const char *who, const char *port_guc)
+const char *
+ingest_listen_address(int port, const char *who, const char *port_guc, bool *ipv4)
 {
+	static char numeric[NI_MAXHOST];
+	const char *addr = logagg_listen_address;
+	bool		any = (addr == NULL || addr[0] == '\0' || strcmp(addr, "*") == 0);
 	struct addrinfo hints;
 	struct addrinfo *res = NULL;
 	char		portstr[16];
@@ -99,12 +111,12 @@ ingest_check_listen_address(int port, const char *who, const char *port_guc)
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
 	snprintf(portstr, sizeof(portstr), "%d", port);
-	rc = getaddrinfo(logagg_listen_address[0] ? logagg_listen_address : NULL, portstr, &hints, &res);
+	rc = getaddrinfo(any ? NULL : addr, portstr, &hints, &res);
 	if (rc != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("%s: could not resolve logagg.listen_address \"%s\": %s",
-						who, logagg_listen_address, gai_strerror(rc)),
+						who, addr, gai_strerror(rc)),
 				 errhint("Set logagg.listen_address to a local address such as 127.0.0.1.")));
 	fd = socket(res->ai_family, SOCK_STREAM, 0);
 	if (fd < 0 ||
@@ -119,12 +131,26 @@ ingest_check_listen_address(int port, const char *who, const char *port_guc)
 		ereport(ERROR,
 				(errcode_for_socket_access(),
 				 errmsg("%s: could not listen on %s:%d: %m",
-						who, logagg_listen_address, port),
+						who, addr, port),
 				 errhint("Another process may be using the port: choose a free %s (restart required).",
 						 port_guc)));
 	}
 	close(fd);
+	*ipv4 = (res->ai_family == AF_INET);
+	rc = getnameinfo(res->ai_addr, res->ai_addrlen, numeric, sizeof(numeric),
+					 NULL, 0, NI_NUMERICHOST);
 	freeaddrinfo(res);
+	if (rc != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s: could not read logagg.listen_address \"%s\" back: %s",
+						who, addr, gai_strerror(rc))));
+	if (any)
+	{
+		*ipv4 = false;			/* both families */
+		return NULL;
+	}
+	return numeric;
 }
 
 void
@@ -133,6 +159,8 @@ ingest_server_start(void)
 	struct lws_context_creation_info info;
 	void	   *foreign_loops[1];
 	bool		tls = logagg_tls_cert_file && logagg_tls_cert_file[0];
+	const char *iface;
+	bool		ipv4;
 
 	ingest_cur_batch = ingest_batch_create(TopMemoryContext);
 	ingest_auth_init();
@@ -144,11 +172,11 @@ ingest_server_start(void)
 	loop_initialised = true;
 
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_server_log);
-	ingest_check_listen_address(logagg_port, "logagg ingest", "logagg.port");
+	iface = ingest_listen_address(logagg_port, "logagg ingest", "logagg.port", &ipv4);
 
 	memset(&info, 0, sizeof(info));
 	info.port = logagg_port;
-	info.iface = logagg_listen_address;
+	info.iface = iface;
 	info.protocols = ingest_protocols;
 	/*
 	 * No LWS_SERVER_OPTION_VALIDATE_UTF8: lws would close the connection
@@ -156,6 +184,8 @@ ingest_server_start(void)
 	 * checks it and stores the message in logagg.rejected instead.
 	 */
 	info.options = LWS_SERVER_OPTION_LIBUV;
+	if (ipv4)
+		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
 	foreign_loops[0] = &loop;
 	info.foreign_loops = foreign_loops;
 	info.retry_and_idle_policy = &idle_policy;

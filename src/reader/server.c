@@ -241,6 +241,8 @@ reader_server_start(void)
 	struct lws_context_creation_info info;
 	void	   *foreign_loops[1];
 	char		share[MAXPGPATH];
+	const char *iface;
+	bool		ipv4;
 
 	get_share_path(my_exec_path, share);
 	snprintf(reader_console_dir, sizeof(reader_console_dir), "%s/extension/logagg_console", share);
@@ -254,13 +256,15 @@ reader_server_start(void)
 				 errmsg("logagg reader: could not initialise the event loop")));
 	loop_initialised = true;
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_server_log);
-	ingest_check_listen_address(logagg_reader_port, "logagg reader", "logagg.reader_port");
+	iface = ingest_listen_address(logagg_reader_port, "logagg reader", "logagg.reader_port", &ipv4);
 
 	memset(&info, 0, sizeof(info));
 	info.port = logagg_reader_port;
-	info.iface = logagg_listen_address;
+	info.iface = iface;
 	info.protocols = reader_protocols;
 	info.options = LWS_SERVER_OPTION_LIBUV;
+	if (ipv4)
+		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;	/* see ingest_listen_address() */
 	foreign_loops[0] = &loop;
 	info.foreign_loops = foreign_loops;
 	info.retry_and_idle_policy = &idle_policy;
