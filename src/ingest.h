@@ -219,6 +219,8 @@ extern bool ingest_ts_in_window(TimestampTz ts, TimestampTz received_at,
 extern void ingest_server_start(void);
 extern const char *ingest_listen_address(int port, const char *who, const char *port_guc,
 										 bool *ipv4);
+struct lws_context_creation_info;
+extern bool ingest_tls_options(struct lws_context_creation_info *info);
 extern int	ingest_server_fd(void);
 extern long ingest_server_timeout_ms(void);
 extern void ingest_server_service(void);

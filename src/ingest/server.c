@@ -153,6 +153,27 @@ ingest_listen_address(int port, const char *who, const char *port_guc, bool *ipv
 	return numeric;
 }
 
+/*
+ * TLS for a listener when logagg.tls_cert_file and logagg.tls_key_file
+ * are set (the ingest and reader ports share them): TLS 1.2 at least and
+ * the ciphers above, whatever the system's OpenSSL configuration allows.
+ * Returns whether TLS is on.
+ */
+bool
+ingest_tls_options(struct lws_context_creation_info *info)
+{
+	if (logagg_tls_cert_file == NULL || logagg_tls_cert_file[0] == '\0')
+		return false;
+	info->options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	info->ssl_cert_filepath = logagg_tls_cert_file;
+	info->ssl_private_key_filepath = logagg_tls_key_file;
+	info->ssl_options_set = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3 |
+		SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_CIPHER_SERVER_PREFERENCE;
+	info->ssl_cipher_list = TLS12_CIPHERS;
+	info->tls1_3_plus_cipher_list = TLS13_CIPHERS;
+	return true;
+}
+
 void
 ingest_server_start(void)
 {
@@ -190,17 +211,7 @@ ingest_server_start(void)
 	info.foreign_loops = foreign_loops;
 	info.retry_and_idle_policy = &idle_policy;
 	info.timeout_secs = 30;
-	if (tls)
-	{
-		info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-		info.ssl_cert_filepath = logagg_tls_cert_file;
-		info.ssl_private_key_filepath = logagg_tls_key_file;
-		/* TLS 1.2 at least, whatever the system's OpenSSL configuration allows */
-		info.ssl_options_set = SSL_OP_NO_SSLv2 | SSL_OP_NO_SSLv3 |
-			SSL_OP_NO_TLSv1 | SSL_OP_NO_TLSv1_1 | SSL_OP_CIPHER_SERVER_PREFERENCE;
-		info.ssl_cipher_list = TLS12_CIPHERS;
-		info.tls1_3_plus_cipher_list = TLS13_CIPHERS;
-	}
+	ingest_tls_options(&info);
 
 	context = lws_create_context(&info);
 	if (context == NULL)

@@ -243,6 +243,7 @@ reader_server_start(void)
 	char		share[MAXPGPATH];
 	const char *iface;
 	bool		ipv4;
+	bool		tls;
 
 	get_share_path(my_exec_path, share);
 	snprintf(reader_console_dir, sizeof(reader_console_dir), "%s/extension/logagg_console", share);
@@ -269,16 +270,21 @@ reader_server_start(void)
 	info.foreign_loops = foreign_loops;
 	info.retry_and_idle_policy = &idle_policy;
 	info.timeout_secs = 30;
+	/* reader tokens and log text: as private as what ingest receives */
+	tls = ingest_tls_options(&info);
 	context = lws_create_context(&info);
 	if (context == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_CONFIG_FILE_ERROR),
 				 errmsg("logagg reader: could not listen on %s:%d",
 						logagg_listen_address, logagg_reader_port),
-				 errhint("Check that logagg.listen_address and logagg.reader_port name a free local address.")));
+				 errdetail("The server could not be created; the libwebsockets lines above say why."),
+				 errhint("Check that logagg.listen_address and logagg.reader_port name a free local address%s.",
+						 tls ? ", and that logagg.tls_cert_file and logagg.tls_key_file are readable" : "")));
 	ereport(LOG,
-			(errmsg("logagg reader: listening on http://%s:%d/ (console, /api, ws /tail)",
-					logagg_listen_address, logagg_reader_port)));
+			(errmsg("logagg reader: listening on %s://%s:%d/ (console, /api, %s /tail)",
+					tls ? "https" : "http", logagg_listen_address, logagg_reader_port,
+					tls ? "wss" : "ws")));
 }
 
 int
