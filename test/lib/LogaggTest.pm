@@ -14,7 +14,8 @@ use Test::More;
 use Time::HiRes qw(time usleep);
 use IPC::Run ();
 
-our @EXPORT = qw(new_node start_with_extension wait_workers_ready src_dir
+our @EXPORT = qw(new_node start_with_extension wait_workers_ready src_dir self_signed_cert
+  permissive_openssl_conf
   poll_until emitter_path ws_probe start_ingest_node
   clear_of_hour_boundary clear_of_day_boundary);
 
@@ -102,6 +103,47 @@ sub ws_probe
 		'>', \$out, '2>', \$err, IPC::Run::timeout(60));
 	diag("ws_probe stderr: $err") if $err ne '';
 	return $out;
+}
+
+# self_signed_cert($node) -> path of a new self-signed certificate for
+# 127.0.0.1 in the node's data directory, with its key server.key next to
+# it (for logagg.tls_cert_file = 'server.crt', tls_key_file = 'server.key');
+# a verifying client uses the certificate as its CA file.
+sub self_signed_cert
+{
+	my ($node) = @_;
+	my $dir = $node->data_dir;
+	my ($o, $e) = ('', '');
+	IPC::Run::run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
+			'-keyout', "$dir/server.key", '-out', "$dir/server.crt",
+			'-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1' ],
+		'>', \$o, '2>', \$e, IPC::Run::timeout(60))
+	  or die "openssl failed: $e";
+	chmod 0600, "$dir/server.key";
+	return "$dir/server.crt";
+}
+
+# permissive_openssl_conf(): points OPENSSL_CONF (for the server started
+# after it and for probing clients) to a configuration that allows TLS 1.0
+# and weak ciphers, so that what a test sees refused is refused by logagg's
+# own settings.
+sub permissive_openssl_conf
+{
+	my $path = PostgreSQL::Test::Utils::tempdir() . '/openssl-permissive.cnf';
+	open(my $fh, '>', $path) or die "$path: $!";
+	print $fh <<'EOF';
+openssl_conf = openssl_init
+[openssl_init]
+ssl_conf = ssl_sect
+[ssl_sect]
+system_default = system_default_sect
+[system_default_sect]
+MinProtocol = TLSv1
+CipherString = DEFAULT@SECLEVEL=0
+EOF
+	close $fh;
+	$ENV{OPENSSL_CONF} = $path;
+	return $path;
 }
 
 # poll_until(CODE, timeout seconds): call CODE every 50 ms until it returns true.

@@ -14,32 +14,10 @@ use LogaggTest;
 
 my $node = new_node('ingest_tls', "logagg.dispatch_workers = 0\n"
 	  . "logagg.tls_cert_file = 'server.crt'\nlogagg.tls_key_file = 'server.key'\n");
-my $dir = $node->data_dir;
-my ($o, $e) = ('', '');
-run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-		'-keyout', "$dir/server.key", '-out', "$dir/server.crt",
-		'-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1' ],
-	'>', \$o, '2>', \$e, timeout(60))
-  or die "openssl failed: $e";
-chmod 0600, "$dir/server.key";
-
-# An OpenSSL configuration that allows TLS 1.0 and weak ciphers, for the
-# server and the probing client alike: what is refused below is refused
-# by logagg's own settings.
-my $permissive = PostgreSQL::Test::Utils::tempdir() . '/openssl-permissive.cnf';
-open(my $fh, '>', $permissive) or die;
-print $fh <<'EOF';
-openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = system_default_sect
-[system_default_sect]
-MinProtocol = TLSv1
-CipherString = DEFAULT@SECLEVEL=0
-EOF
-close $fh;
-$ENV{OPENSSL_CONF} = $permissive;
+my $ca = self_signed_cert($node);
+# the server and the probing client may offer TLS 1.0 and weak ciphers:
+# what is refused below is refused by logagg's own settings
+permissive_openssl_conf();
 
 start_with_extension($node);
 my $port = $node->{logagg_port};
@@ -75,7 +53,7 @@ like(tls_probe('TLSv1_2', 'ECDHE-RSA-AES128-SHA:ECDHE-RSA-AES256-SHA384'), qr/^r
 
 my ($out, $err) = ('', '');
 run([ emitter_path(), '--url', "wss://127.0.0.1:$port/ingest", '--token', $token,
-		'--cafile', "$dir/server.crt", '--stream', 'tls', '--count', '2000', '--batch', '10',
+		'--cafile', $ca, '--stream', 'tls', '--count', '2000', '--batch', '10',
 		'--give-up-after', '20' ],
 	'>', \$out, '2>', \$err, timeout(120));
 is($? >> 8, 0, 'wss:// with certificate verification: every record acked') or diag($err);

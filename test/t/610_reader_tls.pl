@@ -16,32 +16,9 @@ use TailTest;
 
 my $node = new_node('reader_tls', "logagg.dispatch_workers = 0\nlogagg.max_ts_past = -1\n"
 	  . "logagg.tls_cert_file = 'server.crt'\nlogagg.tls_key_file = 'server.key'\n");
-my $dir = $node->data_dir;
-my ($o, $e) = ('', '');
-run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-		'-keyout', "$dir/server.key", '-out', "$dir/server.crt",
-		'-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1' ],
-	'>', \$o, '2>', \$e, timeout(60))
-  or die "openssl failed: $e";
-chmod 0600, "$dir/server.key";
-my $ca = "$dir/server.crt";
-
-# allows TLS 1.0 and weak ciphers for the server and the probe alike: what
-# is refused below is refused by logagg's own settings
-my $permissive = PostgreSQL::Test::Utils::tempdir() . '/openssl-permissive.cnf';
-open(my $fh, '>', $permissive) or die;
-print $fh <<'EOF';
-openssl_conf = openssl_init
-[openssl_init]
-ssl_conf = ssl_sect
-[ssl_sect]
-system_default = system_default_sect
-[system_default_sect]
-MinProtocol = TLSv1
-CipherString = DEFAULT@SECLEVEL=0
-EOF
-close $fh;
-$ENV{OPENSSL_CONF} = $permissive;
+my $ca = self_signed_cert($node);
+# what is refused below is refused by logagg's own settings
+permissive_openssl_conf();
 
 start_with_extension($node);
 my ($wport, $rport) = ($node->{logagg_port}, $node->{reader_port});

@@ -98,17 +98,10 @@ is(tail_stop($t, 'INT'), 0, 'SIGINT: exit status 0');
 # ---- --tls: a verifying TLS connection; the ingest port has no /tail ----
 my $tls = new_node('tail_tls', "logagg.dispatch_workers = 0\n"
 	  . "logagg.tls_cert_file = 'server.crt'\nlogagg.tls_key_file = 'server.key'\n");
-my $dir = $tls->data_dir;
-my ($o, $e) = ('', '');
-run([ 'openssl', 'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2',
-		'-keyout', "$dir/server.key", '-out', "$dir/server.crt",
-		'-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1' ],
-	'>', \$o, '2>', \$e, timeout(60))
-  or die "openssl failed: $e";
-chmod 0600, "$dir/server.key";
+my $ca = self_signed_cert($tls);
 start_with_extension($tls);
 $port = $tls->{logagg_port};
-($rc, $out, $err) = tail_run({ LOGAGG_TOKEN => $reader }, '--tls', '--cafile', "$dir/server.crt");
+($rc, $out, $err) = tail_run({ LOGAGG_TOKEN => $reader }, '--tls', '--cafile', $ca);
 is($rc, 2, '--tls to the TLS ingest port: exit status 2');
 like($err, qr/has no \/tail \(HTTP 404\)/, '... the TLS handshake succeeded, and the CLI says the port has no /tail');
 ($rc, $out, $err) = tail_run({ LOGAGG_TOKEN => $reader }, '--insecure');
