@@ -619,9 +619,28 @@ static void
 append_label_value(StringInfo b, const char *s, int len)
 {
 	char	   *v;
+	int			i;
 
 	if (len > LABEL_VALUE_MAX)
 		len = pg_mbcliplen(s, len, LABEL_VALUE_MAX);
+	/* most values need no escape: copy them as escape_json would */
+	for (i = 0; i < len; i++)
+	{
+		unsigned char c = (unsigned char) s[i];
+
+		if (c < 0x20 || c == '"' || c == '\\')
+			break;
+	}
+	if (i == len)
+	{
+		enlargeStringInfo(b, len + 2);
+		b->data[b->len++] = '"';
+		memcpy(b->data + b->len, s, len);
+		b->len += len;
+		b->data[b->len++] = '"';
+		b->data[b->len] = '\0';
+		return;
+	}
 	v = pnstrdup(s, len);
 	escape_json(b, v);
 	pfree(v);
@@ -700,25 +719,73 @@ plain_integer(const char *s, int len)
 }
 
 /*
- * append_attr_label without building the record's attrs jsonb, for attrs
- * text the scanner checked (attrs_flat): the LAST top-level member named
- * key (jsonb keeps the last of duplicates) whose value is a string without
- * escapes, a plain integer, true, false or null gives the same label text
- * the jsonb path gives.  Anything else returns false, appending nothing,
- * and the caller takes the jsonb path.  A key with escapes is never KEY
- * (group_by keys are letters, digits, "_", "." and "-", and the text has
- * no \u escapes).
+ * The fast way to the LAST top-level member KEY of attrs text s (at its
+ * '{'), for an object with nothing nested: no '{' or '[' after the first
+ * byte (a string may hold one too: then the walk decides).  In valid JSON
+ * an unescaped quote followed by KEY's characters opens a string (a
+ * closing quote is followed by a delimiter, never a letter); when that
+ * string is exactly "KEY" and a ':' follows, it is a key, and with nothing
+ * nested every key is top-level.  So one memmem pass finds the members,
+ * instead of walking every string of the record byte by byte.  Sets
+ * vs/ve to the value's span (NULL: no such member) and returns true, or
+ * returns false when the text has nesting.
  */
 static bool
-flat_attr_label(StringInfo b, const char *s, const char *key)
+flat_key_search(const char *s, const char *key, size_t klen,
+				const char **vs, const char **ve)
 {
-	size_t		klen = strlen(key);
-	const char *vs = NULL;
-	const char *ve = NULL;
+	char		needle[64 + 2];
+	size_t		len;
+	const char *h;
+	const char *end;
+	const char *p;
 
-	s = json_ws(s);
-	if (*s != '{')
+	if (klen + 2 > sizeof(needle))
 		return false;
+	len = 1 + strcspn(s + 1, "{[");	/* and the length, in one pass */
+	if (s[len] != '\0')
+		return false;
+	needle[0] = '"';
+	memcpy(needle + 1, key, klen);
+	needle[klen + 1] = '"';
+	end = s + len;
+	*vs = *ve = NULL;
+	for (h = s; (p = memmem(h, end - h, needle, klen + 2)) != NULL; h = p + 1)
+	{
+		int			nbs = 0;
+		const char *q;
+		const char *e;
+
+		while (p - nbs > s && p[-nbs - 1] == '\\')
+			nbs++;
+		if (nbs % 2 != 0)
+			continue;			/* an escaped quote inside a string */
+		q = json_ws(p + klen + 2);
+		if (*q != ':')
+			continue;			/* a string value "KEY" */
+		q = json_ws(q + 1);
+		e = json_value_end(q);
+		if (e == NULL || e == q)
+		{
+			*vs = (const char *) -1;
+			return true;
+		}
+		*vs = q;
+		*ve = e;
+	}
+	return true;
+}
+
+/*
+ * The walk over every member of attrs text s (at its '{'), for text with
+ * nesting: sets vs/ve to the LAST top-level member KEY's value (NULL:
+ * none), or vs to (char *) -1 for text it does not understand.
+ */
+static void
+flat_key_walk(const char *s, const char *key, size_t klen,
+			  const char **vs, const char **ve)
+{
+	*vs = *ve = NULL;
 	s = json_ws(s + 1);
 	while (*s != '}')
 	{
@@ -728,25 +795,37 @@ flat_attr_label(StringInfo b, const char *s, const char *key)
 		const char *e;
 
 		if (*s != '"' || (ke = json_string_end(s, &esc)) == NULL)
-			return false;
+			break;
 		s = json_ws(ke);
 		if (*s != ':')
-			return false;
+			break;
 		s = json_ws(s + 1);
 		e = json_value_end(s);
 		if (e == NULL || e == s)
-			return false;
+			break;
 		if (!esc && (size_t) (ke - ks - 2) == klen && memcmp(ks + 1, key, klen) == 0)
 		{
-			vs = s;
-			ve = e;
+			*vs = s;
+			*ve = e;
 		}
 		s = json_ws(e);
 		if (*s == ',')
 			s = json_ws(s + 1);
 		else if (*s != '}')
-			return false;
+			break;
 	}
+	if (*s != '}')
+		*vs = (const char *) -1;
+}
+
+/*
+ * The label text of the value at vs..ve (vs NULL: no member), when it is
+ * a string without escapes, a plain integer, true, false or null; false
+ * for anything else.
+ */
+static bool
+append_flat_value(StringInfo b, const char *vs, const char *ve)
+{
 	if (vs == NULL || (ve - vs == 4 && memcmp(vs, "null", 4) == 0) ||
 		(ve - vs == 5 && memcmp(vs, "false", 5) == 0))
 	{
@@ -774,6 +853,33 @@ flat_attr_label(StringInfo b, const char *s, const char *key)
 		return true;
 	}
 	return false;
+}
+
+/*
+ * append_attr_label without building the record's attrs jsonb, for attrs
+ * text the scanner checked (attrs_flat): the LAST top-level member named
+ * key (jsonb keeps the last of duplicates) whose value is a string without
+ * escapes, a plain integer, true, false or null gives the same label text
+ * the jsonb path gives.  Anything else returns false, appending nothing,
+ * and the caller takes the jsonb path.  A key with escapes is never KEY
+ * (group_by keys are letters, digits, "_", "." and "-", and the text has
+ * no \u escapes).
+ */
+static bool
+flat_attr_label(StringInfo b, const char *s, const char *key)
+{
+	size_t		klen = strlen(key);
+	const char *vs = NULL;
+	const char *ve = NULL;
+
+	s = json_ws(s);
+	if (*s != '{')
+		return false;
+	if (!flat_key_search(s, key, klen, &vs, &ve))
+		flat_key_walk(s, key, klen, &vs, &ve);
+	if (vs == (const char *) -1)
+		return false;			/* not text the walk understands */
+	return append_flat_value(b, vs, ve);
 }
 
 /* A top-level attrs value as label text ("" when absent or null). */

@@ -36,7 +36,7 @@
 # emitters at that many records/s each during the latency samples.
 #
 #   bench/alert_rules/run.sh       # RULES=100 NGROUPS=1000 EMITTERS=2 COUNT=1000000 BATCH=200 ROUNDS=3
-#                                  # EVAL_MS=1000 LAT_SAMPLES=50 LAT_RATE=0
+#                                  # EVAL_MS=1000 LAT_SAMPLES=50 LAT_RATE=0 WARMUP=1
 #
 # Runs as the postgres user (initdb refuses root); needs `make install` and
 # the emitter built (make -C emitters).
@@ -44,7 +44,7 @@ set -euo pipefail
 if [ "$(id -u)" -eq 0 ]; then
   exec runuser -u postgres -- env PATH="$PATH" RULES="${RULES:-}" NGROUPS="${NGROUPS:-}" \
     EMITTERS="${EMITTERS:-}" COUNT="${COUNT:-}" BATCH="${BATCH:-}" ROUNDS="${ROUNDS:-}" \
-    EVAL_MS="${EVAL_MS:-}" LAT_SAMPLES="${LAT_SAMPLES:-}" LAT_RATE="${LAT_RATE:-}" EXTRA_CONF="${EXTRA_CONF:-}" bash "$0" "$@"
+    EVAL_MS="${EVAL_MS:-}" LAT_SAMPLES="${LAT_SAMPLES:-}" LAT_RATE="${LAT_RATE:-}" WARMUP="${WARMUP:-}" EXTRA_CONF="${EXTRA_CONF:-}" bash "$0" "$@"
 fi
 RULES=${RULES:-100}
 NGROUPS=${NGROUPS:-1000}
@@ -55,6 +55,7 @@ ROUNDS=${ROUNDS:-3}
 EVAL_MS=${EVAL_MS:-1000}
 LAT_SAMPLES=${LAT_SAMPLES:-50}
 LAT_RATE=${LAT_RATE:-0}
+WARMUP=${WARMUP:-1}
 here=$(cd "$(dirname "$0")/../.." && pwd)
 # no checkpoint requested by WAL volume inside a round (each starts with one)
 EXTRA_CONF="max_wal_size = '4GB'
@@ -108,6 +109,12 @@ load() {
 
 hz=$(getconf CLK_TCK)
 echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at start"
+# a first round on a fresh instance is slower than the next ones (by 5-10 %
+# in every run): one load before the rounds, not counted
+if [ "$WARMUP" -gt 0 ]; then
+  read -r rows secs _ < <(load)
+  awk -v r="$rows" -v s="$secs" 'BEGIN { printf "warm-up, no rules:   %d rows in %.2f s = %.0f rows/s (not counted)\n", r, s, r / s }'
+fi
 sum_a=0; sum_b=0
 for round in $(seq "$ROUNDS"); do
   read -r rows secs wt _ wal fpi ck < <(load)

@@ -15,6 +15,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use HTTP::Tiny;
 use LogaggTest;
 
 my $node = new_node('alert_rules_deltas', "logagg.dispatch_workers = 0\n");
@@ -99,8 +100,8 @@ is(sql(q{SELECT v.sample_log_id = (SELECT max(id) FROM logagg.logs WHERE source 
 
 # --- group labels read from the attrs text: the same as from its jsonb ---
 sql(q{SELECT logagg.add_alert_rule('d-attr', '{"source": "x-k"}', '1 hour', 1000, 'count', ARRAY['attrs.k'])});
-sql(<<'SQL');
-SELECT logagg.ingest($j$[
+my $records = <<'JSON';
+[
 	{"source":"x-k","message":"1","k":7}, {"source":"x-k","message":"2","k":"x"},
 	{"source":"x-k","message":"3","k":true}, {"source":"x-k","message":"4","k":null},
 	{"source":"x-k","message":"5","k":1.50}, {"source":"x-k","message":"6","k":-0},
@@ -108,17 +109,38 @@ SELECT logagg.ingest($j$[
 	{"source":"x-k","message":"9","k":1,"k":2}, {"source":"x-k","message":"10"},
 	{"source":"x-k","message":"11","kk":"no","k":"\u00e9"}, {"source":"x-k","message":"12","k":false},
 	{"source":"x-k","message":"13","k":-12}, {"source":"x-k","message":"14","k":"sp ace","z":[1,{"k":"in"}]},
-	{"source":"x-k","message":"15","k":12345678901234567890}, {"source":"x-k","message":"16","k":"7"}
-	]$j$);
-SQL
+	{"source":"x-k","message":"15","k":12345678901234567890}, {"source":"x-k","message":"16","k":"7"},
+	{"source":"x-k","message":"17","a\"k":5,"k":"after"}, {"source":"x-k","message":"18","m":"x \"k\": 9"},
+	{"source":"x-k","message":"19","m":"k","k":"v19"}, {"source":"x-k","message":"20","m":"x\\","k":"v20"},
+	{"source":"x-k","message":"21","m":"{","k":"v21"}, {"source":"x-k","message":"22","k" : "v22" ,"z":"k"},
+	{"source":"x-k","message":"23","a\"k":5}, {"source":"x-k","message":"24","m":"\\\"k\": 1","k":2}
+	]
+JSON
+sql("SELECT logagg.ingest(\$j\$$records\$j\$)");
 my $want = sql(q{SELECT string_agg(l || '=' || n, ' ' ORDER BY l) FROM (
 	SELECT jsonb_build_object('attrs.k', coalesce(attrs->>'k', ''))::text AS l, count(*) AS n
 	FROM logagg.logs WHERE source = 'x-k' GROUP BY 1) x});
 is(sql(q{SELECT string_agg(labels::text || '=' || matched, ' ' ORDER BY labels::text) FROM logagg.rule_preview('d-attr')}),
-	$want, 'attrs.k labels: strings, numbers, booleans, null, nested, duplicates, escapes');
+	$want, 'attrs.k labels: strings, numbers, booleans, null, nested, duplicates, escapes, "k" inside other keys and values');
 sql(q{SELECT logagg._evaluate_alert_rules()});
 is(sql(q{SELECT string_agg(labels::text || '=' || matched, ' ' ORDER BY labels::text) FROM logagg.rule_preview('d-attr')}),
 	$want, 'the same once folded');
+
+# the same records through the ingest port, whose scanner writes the attrs
+# text the labels are then read from (through SQL, attrs come as jsonb)
+sql(q{SELECT logagg.add_alert_rule('d-attr-http', '{"source": "x-h"}', '1 hour', 1000, 'count', ARRAY['attrs.k'])});
+my $xh = sql(q{SELECT logagg.create_source('x-h')});
+(my $lines = $records) =~ s/"source":"x-k",//g;
+$lines =~ s/^\s*\[|\]\s*$//g;
+$lines =~ s/\},\s*\{/}\n{/g;
+my $res = HTTP::Tiny->new(timeout => 30)->post("http://127.0.0.1:$node->{logagg_port}/ingest",
+	{ headers => { Authorization => "Bearer $xh" }, content => $lines });
+like($res->{content}, qr/"accepted": 24, "rejected": 0/, 'the 24 records POSTed to /ingest are stored');
+$want = sql(q{SELECT string_agg(l || '=' || n, ' ' ORDER BY l) FROM (
+	SELECT jsonb_build_object('attrs.k', coalesce(attrs->>'k', ''))::text AS l, count(*) AS n
+	FROM logagg.logs WHERE source = 'x-h' GROUP BY 1) x});
+is(sql(q{SELECT string_agg(labels::text || '=' || matched, ' ' ORDER BY labels::text) FROM logagg.rule_preview('d-attr-http')}),
+	$want, 'labels read from the scanner\'s attrs text equal those of the stored jsonb');
 
 # --- a class of 800 rules: its key is longer than a btree entry may be ---
 sql(q{SELECT count(logagg.add_alert_rule('w-' || i, '{"source": "w-src"}', '1 hour', 1000))
