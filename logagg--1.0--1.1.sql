@@ -1361,6 +1361,81 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON @extschema@.source_readers, @extschema@.
                                         @extschema@.reader_token_list
     TO logagg_admin;
 GRANT SELECT ON @extschema@.source_readers TO logagg_reader;
+-- ---- retention waits at most 100 ms for readers of logagg.logs ----
+-- (as partition creation does: a DROP waiting behind a long search held
+-- up every insert of ingest)
+CREATE OR REPLACE FUNCTION @extschema@._drop_expired_partitions(p_retention_secs int, p_check_sync boolean,
+                                                     p_window_secs int, p_now timestamptz DEFAULT now())
+    RETURNS int
+    LANGUAGE plpgsql
+    SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    r        record;
+    unsynced boolean;
+    dropped  int := 0;
+    old_timeout text := current_setting('lock_timeout');
+BEGIN
+    IF p_retention_secs <= 0 THEN
+        RETURN 0;
+    END IF;
+    IF p_check_sync AND current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE WARNING 'logagg: retention skipped: it must run in a READ COMMITTED transaction'
+            USING DETAIL = 'Whether a partition is fully synced is checked after locking it, which needs a fresh snapshot.',
+                  HINT = 'Run logagg.maintain() outside a REPEATABLE READ or SERIALIZABLE transaction.';
+        RETURN 0;
+    END IF;
+    FOR r IN SELECT p.partition, p.range_start, p.range_end
+             FROM @extschema@.partitions p
+             WHERE NOT p.is_default
+               AND p.range_end <= p_now - make_interval(secs => p_retention_secs)
+             ORDER BY p.range_start
+    LOOP
+        BEGIN
+            -- Dropping a partition takes ACCESS EXCLUSIVE on logs, which
+            -- waits for every transaction that read it (a long search, an
+            -- open psql session) while every insert of ingest queues
+            -- behind the wait.  So wait at most 100 ms and keep the
+            -- partition until the next pass, a minute later.  lock_timeout
+            -- is restored after the DROP, or by the rollback of this block.
+            PERFORM set_config('lock_timeout', '100ms', true);
+            IF p_check_sync THEN
+                EXECUTE format('LOCK TABLE %s IN SHARE MODE', r.partition);
+                EXECUTE format($q$
+                    SELECT EXISTS (
+                        SELECT 1
+                        FROM %s l
+                        LEFT JOIN (SELECT DISTINCT ON (window_start, source)
+                                          window_start AS ws, source, export_snapshot
+                                   FROM @extschema@.sync_log WHERE status = 'uploaded'
+                                   ORDER BY window_start, source, part DESC) s
+                          ON s.source = l.source
+                         AND s.ws = date_bin(make_interval(secs => $1), l.ts, timestamptz '1970-01-01 00:00+00')
+                        WHERE s.ws IS NULL
+                           OR NOT pg_visible_in_snapshot(@extschema@._xid8(l.xmin), s.export_snapshot))$q$,
+                    r.partition)
+                    INTO unsynced USING p_window_secs;
+                IF unsynced THEN
+                    PERFORM set_config('lock_timeout', old_timeout, true);
+                    RAISE LOG 'logagg: retention keeps partition % (older than retention, but not every window in it is synced)', r.partition;
+                    CONTINUE;
+                END IF;
+            END IF;
+            EXECUTE format('DROP TABLE %s', r.partition);
+            PERFORM set_config('lock_timeout', old_timeout, true);
+            RAISE LOG 'logagg: retention dropped partition % (% to %)', r.partition, r.range_start, r.range_end;
+            dropped := dropped + 1;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE WARNING 'logagg: retention keeps partition % for now: transactions that read logagg.logs are still open', r.partition
+                    USING DETAIL = 'Dropping a partition waits for every open transaction that read logagg.logs (a long search), and ingest would wait behind it; it waited 100 ms.',
+                          HINT = 'The maintenance worker tries again within a minute; logagg.maintain() tries now.';
+        END;
+    END LOOP;
+    RETURN dropped;
+END
+$fn$;
+
 -- ---- alert rules over time windows ----
 -- (schema/25_alert_rules.sql; from schema/20_alerts.sql _enqueue_alerts
 -- with the storm guard and route matchers, _claim_alerts with route mute
@@ -3520,6 +3595,7 @@ DECLARE
     unsynced  boolean;
     name      text;
     dropped   int := 0;
+    old_timeout text := current_setting('lock_timeout');
 BEGIN
     IF p_retention_secs <= 0 THEN
         RETURN 0;
@@ -3536,42 +3612,55 @@ BEGIN
                AND p.range_end <= p_now - make_interval(secs => p_retention_secs)
              ORDER BY p.range_start
     LOOP
-        IF p_check_sync THEN
-            EXECUTE format('LOCK TABLE %s IN SHARE MODE', r.partition);
-            -- (shard_name() gives the quoted, schema-qualified name)
-            SELECT array_agg(shard_name(d.logicalrelid, d.shardid)) INTO shards
-              FROM pg_dist_shard d
-             WHERE d.logicalrelid = r.partition;
-            SELECT bool_or(NOT x.success OR x.result <> '0') INTO in_doubt
-              FROM run_command_on_all_nodes(format(
-                   $c$SELECT count(*) FROM pg_catalog.pg_locks k
-                       WHERE k.pid IS NULL AND k.locktype = 'relation'
-                         AND k.relation IN (SELECT pg_catalog.to_regclass(s) FROM pg_catalog.unnest(%L::text[]) s)$c$,
-                   coalesce(shards, '{}'))) x;
-            IF in_doubt THEN
-                RAISE LOG 'logagg: retention keeps partition % for now (a write to it is still being committed on a node, or a node did not answer)', r.partition;
-                CONTINUE;
+        BEGIN
+            -- at most 100 ms for the locks, as on one server
+            -- (_drop_expired_partitions): ingest queues behind a waiting DROP
+            PERFORM set_config('lock_timeout', '100ms', true);
+            IF p_check_sync THEN
+                EXECUTE format('LOCK TABLE %s IN SHARE MODE', r.partition);
+                -- (shard_name() gives the quoted, schema-qualified name)
+                SELECT array_agg(shard_name(d.logicalrelid, d.shardid)) INTO shards
+                  FROM pg_dist_shard d
+                 WHERE d.logicalrelid = r.partition;
+                SELECT bool_or(NOT x.success OR x.result <> '0') INTO in_doubt
+                  FROM run_command_on_all_nodes(format(
+                       $c$SELECT count(*) FROM pg_catalog.pg_locks k
+                           WHERE k.pid IS NULL AND k.locktype = 'relation'
+                             AND k.relation IN (SELECT pg_catalog.to_regclass(s) FROM pg_catalog.unnest(%L::text[]) s)$c$,
+                       coalesce(shards, '{}'))) x;
+                IF in_doubt THEN
+                    PERFORM set_config('lock_timeout', old_timeout, true);
+                    RAISE LOG 'logagg: retention keeps partition % for now (a write to it is still being committed on a node, or a node did not answer)', r.partition;
+                    CONTINUE;
+                END IF;
+                EXECUTE format($q$
+                    SELECT EXISTS (
+                        SELECT 1
+                        FROM %s l
+                        LEFT JOIN @extschema@._sync_seen s
+                          ON s.source = l.source
+                         AND s.window_start = date_bin(make_interval(secs => $1), l.ts, timestamptz '1970-01-01 00:00+00')
+                        WHERE s.source IS NULL
+                           OR NOT @extschema@._seen_here(l.xmin, s.export_snapshot, s.export_system_id))$q$,
+                    r.partition)
+                    INTO unsynced USING p_window_secs;
+                IF unsynced THEN
+                    PERFORM set_config('lock_timeout', old_timeout, true);
+                    RAISE LOG 'logagg: retention keeps partition % (older than retention, but not every window in it is synced)', r.partition;
+                    CONTINUE;
+                END IF;
             END IF;
-            EXECUTE format($q$
-                SELECT EXISTS (
-                    SELECT 1
-                    FROM %s l
-                    LEFT JOIN @extschema@._sync_seen s
-                      ON s.source = l.source
-                     AND s.window_start = date_bin(make_interval(secs => $1), l.ts, timestamptz '1970-01-01 00:00+00')
-                    WHERE s.source IS NULL
-                       OR NOT @extschema@._seen_here(l.xmin, s.export_snapshot, s.export_system_id))$q$,
-                r.partition)
-                INTO unsynced USING p_window_secs;
-            IF unsynced THEN
-                RAISE LOG 'logagg: retention keeps partition % (older than retention, but not every window in it is synced)', r.partition;
-                CONTINUE;
-            END IF;
-        END IF;
-        name := r.partition::text;  -- a dropped regclass prints as its oid
-        EXECUTE format('DROP TABLE %s', name);
-        RAISE LOG 'logagg: retention dropped partition % (% to %)', name, r.range_start, r.range_end;
-        dropped := dropped + 1;
+            name := r.partition::text;  -- a dropped regclass prints as its oid
+            EXECUTE format('DROP TABLE %s', name);
+            PERFORM set_config('lock_timeout', old_timeout, true);
+            RAISE LOG 'logagg: retention dropped partition % (% to %)', name, r.range_start, r.range_end;
+            dropped := dropped + 1;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE WARNING 'logagg: retention keeps partition % for now: transactions that read logagg.logs are still open', r.partition
+                    USING DETAIL = 'Dropping a partition waits for every open transaction that read logagg.logs (a long search), and ingest would wait behind it; it waited 100 ms.',
+                          HINT = 'The maintenance worker tries again within a minute; logagg.maintain() tries now.';
+        END;
     END LOOP;
     RETURN dropped;
 END

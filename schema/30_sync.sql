@@ -177,6 +177,7 @@ DECLARE
     r        record;
     unsynced boolean;
     dropped  int := 0;
+    old_timeout text := current_setting('lock_timeout');
 BEGIN
     IF p_retention_secs <= 0 THEN
         RETURN 0;
@@ -193,30 +194,46 @@ BEGIN
                AND p.range_end <= p_now - make_interval(secs => p_retention_secs)
              ORDER BY p.range_start
     LOOP
-        IF p_check_sync THEN
-            EXECUTE format('LOCK TABLE %s IN SHARE MODE', r.partition);
-            EXECUTE format($q$
-                SELECT EXISTS (
-                    SELECT 1
-                    FROM %s l
-                    LEFT JOIN (SELECT DISTINCT ON (window_start, source)
-                                      window_start AS ws, source, export_snapshot
-                               FROM @extschema@.sync_log WHERE status = 'uploaded'
-                               ORDER BY window_start, source, part DESC) s
-                      ON s.source = l.source
-                     AND s.ws = date_bin(make_interval(secs => $1), l.ts, timestamptz '1970-01-01 00:00+00')
-                    WHERE s.ws IS NULL
-                       OR NOT pg_visible_in_snapshot(@extschema@._xid8(l.xmin), s.export_snapshot))$q$,
-                r.partition)
-                INTO unsynced USING p_window_secs;
-            IF unsynced THEN
-                RAISE LOG 'logagg: retention keeps partition % (older than retention, but not every window in it is synced)', r.partition;
-                CONTINUE;
+        BEGIN
+            -- Dropping a partition takes ACCESS EXCLUSIVE on logs, which
+            -- waits for every transaction that read it (a long search, an
+            -- open psql session) while every insert of ingest queues
+            -- behind the wait.  So wait at most 100 ms and keep the
+            -- partition until the next pass, a minute later.  lock_timeout
+            -- is restored after the DROP, or by the rollback of this block.
+            PERFORM set_config('lock_timeout', '100ms', true);
+            IF p_check_sync THEN
+                EXECUTE format('LOCK TABLE %s IN SHARE MODE', r.partition);
+                EXECUTE format($q$
+                    SELECT EXISTS (
+                        SELECT 1
+                        FROM %s l
+                        LEFT JOIN (SELECT DISTINCT ON (window_start, source)
+                                          window_start AS ws, source, export_snapshot
+                                   FROM @extschema@.sync_log WHERE status = 'uploaded'
+                                   ORDER BY window_start, source, part DESC) s
+                          ON s.source = l.source
+                         AND s.ws = date_bin(make_interval(secs => $1), l.ts, timestamptz '1970-01-01 00:00+00')
+                        WHERE s.ws IS NULL
+                           OR NOT pg_visible_in_snapshot(@extschema@._xid8(l.xmin), s.export_snapshot))$q$,
+                    r.partition)
+                    INTO unsynced USING p_window_secs;
+                IF unsynced THEN
+                    PERFORM set_config('lock_timeout', old_timeout, true);
+                    RAISE LOG 'logagg: retention keeps partition % (older than retention, but not every window in it is synced)', r.partition;
+                    CONTINUE;
+                END IF;
             END IF;
-        END IF;
-        EXECUTE format('DROP TABLE %s', r.partition);
-        RAISE LOG 'logagg: retention dropped partition % (% to %)', r.partition, r.range_start, r.range_end;
-        dropped := dropped + 1;
+            EXECUTE format('DROP TABLE %s', r.partition);
+            PERFORM set_config('lock_timeout', old_timeout, true);
+            RAISE LOG 'logagg: retention dropped partition % (% to %)', r.partition, r.range_start, r.range_end;
+            dropped := dropped + 1;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE WARNING 'logagg: retention keeps partition % for now: transactions that read logagg.logs are still open', r.partition
+                    USING DETAIL = 'Dropping a partition waits for every open transaction that read logagg.logs (a long search), and ingest would wait behind it; it waited 100 ms.',
+                          HINT = 'The maintenance worker tries again within a minute; logagg.maintain() tries now.';
+        END;
     END LOOP;
     RETURN dropped;
 END

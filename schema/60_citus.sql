@@ -435,6 +435,7 @@ DECLARE
     unsynced  boolean;
     name      text;
     dropped   int := 0;
+    old_timeout text := current_setting('lock_timeout');
 BEGIN
     IF p_retention_secs <= 0 THEN
         RETURN 0;
@@ -451,42 +452,55 @@ BEGIN
                AND p.range_end <= p_now - make_interval(secs => p_retention_secs)
              ORDER BY p.range_start
     LOOP
-        IF p_check_sync THEN
-            EXECUTE format('LOCK TABLE %s IN SHARE MODE', r.partition);
-            -- (shard_name() gives the quoted, schema-qualified name)
-            SELECT array_agg(shard_name(d.logicalrelid, d.shardid)) INTO shards
-              FROM pg_dist_shard d
-             WHERE d.logicalrelid = r.partition;
-            SELECT bool_or(NOT x.success OR x.result <> '0') INTO in_doubt
-              FROM run_command_on_all_nodes(format(
-                   $c$SELECT count(*) FROM pg_catalog.pg_locks k
-                       WHERE k.pid IS NULL AND k.locktype = 'relation'
-                         AND k.relation IN (SELECT pg_catalog.to_regclass(s) FROM pg_catalog.unnest(%L::text[]) s)$c$,
-                   coalesce(shards, '{}'))) x;
-            IF in_doubt THEN
-                RAISE LOG 'logagg: retention keeps partition % for now (a write to it is still being committed on a node, or a node did not answer)', r.partition;
-                CONTINUE;
+        BEGIN
+            -- at most 100 ms for the locks, as on one server
+            -- (_drop_expired_partitions): ingest queues behind a waiting DROP
+            PERFORM set_config('lock_timeout', '100ms', true);
+            IF p_check_sync THEN
+                EXECUTE format('LOCK TABLE %s IN SHARE MODE', r.partition);
+                -- (shard_name() gives the quoted, schema-qualified name)
+                SELECT array_agg(shard_name(d.logicalrelid, d.shardid)) INTO shards
+                  FROM pg_dist_shard d
+                 WHERE d.logicalrelid = r.partition;
+                SELECT bool_or(NOT x.success OR x.result <> '0') INTO in_doubt
+                  FROM run_command_on_all_nodes(format(
+                       $c$SELECT count(*) FROM pg_catalog.pg_locks k
+                           WHERE k.pid IS NULL AND k.locktype = 'relation'
+                             AND k.relation IN (SELECT pg_catalog.to_regclass(s) FROM pg_catalog.unnest(%L::text[]) s)$c$,
+                       coalesce(shards, '{}'))) x;
+                IF in_doubt THEN
+                    PERFORM set_config('lock_timeout', old_timeout, true);
+                    RAISE LOG 'logagg: retention keeps partition % for now (a write to it is still being committed on a node, or a node did not answer)', r.partition;
+                    CONTINUE;
+                END IF;
+                EXECUTE format($q$
+                    SELECT EXISTS (
+                        SELECT 1
+                        FROM %s l
+                        LEFT JOIN @extschema@._sync_seen s
+                          ON s.source = l.source
+                         AND s.window_start = date_bin(make_interval(secs => $1), l.ts, timestamptz '1970-01-01 00:00+00')
+                        WHERE s.source IS NULL
+                           OR NOT @extschema@._seen_here(l.xmin, s.export_snapshot, s.export_system_id))$q$,
+                    r.partition)
+                    INTO unsynced USING p_window_secs;
+                IF unsynced THEN
+                    PERFORM set_config('lock_timeout', old_timeout, true);
+                    RAISE LOG 'logagg: retention keeps partition % (older than retention, but not every window in it is synced)', r.partition;
+                    CONTINUE;
+                END IF;
             END IF;
-            EXECUTE format($q$
-                SELECT EXISTS (
-                    SELECT 1
-                    FROM %s l
-                    LEFT JOIN @extschema@._sync_seen s
-                      ON s.source = l.source
-                     AND s.window_start = date_bin(make_interval(secs => $1), l.ts, timestamptz '1970-01-01 00:00+00')
-                    WHERE s.source IS NULL
-                       OR NOT @extschema@._seen_here(l.xmin, s.export_snapshot, s.export_system_id))$q$,
-                r.partition)
-                INTO unsynced USING p_window_secs;
-            IF unsynced THEN
-                RAISE LOG 'logagg: retention keeps partition % (older than retention, but not every window in it is synced)', r.partition;
-                CONTINUE;
-            END IF;
-        END IF;
-        name := r.partition::text;  -- a dropped regclass prints as its oid
-        EXECUTE format('DROP TABLE %s', name);
-        RAISE LOG 'logagg: retention dropped partition % (% to %)', name, r.range_start, r.range_end;
-        dropped := dropped + 1;
+            name := r.partition::text;  -- a dropped regclass prints as its oid
+            EXECUTE format('DROP TABLE %s', name);
+            PERFORM set_config('lock_timeout', old_timeout, true);
+            RAISE LOG 'logagg: retention dropped partition % (% to %)', name, r.range_start, r.range_end;
+            dropped := dropped + 1;
+        EXCEPTION
+            WHEN lock_not_available THEN
+                RAISE WARNING 'logagg: retention keeps partition % for now: transactions that read logagg.logs are still open', r.partition
+                    USING DETAIL = 'Dropping a partition waits for every open transaction that read logagg.logs (a long search), and ingest would wait behind it; it waited 100 ms.',
+                          HINT = 'The maintenance worker tries again within a minute; logagg.maintain() tries now.';
+        END;
     END LOOP;
     RETURN dropped;
 END
