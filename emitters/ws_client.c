@@ -27,11 +27,10 @@
 #include "emit.h"
 #include "jsonutil.h"
 #include "producer.h"
+#include "reconnect.h"
 #include "window.h"
 #include "ws_client.h"
 
-#define BACKOFF_MIN_MS		100
-#define BACKOFF_MAX_MS		5000
 #define MAX_ERRORS_SHOWN	5
 
 typedef enum ConnState
@@ -45,9 +44,8 @@ static struct lws *wsi;
 static ConnState conn_state = CONN_IDLE;
 static bool ready;				/* open, and (--stream) resume received */
 static bool auth_failed;
-static int	retry_count;
+static Backoff backoff;
 static int64_t unconnected_since_us;	/* start of the current outage */
-static uint64_t jitter_state;
 static lws_sorted_usec_list_t reconnect_sul;
 
 static char *url_copy;			/* lws_parse_uri cuts this up */
@@ -132,7 +130,7 @@ ws_client_init(void)
 		fprintf(stderr, "logagg-emit: lws_create_context failed\n");
 		return false;
 	}
-	jitter_state = (uint64_t) now_us() ^ ((uint64_t) getpid() << 32) ^ 0x5DEECE66DULL;
+	backoff_init(&backoff, now_us());
 	unconnected_since_us = now_us();
 	return true;
 }
@@ -178,11 +176,7 @@ connect_now(lws_sorted_usec_list_t *sul)
 	ci.pwsi = &wsi;
 	if (url_tls)
 	{
-		ci.ssl_connection = LCCSCF_USE_SSL;
-		if (opts.insecure)
-			ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
-				LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-				LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+		ci.ssl_connection = reconnect_tls_flags(opts.insecure);
 	}
 
 	emit_debug("connecting to %s:%d%s", url_address, url_port, url_path.data);
@@ -203,26 +197,12 @@ ws_client_start(void)
 	lws_sul_schedule(emit.ctx, 0, &reconnect_sul, connect_now, 1);
 }
 
-/*
- * Exponential backoff, 100 ms doubling to 5 s, with +-25% jitter so that
- * many emitters restarted together don't reconnect in lockstep.
- */
+/* The next attempt after a pause (reconnect.h: exponential, with jitter). */
 static void
 schedule_reconnect(void)
 {
-	int64_t		ms = BACKOFF_MIN_MS;
-	int64_t		jitter;
+	int64_t		ms = backoff_next_ms(&backoff);
 
-	for (int i = 0; i < retry_count && ms < BACKOFF_MAX_MS; i++)
-		ms *= 2;
-	if (ms > BACKOFF_MAX_MS)
-		ms = BACKOFF_MAX_MS;
-	jitter_state ^= jitter_state << 13;
-	jitter_state ^= jitter_state >> 7;
-	jitter_state ^= jitter_state << 17;
-	jitter = (int64_t) (jitter_state % (uint64_t) (ms / 2 + 1)) - ms / 4;
-	ms += jitter;
-	retry_count++;
 	emit_debug("reconnecting in %lld ms", (long long) ms);
 	lws_sul_schedule(emit.ctx, 0, &reconnect_sul, connect_now, ms * LWS_US_PER_MS);
 }
@@ -415,7 +395,7 @@ apply_message(const ServerMsg *m)
 			window_settle_upto(m->resume);
 		}
 		ready = true;
-		retry_count = 0;
+		backoff.retries = 0;
 		/* resending starts now, whether or not the resume settled anything */
 		ws_client_kick_write();
 	}
@@ -425,7 +405,7 @@ apply_message(const ServerMsg *m)
 			window_settle_upto(m->ack);
 		else
 			emit_debug("ignoring seq ack without --stream");
-		retry_count = 0;
+		backoff.retries = 0;
 	}
 
 	/*
@@ -442,7 +422,7 @@ apply_message(const ServerMsg *m)
 			window_settle_count(m->ack_count, false);
 		else
 			emit_debug("ignoring ack_count on a --stream connection");
-		retry_count = 0;
+		backoff.retries = 0;
 	}
 	if (m->has_error)
 	{
@@ -553,7 +533,7 @@ ws_callback(struct lws *w, enum lws_callback_reasons reason,
 			if (!opts.stream)
 			{
 				ready = true;
-				retry_count = 0;
+				backoff.retries = 0;
 				ws_client_kick_write();
 			}
 			break;

@@ -24,10 +24,9 @@
 #include <unistd.h>
 
 #include "jsonutil.h"
+#include "reconnect.h"
 #include "tail.h"
 
-#define BACKOFF_MIN_MS		100
-#define BACKOFF_MAX_MS		5000
 #define MAX_MESSAGE_BYTES	(64 * 1024 * 1024)
 
 typedef enum ConnState
@@ -39,10 +38,9 @@ typedef enum ConnState
 
 static struct lws *wsi;
 static ConnState conn_state = CONN_IDLE;
-static int	retry_count;
+static Backoff backoff;
 static bool ever_connected;
 static bool outage_reported;
-static uint64_t jitter_state;
 static lws_sorted_usec_list_t reconnect_sul;
 
 static StrBuf host_header;
@@ -135,7 +133,7 @@ tail_client_init(void)
 		tail_log("lws_create_context failed");
 		return false;
 	}
-	jitter_state = (uint64_t) now_us() ^ ((uint64_t) getpid() << 32) ^ 0x5DEECE66DULL;
+	backoff_init(&backoff, now_us());
 	return true;
 }
 
@@ -179,11 +177,7 @@ connect_now(lws_sorted_usec_list_t *sul)
 	ci.pwsi = &wsi;
 	if (opts.tls)
 	{
-		ci.ssl_connection = LCCSCF_USE_SSL;
-		if (opts.insecure)
-			ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED |
-				LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-				LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+		ci.ssl_connection = reconnect_tls_flags(opts.insecure);
 	}
 
 	tail_debug("connecting to %s:%d%s", opts.host, opts.port, path.data);
@@ -204,26 +198,12 @@ tail_client_start(void)
 	lws_sul_schedule(tail.ctx, 0, &reconnect_sul, connect_now, 1);
 }
 
-/*
- * Exponential backoff, 100 ms doubling to 5 s, with +-25% jitter so that
- * many clients of a restarted server don't reconnect in lockstep.
- */
+/* The next attempt after a pause (reconnect.h: exponential, with jitter). */
 static void
 schedule_reconnect(void)
 {
-	int64_t		ms = BACKOFF_MIN_MS;
-	int64_t		jitter;
+	int64_t		ms = backoff_next_ms(&backoff);
 
-	for (int i = 0; i < retry_count && ms < BACKOFF_MAX_MS; i++)
-		ms *= 2;
-	if (ms > BACKOFF_MAX_MS)
-		ms = BACKOFF_MAX_MS;
-	jitter_state ^= jitter_state << 13;
-	jitter_state ^= jitter_state >> 7;
-	jitter_state ^= jitter_state << 17;
-	jitter = (int64_t) (jitter_state % (uint64_t) (ms / 2 + 1)) - ms / 4;
-	ms += jitter;
-	retry_count++;
 	tail_debug("reconnecting in %lld ms", (long long) ms);
 	lws_sul_schedule(tail.ctx, 0, &reconnect_sul, connect_now, ms * LWS_US_PER_MS);
 }
@@ -316,7 +296,7 @@ tail_callback(struct lws *w, enum lws_callback_reasons reason,
 			conn_state = CONN_OPEN;
 			rx.len = 0;
 			rx_overflow = false;
-			retry_count = 0;
+			backoff.retries = 0;
 			if (ever_connected || outage_reported)
 				tail_log("connected to %s:%d%s", opts.host, opts.port,
 						 tail.printed > 0 && opts.resume == 0 ?
