@@ -73,8 +73,9 @@ void
 logagg_define_alert_rule_gucs(void)
 {
 	DefineCustomIntVariable("logagg.rule_eval_interval",
-							"Time between two evaluations of the alert rules (by dispatch worker 1).",
-							NULL, &logagg_rule_eval_interval_ms, 5000, 100, 3600000,
+							"Longest time from a record's commit to the end of the alert rule evaluation that sees it.",
+							"Dispatch worker 1 evaluates about this often, starting early by the recent evaluations' duration.",
+							&logagg_rule_eval_interval_ms, 5000, 100, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("logagg.absent_lookback",
 							"How far back an absent alert rule looks for the groups it expects to see.",

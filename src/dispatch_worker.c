@@ -61,6 +61,42 @@
  */
 #define BATCH_WAIT_MS 5
 
+/*
+ * logagg.rule_eval_interval bounds the time from a record's COMMIT to the
+ * END of the evaluation that sees it, when its notification is queued.  A
+ * record committed just after an evaluation took its snapshot is seen by
+ * the next one, so the next one must finish, not start, within the
+ * interval: it starts early by the longest of the last EVAL_HISTORY
+ * evaluations (under heavy ingest, folding a few seconds of deltas takes a
+ * few hundred ms), but never more than half an interval early.
+ */
+#define EVAL_HISTORY 4
+
+static long eval_ms[EVAL_HISTORY];
+static int	eval_next;
+
+/* How much earlier than the interval the next evaluation starts. */
+static long
+eval_lead_ms(void)
+{
+	long		lead = 0;
+
+	for (int i = 0; i < EVAL_HISTORY; i++)
+		lead = Max(lead, eval_ms[i]);
+	return Min(lead, logagg_rule_eval_interval_ms / 2);
+}
+
+static void
+eval_took(TimestampTz start)
+{
+	long		secs;
+	int			usecs;
+
+	TimestampDifference(start, GetCurrentTimestamp(), &secs, &usecs);
+	eval_ms[eval_next] = secs * 1000 + usecs / 1000;
+	eval_next = (eval_next + 1) % EVAL_HISTORY;
+}
+
 void
 logagg_dispatch_main(Datum arg)
 {
@@ -117,11 +153,12 @@ logagg_dispatch_main(Datum arg)
 
 		/* recomputed each pass: a reload of the interval applies at once */
 		if (evaluates &&
-			now >= TimestampTzPlusMilliseconds(last_eval, logagg_rule_eval_interval_ms))
+			now >= TimestampTzPlusMilliseconds(last_eval, logagg_rule_eval_interval_ms - eval_lead_ms()))
 		{
 			last_eval = now;
 			if (logagg_alert_rules_evaluate() > 0)
 				want_claim = true;
+			eval_took(now);
 			continue;		/* before claiming: busy cycles never starve it */
 		}
 
@@ -184,7 +221,8 @@ logagg_dispatch_main(Datum arg)
 		if (index == 1)
 			wake = Min(wake, next_drain);
 		if (evaluates)
-			wake = Min(wake, TimestampTzPlusMilliseconds(last_eval, logagg_rule_eval_interval_ms));
+			wake = Min(wake, TimestampTzPlusMilliseconds(last_eval,
+														 logagg_rule_eval_interval_ms - eval_lead_ms()));
 		curl_timeout = logagg_curlm_timeout_ms();
 		if (curl_timeout >= 0)
 			wake = Min(wake, TimestampTzPlusMilliseconds(now, curl_timeout));
