@@ -1,7 +1,8 @@
 /*
- * reconnect.c -- backoff and TLS flags shared by logagg-emit and
+ * reconnect.c -- backoff and connection settings shared by logagg-emit and
  * logagg-tail (see reconnect.h).
  */
+#include <string.h>
 #include <unistd.h>
 
 #include <libwebsockets.h>
@@ -33,13 +34,27 @@ backoff_next_ms(Backoff *b)
 	return ms + jitter;
 }
 
-int
-reconnect_tls_flags(bool insecure)
+void
+reconnect_connect_info(struct lws_client_connect_info *ci, struct lws_context *ctx,
+					   const char *host, int port, const char *path,
+					   const char *host_header, const char *protocol_name,
+					   const lws_retry_bo_t *policy, struct lws **pwsi,
+					   bool tls, bool insecure)
 {
-	int			flags = LCCSCF_USE_SSL;
-
-	if (insecure)
-		flags |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+	memset(ci, 0, sizeof(*ci));
+	ci->context = ctx;
+	ci->address = host;
+	ci->port = port;
+	ci->path = path;
+	ci->host = host_header;
+	ci->origin = host;
+	ci->protocol = NULL;
+	ci->local_protocol_name = protocol_name;
+	ci->retry_and_idle_policy = policy;
+	ci->pwsi = pwsi;
+	if (tls)
+		ci->ssl_connection = LCCSCF_USE_SSL;
+	if (tls && insecure)
+		ci->ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
 			LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
-	return flags;
 }

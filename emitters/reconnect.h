@@ -1,7 +1,7 @@
 /*
  * reconnect.h -- what logagg-emit and logagg-tail (tools/) share about
- * reconnecting to a logagg server: the backoff between attempts and the
- * TLS flags of a client connection.
+ * (re)connecting to a logagg server: the backoff between attempts and the
+ * settings of a client connection.
  */
 #ifndef LOGAGG_RECONNECT_H
 #define LOGAGG_RECONNECT_H
@@ -28,7 +28,21 @@ extern void backoff_init(Backoff *b, int64_t now_us);
  */
 extern int64_t backoff_next_ms(Backoff *b);
 
-/* lws client ssl_connection flags for wss://; insecure: no certificate checks (tests). */
-extern int	reconnect_tls_flags(bool insecure);
+struct lws_client_connect_info;
+struct lws_context;
+struct lws;
+typedef struct lws_retry_bo lws_retry_bo_t;
+
+/*
+ * Fills ci for a WebSocket to host:port/path (Host: host_header, no
+ * subprotocol: the server's default one) over local protocol
+ * protocol_name; wss:// when tls, without certificate checks when
+ * insecure (tests only).
+ */
+extern void reconnect_connect_info(struct lws_client_connect_info *ci, struct lws_context *ctx,
+								   const char *host, int port, const char *path,
+								   const char *host_header, const char *protocol_name,
+								   const lws_retry_bo_t *policy, struct lws **pwsi,
+								   bool tls, bool insecure);
 
 #endif

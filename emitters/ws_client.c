@@ -163,22 +163,8 @@ connect_now(lws_sorted_usec_list_t *sul)
 	if (emit.done || conn_state != CONN_IDLE)
 		return;
 
-	memset(&ci, 0, sizeof(ci));
-	ci.context = emit.ctx;
-	ci.address = url_address;
-	ci.port = url_port;
-	ci.path = url_path.data;
-	ci.host = host_header.data;
-	ci.origin = url_address;
-	ci.protocol = NULL;			/* no subprotocol: the server's default one */
-	ci.local_protocol_name = protocols[0].name;
-	ci.retry_and_idle_policy = &keepalive;
-	ci.pwsi = &wsi;
-	if (url_tls)
-	{
-		ci.ssl_connection = reconnect_tls_flags(opts.insecure);
-	}
-
+	reconnect_connect_info(&ci, emit.ctx, url_address, url_port, url_path.data, host_header.data,
+						   protocols[0].name, &keepalive, &wsi, url_tls, opts.insecure);
 	emit_debug("connecting to %s:%d%s", url_address, url_port, url_path.data);
 	conn_state = CONN_CONNECTING;
 	if (lws_client_connect_via_info(&ci) == NULL && conn_state == CONN_CONNECTING)

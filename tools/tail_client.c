@@ -164,22 +164,8 @@ connect_now(lws_sorted_usec_list_t *sul)
 		return;
 
 	build_path();
-	memset(&ci, 0, sizeof(ci));
-	ci.context = tail.ctx;
-	ci.address = opts.host;
-	ci.port = opts.port;
-	ci.path = path.data;
-	ci.host = host_header.data;
-	ci.origin = opts.host;
-	ci.protocol = NULL;			/* no subprotocol: the server's default one */
-	ci.local_protocol_name = protocols[0].name;
-	ci.retry_and_idle_policy = &keepalive;
-	ci.pwsi = &wsi;
-	if (opts.tls)
-	{
-		ci.ssl_connection = reconnect_tls_flags(opts.insecure);
-	}
-
+	reconnect_connect_info(&ci, tail.ctx, opts.host, opts.port, path.data, host_header.data,
+						   protocols[0].name, &keepalive, &wsi, opts.tls, opts.insecure);
 	tail_debug("connecting to %s:%d%s", opts.host, opts.port, path.data);
 	conn_state = CONN_CONNECTING;
 	if (lws_client_connect_via_info(&ci) == NULL && conn_state == CONN_CONNECTING)
