@@ -634,12 +634,9 @@ append_label_value(StringInfo b, const char *s, int len)
 	}
 	if (i == len)
 	{
-		enlargeStringInfo(b, len + 2);
-		b->data[b->len++] = '"';
-		memcpy(b->data + b->len, s, len);
-		b->len += len;
-		b->data[b->len++] = '"';
-		b->data[b->len] = '\0';
+		appendStringInfoChar(b, '"');
+		appendBinaryStringInfo(b, s, len);
+		appendStringInfoChar(b, '"');
 		return;
 	}
 	v = pnstrdup(s, len);
