@@ -725,10 +725,16 @@ plain_integer(const char *s, int len)
  * string is exactly "KEY" and a ':' follows, it is a key, and with nothing
  * nested every key is top-level.  So one memmem pass finds the members,
  * instead of walking every string of the record byte by byte.  Sets
- * vs/ve to the value's span (NULL: no such member) and returns true, or
- * returns false when the text has nesting.
+ * vs/ve to the value's span (NULL: no such member).
  */
-static bool
+typedef enum FlatSearch
+{
+	FLAT_DONE,					/* vs/ve set */
+	FLAT_NESTED,				/* the text has nesting: walk it */
+	FLAT_UNREADABLE				/* not text this understands */
+} FlatSearch;
+
+static FlatSearch
 flat_key_search(const char *s, const char *key, size_t klen,
 				const char **vs, const char **ve)
 {
@@ -739,10 +745,10 @@ flat_key_search(const char *s, const char *key, size_t klen,
 	const char *p;
 
 	if (klen + 2 > sizeof(needle))
-		return false;
+		return FLAT_NESTED;
 	len = 1 + strcspn(s + 1, "{[");	/* and the length, in one pass */
 	if (s[len] != '\0')
-		return false;
+		return FLAT_NESTED;
 	needle[0] = '"';
 	memcpy(needle + 1, key, klen);
 	needle[klen + 1] = '"';
@@ -764,22 +770,19 @@ flat_key_search(const char *s, const char *key, size_t klen,
 		q = json_ws(q + 1);
 		e = json_value_end(q);
 		if (e == NULL || e == q)
-		{
-			*vs = (const char *) -1;
-			return true;
-		}
+			return FLAT_UNREADABLE;
 		*vs = q;
 		*ve = e;
 	}
-	return true;
+	return FLAT_DONE;
 }
 
 /*
  * The walk over every member of attrs text s (at its '{'), for text with
  * nesting: sets vs/ve to the LAST top-level member KEY's value (NULL:
- * none), or vs to (char *) -1 for text it does not understand.
+ * none); false for text it does not understand.
  */
-static void
+static bool
 flat_key_walk(const char *s, const char *key, size_t klen,
 			  const char **vs, const char **ve)
 {
@@ -812,8 +815,7 @@ flat_key_walk(const char *s, const char *key, size_t klen,
 		else if (*s != '}')
 			break;
 	}
-	if (*s != '}')
-		*vs = (const char *) -1;
+	return *s == '}';
 }
 
 /*
@@ -873,10 +875,17 @@ flat_attr_label(StringInfo b, const char *s, const char *key)
 	s = json_ws(s);
 	if (*s != '{')
 		return false;
-	if (!flat_key_search(s, key, klen, &vs, &ve))
-		flat_key_walk(s, key, klen, &vs, &ve);
-	if (vs == (const char *) -1)
-		return false;			/* not text the walk understands */
+	switch (flat_key_search(s, key, klen, &vs, &ve))
+	{
+		case FLAT_DONE:
+			break;
+		case FLAT_NESTED:
+			if (!flat_key_walk(s, key, klen, &vs, &ve))
+				return false;
+			break;
+		case FLAT_UNREADABLE:
+			return false;
+	}
 	return append_flat_value(b, vs, ve);
 }
 
